@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""IMAP drain throughput: mailbot's poller against a bare imapclient drain, same mails, same server.
+
+    python bench/imap.py [--n 5000] [--batch 100] [--json]
+
+A private Dovecot (tests/dovecot.py) is filled with N generated complaint
+mails (bench/gen_mails.py) in two mailboxes. Baseline: FETCH BODY.PEEK[] in
+batches + MOVE to Processed, nothing parsed or stored. mailbot:
+`ImapPoller.poll_once()` until the folder is empty, on a fresh SQLite
+database — every mail stored, parsed, routed into a case with its
+acknowledgement queued, committed, then \\Seen and MOVE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from _common import ROOT, bench_app
+from gen_mails import generate_bytes
+
+from mailbot.channels.imap import ImapPoller, Timings, batched
+from mailbot.config import ImapConfig
+from tests.dovecot import Dovecot
+
+assert ROOT  # _common put the repository root on sys.path
+
+
+def baseline(d: Dovecot, user: str, batch: int) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    n = 0
+    with d.client(user, timeout=120) as c:
+        if not c.folder_exists("Processed"):
+            c.create_folder("Processed")
+        c.select_folder("INBOX")
+        for part in batched(sorted(c.search("ALL")), batch):
+            data = c.fetch(part, [b"BODY.PEEK[]", b"INTERNALDATE"])
+            n += sum(1 for v in data.values() if b"BODY[]" in v)
+            c.move(part, "Processed")
+    return n, time.perf_counter() - t0
+
+
+def run_mailbot(d: Dovecot, user: str, batch: int, workdir: str) -> tuple[int, float]:
+    pw_file = d.write_password_file(user, Path(workdir) / "imap.pw")
+    cfg = ImapConfig(host=d.host, port=d.port, tls=False, username=user, password_file=pw_file,
+                     batch_size=batch)
+    app = bench_app(workdir=workdir, limits={"ack_limit": 100_000})
+    poller = ImapPoller(app, cfg, Timings())
+    t0 = time.perf_counter()
+    n = 0
+    while handled := poller.poll_once():
+        n += handled
+    elapsed = time.perf_counter() - t0
+    poller.close()
+    app.close()
+    return n, elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--batch", type=int, default=100, help="FETCH batch size (mailbot: batch_size)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    raws = generate_bytes(args.n)
+    workdir = tempfile.mkdtemp(prefix="mailbot-bench-imap-")
+    with Dovecot() as d:
+        base_user, _ = d.new_user("baseline")
+        mb_user, _ = d.new_user("mailbot")
+        d.append_many(base_user, raws)
+        d.append_many(mb_user, raws)
+        base_n, base_s = baseline(d, base_user, args.batch)
+        mb_n, mb_s = run_mailbot(d, mb_user, args.batch, workdir)
+        left = len(d.uids(mb_user))
+    if base_n != args.n or mb_n != args.n or left:
+        raise SystemExit(f"incomplete drain: baseline {base_n}, mailbot {mb_n}, left in INBOX {left}")
+    result = {"n": args.n, "mailbot_per_s": round(args.n / mb_s, 1),
+              "baseline_per_s": round(args.n / base_s, 1), "ratio": round(base_s / mb_s, 4),
+              "seconds": round(mb_s, 2)}
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{args.n} mails, Dovecot on 127.0.0.1, batch {args.batch}, SQLite")
+    print(f"  baseline (FETCH BODY.PEEK[] + MOVE, no parsing): {result['baseline_per_s']:>9} mails/s "
+          f"({base_s:.2f} s)")
+    print(f"  mailbot poller (ingested into cases, \\Seen + MOVE): {result['mailbot_per_s']:>9} mails/s "
+          f"({mb_s:.2f} s)")
+    print(f"  ratio mailbot/baseline: {result['ratio']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The application context handed to every edge: config, database, clock, calendars, templates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+
+from sqlalchemy import Engine
+
+from mailbot import db
+from mailbot.business_days import BusinessCalendar
+from mailbot.config import BrandConfig, Config
+from mailbot.templating import Renderer
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class App:
+    config: Config
+    engine: Engine
+    clock: Callable[[], datetime] = system_clock
+    _calendars: dict[str, BusinessCalendar] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, config: Config, *, upgrade: bool | None = None,
+             clock: Callable[[], datetime] = system_clock) -> App:
+        """Connect to the configured database, migrating it when allowed."""
+        engine = db.make_engine(config.database_url())
+        if upgrade if upgrade is not None else config.database.auto_upgrade:
+            db.upgrade(engine)
+        return cls(config=config, engine=engine, clock=clock)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    @cached_property
+    def renderer(self) -> Renderer:
+        return Renderer(self.config.resolve_path(self.config.templates_dir))
+
+    def calendar(self, brand: BrandConfig | str) -> BusinessCalendar:
+        b = self.config.brand(brand) if isinstance(brand, str) else brand
+        cal = self._calendars.get(b.key)
+        if cal is None:
+            cal = BusinessCalendar(b.timezone, b.holidays_country, b.holidays_subdiv, b.closed_days)
+            self._calendars[b.key] = cal
+        return cal
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,147 @@
+"""What a routed inbound mail does to cases: open one, join one, or only be noted.
+
+Called by `ingest` inside its transaction; everything here writes through the
+caller's session, so the message, its attachments, the events and the
+outgoing mail it causes commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlmodel import Session
+
+from mailbot import blobs, responses
+from mailbot.agent_mail import handle_agent_mail
+from mailbot.app import App
+from mailbot.attachments import drop_reason, sanitise_filename
+from mailbot.cases import add_message, log_event, open_case, set_status
+from mailbot.classify import Verdict
+from mailbot.config import BrandConfig
+from mailbot.extract import Extracted, detect_language, extract
+from mailbot.masking import mask_sensitive
+from mailbot.models import Attachment, Case, Inbound, Message
+from mailbot.parsing import ParsedMail
+from mailbot.routing import BrandRoute, CaseRoute, find_case, find_case_for_automatic
+from mailbot.tokens import is_agent_token
+
+REOPENING_STATUSES = ("answered", "closed")
+
+
+def extract_for(brand: BrandConfig, parsed: ParsedMail, sent_at: datetime) -> Extracted:
+    return extract(
+        parsed.text, subject=parsed.subject, sent_at=parsed.date or sent_at,
+        display_name=parsed.from_name or None, from_addr=parsed.from_addr or None,
+        categories=[(c.key, c.keywords) for c in brand.categories],
+        default_category=brand.default_category, urgent_keywords=brand.urgent_keywords,
+        attachment_count=len(parsed.attachments),
+    )
+
+
+def case_language(brand: BrandConfig, parsed: ParsedMail) -> str:
+    """The brand's language, unless the customer clearly wrote in another one it serves."""
+    lang = detect_language(f"{parsed.subject}\n{parsed.text[:5000]}")
+    return lang if lang in brand.languages else brand.language
+
+
+def handle_customer(session: Session, app: App, inbound: Inbound, parsed: ParsedMail,
+                    routes: Sequence[BrandRoute], received_at: datetime) -> tuple[bool, tuple[str, ...]]:
+    """A human wrote: one case per brand addressed, new or existing. Returns (opened any, refs)."""
+    opened_any = False
+    cases: list[Case] = []
+    for route in routes:
+        if is_agent_token(route.token):
+            agent_case = handle_agent_mail(session, app, inbound, parsed, route)
+            if agent_case is not None:
+                cases.append(agent_case)
+            continue
+        found = find_case(session, route, parsed)
+        if found.case is None:
+            case = _open(session, app, inbound, parsed, route, found, received_at)
+            opened_any = True
+        else:
+            case = _follow_up(session, app, inbound, parsed, found, received_at)
+        cases.append(case)
+    _link(session, cases)
+    return opened_any, tuple(c.ref for c in cases)
+
+
+def _open(session: Session, app: App, inbound: Inbound, parsed: ParsedMail, route: BrandRoute,
+          found: CaseRoute, received_at: datetime) -> Case:
+    brand = route.brand
+    facts = extract_for(brand, parsed, received_at)
+    case = open_case(
+        session, app, brand, customer_email=parsed.from_addr, customer_name=facts.name or parsed.from_name,
+        subject=parsed.subject, received_at=received_at, category=facts.category,
+        urgent=facts.urgent, language=case_language(brand, parsed), extracted=facts.to_json(),
+    )
+    msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")
+    responses.after_new_case(session, app, case, msg, parsed)
+    return case
+
+
+def _follow_up(session: Session, app: App, inbound: Inbound, parsed: ParsedMail, found: CaseRoute,
+               received_at: datetime) -> Case:
+    case = found.case
+    assert case is not None
+    msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")
+    if case.status in REOPENING_STATUSES:
+        responses.reopen_for_reexamination(session, app, case, msg, received_at)
+    elif case.status == "waiting_customer":
+        set_status(session, case, "in_progress", actor=case.customer_email, reason="customer replied")
+    responses.after_follow_up(session, app, case, msg, parsed)
+    return case
+
+
+def handle_automatic(session: Session, app: App, inbound: Inbound, parsed: ParsedMail,
+                     routes: Sequence[BrandRoute], verdict: Verdict,
+                     received_at: datetime) -> tuple[str, ...]:
+    """Auto-replies and bounces are attached to the case they concern; they never change
+    its state, never open a case and never get an answer."""
+    refs = []
+    for route in routes:
+        found = find_case_for_automatic(session, route, parsed, verdict.bounced_message_id)
+        if found.case is None:
+            continue
+        _store_message(session, app, found.case, inbound, parsed, found, kind=str(verdict.kind))
+        if verdict.kind == "bounce" and verdict.failed_recipients:
+            log_event(session, found.case, "delivery_failed", at=app.now(),
+                      recipients=list(verdict.failed_recipients), message_id=verdict.bounced_message_id)
+        refs.append(found.case.ref)
+    return tuple(refs)
+
+
+def _link(session: Session, cases: list[Case]) -> None:
+    """A mail to two brands opens one case each, linked to each other."""
+    if len(cases) < 2:
+        return
+    for case in cases:
+        if case.linked_case_id is None:
+            other = next(c for c in cases if c.id != case.id)
+            case.linked_case_id = other.id
+            session.add(case)
+            log_event(session, case, "linked", other=other.ref)
+
+
+def _store_message(session: Session, app: App, case: Case, inbound: Inbound, parsed: ParsedMail,
+                   route: CaseRoute, *, kind: str) -> Message:
+    msg = add_message(
+        session, case, direction="in", kind=kind, message_id=parsed.message_id,
+        subject=parsed.subject, from_addr=parsed.from_addr, from_name=parsed.from_name,
+        body_text=mask_sensitive(parsed.text).replace("\x00", ""), sent_at=parsed.date,
+        inbound_id=inbound.id, route_signal=route.signal, route_detail=route.detail,
+    )
+    _store_attachments(session, app, msg, parsed)
+    log_event(session, case, "message_in", actor=parsed.from_addr or "unknown", at=app.now(),
+              kind=kind, message=msg.id, signal=route.signal)
+    return msg
+
+
+def _store_attachments(session: Session, app: App, msg: Message, parsed: ParsedMail) -> None:
+    for i, att in enumerate(parsed.attachments, 1):
+        name = sanitise_filename(att.filename, fallback=f"attachment-{i}")
+        reason = drop_reason(name, len(att.data), app.config.limits)
+        digest = None if reason else blobs.put(session, att.data)
+        session.add(Attachment(message_id=msg.id, filename=name, content_type=att.content_type[:200],
+                               size=len(att.data), sha256=digest, dropped_reason=reason))

@@ -1,0 +1,221 @@
+"""Masking of bank identifiers (IBANs, payment card numbers) in free text.
+
+Every pattern here is linear-time: repetitions are bounded and candidates are
+validated in Python (country length table, mod-97, Luhn), never by
+backtracking.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MASK = "*"
+
+# Length of the IBAN (without spaces) per country code (SWIFT IBAN registry).
+IBAN_LENGTHS: dict[str, int] = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22,
+    "BH": 22, "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24,
+    "DE": 22, "DJ": 27, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
+    "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27,
+    "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27,
+    "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20,
+    "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27,
+    "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28,
+    "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24, "SC": 31,
+    "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28,
+    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}  # fmt: skip
+
+# Per country: code, check digits, then exactly the country's number of
+# alphanumerics, each optionally preceded by one space-like separator.
+_IBAN_RE = re.compile(
+    r"(?<![0-9A-Za-z])(?=[A-Za-z]{2}[0-9]{2})(?:"
+    + "|".join(
+        rf"{country}[0-9]{{2}}(?:[ \u00a0\u202f]?[0-9A-Za-z]){{{length - 4}}}"
+        for country, length in IBAN_LENGTHS.items()
+    )
+    + r")(?![0-9A-Za-z])",
+    re.IGNORECASE,
+)
+_SEP = "[ \u00a0\u202f-]"
+# Only card-shaped runs: compact, Amex-like 4-6-5, or groups of four (last one shorter).
+_CARD_RE = re.compile(
+    rf"(?<![0-9A-Za-z])(?:[0-9]{{13,19}}|[0-9]{{4}}{_SEP}[0-9]{{6}}{_SEP}[0-9]{{4,5}}"
+    rf"|[0-9]{{4}}(?:{_SEP}[0-9]{{4}}){{2,4}}(?:{_SEP}[0-9]{{1,3}})?)(?![0-9])"
+)
+_SEP_RE = re.compile(_SEP)
+_SEPARATORS = " \u00a0\u202f-"
+
+
+@dataclass(frozen=True)
+class Span:
+    """A half-open slice ``text[start:end]`` found by a scanner."""
+
+    start: int
+    end: int
+
+
+def _is_alnum(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
+def iban_checksum_ok(compact: str) -> bool:
+    """True when ``compact`` (no spaces) passes the ISO 13616 mod-97 check."""
+    rearranged = compact[4:] + compact[:4]
+    try:
+        return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+    except ValueError:
+        return False
+
+
+def _iban_span(text: str, match: re.Match[str]) -> Span | None:
+    """The IBAN matched; a lower-case country code must also pass the mod-97 check."""
+    found = match.group(0)
+    if found[:2].isupper() or iban_checksum_ok(_compact(found).upper()):
+        return Span(match.start(), match.end())
+    return None
+
+
+def luhn_ok(digits: str) -> bool:
+    """True when the digit string passes the Luhn check."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _card_layout_ok(groups: list[str]) -> bool:
+    """Compact, groups of four (last one shorter), or Amex-like 4-6-5/4-6-4."""
+    if len(groups) == 1:
+        return True
+    sizes = [len(g) for g in groups]
+    if sizes[:-1] == [4] * (len(sizes) - 1) and 1 <= sizes[-1] <= 4:
+        return True
+    return sizes in ([4, 6, 5], [4, 6, 4])
+
+
+def _looks_like_card(digits: str) -> bool:
+    """13–19 Luhn-valid digits; non-16-digit lengths must start with an issuer digit."""
+    if not 13 <= len(digits) <= 19 or not luhn_ok(digits):
+        return False
+    return len(digits) == 16 or digits[0] in "23456"
+
+
+def _card_span(text: str, match: re.Match[str]) -> Span | None:
+    """The longest card number at the start of a candidate match, group-aligned."""
+    groups = _SEP_RE.split(match.group(0))
+    ends: list[int] = []
+    pos = match.start()
+    for group in groups:
+        pos += len(group)
+        ends.append(pos)
+        pos += 1  # separators are one character
+    for k in range(len(groups), 0, -1):
+        if _card_layout_ok(groups[:k]) and _looks_like_card("".join(groups[:k])):
+            return Span(match.start(), ends[k - 1])
+    return None
+
+
+Validator = Callable[[str, re.Match[str]], Span | None]
+
+
+def _scan(text: str, pattern: re.Pattern[str], validate: Validator) -> list[Span]:
+    """Non-overlapping validated spans; a rejected candidate resumes one char later."""
+    spans: list[Span] = []
+    pos = 0
+    while (match := pattern.search(text, pos)) is not None:
+        span = validate(text, match)
+        if span is None:
+            pos = match.start() + 1
+        else:
+            spans.append(span)
+            pos = span.end
+    return spans
+
+
+def _compact(s: str) -> str:
+    return "".join(ch for ch in s if _is_alnum(ch))
+
+
+def iban_spans(text: str) -> list[Span]:
+    """Spans of the IBANs in ``text``."""
+    return _scan(text, _IBAN_RE, _iban_span)
+
+
+def card_spans(text: str) -> list[Span]:
+    """Spans of the payment card numbers in ``text``."""
+    return _scan(text, _CARD_RE, _card_span)
+
+
+def find_ibans(text: str) -> list[str]:
+    """IBANs in ``text``, as written."""
+    return [text[s.start : s.end] for s in iban_spans(text)]
+
+
+def find_cards(text: str) -> list[str]:
+    """Payment card numbers (13–19 digits, Luhn-valid) in ``text``, as written."""
+    return [text[s.start : s.end] for s in card_spans(text)]
+
+
+def mask_iban(s: str) -> str:
+    """Keep country code, check digits and the last 3 characters; keep the spacing."""
+    total = len(_compact(s))
+    out: list[str] = []
+    seen = 0
+    for ch in s:
+        if _is_alnum(ch):
+            seen += 1
+            out.append(ch.upper() if seen <= 4 or seen > total - 3 else MASK)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def mask_card(s: str) -> str:
+    """Keep the last 4 digits, e.g. ``**** **** **** 1234``.
+
+    A written layout with separators is kept; a compact number is grouped by
+    four from the right.
+    """
+    digits = "".join(ch for ch in s if ch.isascii() and ch.isdigit())
+    masked = MASK * max(len(digits) - 4, 0) + digits[-4:]
+    if any(ch in _SEPARATORS for ch in s.strip()):
+        it = iter(masked)
+        return "".join(next(it, "") if ch.isdigit() else ch for ch in s.strip())
+    head = len(masked) % 4
+    groups = ([masked[:head]] if head else []) + [
+        masked[i : i + 4] for i in range(head, len(masked), 4)
+    ]
+    return " ".join(groups)
+
+
+def _replace(text: str, spans: list[Span], mask: Callable[[str], str]) -> str:
+    """``text`` with each span replaced by ``mask(span text)``."""
+    parts: list[str] = []
+    pos = 0
+    for span in spans:
+        parts.append(text[pos : span.start])
+        parts.append(mask(text[span.start : span.end]))
+        pos = span.end
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+def mask_ibans(text: str) -> str:
+    """``text`` with every IBAN masked."""
+    return _replace(text, iban_spans(text), mask_iban)
+
+
+def mask_cards(text: str) -> str:
+    """``text`` with every payment card number masked."""
+    return _replace(text, card_spans(text), mask_card)
+
+
+def mask_sensitive(text: str) -> str:
+    """Mask every IBAN and payment card number in ``text``; leave everything else."""
+    return mask_cards(mask_ibans(text))

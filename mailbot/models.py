@@ -1,0 +1,186 @@
+"""Database tables (SQLModel over SQLAlchemy 2). Migrations live in `mailbot/migrations`.
+
+Times are aware UTC datetimes (SQLModel's UTCDateTime: timestamptz on
+PostgreSQL, UTC text on SQLite); `utcnow()` is the one clock helper.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Blob(SQLModel, table=True):
+    """Content-addressed bytes: raw mails and attachments."""
+
+    __tablename__ = "blobs"
+    sha256: str = Field(primary_key=True, max_length=64)
+    size: int
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Inbound(SQLModel, table=True):
+    """One received mail, whatever became of it. `dedupe_key` makes ingest idempotent."""
+
+    __tablename__ = "inbound"
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(unique=True, max_length=1000)
+    message_id: str | None = Field(default=None, max_length=1000, index=True)
+    sha256: str = Field(foreign_key="blobs.sha256", max_length=64, index=True)
+    source: str = Field(max_length=200)
+    envelope_from: str | None = Field(default=None, max_length=500)
+    envelope_to: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    received_at: datetime = Field(default_factory=utcnow)
+    outcome: str = Field(max_length=40)  # case | followup | automatic | quarantined | ignored
+    reason: str = Field(default="", max_length=1000)
+
+
+class Case(SQLModel, table=True):
+    __tablename__ = "cases"
+    __table_args__ = (
+        UniqueConstraint("brand", "year", "seq", name="uq_case_brand_year_seq"),
+        Index("ix_cases_open_due", "status", "due_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(unique=True, max_length=40)
+    brand: str = Field(max_length=60, index=True)
+    year: int
+    seq: int
+    status: str = Field(default="new", max_length=30, index=True)
+    channel: str = Field(default="email", max_length=20)
+    category: str | None = Field(default=None, max_length=60)
+    priority: str = Field(default="normal", max_length=20)
+    tier: str = Field(default="simple", max_length=30)
+    language: str = Field(default="fr", max_length=8)
+    subject: str = Field(default="", max_length=1000)
+    customer_email: str = Field(default="", max_length=500, index=True)
+    customer_name: str = Field(default="", max_length=500)
+    reply_token: str = Field(unique=True, max_length=64)
+    assignee: str | None = Field(default=None, max_length=500)
+    linked_case_id: int | None = Field(default=None, foreign_key="cases.id")
+    extracted: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    received_at: datetime
+    created_at: datetime = Field(default_factory=utcnow)
+    ack_due_at: datetime | None = None
+    due_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    answered_at: datetime | None = None
+    closed_at: datetime | None = None
+    outcome: str | None = Field(default=None, max_length=40)
+    auto_mail_count: int = 0
+    extended_days: int = 0
+    next_sla_at: datetime | None = Field(default=None, index=True)
+    purged_at: datetime | None = None
+
+
+class Message(SQLModel, table=True):
+    """A mail of a case, in or out, with the routing decision that put it there."""
+
+    __tablename__ = "messages"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    inbound_id: int | None = Field(default=None, foreign_key="inbound.id", index=True)
+    direction: str = Field(max_length=3)  # in | out
+    kind: str = Field(max_length=30)  # customer | auto_reply | bounce | agent | ack | ...
+    message_id: str | None = Field(default=None, max_length=1000, index=True)
+    subject: str = Field(default="", max_length=1000)
+    from_addr: str = Field(default="", max_length=500)
+    from_name: str = Field(default="", max_length=500)
+    sent_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    body_text: str = Field(default="")
+    route_signal: str = Field(default="", max_length=40)
+    route_detail: str = Field(default="", max_length=1000)
+
+
+class Attachment(SQLModel, table=True):
+    __tablename__ = "attachments"
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="messages.id", index=True)
+    filename: str = Field(max_length=255)
+    content_type: str = Field(max_length=200)
+    size: int
+    sha256: str | None = Field(default=None, foreign_key="blobs.sha256", max_length=64)
+    dropped_reason: str | None = Field(default=None, max_length=200)
+
+
+class Event(SQLModel, table=True):
+    """The audit trail: who did what, when."""
+
+    __tablename__ = "events"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int | None = Field(default=None, foreign_key="cases.id", index=True)
+    at: datetime = Field(default_factory=utcnow)
+    type: str = Field(max_length=60)
+    actor: str = Field(default="system", max_length=500)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Outbox(SQLModel, table=True):
+    """The one send path: a row per mail to send, fixed Message-ID, retried until sent or failed."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "not_before"),
+        Index("ix_outbox_rcpt_kind", "to_addr", "kind", "created_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int | None = Field(default=None, foreign_key="cases.id", index=True)
+    kind: str = Field(max_length=40)
+    message_id: str = Field(unique=True, max_length=500)
+    dedupe_key: str | None = Field(default=None, unique=True, max_length=500)
+    from_addr: str = Field(max_length=500)
+    to_addr: str = Field(max_length=500)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = Field(default="pending", max_length=20)  # pending | sent | failed
+    attempts: int = 0
+    not_before: datetime = Field(default_factory=utcnow)
+    last_error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class Quarantine(SQLModel, table=True):
+    __tablename__ = "quarantine"
+    id: int | None = Field(default=None, primary_key=True)
+    inbound_id: int | None = Field(default=None, foreign_key="inbound.id")
+    sha256: str = Field(foreign_key="blobs.sha256", max_length=64)
+    source: str = Field(max_length=200)
+    envelope_to: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    reason: str = Field(max_length=2000)
+    status: str = Field(default="held", max_length=20)  # held | retried
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class MailboxState(SQLModel, table=True):
+    __tablename__ = "mailbox_state"
+    account: str = Field(primary_key=True, max_length=500)
+    uidvalidity: int | None = None
+    last_uid: int = 0
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class RefCounter(SQLModel, table=True):
+    """Next case sequence per brand and year (gap-tolerant, unique under concurrency)."""
+
+    __tablename__ = "ref_counters"
+    brand: str = Field(primary_key=True, max_length=60)
+    year: int = Field(primary_key=True)
+    next_seq: int = 1
+
+
+class SlaMark(SQLModel, table=True):
+    """One row per (case, point) of an SLA reminder/escalation already sent: idempotent sweeps."""
+
+    __tablename__ = "sla_marks"
+    case_id: int = Field(foreign_key="cases.id", primary_key=True)
+    point: str = Field(primary_key=True, max_length=60)
+    at: datetime = Field(default_factory=utcnow)

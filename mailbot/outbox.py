@@ -1,0 +1,119 @@
+"""The one send path: outbox rows, and the dispatcher that sends what is due.
+
+A row is written in the same transaction as the case change that causes it,
+with its Message-ID fixed at creation. `dispatch` claims due rows (`FOR UPDATE
+SKIP LOCKED` on PostgreSQL, so several instances never send a row twice),
+sends them through the configured transport, and marks them `sent`, or
+schedules a retry with exponential backoff and jitter, or — after
+`max_attempts` — marks them `failed` with the last error and an event.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from mailbot import db
+from mailbot.app import App
+from mailbot.cases import log_event
+from mailbot.models import Case, Outbox
+from mailbot.transports import Transport, make_transport
+
+log = logging.getLogger("mailbot.outbox")
+
+
+def queue(session: Session, *, case: Case | None, kind: str, from_addr: str, to_addr: str,
+          raw: bytes, message_id: str, not_before: datetime | None = None,
+          dedupe_key: str | None = None, now: datetime | None = None) -> Outbox:
+    """Add a mail to send, in the caller's transaction."""
+    row = Outbox(case_id=case.id if case else None, kind=kind, message_id=message_id,
+                 dedupe_key=dedupe_key, from_addr=from_addr, to_addr=to_addr.lower(), raw=raw)
+    if now is not None:
+        row.created_at = now
+        row.not_before = now
+    if not_before is not None:
+        row.not_before = not_before
+    session.add(row)
+    return row
+
+
+@dataclass
+class DispatchReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.sent} sent, {self.retried} to retry, {self.failed} failed"
+
+
+def _claim(session: Session, now: datetime, limit: int) -> list[Outbox]:
+    stmt = (select(Outbox).where(Outbox.status == "pending", col(Outbox.not_before) <= now)
+            .order_by(col(Outbox.not_before), col(Outbox.id)).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(session.exec(stmt).all())
+
+
+def backoff(cfg_seconds: float, cfg_max: float, attempts: int) -> timedelta:
+    base = min(cfg_max, cfg_seconds * (2 ** max(0, attempts - 1)))
+    return timedelta(seconds=base * random.uniform(0.8, 1.2))
+
+
+def dispatch(app: App, *, now: datetime | None = None, transport: Transport | None = None,
+             limit: int | None = None) -> DispatchReport:
+    """Send every due row once; rows are claimed and updated one batch per transaction."""
+    cfg = app.config.outbound
+    transport = transport or make_transport(app.config)
+    report = DispatchReport()
+    remaining = limit or 1_000_000
+    try:
+        while remaining > 0:
+            at = now or app.now()
+            with db.session_scope(app.engine) as session:
+                rows = _claim(session, at, min(cfg.batch_size, remaining))
+                for row in rows:
+                    _send_one(session, app, transport, row, at, report)
+            remaining -= len(rows)
+            if len(rows) < cfg.batch_size:
+                break
+    finally:
+        transport.close()
+    return report
+
+
+def _send_one(session: Session, app: App, transport: Transport, row: Outbox, at: datetime,
+              report: DispatchReport) -> None:
+    cfg = app.config.outbound
+    row.attempts += 1
+    try:
+        transport.send(row.from_addr, row.to_addr, row.raw)
+    except Exception as exc:
+        row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        if row.attempts >= cfg.max_attempts:
+            row.status = "failed"
+            report.failed += 1
+            log.error("outbox row %s failed for good: %s", row.id, row.last_error[:200])
+            _case_event(session, row, "mail_failed", at, error=row.last_error, attempts=row.attempts)
+        else:
+            row.not_before = at + backoff(cfg.backoff_seconds, cfg.backoff_max_seconds, row.attempts)
+            report.retried += 1
+            log.warning("outbox row %s attempt %s failed: %s", row.id, row.attempts, row.last_error[:200])
+        session.add(row)
+        return
+    row.status = "sent"
+    row.sent_at = at
+    row.last_error = None
+    session.add(row)
+    report.sent += 1
+    _case_event(session, row, "mail_sent", at, to=row.to_addr, message_id=row.message_id)
+
+
+def _case_event(session: Session, row: Outbox, type_: str, at: datetime, **data: object) -> None:
+    case = session.get(Case, row.case_id) if row.case_id else None
+    if case is not None:
+        log_event(session, case, type_, at=at, outbox=row.id, **{"kind": row.kind, **data})

@@ -1,0 +1,239 @@
+"""Mail we write because of a case: acknowledgements, alerts, notices — all via the outbox.
+
+Loop and flood protection lives here, in one place:
+- only mail classified as written by a human is ever answered (ingest decides);
+- never to our own addresses, MAILER-DAEMON/postmaster or an empty address;
+- at most `limits.ack_limit` acknowledgements per sender per hour (later mails
+  are still recorded on their case; the suppression is an event);
+- at most `limits.auto_per_case` automatic mails per case, all kinds together.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, func, select
+
+from mailbot import outbox
+from mailbot.app import App
+from mailbot.cases import add_message, log_event, set_status
+from mailbot.compose import Outgoing, build, new_message_id
+from mailbot.config import BrandConfig
+from mailbot.models import Case, Message, Outbox
+from mailbot.parsing import ParsedMail
+
+NEVER_ANSWER_LOCALPARTS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply")
+COMMANDS = (
+    ("#note", "note interne, jamais envoyée au client / internal note"),
+    ("#ask", "demande d'informations au client / ask the customer for information"),
+    ("#final", "réponse finale (sections obligatoires) / final response"),
+    ("#extend N raison", "prolonger le délai de N jours ouvrés / extend the deadline"),
+    ("#tier simple|complex|exceptional", "changer de palier / change tier"),
+    ("#category X", "changer de catégorie / change category"),
+    ("#priority urgent|normal", "changer de priorité / change priority"),
+    ("#assign agent@…", "assigner / assign"),
+    ("#close", "clore / close"),
+)
+
+
+def reply_address(brand: BrandConfig, token: str) -> str:
+    local, _, domain = brand.addresses[0].partition("@")
+    return f"{local}+{token}@{domain}"
+
+
+def _iso_local(app: App, brand: BrandConfig, dt: datetime | None) -> str:
+    return app.calendar(brand).local(dt).isoformat() if dt else ""
+
+
+def case_context(app: App, case: Case) -> dict[str, Any]:
+    brand = app.config.brand(case.brand)
+    label = next((c.label for c in brand.categories if c.key == case.category), case.category or "")
+    ex = case.extracted or {}
+    return {
+        "ref": case.ref, "subject": case.subject, "status": case.status, "category": case.category or "",
+        "category_label": label, "priority": case.priority, "urgent": case.priority == "urgent",
+        "tier": case.tier, "tier_days": brand.sla.tiers.get(case.tier, 0),
+        "received_at": _iso_local(app, brand, case.received_at),
+        "ack_due_at": _iso_local(app, brand, case.ack_due_at),
+        "due_at": _iso_local(app, brand, case.due_at),
+        "customer_name": case.customer_name, "customer_email": case.customer_email,
+        "language": case.language, "channel": case.channel, "missing": list(ex.get("missing", [])),
+        "extracted": {
+            "amounts": list(ex.get("amounts", [])), "fact_dates": list(ex.get("fact_dates", [])),
+            "references": list(ex.get("references", [])),
+            "operation_types": list(ex.get("operation_types", [])),
+            "phone": ex.get("phone") or "", "customer_number": ex.get("customer_number") or "",
+        },
+    }
+
+
+def context(app: App, case: Case, about: Message | None = None, **extra: Any) -> dict[str, Any]:
+    """The full template context (see mailbot.templating for the keys)."""
+    brand = app.config.brand(case.brand)
+    ctx: dict[str, Any] = {
+        "brand": {"key": brand.key, "name": brand.name, "address": brand.addresses[0],
+                  "postal_address": brand.postal_address, "mediation": brand.mediation},
+        "case": case_context(app, case),
+        "message": {
+            "subject": about.subject if about else case.subject,
+            "text": about.body_text if about else "",
+            "from_name": about.from_name if about else case.customer_name,
+            "from_addr": about.from_addr if about else case.customer_email,
+            "at": _iso_local(app, brand, about.created_at) if about else "",
+        },
+        "reply_address": reply_address(brand, case.reply_token),
+        "extension": {"new_due_at": "", "reason": "", "days": 0},
+        "reminder": {"percent": 0, "due_at": ""},
+        "final": {"sections": {k: "" for k in ("summary", "explanation", "steps", "corrective_measures",
+                                                "solution")},
+                  "outcome": "accepted", "reexamination": False, "include_mediation": False},
+        "rejection": {"command": "", "reasons": []},
+        "commands": [{"name": n, "help": h} for n, h in COMMANDS],
+        "agent": {"name": "", "email": ""},
+        "security": {"sender": "", "reason": ""},
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(ctx.get(key), dict):
+            ctx[key] = {**ctx[key], **value}
+        else:
+            ctx[key] = value
+    return ctx
+
+
+def may_auto_answer(address: str, app: App) -> str | None:
+    """Why we must not auto-answer this address (None: we may)."""
+    addr = (address or "").lower()
+    if not addr or "@" not in addr:
+        return "no sender address"
+    if app.config.brand_for_address(addr) is not None:
+        return "sender is one of our own addresses"
+    local = addr.split("@", 1)[0]
+    if local.startswith(NEVER_ANSWER_LOCALPARTS):
+        return f"sender {local}@ never gets automatic mail"
+    return None
+
+
+def _acks_last_hour(session: Session, to_addr: str, now: datetime) -> int:
+    return session.exec(
+        select(func.count()).select_from(Outbox).where(
+            Outbox.to_addr == to_addr.lower(), Outbox.kind == "acknowledgement",
+            col(Outbox.created_at) > now - timedelta(hours=1))
+    ).one()
+
+
+def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr: str,
+                   to_name: str = "", about: Message | None = None, automatic: bool = True,
+                   ctx_extra: dict[str, Any] | None = None, not_before: datetime | None = None,
+                   reply_to: str | None = None, record: bool = True, dedupe_key: str | None = None,
+                   language: str | None = None) -> Outbox | None:
+    """Render `kind` for the case and queue it; counts against the per-case cap when automatic."""
+    brand = app.config.brand(case.brand)
+    now = app.now()
+    if automatic and case.auto_mail_count >= app.config.limits.auto_per_case:
+        log_event(session, case, "auto_mail_suppressed", at=now, kind=kind,
+                  reason=f"auto_per_case limit {app.config.limits.auto_per_case} reached")
+        return None
+    extra = dict(ctx_extra or {})
+    if reply_to:
+        extra["reply_address"] = reply_to
+    rendered = app.renderer.render(brand.key, language or case.language, kind, context(app, case, about, **extra))
+    thread = _thread_of(session, case, about)
+    message_id = new_message_id(brand.addresses[0])
+    out = Outgoing(
+        from_addr=brand.addresses[0], from_name=brand.name, to_addr=to_addr, to_name=to_name,
+        subject=f"[{case.ref}] {rendered.subject}", text=rendered.text, html=rendered.html,
+        message_id=message_id, in_reply_to=thread[-1] if thread else None, references=thread,
+        reply_to=reply_to or reply_address(brand, case.reply_token),
+        auto_submitted="auto-replied" if automatic else None,
+    )
+    row = outbox.queue(session, case=case, kind=kind, from_addr=brand.addresses[0], to_addr=to_addr,
+                       raw=build(out, not_before or now), message_id=message_id,
+                       not_before=not_before, dedupe_key=dedupe_key, now=now)
+    if automatic:
+        case.auto_mail_count += 1
+        session.add(case)
+    if record:
+        add_message(session, case, direction="out", kind=kind, message_id=message_id,
+                    subject=out.subject, from_addr=out.from_addr, from_name=brand.name,
+                    body_text=rendered.text, sent_at=not_before or now)
+    log_event(session, case, "mail_queued", at=now, kind=kind, to=to_addr, message_id=message_id)
+    return row
+
+
+def _thread_of(session: Session, case: Case, about: Message | None) -> list[str]:
+    """References for a reply: the case's earlier message ids, ending with the one answered."""
+    ids = [m for m in session.exec(
+        select(Message.message_id).where(Message.case_id == case.id, col(Message.message_id).is_not(None))
+        .order_by(col(Message.id))).all() if m]
+    if about is not None and about.message_id:
+        ids = [i for i in ids if i != about.message_id] + [about.message_id]
+    return ids[-20:]
+
+
+def acknowledge(session: Session, app: App, case: Case, msg: Message, kind: str = "acknowledgement") -> bool:
+    """Queue the acknowledgement unless a loop/flood rule forbids it; returns whether queued."""
+    now = app.now()
+    why_not = may_auto_answer(case.customer_email, app)
+    if why_not is None and kind == "acknowledgement":
+        sent = _acks_last_hour(session, case.customer_email, now)
+        if sent >= app.config.limits.ack_limit:
+            why_not = f"ack_limit: {sent} acknowledgements to this sender in the last hour"
+    if why_not is not None:
+        log_event(session, case, "ack_suppressed", at=now, reason=why_not)
+        return False
+    row = send_case_mail(session, app, case, kind, to_addr=case.customer_email,
+                         to_name=case.customer_name, about=msg)
+    if row is None:
+        return False
+    case.acknowledged_at = now
+    set_status(session, case, "acknowledged", at=now, reason=f"{kind} queued")
+    return True
+
+
+def after_new_case(session: Session, app: App, case: Case, msg: Message, parsed: ParsedMail) -> None:
+    acknowledge(session, app, case, msg)
+    brand = app.config.brand(case.brand)
+    if case.priority == "urgent" and brand.oncall:
+        send_case_mail(session, app, case, "urgent_alert", to_addr=brand.oncall, about=msg,
+                       record=False, language=brand.language)
+    notify_agents(session, app, case, msg)
+
+
+def after_follow_up(session: Session, app: App, case: Case, msg: Message, parsed: ParsedMail) -> None:
+    notify_agents(session, app, case, msg)
+
+
+def notify_agents(session: Session, app: App, case: Case, msg: Message) -> None:
+    """Tell the assignee (or the brand's team) about a customer message."""
+    brand = app.config.brand(case.brand)
+    recipients = [case.assignee] if case.assignee else list(brand.team)
+    for agent_email in recipients:
+        agent = app.config.agent(agent_email)
+        token = agent_token(app, case, agent_email)
+        send_case_mail(session, app, case, "agent_notification", to_addr=agent_email,
+                       to_name=agent.name if agent else "", about=msg, record=False,
+                       reply_to=reply_address(brand, token), language=brand.language,
+                       ctx_extra={"agent": {"name": agent.name if agent else "", "email": agent_email}})
+
+
+def agent_token(app: App, case: Case, agent_email: str) -> str:
+    from mailbot.tokens import make_agent_token
+
+    return make_agent_token(app.config.security.resolved_secret(), case.id or 0, agent_email,
+                            app.now() + timedelta(days=app.config.security.agent_token_days))
+
+
+def reopen_for_reexamination(session: Session, app: App, case: Case, msg: Message, received_at: datetime) -> None:
+    """A customer reply after the final response: re-examination with its own deadline."""
+    brand = app.config.brand(case.brand)
+    cal = app.calendar(brand)
+    set_status(session, case, "reexamination", actor=case.customer_email, at=app.now(),
+               reason="customer wrote after the final response")
+    case.due_at = cal.add_business_days(received_at, brand.sla.reexamination_days)
+    case.closed_at = None
+    session.add(case)
+    log_event(session, case, "deadline", at=app.now(), due_at=case.due_at.isoformat(), reason="reexamination")
+    acknowledge(session, app, case, msg, kind="reexamination_ack")
+    if case.status == "acknowledged":
+        set_status(session, case, "reexamination", at=app.now(), reason="re-examination acknowledged")

@@ -1,0 +1,69 @@
+"""Deadlines of a case from the brand's policy and business-day calendar, and its SLA points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, select
+
+from mailbot.business_days import BusinessCalendar
+from mailbot.config import BrandConfig
+from mailbot.models import Case, SlaMark
+
+OPEN_STATUSES = ("new", "acknowledged", "in_progress", "waiting_customer", "reexamination")
+
+
+def ack_due(brand: BrandConfig, cal: BusinessCalendar, received_at: datetime) -> datetime:
+    """When the acknowledgement is due: calendar hours if set, else business hours."""
+    if brand.sla.ack_hours:
+        return received_at + timedelta(hours=brand.sla.ack_hours)
+    return cal.add_business_hours(received_at, brand.sla.ack_business_hours or 24)
+
+
+def resolution_due(brand: BrandConfig, cal: BusinessCalendar, received_at: datetime, tier: str,
+                   extra_days: int = 0) -> datetime:
+    days = brand.sla.tiers.get(tier, brand.sla.tiers[brand.sla.default_tier])
+    return cal.add_business_days(received_at, days + extra_days)
+
+
+def tier_for(brand: BrandConfig, category: str | None, urgent: bool) -> str:
+    """Categories may start in a given tier; otherwise the brand's default."""
+    return brand.category_tier(category)
+
+
+@dataclass(frozen=True)
+class SlaPoint:
+    key: str  # unique per case: e.g. "reminder-50@20261202T2259"
+    kind: str  # ack_breach | reminder | escalation
+    at: datetime
+    percent: int = 0
+
+
+def sla_points(case: Case, brand: BrandConfig) -> list[SlaPoint]:
+    """Every point of the case's current deadline, in time order (pure)."""
+    if case.status not in OPEN_STATUSES or case.due_at is None:
+        return []
+    stamp = case.due_at.strftime("%Y%m%dT%H%M")
+    points = []
+    if case.status == "new" and case.ack_due_at is not None:
+        points.append(SlaPoint("ack_breach", "ack_breach", case.ack_due_at))
+    span = case.due_at - case.received_at
+    for fraction in brand.sla.reminders:
+        pct = round(fraction * 100)
+        points.append(SlaPoint(f"reminder-{pct}@{stamp}", "reminder", case.received_at + span * fraction, pct))
+    if brand.sla.escalate_at_breach:
+        points.append(SlaPoint(f"escalation@{stamp}", "escalation", case.due_at, 100))
+    return sorted(points, key=lambda p: p.at)
+
+
+def marked(session: Session, case: Case) -> set[str]:
+    return set(session.exec(select(SlaMark.point).where(SlaMark.case_id == case.id)).all())
+
+
+def reschedule(session: Session, case: Case, brand: BrandConfig) -> None:
+    """Recompute `next_sla_at` after any change of status or deadline."""
+    done = marked(session, case) if case.id is not None else set()
+    pending = [p.at for p in sla_points(case, brand) if p.key not in done]
+    case.next_sla_at = min(pending) if pending else None
+    session.add(case)

@@ -1,0 +1,105 @@
+"""Transports the dispatcher sends through: a real SMTP relay, or a Maildir (demo/tests)."""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import socket
+import ssl
+import time
+from pathlib import Path
+from typing import Protocol
+
+from mailbot.config import Config, OutboundConfig
+
+
+class PermanentError(Exception):
+    """The relay refused the mail with a 5xx answer."""
+
+
+class Transport(Protocol):
+    def send(self, from_addr: str, to_addr: str, raw: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+class MaildirTransport:
+    """Writes each mail as one file in `path/new` (tmp + rename, as Maildir wants)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        for sub in ("tmp", "new", "cur"):
+            (path / sub).mkdir(parents=True, exist_ok=True)
+        self._n = 0
+
+    def send(self, from_addr: str, to_addr: str, raw: bytes) -> None:
+        self._n += 1
+        name = f"{time.time_ns()}.P{os.getpid()}Q{self._n}.{socket.gethostname()}"
+        tmp = self.path / "tmp" / name
+        envelope = f"X-Mailbot-Envelope-From: {from_addr}\r\nX-Mailbot-Envelope-To: {to_addr}\r\n".encode()
+        with open(tmp, "wb") as fh:
+            fh.write(envelope + raw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.rename(tmp, self.path / "new" / name)
+
+    def close(self) -> None:
+        pass
+
+
+class SmtpTransport:
+    """One connection per dispatch run, reused for every row; 5xx → PermanentError."""
+
+    def __init__(self, cfg: OutboundConfig) -> None:
+        self.cfg = cfg
+        self._conn: smtplib.SMTP | None = None
+
+    def _context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        if not self.cfg.verify_tls:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    def _connect(self) -> smtplib.SMTP:
+        cfg = self.cfg
+        if cfg.tls:
+            conn: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout, context=self._context())
+        else:
+            conn = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
+            if cfg.starttls:
+                conn.starttls(context=self._context())
+        password = cfg.password()
+        if cfg.username and password is not None:
+            conn.login(cfg.username, password)
+        return conn
+
+    def send(self, from_addr: str, to_addr: str, raw: bytes) -> None:
+        if self._conn is None:
+            self._conn = self._connect()
+        try:
+            self._conn.sendmail(from_addr, [to_addr], raw)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code = next(iter(exc.recipients.values()))[0]
+            raise (PermanentError if code >= 500 else RuntimeError)(str(exc)) from exc
+        except smtplib.SMTPResponseException as exc:
+            if exc.smtp_code >= 500:
+                raise PermanentError(f"{exc.smtp_code} {exc.smtp_error!r}") from exc
+            raise
+        except (smtplib.SMTPServerDisconnected, OSError):
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.quit()
+            except Exception:
+                pass
+            self._conn = None
+
+
+def make_transport(config: Config) -> Transport:
+    out = config.outbound
+    if out.transport == "smtp":
+        return SmtpTransport(out)
+    return MaildirTransport(config.resolve_path(out.path))

@@ -1,0 +1,116 @@
+"""Shared fixtures: a config and an App on a fresh database (SQLite, or PostgreSQL
+in its own schema when the test is parametrised with `db_backend`)."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from mailbot.app import App
+from mailbot.config import Config, parse_config
+
+pytest_plugins = ["tests.dovecot"]
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = tomllib.loads((ROOT / "config.toml").read_text())
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+TEST_SECRET = "test-secret-0123456789"
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def config_data(tmp_path: Path, db_url: str | None = None, **over: Any) -> dict[str, Any]:
+    """The shipped config.toml, pointed at tmp_path, with overrides."""
+    data = deep_merge(SHIPPED, {
+        "templates_dir": str(ROOT / "templates"),
+        "database": {"url": db_url or f"sqlite:///{tmp_path}/mailbot.db"},
+        "outbound": {"transport": "maildir", "path": str(tmp_path / "sent")},
+        "smtp": {"port": 0},
+        "security": {"secret": TEST_SECRET},
+    })
+    return deep_merge(data, over)
+
+
+def make_config(tmp_path: Path, db_url: str | None = None, **over: Any) -> Config:
+    return parse_config(config_data(tmp_path, db_url, **over), str(tmp_path / "config.toml"))
+
+
+class Clock:
+    """A settable clock for tests (aware UTC)."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, iso: str) -> None:
+        self.now = datetime.fromisoformat(iso)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every test that touches the database runs on SQLite and on PostgreSQL
+    (its own schema in the `test` database at 127.0.0.1:5432)."""
+    yield from _db_url(request.param, tmp_path)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """For the few tests that are about SQLite itself (locking, disk full)."""
+    return f"sqlite:///{tmp_path}/mailbot.db"
+
+
+def _db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path}/mailbot.db"
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, clock: Clock, db_url: str) -> Iterator[Callable[..., App]]:
+    """make_app(**config_overrides) -> App on a fresh, migrated database."""
+    apps: list[App] = []
+
+    def factory(url: str | None = None, **over: Any) -> App:
+        cfg = make_config(tmp_path, url or db_url, **over)
+        app = App.open(cfg, upgrade=True, clock=clock)
+        apps.append(app)
+        return app
+
+    yield factory
+    for a in apps:
+        a.close()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., App]) -> App:
+    return make_app()

@@ -1,0 +1,81 @@
+"""Running `mailbot run` as a real process in tests: config file, free port, start/stop by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+from tests.conftest import ROOT, config_data
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_daemon(tmp_path: Path, port: int, extra: str = "", **over: object) -> subprocess.Popen[bytes]:
+    """Write tmp_path/config.toml and start `mailbot run` on it; returns once it listens."""
+    data = config_data(tmp_path, smtp={"port": port}, **over)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(to_toml(data) + extra)
+    proc = subprocess.Popen([sys.executable, "-m", "mailbot.cli", "--config", str(cfg), "run"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stderr.read().decode() if proc.stderr else "daemon died")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("daemon did not listen in 20 s")
+
+
+def to_toml(data: dict) -> str:
+    """A tiny TOML writer for test configs (tables, arrays of tables, scalars, lists)."""
+    def scalar(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return str(v)
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{json.dumps(k)} = {scalar(x)}" for k, x in v.items()) + " }"
+        if isinstance(v, list):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        return json.dumps(str(v), ensure_ascii=False)
+
+    lines: list[str] = []
+
+    def table(prefix: str, d: dict, header: str | None) -> None:
+        if header:
+            lines.append(header)
+        nested = []
+        for k, v in d.items():
+            if isinstance(v, dict) and not (prefix == "" and False):
+                nested.append((k, v))
+            elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+                nested.append((k, v))
+            else:
+                lines.append(f"{json.dumps(k)} = {scalar(v)}")
+        for k, v in nested:
+            name = f"{prefix}.{json.dumps(k)}" if prefix else json.dumps(k)
+            if isinstance(v, dict):
+                table(name, v, f"[{name}]")
+            else:
+                for item in v:
+                    table(name, item, f"[[{name}]]")
+
+    table("", data, None)
+    out = "\n".join(lines) + "\n"
+    tomllib.loads(out)  # self-check
+    return out

@@ -1,0 +1,271 @@
+"""The one write path: each classification and routing rule, dedupe, quarantine."""
+
+from __future__ import annotations
+
+import email
+from email.policy import default
+
+from sqlmodel import col, select
+
+from mailbot import blobs, db
+from mailbot.app import App
+from mailbot.ingest import Outcome, ingest
+from mailbot.models import Attachment, Case, Event, Inbound, Message, Outbox, Quarantine
+from mailbot.quarantine import retry
+from tests.mails import mail
+
+
+def all_cases(app: App) -> list[Case]:
+    with db.session_scope(app.engine) as s:
+        return list(s.exec(select(Case).order_by(col(Case.id))).all())
+
+
+def messages_of(app: App, ref: str) -> list[Message]:
+    with db.session_scope(app.engine) as s:
+        case = s.exec(select(Case).where(Case.ref == ref)).one()
+        return list(s.exec(select(Message).where(Message.case_id == case.id).order_by(col(Message.id))).all())
+
+
+def outbox_rows(app: App, kind: str | None = None) -> list[Outbox]:
+    with db.session_scope(app.engine) as s:
+        stmt = select(Outbox).order_by(col(Outbox.id))
+        if kind:
+            stmt = stmt.where(Outbox.kind == kind)
+        return list(s.exec(stmt).all())
+
+
+def test_new_complaint_opens_a_case_with_its_fields(app: App) -> None:
+    r = ingest(app, mail(body="Bonjour,\nmon virement de 1 250,00 € du 3 novembre 2026 n'est pas arrivé.\n"
+                            "Référence VIR-2026-11-0042.\nMarie Dupont"), "test")
+    assert r.outcome is Outcome.CASE_OPENED
+    (case,) = all_cases(app)
+    assert case.ref == "KP-2026-000001" and r.case_refs == (case.ref,)
+    assert case.brand == "kalra-plus" and case.customer_email == "marie.dupont@example.org"
+    assert case.customer_name == "Marie Dupont"
+    assert case.category == "transaction" and case.priority == "normal" and case.tier == "simple"
+    assert case.status == "acknowledged"
+    assert {"value": "1250.00", "currency": "EUR"} in case.extracted["amounts"]
+    assert "2026-11-03" in case.extracted["fact_dates"]
+    assert "VIR-2026-11-0042" in case.extracted["references"]
+    assert case.ack_due_at is not None and case.due_at is not None and case.due_at > case.received_at
+    (msg,) = messages_of(app, case.ref)[:1]
+    assert msg.route_signal == "new" and msg.direction == "in" and msg.kind == "customer"
+
+
+def test_references_are_sequential_and_per_brand(app: App) -> None:
+    for i in range(3):
+        ingest(app, mail(frm=f"c{i}@example.org"), "test")
+    ingest(app, mail(frm="d@example.org", to="info@divikeys.com"), "test")
+    refs = [c.ref for c in all_cases(app)]
+    assert refs == ["KP-2026-000001", "KP-2026-000002", "KP-2026-000003", "DK-2026-000001"]
+
+
+def test_same_mail_twice_is_recorded_once(app: App) -> None:
+    raw = mail()
+    first = ingest(app, raw, "smtp")
+    again = ingest(app, raw, "imap")
+    # The same mail relayed with an extra transport header is still the same mail.
+    relayed = ingest(app, b"Received: from mx by us; Mon, 23 Nov 2026 09:00:01 +0000\r\n" + raw, "imap")
+    assert first.outcome is Outcome.CASE_OPENED
+    assert again.outcome is Outcome.DUPLICATE and relayed.outcome is Outcome.DUPLICATE
+    assert len(all_cases(app)) == 1
+    with db.session_scope(app.engine) as s:
+        assert len(s.exec(select(Inbound)).all()) == 1
+    assert len(outbox_rows(app, "acknowledgement")) == 1
+
+
+def test_reused_message_id_with_other_content_is_not_dropped(app: App) -> None:
+    ingest(app, mail(message_id="<same@x>", frm="a@example.org"), "test")
+    r = ingest(app, mail(message_id="<same@x>", frm="b@example.org", body="Autre réclamation"), "test")
+    assert r.outcome is Outcome.CASE_OPENED
+    assert len(all_cases(app)) == 2
+
+
+def test_reply_with_in_reply_to_joins_the_case(app: App) -> None:
+    ingest(app, mail(message_id="<first@example.org>"), "test")
+    r = ingest(app, mail(subject="Re: précision", In_Reply_To="<first@example.org>",
+                         frm="someone.else@example.net"), "test")
+    assert r.outcome is Outcome.FOLLOWUP and r.case_refs == ("KP-2026-000001",)
+    assert messages_of(app, "KP-2026-000001")[-1].route_signal == "in_reply_to"
+
+
+def test_reply_to_our_acknowledgement_joins_via_references(app: App) -> None:
+    ingest(app, mail(), "test")
+    (ack,) = outbox_rows(app, "acknowledgement")
+    r = ingest(app, mail(subject="Re: accusé", References=f"<unknown@x> {ack.message_id}"), "test")
+    assert r.outcome is Outcome.FOLLOWUP
+    assert messages_of(app, r.case_refs[0])[-1].route_signal == "references"
+
+
+def test_reply_token_plus_address_joins_the_case(app: App) -> None:
+    ingest(app, mail(), "test")
+    (case,) = all_cases(app)
+    r = ingest(app, mail(subject="sans référence", frm="other@example.net"), "test",
+               envelope_to=[f"support+{case.reply_token}@kalra-plus.com"])
+    assert r.outcome is Outcome.FOLLOWUP and r.case_refs == (case.ref,)
+    assert messages_of(app, case.ref)[-1].route_signal == "reply_token"
+
+
+def test_customer_quoting_the_reference_joins_the_case(app: App) -> None:
+    ingest(app, mail(), "test")
+    r = ingest(app, mail(subject="Relance KP-2026-000001"), "test")
+    assert r.outcome is Outcome.FOLLOWUP and r.case_refs == ("KP-2026-000001",)
+    assert messages_of(app, "KP-2026-000001")[-1].route_signal == "subject_ref"
+
+
+def test_stranger_quoting_a_reference_gets_a_new_case(app: App) -> None:
+    ingest(app, mail(), "test")
+    r = ingest(app, mail(frm="intrus@evil.example", subject="[KP-2026-000001] donnez-moi le dossier"), "test")
+    assert r.outcome is Outcome.CASE_OPENED and r.case_refs == ("KP-2026-000002",)
+    (msg,) = messages_of(app, "KP-2026-000002")[:1]
+    assert msg.route_signal == "new" and "not its customer" in msg.route_detail
+    assert len(messages_of(app, "KP-2026-000001")) == 2  # the customer's mail and our acknowledgement only
+
+
+def test_auto_reply_opens_no_case_and_gets_no_answer(app: App) -> None:
+    r = ingest(app, mail(subject="Absence du bureau", Auto_Submitted="auto-replied"), "test")
+    assert r.outcome is Outcome.AUTOMATIC
+    assert all_cases(app) == [] and outbox_rows(app) == []
+
+
+def test_auto_submitted_no_is_a_human(app: App) -> None:
+    r = ingest(app, mail(Auto_Submitted="no"), "test")
+    assert r.outcome is Outcome.CASE_OPENED
+    assert len(outbox_rows(app, "acknowledgement")) == 1
+
+
+def test_list_mail_and_null_sender_open_no_case(app: App) -> None:
+    assert ingest(app, mail(List_Id="<news.example.org>"), "t").outcome is Outcome.AUTOMATIC
+    assert ingest(app, mail(Precedence="bulk"), "t").outcome is Outcome.AUTOMATIC
+    assert ingest(app, mail(), "t", envelope_from="").outcome is Outcome.AUTOMATIC
+    assert all_cases(app) == []
+
+
+def test_mail_from_our_own_address_is_ignored(app: App) -> None:
+    r = ingest(app, mail(frm="Kalra-plus <support@kalra-plus.com>"), "test")
+    assert r.outcome is Outcome.OWN and all_cases(app) == [] and outbox_rows(app) == []
+
+
+def test_auto_reply_to_our_ack_is_attached_without_changing_the_case(app: App) -> None:
+    ingest(app, mail(), "test")
+    (ack,) = outbox_rows(app, "acknowledgement")
+    (case,) = all_cases(app)
+    r = ingest(app, mail(subject="Réponse automatique : absent", In_Reply_To=ack.message_id,
+                         Auto_Submitted="auto-replied"), "test")
+    assert r.outcome is Outcome.AUTOMATIC and r.case_refs == (case.ref,)
+    (after,) = all_cases(app)
+    assert after.status == case.status
+    assert messages_of(app, case.ref)[-1].kind == "auto_reply"
+    assert len(outbox_rows(app, "acknowledgement")) == 1
+
+
+def test_bounce_of_our_mail_marks_the_recipient_failing(app: App) -> None:
+    ingest(app, mail(), "test")
+    (ack,) = outbox_rows(app, "acknowledgement")
+    dsn = (
+        "From: MAILER-DAEMON@mx.example.org\r\nTo: support@kalra-plus.com\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn1@mx.example.org>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n"
+        "--B\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n"
+        "Final-Recipient: rfc822; marie.dupont@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+        f"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {ack.message_id}\r\n"
+        "Subject: accuse\r\n\r\n--B--\r\n"
+    ).encode()
+    r = ingest(app, dsn, "test", envelope_from="")
+    assert r.outcome is Outcome.AUTOMATIC and r.case_refs == ("KP-2026-000001",)
+    with db.session_scope(app.engine) as s:
+        ev = s.exec(select(Event).where(Event.type == "delivery_failed")).one()
+        assert ev.data["recipients"] == ["marie.dupont@example.org"]
+    assert messages_of(app, "KP-2026-000001")[-1].kind == "bounce"
+
+
+def test_mail_to_two_brands_opens_two_linked_cases(app: App) -> None:
+    r = ingest(app, mail(to="support@kalra-plus.com, info@divikeys.com"), "test")
+    assert r.outcome is Outcome.CASE_OPENED and len(r.case_refs) == 2
+    kp, dk = all_cases(app)
+    assert {kp.brand, dk.brand} == {"kalra-plus", "divikeys"}
+    assert kp.linked_case_id == dk.id and dk.linked_case_id == kp.id
+
+
+def test_envelope_recipient_decides_the_brand(app: App) -> None:
+    r = ingest(app, mail(to="support@kalra-plus.com"), "smtp", envelope_to=["info@divikeys.com"])
+    assert r.case_refs == ("DK-2026-000001",)
+
+
+def test_unparseable_mail_is_quarantined_with_its_raw_bytes(app: App) -> None:
+    raw = b"\x00\x01\x02 not a mail at all"
+    r = ingest(app, raw, "pipe")
+    assert r.outcome is Outcome.QUARANTINED and r.reason
+    with db.session_scope(app.engine) as s:
+        (q,) = s.exec(select(Quarantine)).all()
+        assert blobs.get(s, q.sha256) == raw
+        assert q.reason == r.reason
+
+
+def test_mail_for_no_brand_is_quarantined_and_can_be_retried(app: App) -> None:
+    raw = mail(to="someone@elsewhere.example")
+    r = ingest(app, raw, "pipe")
+    assert r.outcome is Outcome.QUARANTINED and "no brand" in r.reason
+    with db.session_scope(app.engine) as s:
+        q = s.exec(select(Quarantine)).one()
+        q.envelope_to = ["support@kalra-plus.com"]
+        s.add(q)
+    again = retry(app, q.id or 0, raw)
+    assert again.outcome is Outcome.CASE_OPENED
+    with db.session_scope(app.engine) as s:
+        assert s.exec(select(Quarantine)).one().status == "retried"
+
+
+def test_attachments_are_kept_with_sanitised_names(app: App) -> None:
+    raw = mail(attachments=(("../../etc/passwd\t.pdf", "application/pdf", b"%PDF-1.4 data"),
+                            ("virus.exe", "application/octet-stream", b"MZ...")))
+    r = ingest(app, raw, "test")
+    with db.session_scope(app.engine) as s:
+        atts = s.exec(select(Attachment).order_by(col(Attachment.id))).all()
+        assert [a.filename for a in atts][0] in ("passwd_.pdf", "passwd.pdf", "passwd__.pdf")
+        assert "/" not in atts[0].filename and "\n" not in atts[0].filename
+        assert blobs.get(s, atts[0].sha256 or "") == b"%PDF-1.4 data"
+        assert atts[1].sha256 is None and "blocked" in (atts[1].dropped_reason or "")
+    assert r.outcome is Outcome.CASE_OPENED
+
+
+def test_html_only_mail_becomes_text(app: App) -> None:
+    ingest(app, mail(body=None, html="<p>Mon <b>virement</b> de 50&nbsp;€ a disparu</p><script>x()</script>"),
+           "test")
+    (case,) = all_cases(app)
+    body = messages_of(app, case.ref)[0].body_text
+    assert "virement" in body and "<b>" not in body and "x()" not in body
+
+
+def test_iban_and_card_are_masked_in_stored_text(app: App) -> None:
+    ingest(app, mail(body="Mon IBAN FR76 3000 6000 0112 3456 7890 189, carte 4111 1111 1111 1111."), "test")
+    (case,) = all_cases(app)
+    stored = messages_of(app, case.ref)[0].body_text
+    assert "3000 6000" not in stored and "4111 1111 1111 1111" not in stored
+    assert "**** 1111" in stored and "FR76" in stored
+
+
+def test_english_mail_gets_an_english_case(app: App) -> None:
+    ingest(app, mail(subject="Transfer not received", body="Hello, my transfer of €50 made yesterday "
+                     "has not arrived. Could you please check? Thank you, John Smith"), "test")
+    (case,) = all_cases(app)
+    assert case.language == "en"
+
+
+def test_urgent_keyword_flags_the_case_and_alerts_on_call(app: App) -> None:
+    ingest(app, mail(subject="Opération non reconnue", body="Je constate une fraude sur mon compte."), "test")
+    (case,) = all_cases(app)
+    assert case.priority == "urgent"
+    (alert,) = outbox_rows(app, "urgent_alert")
+    assert alert.to_addr == "astreinte@kalra-plus.com"
+
+
+def test_raw_is_stored_before_anything_else_and_parsed_view_matches(app: App) -> None:
+    raw = mail(subject="Sujet accentué éà")
+    r = ingest(app, raw, "test")
+    with db.session_scope(app.engine) as s:
+        inbound = s.get(Inbound, r.inbound_id)
+        assert inbound is not None and blobs.get(s, inbound.sha256) == raw
+    parsed = email.message_from_bytes(raw, policy=default)
+    assert all_cases(app)[0].subject == str(parsed["Subject"])

@@ -1,0 +1,266 @@
+"""The one send path: acknowledgements with the right headers, retries, loop and flood protection."""
+
+from __future__ import annotations
+
+import email
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from email.message import EmailMessage
+from email.policy import default
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlmodel import col, select
+
+from mailbot import db
+from mailbot.app import App
+from mailbot.ingest import Outcome, ingest
+from mailbot.models import Case, Event, Outbox
+from mailbot.outbox import dispatch
+from tests.conftest import Clock
+from tests.mails import mail
+from tests.procs import free_port
+
+
+def sent_mails(app: App) -> list[EmailMessage]:
+    new = Path(app.config.resolve_path(app.config.outbound.path)) / "new"
+    if not new.is_dir():
+        return []
+    files = sorted(new.iterdir())
+    return [email.message_from_bytes(f.read_bytes(), policy=default) for f in files]  # type: ignore[misc]
+
+
+def rows(app: App, kind: str | None = None) -> list[Outbox]:
+    with db.session_scope(app.engine) as s:
+        stmt = select(Outbox).order_by(col(Outbox.id))
+        if kind:
+            stmt = stmt.where(Outbox.kind == kind)
+        return list(s.exec(stmt).all())
+
+
+def the_case(app: App) -> Case:
+    with db.session_scope(app.engine) as s:
+        return s.exec(select(Case)).one()
+
+
+def to_customer(app: App) -> list[EmailMessage]:
+    return [m for m in sent_mails(app) if "marie.dupont@example.org" in str(m["To"])]
+
+
+def test_acknowledgement_is_sent_once_with_threading_headers(app: App) -> None:
+    raw = mail(message_id="<orig-1@example.org>", References="<older@example.org>")
+    ingest(app, raw, "smtp")
+    ingest(app, raw, "smtp")  # redelivered: still one acknowledgement
+    report = dispatch(app)
+    assert report.sent >= 1
+    (ack,) = to_customer(app)
+    case = the_case(app)
+    assert ack["From"].addresses[0].addr_spec == "support@kalra-plus.com"
+    assert ack["Subject"].startswith(f"[{case.ref}] ")
+    assert ack["In-Reply-To"] == "<orig-1@example.org>"
+    assert ack["References"].split()[-1] == "<orig-1@example.org>"
+    assert ack["Message-ID"] == rows(app, "acknowledgement")[0].message_id
+    assert ack["Reply-To"].addresses[0].addr_spec == f"support+{case.reply_token}@kalra-plus.com"
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["Date"] is not None
+    assert ack.get_content_type() == "multipart/alternative"
+    text = ack.get_body(("plain",)).get_content()
+    html = ack.get_body(("html",)).get_content()
+    assert case.ref in text and case.ref in html
+    assert ack.get_body(("plain",)).get_content_charset() == "utf-8"
+    # A second dispatch sends nothing more.
+    assert dispatch(app).sent == 0 and len(to_customer(app)) == 1
+
+
+def test_acknowledgement_states_dates_and_missing_items(app: App) -> None:
+    ingest(app, mail(body="Bonjour, j'ai un problème avec mon compte.\nMarie"), "smtp")
+    dispatch(app)
+    (ack,) = to_customer(app)
+    text = ack.get_body(("plain",)).get_content()
+    assert "2026" in text  # received and due dates are written out
+    assert "date des faits" in text and "montant" in text
+    assert "confidenti" in text.lower()
+
+
+def test_non_ascii_headers_are_encoded_words(app: App) -> None:
+    ingest(app, mail(frm="Élodie Lefèvre <marie.dupont@example.org>", subject="Réclamation frais injustifiés"),
+           "smtp")
+    dispatch(app)
+    raw = (Path(app.config.resolve_path(app.config.outbound.path)) / "new")
+    data = next(p for p in sorted(raw.iterdir())).read_bytes()
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert all(b < 128 for b in head), "headers must be 7-bit (RFC 2047 encoded-words)"
+    assert b"=?utf-8?" in head.lower()
+
+
+def test_jinja_syntax_from_the_customer_is_sent_back_verbatim(app: App) -> None:
+    evil = "{{ 7*7 }} {% for x in range(3) %}X{% endfor %} {{ ''.__class__.__mro__ }}"
+    ingest(app, mail(subject=f"Sujet {evil}", frm="\"{{config}}\" <marie.dupont@example.org>",
+                     body=f"Texte {evil}"), "smtp")
+    dispatch(app)
+    (ack,) = to_customer(app)
+    assert "{{ 7*7 }}" in ack["Subject"] and "49" not in ack["Subject"]
+    for body in (ack.get_body(("plain",)).get_content(), ack.get_body(("html",)).get_content()):
+        assert "__mro__" not in body or "{{ ''.__class__.__mro__ }}" in body.replace("&#39;", "'")
+        assert "XXX" not in body
+
+
+def test_encoded_word_crlf_never_reaches_an_outgoing_header(app: App) -> None:
+    # "Hello\r\nBcc: evil@x" hidden in RFC 2047 encoded-words, in the name and the subject.
+    name = "=?utf-8?b?" + __import__("base64").b64encode(b"Marie\r\nBcc: evil@attacker.example").decode() + "?="
+    subj = "=?utf-8?q?Objet=0D=0ABcc=3A_evil2=40attacker.example?="
+    ingest(app, f"From: {name} <marie.dupont@example.org>\r\nTo: support@kalra-plus.com\r\n"
+                f"Subject: {subj}\r\nMessage-ID: <inj@example.org>\r\n\r\nBonjour\r\n".encode(), "smtp")
+    dispatch(app)
+    for path in sorted((Path(app.config.resolve_path(app.config.outbound.path)) / "new").iterdir()):
+        head = path.read_bytes().split(b"\r\n\r\n", 1)[0]
+        assert not any(line.lower().startswith(b"bcc:") for line in head.split(b"\r\n"))
+        msg = email.message_from_bytes(path.read_bytes(), policy=default)
+        assert msg["Bcc"] is None
+        assert [a.addr_spec for a in msg["To"].addresses] in (["marie.dupont@example.org"],
+                                                              ["agent@kalra-plus.com"])
+        assert "\n" not in str(msg["Subject"]) and "\r" not in str(msg["Subject"])
+
+
+def test_100_mails_from_one_sender_in_an_hour_give_at_most_ack_limit_acks(make_app: Callable[..., App],
+                                                                         clock: Clock) -> None:
+    app = make_app(limits={"ack_limit": 3})
+    for i in range(100):
+        r = ingest(app, mail(message_id=f"<flood-{i}@example.org>", subject=f"Plainte {i}"), "smtp")
+        assert r.outcome is Outcome.CASE_OPENED  # still recorded
+        clock.now += timedelta(seconds=30)
+    assert len(rows(app, "acknowledgement")) == 3
+    with db.session_scope(app.engine) as s:
+        assert len(s.exec(select(Event).where(Event.type == "ack_suppressed")).all()) == 97
+    clock.now += timedelta(hours=1)  # a new window
+    ingest(app, mail(message_id="<later@example.org>"), "smtp")
+    assert len(rows(app, "acknowledgement")) == 4
+
+
+def test_two_autoresponders_do_not_loop(app: App) -> None:
+    """Our acknowledgement reaches a vacation responder, whose reply reaches us: it stops there."""
+    ingest(app, mail(frm="boss@example.org"), "smtp")
+    dispatch(app)
+    (ack,) = [m for m in sent_mails(app) if "boss@" in str(m["To"])]
+    # The simulated responder answers our ack (RFC 3834 compliant and a sloppy one).
+    for headers in ({"Auto_Submitted": "auto-replied"}, {"X_Autoreply": "yes"}, {}):
+        vacation = mail(frm="boss@example.org", subject=f"Absent: {ack['Subject']}",
+                        In_Reply_To=ack["Message-ID"], message_id=None, **headers)
+        ingest(app, vacation, "smtp", envelope_from="" if not headers else "boss@example.org")
+    dispatch(app)
+    acks = [r for r in rows(app) if r.to_addr == "boss@example.org" and r.kind == "acknowledgement"]
+    assert len(acks) == 1
+
+
+def test_no_automatic_mail_to_mailer_daemon_or_noreply(app: App) -> None:
+    ingest(app, mail(frm="no-reply@shop.example"), "smtp")
+    ingest(app, mail(frm="MAILER-DAEMON@mx.example"), "smtp")
+    assert rows(app, "acknowledgement") == []
+
+
+def test_per_case_cap_on_automatic_mail(make_app: Callable[..., App]) -> None:
+    app = make_app(limits={"auto_per_case": 2, "ack_limit": 100})
+    ingest(app, mail(message_id="<cap-0@example.org>"), "smtp")
+    case = the_case(app)
+    for i in range(5):  # follow-ups after the final response would each ask for an acknowledgement
+        with db.session_scope(app.engine) as s:
+            c = s.get(Case, case.id)
+            c.status = "answered"  # type: ignore[union-attr]
+            s.add(c)
+        ingest(app, mail(message_id=f"<cap-{i + 1}@example.org>", In_Reply_To="<cap-0@example.org>"), "smtp")
+    with db.session_scope(app.engine) as s:
+        c = s.get(Case, case.id)
+        assert c is not None and c.auto_mail_count <= 2
+    assert len([r for r in rows(app) if r.to_addr == "marie.dupont@example.org"]) <= 2
+
+
+# -- SMTP relay transport ---------------------------------------------------------------------
+
+
+class Sink:
+    """A real SMTP relay (aiosmtpd) recording what it receives; can refuse with a code."""
+
+    def __init__(self) -> None:
+        self.received: list[Envelope] = []
+        self.refuse: str | None = None
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.refuse:
+            return self.refuse
+        with self.lock:
+            self.received.append(envelope)
+        return "250 OK"
+
+
+@contextmanager
+def relay(port: int) -> Iterator[Sink]:
+    sink = Sink()
+    ctl = Controller(sink, hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        yield sink
+    finally:
+        ctl.stop()
+
+
+def smtp_app(make_app: Callable[..., App], port: int, **limits: object) -> App:
+    return make_app(outbound={"transport": "smtp", "host": "127.0.0.1", "port": port, "timeout": 5,
+                              "max_attempts": 4, "backoff_seconds": 60, **limits})
+
+
+def test_acknowledgement_through_a_real_smtp_relay(make_app: Callable[..., App]) -> None:
+    port = free_port()
+    app = smtp_app(make_app, port)
+    ingest(app, mail(), "smtp")
+    with relay(port) as sink:
+        dispatch(app)
+    acks = [e for e in sink.received if e.rcpt_tos == ["marie.dupont@example.org"]]
+    assert len(acks) == 1
+    msg = email.message_from_bytes(acks[0].original_content, policy=default)  # type: ignore[arg-type]
+    assert msg["Auto-Submitted"] == "auto-replied" and msg["Subject"].startswith("[KP-")
+    assert acks[0].mail_from == "support@kalra-plus.com"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+def test_relay_down_then_back_delivers_each_of_100_acks_once(make_app: Callable[..., App], clock: Clock,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    app = smtp_app(make_app, port)
+    for i in range(100):
+        ingest(app, mail(frm=f"client{i}@example.org", message_id=f"<down-{i}@example.org>"), "smtp")
+    # Nothing listens on the relay port: every row is retried later, none lost.
+    report = dispatch(app)
+    assert report.sent == 0 and report.retried >= 100
+    assert all(r.status == "pending" and r.attempts == 1 and r.last_error for r in rows(app))
+    from mailbot.cli import main
+
+    assert main(["--config", str(app.config.source_path), "outbox", "list"]) in (0, 2)
+    clock.now += timedelta(minutes=5)
+    with relay(port) as sink:
+        report = dispatch(app)
+    assert report.sent == len(rows(app))
+    acks = [e.rcpt_tos[0] for e in sink.received if e.rcpt_tos[0].startswith("client")]
+    assert sorted(acks) == sorted(f"client{i}@example.org" for i in range(100))
+    assert all(r.status == "sent" and r.attempts == 2 for r in rows(app))
+
+
+def test_relay_answering_5xx_marks_the_row_failed_after_the_limit(make_app: Callable[..., App],
+                                                                  clock: Clock) -> None:
+    port = free_port()
+    app = smtp_app(make_app, port)
+    ingest(app, mail(), "smtp")
+    with relay(port) as sink:
+        sink.refuse = "554 5.7.1 rejected"
+        for _ in range(4):
+            dispatch(app)
+            clock.now += timedelta(hours=2)
+    ack = rows(app, "acknowledgement")[0]
+    assert ack.status == "failed" and ack.attempts == 4 and "554" in (ack.last_error or "")
+    with db.session_scope(app.engine) as s:
+        ev = s.exec(select(Event).where(Event.type == "mail_failed")).all()
+        assert "acknowledgement" in {e.data["kind"] for e in ev}
