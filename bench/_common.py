@@ -1,10 +1,18 @@
-"""Helpers shared by the benchmarks: a throwaway App on a fresh database."""
+"""Helpers shared by the benchmarks: a throwaway App on a fresh database.
+
+`--db` everywhere accepts `sqlite` (default: a fresh file in a temp dir), `pg`
+(a throwaway schema in the `test` database at 127.0.0.1:5432, created for the
+run and dropped after it) or a full SQLAlchemy URL (used as is, not dropped).
+"""
 
 from __future__ import annotations
 
 import sys
 import tempfile
 import tomllib
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -13,9 +21,11 @@ sys.path.insert(0, str(ROOT))
 from mailbot.app import App  # noqa: E402
 from mailbot.config import parse_config  # noqa: E402
 
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
-def bench_app(db_url: str | None = None, workdir: str | None = None, **over: object) -> App:
-    """The shipped config on a fresh database (SQLite in a temp dir by default)."""
+
+def bench_config(db_url: str | None = None, workdir: str | None = None, **over: object) -> dict:
+    """The shipped config as a dict, on `db_url` (SQLite in workdir by default)."""
     work = Path(workdir or tempfile.mkdtemp(prefix="mailbot-bench-"))
     data = tomllib.loads((ROOT / "config.toml").read_text())
     data["templates_dir"] = str(ROOT / "templates")
@@ -24,4 +34,61 @@ def bench_app(db_url: str | None = None, workdir: str | None = None, **over: obj
     data["security"] = {"secret": "bench"}
     data["limits"] = {"ack_limit": 1000}
     data.update(over)
+    return data
+
+
+def bench_app(db_url: str | None = None, workdir: str | None = None, **over: object) -> App:
+    """The shipped config on a fresh database (SQLite in a temp dir by default)."""
+    work = Path(workdir or tempfile.mkdtemp(prefix="mailbot-bench-"))
+    data = bench_config(db_url, str(work), **over)
     return App.open(parse_config(data, str(work / "config.toml")), upgrade=True)
+
+
+def db_label(db: str | None) -> str:
+    if db in (None, "", "sqlite"):
+        return "sqlite"
+    if db == "pg":
+        return "postgresql"
+    return db.split(":")[0].split("+")[0]
+
+
+@contextmanager
+def database(db: str | None, workdir: str) -> Iterator[str]:
+    """A database URL for one benchmark run (see the module docstring)."""
+    if db in (None, "", "sqlite"):
+        yield f"sqlite:///{workdir}/bench.db"
+        return
+    if db != "pg":
+        yield db
+        return
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def rss_kb() -> tuple[int, int]:
+    """(current VmRSS, peak VmHWM) of this process, in kB."""
+    cur = peak = 0
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                cur = int(line.split()[1])
+            elif line.startswith("VmHWM:"):
+                peak = int(line.split()[1])
+    return cur, peak
+
+
+def machine() -> str:
+    import os
+    import platform
+
+    return f"{os.cpu_count()} cores, Python {platform.python_version()}"

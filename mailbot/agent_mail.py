@@ -52,7 +52,7 @@ def handle_agent_mail(session: Session, app: App, inbound: Inbound, parsed: Pars
     case = session.get(Case, check.case_id) if check.ok else None
     problem = _authorisation_problem(app, parsed, sender, case, route, check.reason)
     if problem is not None:
-        _forgery(session, app, inbound, parsed, route, case, problem)
+        _forgery(session, app, inbound, parsed, route, case or _claimed_case(session, route), problem)
         return None
     assert case is not None
     text = strip_reply(parsed.text, parsed.html)
@@ -72,6 +72,14 @@ def handle_agent_mail(session: Session, app: App, inbound: Inbound, parsed: Pars
                        language=app.config.brand(case.brand).language,
                        ctx_extra={"rejection": {"command": rej.command, "reasons": rej.reasons}})
     return case
+
+
+def _claimed_case(session: Session, route: BrandRoute) -> Case | None:
+    """The case a (possibly forged) token names, if it is one of this brand's: the
+    supervisor is told about the attempt on it; nothing is done to it."""
+    m = re.match(r"^a(\d{1,12})-", route.token or "")
+    case = session.get(Case, int(m.group(1))) if m else None
+    return case if case is not None and case.brand == route.brand.key else None
 
 
 def _authorisation_problem(app: App, parsed: ParsedMail, sender: str, case: Case | None, route: BrandRoute,
@@ -123,7 +131,6 @@ def run_commands(session: Session, app: App, case: Case, actor: str, commands: l
             if not days.isdigit():
                 raise actions.Rejected("#extend", ["usage: #extend N reason (N business days)"])
             actions.extend(session, app, case, actor, int(days), reason)
-            mode = "none" if not body.strip() else mode
         elif word == "#tier":
             actions.set_tier(session, app, case, actor, arg)
         elif word == "#category":
@@ -152,8 +159,20 @@ def _apply_mode(session: Session, app: App, case: Case, actor: str, mode: str, b
         if body.strip():
             actions.note(session, app, case, actor, body)
         actions.close(session, app, case, actor)
-    elif mode == "reply" and (body.strip() or not has_commands):
+    elif mode == "reply" and (not has_commands or has_message(body)):
         actions.reply(session, app, case, actor, body, about=about)
+
+
+_CLOSINGS = re.compile(r"^(cordialement|bien (à|a) vous|bien cordialement|salutations|merci|bonne journée|"
+                       r"regards|best|kind regards|thanks|thank you|sincerely)\b", re.IGNORECASE)
+
+
+def has_message(body: str) -> bool:
+    """Text for the customer beyond a bare closing ('Cordialement,\nPaul')."""
+    lines = [ln.strip() for ln in body.strip().splitlines() if ln.strip()]
+    if not lines:
+        return False
+    return not (len(lines) <= 3 and _CLOSINGS.match(lines[0]))
 
 
 def _final_at(arg: str, tz: tzinfo) -> datetime | None:

@@ -150,6 +150,7 @@ _NAME_LABEL_RE = re.compile(
     r"^[ \t]*(?:nom et prenom|prenom et nom|nom complet|full name|nom|name)[ \t]*:[ \t]*(.{2,80})$",
     re.MULTILINE,
 )
+_LABEL_NAME_RE = re.compile(rf"{_LETTERS}+(?:[ '-]{_LETTERS}+){{0,5}}")
 _CALLED_RE = re.compile(r"(?:je m'appelle|je me nomme|my name is)\s+(.{2,80})")
 _CLOSINGS = (
     "cordialement", "bien cordialement", "bien a vous", "salutations", "sincerement",
@@ -175,11 +176,13 @@ def _name_from_display(display_name: str | None) -> str | None:
 
 
 def _name_from_label(text: str, folded: str) -> str | None:
-    for pattern in (_NAME_LABEL_RE, _CALLED_RE):
-        match = pattern.search(folded)
-        if match:
-            return _as_name(text[match.start(1) : match.end(1)])
-    return None
+    """ "Nom : Jean DUPONT" (the whole value if it is only letters), "je m'appelle ..."."""
+    match = _NAME_LABEL_RE.search(folded)
+    if match:
+        value = text[match.start(1) : match.end(1)].strip()
+        return value if _LABEL_NAME_RE.fullmatch(value) else _as_name(value)
+    match = _CALLED_RE.search(folded)
+    return _as_name(text[match.start(1) : match.end(1)]) if match else None
 
 
 def _is_closing(line: str) -> bool:
@@ -277,7 +280,8 @@ def extract_phone(text: str) -> str | None:
 
 # --------------------------------------------------------------------------- identifiers
 
-_VALUE = r"([A-Za-z0-9*][A-Za-z0-9*-]{3,30})"
+_FILLER = r"(?:(?:is|est|est le) )?"
+_VALUE = rf"{_FILLER}([a-z0-9*][a-z0-9*-]{{3,30}})"
 _CUSTOMER_RE = re.compile(
     r"(?:numero (?:de )?client|n[°o] ?(?:de )?client|client n[°o]\.?|reference client"
     r"|identifiant(?: client)?|customer (?:number|no\.?|id)|client (?:number|id))"
@@ -285,7 +289,7 @@ _CUSTOMER_RE = re.compile(
 )
 _ACCOUNT_RE = re.compile(
     r"(?:numero de compte|n[°o] de compte|compte n[°o]\.?|account (?:number|no\.?))"
-    r"\s*(?:n[°o]\.?|#)?\s*:?\s*([a-z0-9*](?: ?[a-z0-9*]){4,40})"
+    rf"\s*(?:n[°o]\.?|#)?\s*:?\s*{_FILLER}((?:[a-z]{{2}}[0-9]{{2}}|[0-9*])(?: ?[a-z0-9*]){{2,40}})"
 )
 
 
@@ -404,6 +408,8 @@ def _text_dates(folded: str, today: date) -> Iterable[Hit | None]:
         day, month = int(m.group(1)), _MONTHS[m.group(2)]
         yield _dated(m, (_full_year(m.group(3), month, day, today), month, day))
     for m in _MONTH_DAY_RE.finditer(folded):
+        if m.group(1) == "may" and m.group(3) is None:
+            continue  # "I may 3 times..." is not a date
         day, month = int(m.group(2)), _MONTHS[m.group(1)]
         yield _dated(m, (_full_year(m.group(3), month, day, today), month, day))
 

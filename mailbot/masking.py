@@ -80,13 +80,12 @@ def _iban_span(text: str, match: re.Match[str]) -> Span | None:
 
 def luhn_ok(digits: str) -> bool:
     """True when the digit string passes the Luhn check."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
+    reverse = digits[::-1]
+    total = sum(map(int, reverse[::2])) + sum(_LUHN_DOUBLED[int(ch)] for ch in reverse[1::2])
     return total % 10 == 0
+
+
+_LUHN_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
 
 def _card_layout_ok(groups: list[str]) -> bool:
@@ -116,8 +115,9 @@ def _card_span(text: str, match: re.Match[str]) -> Span | None:
         ends.append(pos)
         pos += 1  # separators are one character
     for k in range(len(groups), 0, -1):
-        if _card_layout_ok(groups[:k]) and _looks_like_card("".join(groups[:k])):
-            return Span(match.start(), ends[k - 1])
+        if 13 <= ends[k - 1] - match.start() - (k - 1) <= 19 and _card_layout_ok(groups[:k]):
+            if _looks_like_card("".join(groups[:k])):
+                return Span(match.start(), ends[k - 1])
     return None
 
 

@@ -677,6 +677,24 @@ def test_naive_datetime_and_empty_config() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "field_name", "value"),
+    [
+        ("My account number is 12345678.", "account_number", "12345678"),
+        ("Customer number is 87654321.", "customer_number", "87654321"),
+        ("Nom : DUPONT jean\nMerci", "name", "DUPONT jean"),
+        ("I may 3 times have asked.", "fact_dates", ()),
+        ("Délai de 15 jours, voir page 3.", "amounts", ()),
+        ("Appelez le 0033 6 12 34 56 78", "phone", "+33 6 12 34 56 78"),
+        ("Le 03.11.2026 puis le 06.12.34.56.78", "fact_dates", ("2026-11-03",)),
+        ("numéro de compte : FR7630006000011234567890189 merci", "account_number",
+         "FR76********************189"),
+    ],
+)
+def test_single_field(text: str, field_name: str, value: object) -> None:
+    assert getattr(extract(text, sent_at=SENT), field_name) == value
+
+
+@pytest.mark.parametrize(
     "text",
     ["31/02/2026", "le 30 février 2026", "2026-13-01", "00/00/0000", "le 32 mai"],
 )

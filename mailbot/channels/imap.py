@@ -1,0 +1,723 @@
+"""The IMAP poller: a mailbox in front of `ingest`, plus `mailbot imap check`.
+
+What the poller promises (DESIGN.md, guarantees 1 and 2):
+
+- mail is fetched with ``BODY.PEEK[]`` (nothing is marked read by fetching);
+- a message is marked ``\\Seen`` and moved out of the folder (to
+  ``processed_folder``, or ``quarantine_folder`` when ingest quarantined it)
+  only after `ingest_batch` returned, i.e. after the commit;
+- when the database is unavailable the mail stays untouched in the folder
+  and the poller backs off and retries;
+- every pass looks at *everything* still in the folder (``SEARCH NOT
+  DELETED``), not only at UIDs above the last one seen: a mail left behind by
+  a crash between the commit and the move is simply handled again, and
+  ingest's dedupe records it once. ``MailboxState`` keeps the UIDVALIDITY and
+  the highest UID handled, so a UIDVALIDITY change is noticed and logged;
+- on PostgreSQL one instance polls a mailbox at a time: the holder of a
+  session advisory lock keyed on the account (`MailboxLock`).
+
+`reconcile` compares what the server holds with what was recorded and is the
+safety net behind these promises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.parser
+import hashlib
+import logging
+import random
+import ssl
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import policy
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientAbortError, LoginError
+from imapclient.imapclient import SocketTimeout
+from sqlalchemy import Connection, Engine, text
+from sqlmodel import col, select
+
+from mailbot import db
+from mailbot.app import App
+from mailbot.config import Config, ImapConfig
+from mailbot.ingest import IngestResult, Received, TemporaryFailure, ingest_batch
+from mailbot.models import Inbound, MailboxState, utcnow
+from mailbot.parsing import header_str, normalise_message_id
+
+log = logging.getLogger("mailbot.imap")
+# imapclient logs every literal it reads at DEBUG: that would put message
+# bodies in the logs (guarantee 4). Passwords are redacted by imapclient itself.
+logging.getLogger("imapclient").setLevel(logging.INFO)
+
+SEEN = rb"\Seen"
+DELETED = rb"\Deleted"
+BODY = b"BODY[]"
+MESSAGE_ID_FIELD = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
+
+
+@dataclass(frozen=True)
+class Timings:
+    """The poller's clocks, in seconds (tests shorten them)."""
+
+    backoff_initial: float = 1.0  # connection/database errors: doubled up to backoff_max
+    backoff_max: float = 300.0
+    config_backoff: float = 600.0  # bad password, bad certificate: retried quietly, slowly
+    idle_check: float = 1.0  # how often IDLE looks at stop() and the lock
+    idle_renew: float = 20 * 60.0  # re-issue IDLE before servers drop it (RFC 9051: 29 min)
+    lock_retry: float = 3.0  # PostgreSQL: how often a standby tries to take a mailbox over
+    lock_check: float = 10.0  # how often the holder checks its lock connection is alive
+    connect_timeout: float = 15.0
+    read_timeout: float = 120.0
+
+
+class Backoff:
+    """Exponential backoff with jitter: initial, doubled each failure, capped."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial, self.maximum = initial, maximum
+        self.failures = 0
+
+    def next(self) -> float:
+        delay = min(self.maximum, self.initial * 2 ** min(self.failures, 30))
+        self.failures += 1
+        return delay / 2 + random.uniform(0, delay / 2)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class CredentialsUnavailable(Exception):
+    """The password could not be read (env var unset, file unreadable)."""
+
+
+# ---------------------------------------------------------------- small helpers
+def advisory_key(account: str) -> int:
+    """A stable, non-negative 63-bit lock key for an account (fits PostgreSQL's bigint)."""
+    return int.from_bytes(hashlib.sha256(account.encode()).digest()[:8], "big") >> 1
+
+
+def mailbox_brand(config: Config, cfg: ImapConfig) -> str | None:
+    """The brand a mailbox belongs to: configured, or the brand owning its address."""
+    if cfg.brand:
+        return cfg.brand
+    brand = config.brand_for_address(cfg.username) if "@" in cfg.username else None
+    return brand.key if brand else None
+
+
+def source_of(cfg: ImapConfig) -> str:
+    return f"imap:{cfg.username}/{cfg.folder}"
+
+
+def tls_context(cfg: ImapConfig) -> ssl.SSLContext:
+    """Certificate and host name verified by default; `verify_tls = false` turns both off."""
+    ctx = ssl.create_default_context(cafile=cfg.ca_file)
+    if not cfg.verify_tls:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def connect(cfg: ImapConfig, timings: Timings = Timings()) -> IMAPClient:
+    """A logged-in client (implicit TLS, STARTTLS or plain, as configured)."""
+    try:
+        password = cfg.password()
+    except ValueError as exc:
+        raise CredentialsUnavailable(str(exc)) from None
+    ctx = tls_context(cfg) if cfg.tls or cfg.starttls else None
+    client = IMAPClient(cfg.host, cfg.port, ssl=cfg.tls, ssl_context=ctx,
+                        timeout=SocketTimeout(timings.connect_timeout, timings.read_timeout))
+    try:
+        if cfg.starttls and not cfg.tls:
+            client.starttls(ctx)
+        client.login(cfg.username, password)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            client.shutdown()
+        raise
+    client.normalise_times = False  # aware INTERNALDATEs
+    return client
+
+
+def ensure_folder(client: IMAPClient, folder: str) -> None:
+    if folder.upper() == "INBOX" or client.folder_exists(folder):
+        return
+    try:
+        client.create_folder(folder)
+    except IMAPClient.Error:
+        if not client.folder_exists(folder):  # created meanwhile by another client: fine
+            raise
+    log.info("created folder", extra={"folder": folder})
+
+
+def move(client: IMAPClient, uids: Sequence[int], folder: str) -> None:
+    """MOVE when the server can, else COPY + \\Deleted + (UID) EXPUNGE."""
+    if not uids:
+        return
+    if client.has_capability("MOVE"):
+        client.move(uids, folder)
+        return
+    client.copy(uids, folder)
+    client.add_flags(uids, [DELETED], silent=True)
+    if client.has_capability("UIDPLUS"):
+        client.uid_expunge(uids)
+    else:
+        client.expunge()
+
+
+def batched(items: Sequence[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), size):
+        yield list(items[i:i + size])
+
+
+def _utc(value: object) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _is_new_mail(response: object) -> bool:
+    return isinstance(response, tuple) and len(response) >= 2 and response[1] in (b"EXISTS", b"RECENT")
+
+
+def _is_bye(response: object) -> bool:
+    return isinstance(response, tuple) and bool(response) and response[0] == b"BYE"
+
+
+def _forget_new_mail_signals(client: IMAPClient) -> None:
+    """Drop the EXISTS/RECENT counts imaplib kept from earlier commands' responses."""
+    for key in ("EXISTS", "RECENT"):
+        client._imap.untagged_responses.pop(key, None)
+
+
+def _new_mail_signalled(client: IMAPClient) -> bool:
+    """Did an EXISTS/RECENT arrive since `_forget_new_mail_signals`?
+
+    A mail that lands between our last SEARCH and the start of IDLE is
+    announced in the response to SEARCH or to IDLE itself, which imaplib
+    files away instead of handing to `idle_check`.
+    """
+    return any(client._imap.untagged_responses.get(k) for k in ("EXISTS", "RECENT"))
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError | IMAPClientAbortError | EOFError)
+
+
+def _describe(exc: BaseException) -> tuple[str, bool]:
+    """(kind, persistent): persistent errors need an admin and are logged once."""
+    if isinstance(exc, LoginError):
+        return "authentication failed (check username and password)", True
+    if isinstance(exc, CredentialsUnavailable):
+        return f"password unavailable: {exc}", True
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"TLS certificate verification failed: {exc.verify_message} "
+                "(set ca_file to the server's CA, or verify_tls = false)"), True
+    if isinstance(exc, TemporaryFailure):
+        return f"database unavailable, mail left in the folder: {exc}", False
+    return f"{type(exc).__name__}: {str(exc)[:300]}", False
+
+
+# ---------------------------------------------------------------- scale-out lock
+class MailboxLock:
+    """`pg_try_advisory_lock` held on a dedicated connection while this instance polls.
+
+    The lock lives as long as that database session: if the holder dies, the
+    server drops it and a standby takes over at its next try.
+    """
+
+    def __init__(self, engine: Engine, account: str, check_every: float) -> None:
+        self.engine = engine
+        self.key = advisory_key(account)
+        self.account = account
+        self.check_every = check_every
+        self._conn: Connection | None = None
+        self._checked = 0.0
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None
+
+    def acquire(self, verify: bool = False) -> bool:
+        """True while this instance holds the lock (taking it when free).
+
+        A held lock's session is checked every `check_every` seconds, or now with `verify`.
+        """
+        if self._conn is not None:
+            return self._still_held(verify)
+        conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(CAST(:k AS bigint))"),
+                               {"k": self.key}).scalar()
+        except BaseException:
+            conn.invalidate()
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            return False
+        self._conn, self._checked = conn, time.monotonic()
+        log.info("mailbox lock taken", extra={"account": self.account})
+        return True
+
+    def _still_held(self, verify: bool) -> bool:
+        assert self._conn is not None
+        if not verify and time.monotonic() - self._checked < self.check_every:
+            return True
+        try:
+            self._conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("mailbox lock lost: %s", str(exc).splitlines()[0][:200],
+                        extra={"account": self.account})
+            self._discard()
+            return False
+        self._checked = time.monotonic()
+        return True
+
+    def release(self) -> None:
+        if self._conn is None:
+            return
+        with contextlib.suppress(Exception):
+            self._conn.execute(text("SELECT pg_advisory_unlock(CAST(:k AS bigint))"), {"k": self.key})
+        self._discard()
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.invalidate()  # never hand a lock-holding session back to the pool
+                conn.close()
+
+
+# ---------------------------------------------------------------- the poller
+class ImapPoller:
+    """Polls one mailbox in its own thread (`start`/`stop`), or once (`poll_once`)."""
+
+    def __init__(self, app: App, cfg: ImapConfig, timings: Timings = Timings()) -> None:
+        if cfg.processed_folder == cfg.folder or cfg.quarantine_folder == cfg.folder:
+            raise ValueError(f"imap {cfg.account_key}: processed_folder and quarantine_folder "
+                             f"must differ from folder {cfg.folder!r}")
+        self.app = app
+        self.cfg = cfg
+        self.timings = timings
+        self.source = source_of(cfg)
+        self.brand = mailbox_brand(app.config, cfg)
+        self.lock = (MailboxLock(app.engine, cfg.account_key, timings.lock_check)
+                     if app.engine.dialect.name == "postgresql" else None)
+        self._client: IMAPClient | None = None
+        self._known_uidvalidity: int | None = None
+        self._stop = threading.Event()
+        self._idling = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reported: str | None = None
+        self._backoff = Backoff(timings.backoff_initial, timings.backoff_max)
+        self._slow = Backoff(timings.config_backoff, max(timings.config_backoff, 3600.0))
+        # Figures for tests, metrics and `status`:
+        self.connects = 0
+        self.failures = 0
+        self.handled = 0
+        self.last_error: str | None = None
+
+    @property
+    def _log_extra(self) -> dict[str, object]:
+        return {"account": self.cfg.account_key}
+
+    # -- thread control ------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"imap:{self.cfg.username}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the thread to finish (IDLE notices within `Timings.idle_check`) and wait."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("imap poller did not stop in time", extra=self._log_extra)
+        else:
+            self.close()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once the thread is waiting in IDLE (for tests)."""
+        return self._idling.wait(timeout)
+
+    def close(self) -> None:
+        """Log out and release the mailbox lock."""
+        self._disconnect(polite=True)
+        if self.lock is not None:
+            self.lock.release()
+
+    # -- one pass --------------------------------------------------------------
+    def poll_once(self) -> int:
+        """Handle everything now in the folder once; return how many messages were handled.
+
+        Returns 0 without touching the mailbox when another instance holds it
+        (PostgreSQL). Raises `TemporaryFailure` when the database is down
+        (the mail stays in the folder, unseen), and the IMAP/TLS error when
+        the server cannot be used. The connection is kept for the next call.
+        """
+        if not self._hold_lock():
+            return 0
+        reused = self._client is not None
+        try:
+            return self._pass()
+        except TemporaryFailure:
+            raise
+        except Exception as exc:
+            self._disconnect(polite=False)
+            if not (reused and _is_connection_error(exc)):
+                raise
+        return self._pass_or_disconnect()  # the kept connection had died: one fresh try
+
+    def _pass_or_disconnect(self) -> int:
+        try:
+            return self._pass()
+        except TemporaryFailure:
+            raise
+        except Exception:
+            self._disconnect(polite=False)
+            raise
+
+    def _hold_lock(self) -> bool:
+        if self.lock is None:
+            return True
+        try:
+            held = self.lock.acquire(verify=True)  # before each pass: is our session alive?
+        except db.TRANSIENT_DB_ERRORS as exc:
+            raise TemporaryFailure(str(exc).splitlines()[0][:300]) from exc
+        if not held:
+            self._disconnect(polite=True)
+        return held
+
+    def _connection(self) -> IMAPClient:
+        if self._client is None:
+            client = connect(self.cfg, self.timings)
+            try:
+                ensure_folder(client, self.cfg.processed_folder)
+                ensure_folder(client, self.cfg.quarantine_folder)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    client.shutdown()
+                raise
+            self._client = client
+            self.connects += 1
+            log.info("imap connected", extra={**self._log_extra, "connects": self.connects})
+        return self._client
+
+    def _disconnect(self, polite: bool) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            if polite:
+                client.logout()
+            else:
+                client.shutdown()
+        except Exception:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+
+    def _pass(self) -> int:
+        client = self._connection()
+        info = client.select_folder(self.cfg.folder)
+        uidvalidity = int(info[b"UIDVALIDITY"])
+        self._check_uidvalidity(uidvalidity)
+        _forget_new_mail_signals(client)
+        uids = sorted(client.search(["NOT", "DELETED"]))
+        handled = 0
+        for chunk in batched(uids, self.cfg.batch_size):
+            if self._stop.is_set():
+                break
+            handled += self._handle_batch(client, chunk, uidvalidity)
+        return handled
+
+    def _handle_batch(self, client: IMAPClient, uids: list[int], uidvalidity: int) -> int:
+        fetched = client.fetch(uids, [b"BODY.PEEK[]", b"INTERNALDATE"])
+        present = [uid for uid in uids if BODY in fetched.get(uid, {})]  # others vanished meanwhile
+        if not present:
+            return 0
+        items = [Received(fetched[uid][BODY], self.source,
+                          received_at=_utc(fetched[uid].get(b"INTERNALDATE")),
+                          mailbox_brand=self.brand) for uid in present]
+        results = ingest_batch(self.app, items)  # committed when it returns
+        self._file_away(client, present, results)
+        self._save_state(uidvalidity, max(present))
+        self.handled += len(present)
+        log.info("imap batch ingested", extra={
+            **self._log_extra, "count": len(present),
+            "quarantined": sum(r.quarantined for r in results),
+            "cases": sorted({ref for r in results for ref in r.case_refs})[:20]})
+        return len(present)
+
+    def _file_away(self, client: IMAPClient, uids: list[int], results: list[IngestResult]) -> None:
+        """After the commit: \\Seen, then out of the folder."""
+        client.add_flags(uids, [SEEN], silent=True)
+        held = [uid for uid, r in zip(uids, results, strict=True) if r.quarantined]
+        done = [uid for uid, r in zip(uids, results, strict=True) if not r.quarantined]
+        move(client, done, self.cfg.processed_folder)
+        move(client, held, self.cfg.quarantine_folder)
+
+    # -- MailboxState ----------------------------------------------------------
+    def _check_uidvalidity(self, uidvalidity: int) -> None:
+        if uidvalidity == self._known_uidvalidity:
+            return
+        try:
+            with db.session_scope(self.app.engine) as session:
+                state = session.get(MailboxState, self.cfg.account_key)
+                if state is None:
+                    state = MailboxState(account=self.cfg.account_key, uidvalidity=uidvalidity)
+                elif state.uidvalidity != uidvalidity:
+                    if state.uidvalidity is not None:
+                        log.warning("UIDVALIDITY changed: rescanning the folder", extra={
+                            **self._log_extra, "old_uidvalidity": state.uidvalidity,
+                            "uidvalidity": uidvalidity, "old_last_uid": state.last_uid})
+                    state.uidvalidity, state.last_uid = uidvalidity, 0
+                else:
+                    self._known_uidvalidity = uidvalidity
+                    return
+                state.updated_at = utcnow()
+                session.add(state)
+        except db.TRANSIENT_DB_ERRORS as exc:
+            raise TemporaryFailure(str(exc).splitlines()[0][:300]) from exc
+        self._known_uidvalidity = uidvalidity
+
+    def _save_state(self, uidvalidity: int, top_uid: int) -> None:
+        try:
+            with db.session_scope(self.app.engine) as session:
+                state = session.get(MailboxState, self.cfg.account_key) or MailboxState(
+                    account=self.cfg.account_key)
+                if state.uidvalidity != uidvalidity:
+                    state.uidvalidity, state.last_uid = uidvalidity, 0
+                state.last_uid = max(state.last_uid, top_uid)
+                state.updated_at = utcnow()
+                session.add(state)
+        except db.TRANSIENT_DB_ERRORS as exc:
+            # The mail is recorded and filed away already; only the bookkeeping waits.
+            raise TemporaryFailure(str(exc).splitlines()[0][:300]) from exc
+
+    # -- the thread ------------------------------------------------------------
+    def _run(self) -> None:
+        log.info("imap poller started", extra={**self._log_extra, "brand": self.brand})
+        try:
+            while not self._stop.is_set():
+                try:
+                    delay = self._cycle()
+                except Exception as exc:
+                    self._disconnect(polite=False)
+                    persistent = self._failed(exc)
+                    delay = self._slow.next() if persistent else self._backoff.next()
+                if delay:
+                    self._stop.wait(delay)
+        finally:
+            self.close()
+            log.info("imap poller stopped", extra=self._log_extra)
+
+    def _cycle(self) -> float:
+        """Drain the folder then wait for mail; return how long to sleep before the next cycle."""
+        if not self._hold_lock():
+            return self.timings.lock_retry
+        while self._pass() and not self._stop.is_set():
+            pass  # mail arrived meanwhile: its EXISTS may have come during our own commands
+        self._recovered()
+        client = self._connection()
+        if self.cfg.idle and client.has_capability("IDLE"):
+            self._idle(client)
+            return 0.0
+        return self.cfg.poll_interval
+
+    def _idle(self, client: IMAPClient) -> None:
+        client.idle()
+        try:
+            self._idling.set()
+            if not _new_mail_signalled(client):
+                self._idle_wait(client)
+        finally:
+            self._idling.clear()
+        client.idle_done()
+
+    def _idle_wait(self, client: IMAPClient) -> None:
+        """Return on new mail, stop(), loss of the lock, a silent wake-up or renewal time."""
+        started = time.monotonic()
+        check = self.timings.idle_check
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            responses = client.idle_check(timeout=check)
+            if any(_is_bye(r) for r in responses):
+                raise ConnectionError("server closed the connection (BYE)")
+            if any(_is_new_mail(r) for r in responses):
+                return
+            if not responses and time.monotonic() - t0 < check / 2:
+                return  # woke up with nothing to read: usually EOF; the next pass will tell
+            if time.monotonic() - started > self.timings.idle_renew:
+                return
+            if self.lock is not None and not self.lock.acquire():
+                return
+
+    def _failed(self, exc: Exception) -> bool:
+        kind, persistent = _describe(exc)
+        self.failures += 1
+        self.last_error = kind
+        if persistent:
+            if self._reported != kind:  # once, clearly; then quietly until it changes
+                log.error("imap %s", kind, extra={**self._log_extra, "error": type(exc).__name__})
+                self._reported = kind
+            else:
+                log.debug("imap still failing: %s", kind, extra=self._log_extra)
+        elif isinstance(exc, TemporaryFailure) or _is_connection_error(exc):
+            log.warning("imap %s", kind, extra={**self._log_extra, "error": type(exc).__name__})
+        else:
+            log.exception("imap poller error", extra=self._log_extra)
+        return persistent
+
+    def _recovered(self) -> None:
+        self._backoff.reset()
+        self._slow.reset()
+        if self.last_error is not None:
+            log.info("imap poller recovered", extra={**self._log_extra, "after": self.last_error})
+        self.last_error = None
+        self._reported = None
+
+
+# ---------------------------------------------------------------- reconciliation
+@dataclass(frozen=True)
+class ServerMessage:
+    folder: str
+    uid: int
+    message_id: str | None
+    size: int
+    internaldate: datetime | None
+
+
+@dataclass
+class ReconcileReport:
+    """What `mailbot imap check` found for one mailbox."""
+
+    account: str
+    counts: dict[str, int] = field(default_factory=dict)
+    not_ingested: list[ServerMessage] = field(default_factory=list)
+    stuck: list[ServerMessage] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def problems(self) -> int:
+        return len(self.not_ingested) + len(self.stuck) + (1 if self.error else 0)
+
+    def lines(self) -> list[str]:
+        if self.error:
+            return [f"{self.account}: ERROR {self.error}"]
+        folders = ", ".join(f"{name} {n}" for name, n in self.counts.items())
+        head = (f"{self.account}: {folders}; {len(self.not_ingested)} not ingested, "
+                f"{len(self.stuck)} stuck -> {'OK' if not self.problems else 'PROBLEMS'}")
+        out = [head]
+        for m in self.not_ingested:
+            out.append(f"  not ingested: {m.folder} uid {m.uid} {m.message_id or '(no Message-ID)'} "
+                       f"{m.size} bytes")
+        for m in self.stuck:
+            since = m.internaldate.isoformat(timespec="seconds") if m.internaldate else "?"
+            out.append(f"  stuck: {m.folder} uid {m.uid} {m.message_id or '(no Message-ID)'} since {since}")
+        return out
+
+
+def reconcile(app: App, cfg: ImapConfig, *, stuck_after: timedelta = timedelta(minutes=30),
+              now: datetime | None = None) -> ReconcileReport:
+    """Compare the mailbox (folder, processed and quarantine folders) with `inbound`.
+
+    Messages in the processed/quarantine folders must all be recorded (by
+    Message-ID, else by the sha256 of their bytes); messages still in the
+    folder are only reported when older than `stuck_after` (newer ones are
+    simply waiting for the poller).
+    """
+    report = ReconcileReport(cfg.account_key)
+    cutoff = (now or app.now()) - stuck_after
+    try:
+        client = connect(cfg)
+    except Exception as exc:
+        report.error = _describe(exc)[0]
+        return report
+    try:
+        for folder in (cfg.folder, cfg.processed_folder, cfg.quarantine_folder):
+            messages = list(_server_messages(client, folder))
+            report.counts[folder] = len(messages)
+            if folder == cfg.folder:
+                report.stuck += [m for m in messages if m.internaldate and m.internaldate < cutoff]
+            else:
+                report.not_ingested += _unrecorded(app, client, folder, messages)
+    except Exception as exc:
+        report.error = _describe(exc)[0]
+    finally:
+        with contextlib.suppress(Exception):
+            client.logout()
+    return report
+
+
+def reconcile_all(app: App) -> int:
+    """`mailbot imap check`: one report per configured mailbox on stdout; the number of problems."""
+    problems = 0
+    for cfg in app.config.imap:
+        report = reconcile(app, cfg)
+        for line in report.lines():
+            print(line)
+        problems += report.problems
+        log.info("imap reconcile", extra={"account": cfg.account_key, "problems": report.problems,
+                                          "not_ingested": len(report.not_ingested),
+                                          "stuck": len(report.stuck)})
+    return problems
+
+
+def _server_messages(client: IMAPClient, folder: str, chunk: int = 500) -> Iterator[ServerMessage]:
+    if not client.folder_exists(folder):
+        return
+    client.select_folder(folder, readonly=True)
+    uids = sorted(client.search(["NOT", "DELETED"]))
+    headers = email.parser.BytesHeaderParser(policy=policy.compat32)
+    for part in batched(uids, chunk):
+        data = client.fetch(part, [b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]", b"RFC822.SIZE",
+                                   b"INTERNALDATE"])
+        for uid in part:
+            d = data.get(uid)
+            if d is None:
+                continue
+            raw = d.get(MESSAGE_ID_FIELD) or b""
+            mid = normalise_message_id(header_str(headers.parsebytes(raw).get("Message-ID")))
+            yield ServerMessage(folder, uid, mid, int(d.get(b"RFC822.SIZE", 0)),
+                                _utc(d.get(b"INTERNALDATE")))
+
+
+def _unrecorded(app: App, client: IMAPClient, folder: str,
+                messages: list[ServerMessage]) -> list[ServerMessage]:
+    """Messages of `folder` that `inbound` does not know, by Message-ID then by content."""
+    known_ids = _known(app, Inbound.message_id, {m.message_id for m in messages if m.message_id})
+    unmatched = [m for m in messages if m.message_id not in known_ids]
+    if not unmatched:
+        return []
+    digests = _digests(client, folder, [m.uid for m in unmatched])
+    known_sha = _known(app, Inbound.sha256, set(digests.values()))
+    return [m for m in unmatched if digests.get(m.uid) not in known_sha]
+
+
+def _known(app: App, column: object, values: Iterable[str], chunk: int = 500) -> set[str]:
+    values = sorted(v for v in values if v)
+    found: set[str] = set()
+    with db.session_scope(app.engine) as session:
+        for i in range(0, len(values), chunk):
+            part = values[i:i + chunk]
+            found.update(session.exec(select(column).where(col(column).in_(part))).all())
+    return found
+
+
+def _digests(client: IMAPClient, folder: str, uids: list[int]) -> dict[int, str]:
+    client.select_folder(folder, readonly=True)
+    out: dict[int, str] = {}
+    for part in batched(uids, 50):
+        for uid, d in client.fetch(part, [b"BODY.PEEK[]"]).items():
+            if BODY in d:
+                out[uid] = hashlib.sha256(d[BODY]).hexdigest()
+    return out

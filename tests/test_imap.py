@@ -1,0 +1,479 @@
+"""The IMAP poller and `mailbot imap check`, against a real Dovecot (tests/dovecot.py).
+
+Each test uses a mailbox user of its own. Core tests run on SQLite and on
+PostgreSQL (the `app` fixture); the slow ones are pinned to SQLite.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, event, func, text
+from sqlmodel import Session, select
+
+from mailbot.app import App
+from mailbot.channels import imap as imap_module
+from mailbot.channels.imap import (
+    ImapPoller,
+    Timings,
+    advisory_key,
+    mailbox_brand,
+    reconcile,
+    reconcile_all,
+)
+from mailbot.config import ImapConfig
+from mailbot.ingest import Outcome, TemporaryFailure, ingest
+from mailbot.models import Case, Inbound, MailboxState, Quarantine
+from tests.conftest import make_config
+from tests.dovecot import Dovecot
+
+pytestmark = pytest.mark.dovecot
+
+SUPPORT = "support@kalra-plus.com"
+FAST = Timings(backoff_initial=0.05, backoff_max=0.5, config_backoff=0.05, idle_check=0.2,
+               lock_retry=0.2, lock_check=0.2)
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+POSTGRES_ONLY = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+
+
+def complaint(n: int, sender: str | None = None, to: str = SUPPORT, subject: str = "Réclamation",
+              message_id: str | None = None) -> bytes:
+    sender = sender or f"client{n}@example.test"
+    mid = message_id or f"<c{n}.{secrets.token_hex(6)}@example.test>"
+    return (f"From: Client {n} <{sender}>\r\nTo: {to}\r\nSubject: {subject} {n}\r\n"
+            f"Message-ID: {mid}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0100\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+            f"Bonjour, mon virement de {n}0 EUR n'est pas arrivé.\r\n").encode()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(0.02)
+
+
+def count(app: App, model: type) -> int:
+    with Session(app.engine) as s:
+        return s.exec(select(func.count()).select_from(model)).one()
+
+
+def cases(app: App) -> list[Case]:
+    with Session(app.engine) as s:
+        return list(s.exec(select(Case).order_by(Case.id)).all())
+
+
+def message_ids_in(d: Dovecot, user: str, folder: str) -> list[str]:
+    with d.client(user) as c:
+        if not c.folder_exists(folder):
+            return []
+        c.select_folder(folder, readonly=True)
+        uids = c.search("ALL")
+        data = c.fetch(uids, [b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]) if uids else {}
+    return sorted(v[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"].decode().split(":", 1)[1].strip()
+                  for v in data.values())
+
+
+@pytest.fixture
+def mailbox(tmp_path: Path) -> Callable[..., ImapConfig]:
+    """mailbox(dovecot, **overrides) -> ImapConfig of a brand-new user on that server."""
+
+    def factory(d: Dovecot, password: str | None = None, **over: object) -> ImapConfig:
+        user, pw = d.new_user("imap", password=password or f"pw-{secrets.token_hex(4)}")
+        pw_file = tmp_path / f"{user}.pw"
+        pw_file.write_text(pw + "\n")
+        data: dict[str, object] = {"host": d.host, "port": d.port, "tls": False,
+                                   "username": user, "password_file": str(pw_file), "batch_size": 50}
+        data.update(over)
+        return ImapConfig(**data)
+
+    return factory
+
+
+@pytest.fixture
+def pollers() -> Iterator[Callable[..., ImapPoller]]:
+    made: list[ImapPoller] = []
+
+    def factory(app: App, cfg: ImapConfig, timings: Timings = FAST) -> ImapPoller:
+        p = ImapPoller(app, cfg, timings)
+        made.append(p)
+        return p
+
+    yield factory
+    for p in made:
+        p.stop(timeout=10)
+
+
+# ---------------------------------------------------------------- pure helpers
+def test_advisory_key_is_stable_63_bit() -> None:
+    k = advisory_key("support@kalra-plus.com@127.0.0.1:993/INBOX")
+    assert k == advisory_key("support@kalra-plus.com@127.0.0.1:993/INBOX")
+    assert 0 <= k < 2**63
+    assert k != advisory_key("info@divikeys.com@127.0.0.1:993/INBOX")
+
+
+@pytest.mark.parametrize(("username", "brand", "expected"), [
+    ("support@kalra-plus.com", None, "kalra-plus"),
+    ("SUPPORT@Kalra-Plus.com", None, "kalra-plus"),
+    ("info@divikeys.com", None, "divikeys"),
+    ("shared@example.test", None, None),
+    ("plain-login", None, None),
+    ("shared@example.test", "divikeys", "divikeys"),
+])
+def test_mailbox_brand(tmp_path: Path, username: str, brand: str | None, expected: str | None) -> None:
+    config = make_config(tmp_path)
+    cfg = ImapConfig(username=username, password_env="X", brand=brand)
+    assert mailbox_brand(config, cfg) == expected
+
+
+def test_processed_folder_must_differ(app: App) -> None:
+    cfg = ImapConfig(username="u@x.test", password_env="X", processed_folder="INBOX")
+    with pytest.raises(ValueError, match="must differ"):
+        ImapPoller(app, cfg)
+
+
+# ---------------------------------------------------------------- core (SQLite + PostgreSQL)
+def test_complaints_become_cases_and_are_filed(app: App, dovecot: Dovecot, mailbox, pollers) -> None:
+    cfg = mailbox(dovecot)
+    senders = ["alice@example.test", "bob@example.test", "chloe@example.test"]
+    for i, s in enumerate(senders):
+        dovecot.append(cfg.username, complaint(i, sender=s))
+    poller = pollers(app, cfg)
+
+    assert poller.poll_once() == 3
+
+    got = cases(app)
+    assert sorted(c.customer_email for c in got) == senders
+    assert {c.brand for c in got} == {"kalra-plus"}
+    with Session(app.engine) as s:
+        sources = set(s.exec(select(Inbound.source)).all())
+        state = s.get(MailboxState, cfg.account_key)
+    assert sources == {f"imap:{cfg.username}/INBOX"}
+    assert dovecot.uids(cfg.username) == []
+    flags = dovecot.fetch_flags(cfg.username, "Processed")
+    assert len(flags) == 3 and all(b"\\Seen" in f for f in flags.values())
+    assert state is not None and state.last_uid == 3
+    assert state.uidvalidity == dovecot.uidvalidity(cfg.username)
+    assert poller.poll_once() == 0  # nothing twice
+
+
+def test_mailbox_brand_used_for_routing(app: App, dovecot: Dovecot, mailbox, pollers) -> None:
+    cfg = mailbox(dovecot, brand="divikeys")
+    dovecot.append(cfg.username, complaint(1, to="someone@elsewhere.test"))
+    assert pollers(app, cfg).poll_once() == 1
+    assert [c.brand for c in cases(app)] == ["divikeys"]
+
+
+def test_unparseable_mail_goes_to_quarantine_folder(app: App, dovecot: Dovecot, mailbox,
+                                                    pollers) -> None:
+    cfg = mailbox(dovecot)
+    dovecot.append(cfg.username, b"\x00\x00garbage")
+    dovecot.append(cfg.username, complaint(1))
+    assert pollers(app, cfg).poll_once() == 2
+    assert dovecot.folder_count(cfg.username, "Quarantine") == 1
+    assert dovecot.folder_count(cfg.username, "Processed") == 1
+    assert dovecot.uids(cfg.username) == []
+    with Session(app.engine) as s:
+        held = s.exec(select(Quarantine)).all()
+    assert len(held) == 1 and held[0].source == f"imap:{cfg.username}/INBOX"
+    assert "unparseable" in held[0].reason
+    assert len(cases(app)) == 1
+
+
+def test_database_down_leaves_mail_untouched(app: App, db_url: str, dovecot: Dovecot, mailbox,
+                                             pollers) -> None:
+    cfg = mailbox(dovecot)
+    poller = pollers(app, cfg)
+    assert poller.poll_once() == 0  # connected, state recorded (and, on PostgreSQL, lock held)
+    broken = create_engine("sqlite:////nonexistent-dir/x.db" if db_url.startswith("sqlite")
+                           else "postgresql+psycopg://postgres@127.0.0.1:1/none")
+    poller.app = replace(app, engine=broken)
+    poller._known_uidvalidity = None  # make the pass touch the database before fetching
+    uid = dovecot.append(cfg.username, complaint(1))
+
+    with pytest.raises(TemporaryFailure):
+        poller.poll_once()
+    assert dovecot.fetch_flags(cfg.username) == {uid: ()}  # still there, unseen
+
+    poller.app = app
+    assert poller.poll_once() == 1
+    assert dovecot.uids(cfg.username) == [] and len(cases(app)) == 1
+
+
+def test_idle_wakes_poller_within_2s(app: App, dovecot: Dovecot, mailbox, pollers) -> None:
+    cfg = mailbox(dovecot)
+    poller = pollers(app, cfg)
+    poller.start()
+    assert poller.wait_idle(10), "poller never entered IDLE"
+    t0 = time.monotonic()
+    dovecot.append(cfg.username, complaint(1, sender="idle@example.test"))
+    wait_until(lambda: cases(app), timeout=5, what="a case from the APPENDed mail")
+    elapsed = time.monotonic() - t0
+    assert elapsed < 2.0, f"APPEND → case took {elapsed:.2f}s"
+    assert cases(app)[0].customer_email == "idle@example.test"
+    t1 = time.monotonic()
+    poller.stop()
+    assert time.monotonic() - t1 < 2.0  # stop() breaks IDLE quickly
+
+
+# ---------------------------------------------------------------- the "database busy" path (SQLite)
+@SQLITE_ONLY
+def test_move_happens_only_after_commit(app: App, dovecot: Dovecot, mailbox, pollers) -> None:
+    cfg = mailbox(dovecot)
+    event.listen(app.engine, "connect", lambda c, _r: c.execute("PRAGMA busy_timeout=100"))
+    app.engine.dispose()
+    poller = pollers(app, cfg)
+    assert poller.poll_once() == 0
+    uid = dovecot.append(cfg.username, complaint(1))
+
+    locker = sqlite3.connect(app.engine.url.database, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(TemporaryFailure, match="locked"):
+            poller.poll_once()  # fetched, ingest could not commit
+        assert dovecot.fetch_flags(cfg.username) == {uid: ()}
+        assert dovecot.folder_count(cfg.username, "Processed") == 0
+
+        poller.start()  # the thread backs off and retries while the database is busy
+        wait_until(lambda: poller.failures >= 2, what="retries")
+        assert dovecot.fetch_flags(cfg.username) == {uid: ()}
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    wait_until(lambda: dovecot.folder_count(cfg.username, "Processed") == 1, what="the move")
+    assert dovecot.uids(cfg.username) == [] and count(app, Inbound) == 1
+
+
+@SQLITE_ONLY
+def test_polls_at_interval_without_idle(app: App, dovecot: Dovecot, mailbox, pollers) -> None:
+    cfg = mailbox(dovecot, idle=False, poll_interval=0.2)
+    poller = pollers(app, cfg)
+    poller.start()
+    dovecot.append(cfg.username, complaint(1))
+    wait_until(lambda: cases(app), timeout=5, what="a case")
+    assert not poller.wait_idle(0)
+
+
+# ---------------------------------------------------------------- server trouble (SQLite)
+@SQLITE_ONLY
+def test_connection_dropped_mid_batch_loses_and_duplicates_nothing(
+        app: App, dovecot_fresh: Dovecot, mailbox, pollers) -> None:
+    d = dovecot_fresh
+    cfg = mailbox(d, batch_size=20)
+    raws = [complaint(i) for i in range(400)]
+    d.append_many(cfg.username, raws)
+    appended = sorted(r.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0].decode() for r in raws)
+    poller = pollers(app, cfg)
+    poller.start()
+
+    wait_until(lambda: count(app, Inbound) >= 40, timeout=30, what="a first batches")
+    d.restart()  # drops the poller's connection in the middle of the backlog
+    assert count(app, Inbound) < 400, "the backlog was drained before the restart"
+    wait_until(lambda: count(app, Inbound) == 400 and not d.uids(cfg.username), timeout=60,
+               what="the whole backlog")
+
+    assert poller.connects >= 2
+    with Session(app.engine) as s:
+        mids = s.exec(select(Inbound.message_id)).all()
+    assert sorted(mids) == appended  # each once
+    assert len(cases(app)) == 400
+    # a MOVE cut by the restart may leave a second copy in Processed, never a missing one
+    assert sorted(set(message_ids_in(d, cfg.username, "Processed"))) == appended
+
+
+@SQLITE_ONLY
+def test_connection_lost_between_commit_and_move(app: App, dovecot_fresh: Dovecot, mailbox,
+                                                 pollers, monkeypatch) -> None:
+    """The worst moment: batch 2 is committed, then the server goes away before the MOVE."""
+    d = dovecot_fresh
+    cfg = mailbox(d, batch_size=20)
+    d.append_many(cfg.username, [complaint(i) for i in range(60)])
+    outcomes: list[Outcome] = []
+    real = imap_module.ingest_batch
+
+    def ingest_then_crash(app_: App, items: list) -> list:
+        results = real(app_, items)
+        outcomes.extend(r.outcome for r in results)
+        if len(outcomes) == 40:
+            d.restart()
+        return results
+
+    monkeypatch.setattr(imap_module, "ingest_batch", ingest_then_crash)
+    poller = pollers(app, cfg)
+    poller.start()
+    wait_until(lambda: count(app, Inbound) == 60 and not d.uids(cfg.username), timeout=30,
+               what="the backlog")
+    assert poller.connects == 2
+    assert outcomes.count(Outcome.DUPLICATE) == 20  # batch 2 fetched again, recorded once
+    assert len(cases(app)) == 60
+
+
+@SQLITE_ONLY
+def test_uidvalidity_reset_rescans_without_duplicates(app: App, dovecot_fresh: Dovecot, mailbox,
+                                                      pollers, caplog) -> None:
+    d = dovecot_fresh
+    cfg = mailbox(d)
+    poller = pollers(app, cfg)
+    d.append_many(cfg.username, [complaint(1), complaint(2)])
+    assert poller.poll_once() == 2
+    old = d.uidvalidity(cfg.username)
+    # a crash between commit and move: recorded, yet still in INBOX
+    left = [complaint(3), complaint(4)]
+    for raw in left:
+        ingest(app, raw, f"imap:{cfg.username}/INBOX")
+    d.append_many(cfg.username, [*left, complaint(5)])
+    poller.close()
+    d.reset_uidvalidity(cfg.username)
+
+    with caplog.at_level(logging.WARNING, logger="mailbot.imap"):
+        assert poller.poll_once() == 3
+    assert any("UIDVALIDITY changed" in r.getMessage() for r in caplog.records)
+    assert count(app, Inbound) == 5 and len(cases(app)) == 5
+    assert d.uids(cfg.username) == []
+    with Session(app.engine) as s:
+        state = s.get(MailboxState, cfg.account_key)
+    assert state is not None and state.uidvalidity != old
+    assert state.uidvalidity == d.uidvalidity(cfg.username)
+
+
+@SQLITE_ONLY
+def test_wrong_password_logged_once_while_retrying(app: App, dovecot: Dovecot, mailbox, pollers,
+                                                   caplog, tmp_path: Path) -> None:
+    cfg = mailbox(dovecot, password="right-pw-123")
+    Path(cfg.password_file).write_text("wrong-pw-456\n")
+    dovecot.append(cfg.username, complaint(1))
+    poller = pollers(app, cfg)
+    with caplog.at_level(logging.DEBUG, logger="mailbot.imap"):
+        poller.start()
+        wait_until(lambda: poller.failures >= 4, what="several login attempts")
+        errors = [r for r in caplog.records if r.name == "mailbot.imap" and r.levelno >= logging.ERROR]
+        assert len(errors) == 1, [r.getMessage() for r in errors]
+        assert "authentication failed" in errors[0].getMessage()
+        assert errors[0].account == cfg.account_key
+
+        Path(cfg.password_file).write_text("right-pw-123\n")  # the admin fixes it
+        wait_until(lambda: cases(app) and poller.last_error is None, timeout=15, what="recovery")
+    assert "wrong-pw-456" not in caplog.text and "right-pw-123" not in caplog.text
+
+
+# ---------------------------------------------------------------- TLS (SQLite)
+@SQLITE_ONLY
+def test_implicit_tls_verified_against_ca(app: App, dovecot: Dovecot, mailbox, pollers) -> None:
+    cfg = mailbox(dovecot, tls=True, port=dovecot.ssl_port, ca_file=dovecot.cert_path)
+    dovecot.append(cfg.username, complaint(1))
+    assert pollers(app, cfg).poll_once() == 1
+
+
+@SQLITE_ONLY
+def test_starttls_verified_against_ca(app: App, dovecot: Dovecot, mailbox, pollers) -> None:
+    cfg = mailbox(dovecot, starttls=True, ca_file=dovecot.cert_path)
+    dovecot.append(cfg.username, complaint(1))
+    assert pollers(app, cfg).poll_once() == 1
+
+
+@SQLITE_ONLY
+def test_tls_verification_failure_is_reported(app: App, dovecot: Dovecot, mailbox, pollers,
+                                              caplog) -> None:
+    cfg = mailbox(dovecot, tls=True, port=dovecot.ssl_port)  # no ca_file: self-signed → refused
+    dovecot.append(cfg.username, complaint(1))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        pollers(app, cfg).poll_once()
+    poller = pollers(app, cfg)
+    with caplog.at_level(logging.INFO, logger="mailbot.imap"):
+        poller.start()
+        wait_until(lambda: poller.failures >= 3, what="retries")
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "certificate verification failed" in errors[0]
+    assert dovecot.uids(cfg.username) != [] and not cases(app)
+
+    insecure = cfg.model_copy(update={"verify_tls": False})
+    assert pollers(app, insecure).poll_once() == 1
+
+
+# ---------------------------------------------------------------- reconciliation
+def test_reconcile_reports_unrecorded_and_stuck_mail(app: App, dovecot: Dovecot, mailbox,
+                                                     pollers) -> None:
+    cfg = mailbox(dovecot)
+    dovecot.append(cfg.username, complaint(1))
+    dovecot.append(cfg.username, b"no headers at all\r\n")  # quarantined, matched by sha256
+    assert pollers(app, cfg).poll_once() == 2
+
+    report = reconcile(app, cfg)
+    assert report.problems == 0, report.lines()
+    assert report.counts == {"INBOX": 0, "Processed": 1, "Quarantine": 1}
+
+    stray = "<never-ingested.1@example.test>"
+    dovecot.append(cfg.username, complaint(2, message_id=stray), folder="Processed")
+    dovecot.append(cfg.username, b"From: x@example.test\r\nSubject: no id\r\n\r\nhi\r\n",
+                   folder="Processed")
+    dovecot.append(cfg.username, complaint(3))  # waiting in INBOX
+    report = reconcile(app, cfg)
+    assert sorted(str(m.message_id) for m in report.not_ingested) == ["<never-ingested.1@example.test>",
+                                                                     "None"]
+    assert report.stuck == []  # too recent to be stuck
+    later = reconcile(app, cfg, now=datetime.now(UTC) + timedelta(hours=1))
+    assert len(later.stuck) == 1 and later.problems == 3
+    assert "not ingested: Processed" in "\n".join(later.lines())
+
+
+@SQLITE_ONLY
+def test_reconcile_all_prints_one_line_per_mailbox(make_app, dovecot: Dovecot, mailbox,
+                                                   capsys) -> None:
+    cfg = mailbox(dovecot)
+    app = make_app(imap=[cfg.model_dump(exclude_defaults=True)])
+    assert reconcile_all(app) == 0
+    assert f"{cfg.account_key}: INBOX 0" in capsys.readouterr().out
+    dovecot.append(cfg.username, complaint(1), folder="Processed")
+    assert reconcile_all(app) == 1
+    out = capsys.readouterr().out
+    assert "1 not ingested" in out and "PROBLEMS" in out
+    bad = make_app(imap=[{**cfg.model_dump(exclude_defaults=True), "port": 1}])
+    assert reconcile_all(bad) == 1
+    assert "ERROR" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- scale-out (PostgreSQL)
+@POSTGRES_ONLY
+def test_one_instance_polls_and_another_takes_over(app: App, dovecot: Dovecot, mailbox,
+                                                   pollers) -> None:
+    cfg = mailbox(dovecot)
+    a, b = pollers(app, cfg), pollers(app, cfg)
+    a.start()
+    b.start()
+    dovecot.append_many(cfg.username, [complaint(i) for i in range(5)])
+    wait_until(lambda: len(cases(app)) == 5, what="5 cases")
+    holder, standby = (a, b) if a.lock.held else (b, a)
+    assert holder.lock.held and not standby.lock.held
+    assert standby.connects == 0
+
+    # the holder's database session dies (as when its instance crashes): one instance,
+    # whichever, serves the mailbox again within seconds
+    key = advisory_key(cfg.account_key)
+    with app.engine.connect() as c:
+        c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                       "AND classid::bigint = :hi AND objid::bigint = :lo"),
+                  {"hi": key >> 32, "lo": key & 0xFFFFFFFF})
+        c.commit()
+    dovecot.append(cfg.username, complaint(98))
+    wait_until(lambda: len(cases(app)) == 6, what="mail served after the lock session died")
+    wait_until(lambda: [a.lock.held, b.lock.held].count(True) == 1, what="a single holder")
+
+    # the holder stops: the other takes over
+    holder, standby = (a, b) if a.lock.held else (b, a)
+    holder.stop()
+    t0 = time.monotonic()
+    dovecot.append(cfg.username, complaint(99))
+    wait_until(lambda: len(cases(app)) == 7, what="the standby to take over")
+    assert time.monotonic() - t0 < 5
+    assert standby.lock.held
+    assert count(app, Inbound) == 7
