@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from mailbot import references, sla
@@ -45,37 +44,33 @@ def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email:
     year = app.calendar(brand).local(received_at).year
     cal = app.calendar(brand)
     tier = sla.tier_for(brand, category, urgent)
-    for _attempt in range(5):
-        seq = references.next_seq(session, brand.key, year)
-        case = Case(
-            ref=references.format_ref(brand.prefix, year, seq),
-            brand=brand.key, year=year, seq=seq, channel=channel,
-            category=category or brand.default_category,
-            priority="urgent" if urgent else "normal", tier=tier,
-            language=language or brand.language, subject=subject[:1000],
-            customer_email=customer_email, customer_name=customer_name[:500],
-            reply_token=references.new_reply_token(), extracted=extracted or {},
-            received_at=received_at,
-            ack_due_at=sla.ack_due(brand, cal, received_at),
-            due_at=sla.resolution_due(brand, cal, received_at, tier),
-        )
-        try:
-            with session.begin_nested():
-                session.add(case)
-                session.flush()
-        except IntegrityError:
-            continue  # a concurrent writer took that number: take the next one
-        sla.reschedule(session, case, brand)
-        log_event(session, case, "case_opened", actor=actor, at=app.now(), channel=channel,
-                  ref=case.ref, tier=tier, due_at=case.due_at.isoformat() if case.due_at else None)
-        return case
-    raise RuntimeError(f"could not allocate a case reference for {brand.key}")
+    # The counter row is locked by next_seq until commit (database lock on SQLite,
+    # row lock on PostgreSQL), so the number is ours: no retry loop needed.
+    seq = references.next_seq(session, brand.key, year)
+    case = Case(
+        ref=references.format_ref(brand.prefix, year, seq),
+        brand=brand.key, year=year, seq=seq, channel=channel,
+        category=category or brand.default_category,
+        priority="urgent" if urgent else "normal", tier=tier,
+        language=language or brand.language, subject=subject[:1000],
+        customer_email=customer_email, customer_name=customer_name[:500],
+        reply_token=references.new_reply_token(), extracted=extracted or {},
+        received_at=received_at,
+        ack_due_at=sla.ack_due(brand, cal, received_at),
+        due_at=sla.resolution_due(brand, cal, received_at, tier),
+    )
+    session.add(case)
+    session.flush()
+    sla.reschedule(session, case, brand, marks=set())
+    log_event(session, case, "case_opened", actor=actor, at=app.now(), channel=channel,
+              ref=case.ref, tier=tier, due_at=case.due_at.isoformat() if case.due_at else None)
+    return case
 
 
 def add_message(session: Session, case: Case, *, direction: str, kind: str, message_id: str | None,
                 subject: str, from_addr: str, from_name: str = "", body_text: str = "",
                 sent_at: datetime | None = None, inbound_id: int | None = None,
-                route_signal: str = "", route_detail: str = "") -> Message:
+                route_signal: str = "", route_detail: str = "", flush: bool = True) -> Message:
     msg = Message(
         case_id=case.id, inbound_id=inbound_id, direction=direction, kind=kind,
         message_id=message_id, subject=subject[:1000], from_addr=from_addr[:500],
@@ -83,5 +78,6 @@ def add_message(session: Session, case: Case, *, direction: str, kind: str, mess
         route_signal=route_signal, route_detail=route_detail[:1000],
     )
     session.add(msg)
-    session.flush()
+    if flush:
+        session.flush()
     return msg

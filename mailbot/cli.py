@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     imc.add_argument("action", choices=["check"])
 
     tk = sub.add_parser("tick", help="one pass of every scheduled job")
-    tk.add_argument("--now", default=None, help="ISO 8601 time to run the jobs as of")
+    tk.add_argument("--now", default=None, type=parse_when, help="ISO 8601 time to run the jobs as of")
     return p
 
 

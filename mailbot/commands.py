@@ -14,7 +14,7 @@ from sqlmodel import col, select
 
 from mailbot import db
 from mailbot.app import App
-from mailbot.cli import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_USAGE, parse_when, print_json, read_input
+from mailbot.cli import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_USAGE, print_json, read_input
 from mailbot.config import Config
 from mailbot.ingest import Outcome, Received, TemporaryFailure, ingest, ingest_batch
 from mailbot.models import Case, Outbox, Quarantine
@@ -214,11 +214,11 @@ def cmd_imap(args: argparse.Namespace, config: Config) -> int:
 def cmd_tick(args: argparse.Namespace, config: Config) -> int:
     from mailbot.jobs import run_all_jobs
 
-    app = open_app(config)
-    if args.now:
-        fixed = parse_when(args.now)
-        app.clock = lambda: fixed
     try:
+        app = open_app(config)
+        if args.now:
+            fixed = args.now  # parsed by the command line (cli.parse_when)
+            app.clock = lambda: fixed
         report = run_all_jobs(app)
     except (TemporaryFailure, *db.TRANSIENT_DB_ERRORS) as exc:
         print(f"mailbot: temporary failure: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -277,8 +278,12 @@ class Config(_Strict):
                 return b
         return None
 
-    def own_addresses(self) -> set[str]:
-        return {a for b in self.brands for a in b.addresses}
+    @cached_property
+    def own_addresses_set(self) -> frozenset[str]:
+        return frozenset(a for b in self.brands for a in b.addresses)
+
+    def own_addresses(self) -> frozenset[str]:
+        return self.own_addresses_set
 
     def agent(self, email: str) -> AgentConfig | None:
         email = email.lower()

@@ -22,7 +22,8 @@ _SPACES_RE = re.compile(r"[ \t\r\f\v]+")
 _BLANK_RUN_RE = re.compile(r"\n{3,}")
 _TAG_RE = re.compile(r"<[^<>]{0,2000}>")
 # Bounded attribute run that cannot cross another '<': linear over the document.
-_SIMPLE_TAG_RE = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]{0,15})((?:[\s/][^<>]{0,4000})?)>")
+# Names may carry a namespace prefix and dashes (Office's <o:p>, <v:shape>, custom elements).
+_SIMPLE_TAG_RE = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:._-]{0,63})((?:[\s/][^<>]{0,4000})?)>")
 
 
 class _TextCollector(HTMLParser):

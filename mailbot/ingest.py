@@ -165,10 +165,26 @@ def _already_recorded(app: App, work: _Work) -> bool:
 def _commit(app: App, works: list[_Work]) -> list[IngestResult]:
     for w in works:
         w.results = []
+    if len(works) == 1:
+        return _commit_one(app, works[0])
     with db.session_scope(app.engine) as session:
         for w in works:
             _record_contained(session, app, w)
     return [w.results[0] for w in works]
+
+
+def _commit_one(app: App, work: _Work) -> list[IngestResult]:
+    """One mail, one transaction (no savepoint); a bug quarantines it in a new one."""
+    try:
+        with db.session_scope(app.engine) as session:
+            work.results = [_record(session, app, work)]
+        return work.results
+    except (IntegrityError, OperationalError):
+        raise
+    except Exception as exc:
+        with db.session_scope(app.engine) as session:
+            _quarantine_after_error(session, app, work, exc)
+        return work.results
 
 
 def _record_contained(session: Session, app: App, work: _Work) -> None:
@@ -231,15 +247,22 @@ def _why(verdict: Verdict, routes: Sequence) -> str:
     return f"{verdict.reason}; brands: {', '.join(r.brand.key for r in routes)}"
 
 
+def _no_nul(text: str) -> str:
+    """PostgreSQL rejects NUL in text columns: a channel value must not make a mail unrecordable
+    (the parsed fields are already NUL-free, see parsing._nul_free)."""
+    return text.replace("\x00", "")
+
+
 def _inbound(session: Session, app: App, work: _Work, outcome: str, reason: str,
              key_suffix: str = "") -> Inbound:
     blobs.put(session, work.item.raw, work.digest)
     inbound = Inbound(
         dedupe_key=work.dedupe_key + key_suffix,
         message_id=work.parsed.message_id if work.parsed else None,
-        sha256=work.digest, source=work.item.source[:200],
-        envelope_from=(work.item.envelope_from or None) and work.item.envelope_from[:500],
-        envelope_to=list(work.item.envelope_to), outcome=outcome, reason=reason[:1000],
+        sha256=work.digest, source=_no_nul(work.item.source)[:200],
+        envelope_from=_no_nul(work.item.envelope_from or "")[:500] or None,
+        envelope_to=[_no_nul(a) for a in work.item.envelope_to], outcome=outcome,
+        reason=_no_nul(reason)[:1000],
         received_at=work.item.received_at or app.now(),
     )
     session.add(inbound)
@@ -249,7 +272,7 @@ def _inbound(session: Session, app: App, work: _Work, outcome: str, reason: str,
 
 def _quarantine(session: Session, app: App, work: _Work, reason: str, key_suffix: str = "") -> IngestResult:
     inbound = _inbound(session, app, work, "quarantined", reason, key_suffix)
-    session.add(Quarantine(inbound_id=inbound.id, sha256=work.digest, source=work.item.source[:200],
-                           envelope_to=list(work.item.envelope_to), reason=reason[:2000]))
+    session.add(Quarantine(inbound_id=inbound.id, sha256=work.digest, source=inbound.source,
+                           envelope_to=list(inbound.envelope_to), reason=_no_nul(reason)[:2000]))
     log.warning("quarantined inbound=%s reason=%s", inbound.id, reason[:200])
     return IngestResult(Outcome.QUARANTINED, reason, inbound.id, (), work.digest)

@@ -125,7 +125,12 @@ class Event(SQLModel, table=True):
 
 
 class Outbox(SQLModel, table=True):
-    """The one send path: a row per mail to send, fixed Message-ID, retried until sent or failed."""
+    """The one send path: a row per mail to send, fixed Message-ID, retried until sent or failed.
+
+    A row is written with what to say (kind, case, context) in the transaction of
+    the change that causes it; the dispatcher renders and builds the MIME bytes
+    (`raw`) just before the first attempt and keeps them, so retries resend the
+    same bytes and the ingest path does no template or MIME work."""
 
     __tablename__ = "outbox"
     __table_args__ = (
@@ -139,7 +144,13 @@ class Outbox(SQLModel, table=True):
     dedupe_key: str | None = Field(default=None, unique=True, max_length=500)
     from_addr: str = Field(max_length=500)
     to_addr: str = Field(max_length=500)
-    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    to_name: str = Field(default="", max_length=500)
+    reply_to: str | None = Field(default=None, max_length=500)
+    language: str | None = Field(default=None, max_length=8)
+    automatic: bool = True
+    about_id: int | None = Field(default=None, foreign_key="messages.id")
+    context: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     status: str = Field(default="pending", max_length=20)  # pending | sent | failed
     attempts: int = 0
     not_before: datetime = Field(default_factory=utcnow)

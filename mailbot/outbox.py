@@ -14,6 +14,7 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -27,11 +28,12 @@ log = logging.getLogger("mailbot.outbox")
 
 
 def queue(session: Session, *, case: Case | None, kind: str, from_addr: str, to_addr: str,
-          raw: bytes, message_id: str, not_before: datetime | None = None,
-          dedupe_key: str | None = None, now: datetime | None = None) -> Outbox:
-    """Add a mail to send, in the caller's transaction."""
+          message_id: str, not_before: datetime | None = None, dedupe_key: str | None = None,
+          now: datetime | None = None, raw: bytes | None = None, **fields: Any) -> Outbox:
+    """Add a mail to send, in the caller's transaction. Without `raw`, the dispatcher
+    renders it from (kind, case, context) before the first attempt."""
     row = Outbox(case_id=case.id if case else None, kind=kind, message_id=message_id,
-                 dedupe_key=dedupe_key, from_addr=from_addr, to_addr=to_addr.lower(), raw=raw)
+                 dedupe_key=dedupe_key, from_addr=from_addr, to_addr=to_addr.lower(), raw=raw, **fields)
     if now is not None:
         row.created_at = now
         row.not_before = now
@@ -91,6 +93,10 @@ def _send_one(session: Session, app: App, transport: Transport, row: Outbox, at:
     cfg = app.config.outbound
     row.attempts += 1
     try:
+        if row.raw is None:
+            from mailbot.drafts import materialise
+
+            row.raw = materialise(session, app, row, at)
         transport.send(row.from_addr, row.to_addr, row.raw)
     except Exception as exc:
         row.last_error = f"{type(exc).__name__}: {exc}"[:2000]

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import email
 import email.policy
 import logging
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from email.header import decode_header, make_header
+from email.header import Header, decode_header
 from email.message import Message
-from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime, unquote
 
 import mailparser
 
@@ -27,6 +29,11 @@ logging.getLogger("mailparser").setLevel(logging.ERROR)
 
 _MSGID = re.compile(r"<[^<>\s]{1,900}>")
 MAX_TEXT = 2_000_000  # characters of body text kept for extraction and display
+MAX_TEXT_BYTES = 4 * MAX_TEXT  # bytes of a text part decoded (UTF-8: ≤ 4 bytes a character)
+MAILPARSER_MAX_BYTES = 20_000_000  # larger mails are parsed by the standard library only
+# Beyond this (more than any sane max_message_size), only the first bytes are parsed: the
+# stdlib parser needs ≈7× a mail's size in memory. The raw mail is still stored whole.
+MAX_PARSE_BYTES = 40_000_000
 
 
 class Unparseable(Exception):
@@ -62,15 +69,92 @@ class ParsedMail:
         return header_str(self.message.get(name))
 
 
-def header_str(value: object) -> str:
+# Charsets that senders declare for text written in a superset (GB2312 for GBK/GB18030,
+# ISO-2022-JP for Shift_JIS…): tried, in order, after the declared one fails.
+_SUPERSETS = {
+    "gb2312": ("gb18030",), "gbk": ("gb18030",), "x-gbk": ("gb18030",), "cn-gb": ("gb18030",),
+    "euc-cn": ("gb18030",), "big5": ("big5hkscs", "cp950"), "iso-2022-jp": ("cp932", "euc-jp"),
+    "shift_jis": ("cp932",), "sjis": ("cp932",), "x-sjis": ("cp932",), "euc-jp": ("cp932",),
+    "ks_c_5601-1987": ("cp949",), "euc-kr": ("cp949",), "iso-8859-1": ("cp1252",),
+    "us-ascii": ("utf-8", "cp1252"), "ascii": ("utf-8", "cp1252"), "iso-8859-8-i": ("iso-8859-8",),
+}  # fmt: skip
+_SURROGATES = re.compile("[\udc80-\udcff]")
+
+
+def _codec(charset: str) -> str | None:
+    try:
+        return codecs.lookup(charset).name
+    except (LookupError, ValueError, TypeError):
+        return None
+
+
+def decode_text(data: bytes, charset: str | None = None, hints: Sequence[str] = ()) -> str:
+    """Bytes of a header or body in a declared (often wrong) charset → text, never raising:
+    the declared charset and its usual supersets, UTF-8, the message's other charsets
+    (multi-byte first), then cp1252/latin-1."""
+    declared = (charset or "").strip().strip('"').lower()
+    order = [declared, *_SUPERSETS.get(declared, ()), "utf-8"]
+    extra = [h for h in hints if h] + [s for h in hints for s in _SUPERSETS.get(h, ())]
+    order += sorted(extra, key=lambda c: c in ("iso-8859-1", "latin-1", "cp1252", "windows-1252"))
+    tried: set[str] = set()
+    for name in order:
+        codec = _codec(name) if name else None
+        if codec is None or codec in tried or codec in ("utf-7", "rot-13"):
+            continue
+        tried.add(codec)
+        try:
+            return data.decode(codec)
+        except (UnicodeError, LookupError, ValueError):
+            continue
+    try:
+        return data.decode("cp1252")
+    except UnicodeError:
+        return data.decode("latin-1")
+
+
+def _undo_surrogates(value: str, hints: Sequence[str]) -> str:
+    """compat32 keeps raw 8-bit header bytes as lone surrogates: decode them for real."""
+    if not _SURROGATES.search(value):
+        return value
+    data = value.encode("utf-8", "surrogateescape")
+    return decode_text(data, None, hints)
+
+
+def _text(value: object) -> str:
+    """A header value as a str; compat32 hands 8-bit values over as `Header` objects
+    whose str() is lossy: rebuild the raw text (8-bit bytes as surrogates) instead."""
+    if isinstance(value, Header):
+        try:
+            chunks = decode_header(value)
+            if all(cs in (None, "unknown-8bit", "us-ascii") for _, cs in chunks):
+                return "".join(c.decode("ascii", "surrogateescape") if isinstance(c, bytes) else c
+                               for c, _ in chunks)
+        except Exception:
+            pass
+        return str(value)
+    return value if isinstance(value, str) else str(value)
+
+
+def header_str(value: object, hints: Sequence[str] = ()) -> str:
+    """A header value decoded (RFC 2047 encoded-words, raw 8-bit bytes), never raising.
+
+    ``hints``: the message's body charsets, used to read undeclared 8-bit headers.
+    """
     if value is None:
         return ""
     try:
-        if isinstance(value, str) and "=?" not in value:
-            return value
-        return str(make_header(decode_header(str(value))))
+        text = _text(value)
+        if "=?" not in text:
+            return _undo_surrogates(text, hints)
+        out: list[str] = []
+        for chunk, charset in decode_header(text):
+            if charset is None:  # plain text between encoded-words, as raw-unicode-escape bytes
+                out.append(_undo_surrogates(chunk.decode("raw-unicode-escape"), hints))
+            else:
+                out.append(decode_text(chunk, charset, hints))
+        return "".join(out)
     except Exception:
-        return str(value)
+        return _undo_surrogates(str(value), hints) if isinstance(value, str) else str(value)
 
 
 def message_ids(value: str) -> tuple[str, ...]:
@@ -94,7 +178,7 @@ def _raw(value: object) -> str:
     this, so an encoded display name can never smuggle in another address."""
     if value is None:
         return ""
-    return value if isinstance(value, str) else str(value)
+    return _text(value)
 
 
 def _addresses(msg: Message, name: str) -> tuple[str, ...]:
@@ -112,19 +196,74 @@ def _date(msg: Message) -> datetime | None:
     return d.replace(tzinfo=UTC) if d.tzinfo is None else d
 
 
-def _from(msg: Message) -> tuple[str, str]:
-    name, addr = parseaddr(_raw(msg.get("From")))
-    return clean_header(header_str(name)), addr.strip().lower()
+def _display_name(raw: str, name: str, addr: str, hints: Sequence[str]) -> str:
+    """The display name before the one <address> of a header value, decoded; an
+    encoded-word holding a comma ("=?…?Q?Dupont,=20Marie?=") otherwise splits it."""
+    if raw.count("<") == 1 and raw.count(">") == 1:
+        head, _, tail = raw.partition("<")
+        if tail.partition(">")[0].strip().lower() == addr.strip().lower() and not tail.partition(">")[2].strip():
+            return unquote(header_str(head.strip(), hints).strip())
+    return header_str(name, hints)
+
+
+def _from(msg: Message, hints: Sequence[str] = ()) -> tuple[str, str]:
+    """The sender: the first address of the first From header that has one (a mail may
+    carry a broken From before the real one, or "<>, real"), else Sender, else Reply-To.
+    Addresses are parsed from the raw value, never from decoded encoded-words."""
+    for header in ("From", "Sender", "Reply-To"):
+        for value in msg.get_all(header, []):
+            raw = _raw(value)
+            for name, addr in getaddresses([raw]):
+                if "@" in addr:
+                    return clean_header(_display_name(raw, name, addr, hints)), addr.strip().lower()
+    name, _ = parseaddr(_raw(msg.get("From")))
+    return clean_header(header_str(name, hints)), ""
+
+
+def _charsets(msg: Message, limit: int = 50) -> tuple[str, ...]:
+    """The charsets the message's parts declare: hints for undeclared 8-bit headers."""
+    seen: dict[str, None] = {}
+    try:
+        for i, part in enumerate(msg.walk()):
+            if i >= limit:
+                break
+            cs = part.get_content_charset()
+            if cs and cs not in ("us-ascii", "ascii", "utf-8"):
+                seen.setdefault(cs, None)
+    except Exception:
+        pass
+    return tuple(seen)
+
+
+def _nul_free(parsed: ParsedMail) -> ParsedMail:
+    """No NUL in any text that may reach the database (PostgreSQL rejects it in text
+    columns, so one NUL in a Message-ID or a body would make a mail unrecordable)."""
+    def clean(s: str) -> str:
+        return s.replace("\x00", "")
+
+    return replace(
+        parsed,
+        message_id=clean(parsed.message_id) if parsed.message_id else parsed.message_id,
+        subject=clean(parsed.subject), from_addr=clean(parsed.from_addr),
+        from_name=clean(parsed.from_name), to=tuple(clean(a) for a in parsed.to),
+        cc=tuple(clean(a) for a in parsed.cc),
+        in_reply_to=tuple(clean(i) for i in parsed.in_reply_to),
+        references=tuple(clean(i) for i in parsed.references),
+        text=clean(parsed.text), html=clean(parsed.html) if parsed.html else parsed.html,
+        attachments=tuple(replace(a, filename=clean(a.filename), content_type=clean(a.content_type))
+                          for a in parsed.attachments),
+    )
 
 
 def _common(msg: Message, text: str, html: str | None, atts: list[ParsedAttachment], parser: str) -> ParsedMail:
-    name, addr = _from(msg)
+    hints = _charsets(msg)
+    name, addr = _from(msg, hints)
     if not text.strip() and html:
         text = html_to_text(html[:MAX_TEXT])
-    return ParsedMail(
+    return _nul_free(ParsedMail(
         message=msg,
         message_id=normalise_message_id(header_str(msg.get("Message-ID"))),
-        subject=clean_header(header_str(msg.get("Subject")))[:998],
+        subject=clean_header(header_str(msg.get("Subject"), hints))[:998],
         from_addr=addr,
         from_name=name,
         to=_addresses(msg, "To"),
@@ -136,7 +275,28 @@ def _common(msg: Message, text: str, html: str | None, atts: list[ParsedAttachme
         html=html[:MAX_TEXT] if html else None,
         attachments=tuple(atts),
         parser=parser,
-    )
+    ))
+
+
+_RANDOM_NAME = re.compile(r"[a-z]{10}\.txt")
+
+
+def _mp_filename(a: dict, ctype: str, data: bytes) -> str:
+    """mail-parser names a part without a file name after its Content-ID, or randomly:
+    use the Content-ID's local part ("<image001.jpg@01CD…>" → image001.jpg) and, for an
+    attached mail, its subject (what other helpdesks show)."""
+    name = a.get("filename") or ""
+    cid = (a.get("content-id") or "").strip()
+    if cid and name == cid:
+        return cid.strip("<>").partition("@")[0] or name
+    if ctype == "message/rfc822" and _RANDOM_NAME.fullmatch(name):
+        try:
+            inner = email.message_from_bytes(data[:200_000], policy=email.policy.compat32)
+            subject = clean_header(header_str(inner.get("Subject")))
+        except Exception:
+            subject = ""
+        return f"{subject[:100] or 'message'}.eml"
+    return name
 
 
 def _mp_attachment(a: dict) -> ParsedAttachment:
@@ -148,11 +308,8 @@ def _mp_attachment(a: dict) -> ParsedAttachment:
             data = payload.encode("utf-8", "replace")
     else:
         data = payload.encode(a.get("charset") or "utf-8", "replace") if isinstance(payload, str) else bytes(payload)
-    return ParsedAttachment(
-        filename=a.get("filename") or "",
-        content_type=(a.get("mail_content_type") or "application/octet-stream").lower(),
-        data=data,
-    )
+    ctype = (a.get("mail_content_type") or "application/octet-stream").lower()
+    return ParsedAttachment(filename=_mp_filename(a, ctype, data), content_type=ctype, data=data)
 
 
 def parse_with_mailparser(raw: bytes) -> ParsedMail:
@@ -177,13 +334,60 @@ def parse_with_stdlib(raw: bytes) -> ParsedMail:
         if filename or part.get_content_disposition() == "attachment":
             atts.append(ParsedAttachment(filename, ctype, payload))
         elif ctype in ("text/plain", "text/html"):
-            charset = part.get_content_charset() or "utf-8"
             try:
-                s = payload.decode(charset, "replace")
-            except LookupError:
-                s = payload.decode("utf-8", "replace")
-            (texts if ctype == "text/plain" else htmls).append(s)
+                charset = part.get_content_charset() or "utf-8"
+            except Exception:  # a hostile charset parameter
+                charset = "utf-8"
+            if len(payload) > MAX_TEXT_BYTES:  # only MAX_TEXT characters are kept anyway
+                cut = payload.rfind(b"\n", 0, MAX_TEXT_BYTES)
+                payload = payload[: cut if cut > 0 else MAX_TEXT_BYTES]
+            (texts if ctype == "text/plain" else htmls).append(decode_text(payload, charset))
     return _common(msg, "\n".join(texts), "\n".join(htmls) or None, atts, "stdlib")
+
+
+_HEADER_LINE = re.compile(rb"[!-9;-~]{1,200}[ \t]*:")
+_REPAIR_SCAN = 1_000_000  # bytes of the header block looked at
+_REPAIR_LINES = 10_000
+
+
+def repair_headers(raw: bytes) -> bytes:
+    """Mend a header block that the parsers would cut short, losing From/Subject:
+
+    * a line that is neither a header nor a continuation (an MTA that forgot to indent
+      a folded Received:) ends the headers for the stdlib parser: such lines are
+      indented when real headers follow them;
+    * leading lines that are not headers ("---- Original email message ----") are
+      dropped when headers follow.
+
+    Only the part before the last real header line is touched; otherwise ``raw`` is
+    returned unchanged (the stored raw bytes are never modified).
+    """
+    lines = raw[:_REPAIR_SCAN].splitlines(keepends=True)[:_REPAIR_LINES]
+    kinds: list[str] = []
+    for i, line in enumerate(lines):
+        if not line.strip(b"\r\n"):
+            break
+        if i == 0 and line.startswith(b"From "):
+            kinds.append("mbox")
+        elif line[:1] in (b" ", b"\t"):
+            kinds.append("cont")
+        elif _HEADER_LINE.match(line):
+            kinds.append("header")
+        else:
+            kinds.append("bad")
+    if "bad" not in kinds or "header" not in kinds:
+        return raw
+    last = len(kinds) - 1 - kinds[::-1].index("header")
+    first = kinds.index("header")
+    out: list[bytes] = []
+    for i, (kind, line) in enumerate(zip(kinds, lines, strict=False)):
+        if kind == "bad" and i < first:
+            continue
+        if kind == "cont" and i < first:
+            continue
+        out.append(b" " + line if kind == "bad" and i < last else line)
+    consumed = sum(len(line) for line in lines[: len(kinds)])
+    return b"".join(out) + raw[consumed:]
 
 
 def parse(raw: bytes) -> ParsedMail:
@@ -191,7 +395,15 @@ def parse(raw: bytes) -> ParsedMail:
     if not raw.strip():
         raise Unparseable("empty message")
     errors = []
-    for parser in (parse_with_mailparser, parse_with_stdlib):
+    if len(raw) > MAX_PARSE_BYTES:  # the raw bytes are stored whole; only a prefix is read
+        cut = raw.rfind(b"\n", 0, MAX_PARSE_BYTES)
+        raw = raw[: cut + 1 if cut > 0 else MAX_PARSE_BYTES]
+    raw = repair_headers(raw)
+    # mail-parser keeps several decoded copies of a mail (≈9× its size in memory): a huge
+    # one goes to the leaner stdlib path only.
+    parsers = (parse_with_mailparser, parse_with_stdlib) if len(raw) <= MAILPARSER_MAX_BYTES \
+        else (parse_with_stdlib,)
+    for parser in parsers:
         try:
             parsed = parser(raw)
         except Exception as exc:  # a hostile mail must not crash ingest

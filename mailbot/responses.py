@@ -18,7 +18,7 @@ from sqlmodel import Session, col, func, select
 from mailbot import outbox
 from mailbot.app import App
 from mailbot.cases import add_message, log_event, set_status
-from mailbot.compose import Outgoing, build, new_message_id
+from mailbot.compose import new_message_id
 from mailbot.config import BrandConfig
 from mailbot.models import Case, Message, Outbox
 from mailbot.parsing import ParsedMail
@@ -127,48 +127,28 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
                    ctx_extra: dict[str, Any] | None = None, not_before: datetime | None = None,
                    reply_to: str | None = None, record: bool = True, dedupe_key: str | None = None,
                    language: str | None = None) -> Outbox | None:
-    """Render `kind` for the case and queue it; counts against the per-case cap when automatic."""
+    """Queue mail of `kind` about the case (rendered by the dispatcher, see mailbot.drafts);
+    automatic mail counts against the per-case cap."""
     brand = app.config.brand(case.brand)
     now = app.now()
     if automatic and case.auto_mail_count >= app.config.limits.auto_per_case:
         log_event(session, case, "auto_mail_suppressed", at=now, kind=kind,
                   reason=f"auto_per_case limit {app.config.limits.auto_per_case} reached")
         return None
-    extra = dict(ctx_extra or {})
-    if reply_to:
-        extra["reply_address"] = reply_to
-    rendered = app.renderer.render(brand.key, language or case.language, kind, context(app, case, about, **extra))
-    thread = _thread_of(session, case, about)
     message_id = new_message_id(brand.addresses[0])
-    out = Outgoing(
-        from_addr=brand.addresses[0], from_name=brand.name, to_addr=to_addr, to_name=to_name,
-        subject=f"[{case.ref}] {rendered.subject}", text=rendered.text, html=rendered.html,
-        message_id=message_id, in_reply_to=thread[-1] if thread else None, references=thread,
-        reply_to=reply_to or reply_address(brand, case.reply_token),
-        auto_submitted="auto-replied" if automatic else None,
-    )
     row = outbox.queue(session, case=case, kind=kind, from_addr=brand.addresses[0], to_addr=to_addr,
-                       raw=build(out, not_before or now), message_id=message_id,
-                       not_before=not_before, dedupe_key=dedupe_key, now=now)
+                       message_id=message_id, not_before=not_before, dedupe_key=dedupe_key, now=now,
+                       to_name=to_name, reply_to=reply_to, language=language, automatic=automatic,
+                       about_id=about.id if about else None, context=dict(ctx_extra or {}))
     if automatic:
         case.auto_mail_count += 1
         session.add(case)
     if record:
         add_message(session, case, direction="out", kind=kind, message_id=message_id,
-                    subject=out.subject, from_addr=out.from_addr, from_name=brand.name,
-                    body_text=rendered.text, sent_at=not_before or now)
+                    subject="", from_addr=brand.addresses[0], from_name=brand.name,
+                    sent_at=not_before or now, flush=False)
     log_event(session, case, "mail_queued", at=now, kind=kind, to=to_addr, message_id=message_id)
     return row
-
-
-def _thread_of(session: Session, case: Case, about: Message | None) -> list[str]:
-    """References for a reply: the case's earlier message ids, ending with the one answered."""
-    ids = [m for m in session.exec(
-        select(Message.message_id).where(Message.case_id == case.id, col(Message.message_id).is_not(None))
-        .order_by(col(Message.id))).all() if m]
-    if about is not None and about.message_id:
-        ids = [i for i in ids if i != about.message_id] + [about.message_id]
-    return ids[-20:]
 
 
 def acknowledge(session: Session, app: App, case: Case, msg: Message, kind: str = "acknowledgement") -> bool:

@@ -61,9 +61,9 @@ def marked(session: Session, case: Case) -> set[str]:
     return set(session.exec(select(SlaMark.point).where(SlaMark.case_id == case.id)).all())
 
 
-def reschedule(session: Session, case: Case, brand: BrandConfig) -> None:
+def reschedule(session: Session, case: Case, brand: BrandConfig, marks: set[str] | None = None) -> None:
     """Recompute `next_sla_at` after any change of status or deadline."""
-    done = marked(session, case) if case.id is not None else set()
+    done = marks if marks is not None else marked(session, case) if case.id is not None else set()
     pending = [p.at for p in sla_points(case, brand) if p.key not in done]
     case.next_sla_at = min(pending) if pending else None
     session.add(case)

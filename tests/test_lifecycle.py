@@ -16,6 +16,7 @@ from mailbot.app import App
 from mailbot.cli import main
 from mailbot.ingest import ingest
 from mailbot.models import Case, Event, Outbox
+from mailbot.outbox import dispatch
 from tests.conftest import Clock, config_data
 from tests.mails import mail
 from tests.procs import to_toml
@@ -99,6 +100,7 @@ def test_complex_tier_extension_final_and_autoclose(cli_app: tuple[str, App], cl
         actions.extend(s, app, c, "agent@kalra-plus.com", 5, "analyse auprès de notre partenaire")  # type: ignore[arg-type]
     case = case_of(app)
     assert app.calendar("kalra-plus").local(case.due_at).date().isoformat() == "2026-06-09"
+    dispatch(app)
     with db.session_scope(app.engine) as s:
         notice = s.exec(select(Outbox).where(Outbox.kind == "extension")).one()
         assert b"partenaire" in notice.raw
@@ -149,6 +151,8 @@ def test_reexamination_after_final_response_carries_mediation(cli_app: tuple[str
     assert kinds(app)["reexamination_ack"] == 1
     with db.session_scope(app.engine) as s:
         actions.final(s, app, s.get(Case, case.id), "agent@kalra-plus.com", FINAL_KP, about=None)  # type: ignore[arg-type]
+    dispatch(app)
+    with db.session_scope(app.engine) as s:
         finals = s.exec(select(Outbox).where(Outbox.kind == "final_response").order_by(col(Outbox.id))).all()
     mediation = "médiateur".encode()
     import email

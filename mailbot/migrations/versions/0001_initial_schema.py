@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 12:59:33.477615
+Create Date: 2026-11-23 13:24:24.313091
 """
 
 from __future__ import annotations
@@ -132,37 +132,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_inbound_sha256"), ["sha256"], unique=False)
 
     op.create_table(
-        "outbox",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("case_id", sa.Integer(), nullable=True),
-        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
-        sa.Column("message_id", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
-        sa.Column("dedupe_key", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
-        sa.Column("from_addr", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
-        sa.Column("to_addr", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
-        sa.Column("raw", sa.LargeBinary(), nullable=False),
-        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("not_before", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.Column("last_error", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
-        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.Column("sent_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["case_id"],
-            ["cases.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("dedupe_key"),
-        sa.UniqueConstraint("message_id"),
-    )
-    with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_outbox_case_id"), ["case_id"], unique=False)
-        batch_op.create_index("ix_outbox_due", ["status", "not_before"], unique=False)
-        batch_op.create_index(
-            "ix_outbox_rcpt_kind", ["to_addr", "kind", "created_at"], unique=False
-        )
-
-    op.create_table(
         "sla_marks",
         sa.Column("case_id", sa.Integer(), nullable=False),
         sa.Column("point", sqlmodel.sql.sqltypes.AutoString(length=60), nullable=False),
@@ -246,8 +215,55 @@ def upgrade() -> None:
     with op.batch_alter_table("attachments", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_attachments_message_id"), ["message_id"], unique=False)
 
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("case_id", sa.Integer(), nullable=True),
+        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("message_id", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+        sa.Column("dedupe_key", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+        sa.Column("from_addr", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+        sa.Column("to_addr", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+        sa.Column("to_name", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+        sa.Column("reply_to", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+        sa.Column("language", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=True),
+        sa.Column("automatic", sa.Boolean(), nullable=False),
+        sa.Column("about_id", sa.Integer(), nullable=True),
+        sa.Column("context", sa.JSON(), nullable=False),
+        sa.Column("raw", sa.LargeBinary(), nullable=True),
+        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("not_before", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("last_error", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("sent_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["about_id"],
+            ["messages.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["case_id"],
+            ["cases.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("dedupe_key"),
+        sa.UniqueConstraint("message_id"),
+    )
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_outbox_case_id"), ["case_id"], unique=False)
+        batch_op.create_index("ix_outbox_due", ["status", "not_before"], unique=False)
+        batch_op.create_index(
+            "ix_outbox_rcpt_kind", ["to_addr", "kind", "created_at"], unique=False
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_rcpt_kind")
+        batch_op.drop_index("ix_outbox_due")
+        batch_op.drop_index(batch_op.f("ix_outbox_case_id"))
+
+    op.drop_table("outbox")
     with op.batch_alter_table("attachments", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_attachments_message_id"))
 
@@ -260,12 +276,6 @@ def downgrade() -> None:
 
     op.drop_table("messages")
     op.drop_table("sla_marks")
-    with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.drop_index("ix_outbox_rcpt_kind")
-        batch_op.drop_index("ix_outbox_due")
-        batch_op.drop_index(batch_op.f("ix_outbox_case_id"))
-
-    op.drop_table("outbox")
     with op.batch_alter_table("inbound", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_inbound_sha256"))
         batch_op.drop_index(batch_op.f("ix_inbound_message_id"))
