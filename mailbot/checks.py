@@ -11,19 +11,19 @@ ANSWER_MAX_BUSINESS_DAYS = 42  # two months ≈ 42 business days
 PAYMENT_MAX_DAYS, PAYMENT_MAX_EXCEPTIONAL = 15, 35
 
 
-def sla_warnings(brand: BrandConfig) -> list[str]:
+def sla_warnings(brand: BrandConfig, i: int) -> list[str]:
     sla, out = brand.sla, []
     ack_days = (sla.ack_hours or 0) / 24 if sla.ack_hours else (sla.ack_business_hours or 0) / 24
     if ack_days > ACK_MAX_BUSINESS_DAYS:
-        out.append(f"brands[{brand.key}].sla: acknowledgement limit {ack_days:g} days exceeds the "
+        out.append(f"brands[{i}].sla: acknowledgement limit {ack_days:g} days exceeds the "
                    f"regulator's {ACK_MAX_BUSINESS_DAYS} business days")
     for tier, days in sla.tiers.items():
         if days > ANSWER_MAX_BUSINESS_DAYS:
-            out.append(f"brands[{brand.key}].sla.tiers.{tier}: {days} business days exceeds the "
+            out.append(f"brands[{i}].sla.tiers.{tier}: {days} business days exceeds the "
                        f"regulator's two months")
         limit = PAYMENT_MAX_EXCEPTIONAL if tier == "exceptional" else PAYMENT_MAX_DAYS
         if sla.payment_services and days > limit:
-            out.append(f"brands[{brand.key}].sla.tiers.{tier}: {days} business days exceeds the "
+            out.append(f"brands[{i}].sla.tiers.{tier}: {days} business days exceeds the "
                        f"payment-services limit of {limit} business days")
     return out
 
@@ -31,7 +31,7 @@ def sla_warnings(brand: BrandConfig) -> list[str]:
 def check_config(config: Config) -> tuple[list[str], list[str]]:
     """(errors, warnings). Errors name the key or template file and what is expected."""
     errors: list[str] = []
-    warnings = [w for b in config.brands for w in sla_warnings(b)]
+    warnings = [w for i, b in enumerate(config.brands) for w in sla_warnings(b, i)]
     tdir = config.resolve_path(config.templates_dir)
     if not tdir.is_dir():
         errors.append(f"key templates_dir: directory {tdir} does not exist")
@@ -39,10 +39,6 @@ def check_config(config: Config) -> tuple[list[str], list[str]]:
         renderer = Renderer(tdir)
         errors += renderer.check([(b.key, b.languages) for b in config.brands])
     for i, b in enumerate(config.brands):
-        for j, c in enumerate(b.categories):
-            if c.tier and c.tier not in b.sla.tiers:
-                errors.append(f"key brands[{i}].categories[{j}].tier: {c.tier!r} is not one of "
-                              f"brands[{i}].sla.tiers {sorted(b.sla.tiers)}")
         if b.default_category not in {c.key for c in b.categories} and b.categories:
             errors.append(f"key brands[{i}].default_category: {b.default_category!r} is not a category key")
         for addr in b.team:

@@ -122,7 +122,7 @@ class Category(_Strict):
     key: str
     label: str
     keywords: list[str] = []
-    tier: Tier | None = None
+    tier: str | None = None  # one of the brand's sla.tiers (checked across keys)
 
 
 class SlaConfig(_Strict):
@@ -138,8 +138,6 @@ class SlaConfig(_Strict):
 
     @model_validator(mode="after")
     def _tiers_known(self) -> SlaConfig:
-        if self.default_tier not in self.tiers:
-            raise ValueError(f"default_tier {self.default_tier!r} is not one of tiers {sorted(self.tiers)}")
         for p in self.reminders:
             if not 0 < p < 1:
                 raise ValueError(f"reminders must be fractions between 0 and 1, got {p}")
@@ -239,29 +237,6 @@ class Config(_Strict):
     agents: list[AgentConfig] = []
     source_path: str = Field("<memory>", exclude=True)
 
-    @model_validator(mode="after")
-    def _cross_checks(self) -> Config:
-        keys = [b.key for b in self.brands]
-        if len(set(keys)) != len(keys):
-            raise ValueError(f"brand keys must be unique, got {keys}")
-        prefixes = [b.prefix for b in self.brands]
-        if len(set(prefixes)) != len(prefixes):
-            raise ValueError(f"brand prefixes must be unique, got {prefixes}")
-        seen: dict[str, str] = {}
-        for b in self.brands:
-            for a in b.addresses:
-                if a in seen:
-                    raise ValueError(f"address {a} belongs to both {seen[a]} and {b.key}")
-                seen[a] = b.key
-        for i, a in enumerate(self.agents):
-            for bk in a.brands:
-                if bk not in keys:
-                    raise ValueError(f"agents[{i}].brands: unknown brand {bk!r} (known: {keys})")
-        for im in self.imap:
-            if im.brand and im.brand not in keys:
-                raise ValueError(f"imap brand {im.brand!r} unknown (known: {keys})")
-        return self
-
     # -- lookups used across the code -------------------------------------
     def brand(self, key: str) -> BrandConfig:
         for b in self.brands:
@@ -339,7 +314,7 @@ def _loc(loc: tuple) -> str:
 
 def parse_config(data: dict, path: str = "<memory>") -> Config:
     try:
-        return Config.model_validate({**data, "source_path": path})
+        cfg = Config.model_validate({**data, "source_path": path})
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -349,8 +324,52 @@ def parse_config(data: dict, path: str = "<memory>") -> Config:
                 msg = "unknown key (check the spelling against the documented keys)"
             elif err["type"] == "missing":
                 msg = "required key is missing"
-            problems.append(f"key {key}: {msg}" + (f" (got {err['input']!r})" if err["type"] not in ("missing", "extra_forbidden") and not isinstance(err.get("input"), dict | list) else ""))
+            shown = err["type"] not in ("missing", "extra_forbidden") and not isinstance(err.get("input"), dict | list)
+            problems.append(f"key {key}: {msg}" + (f" (got {err['input']!r})" if shown else ""))
         raise ConfigError(path, problems) from None
+    problems = cross_problems(cfg)
+    if problems:
+        raise ConfigError(path, problems)
+    return cfg
+
+
+def cross_problems(cfg: Config) -> list[str]:
+    """Checks that involve several keys; each names the key at fault."""
+    out: list[str] = []
+    keys = [b.key for b in cfg.brands]
+    seen_keys: set[str] = set()
+    seen_prefix: dict[str, str] = {}
+    seen_addr: dict[str, str] = {}
+    for i, b in enumerate(cfg.brands):
+        if b.key in seen_keys:
+            out.append(f"key brands[{i}].key: {b.key!r} is already used by another brand (keys must be unique)")
+        seen_keys.add(b.key)
+        if b.prefix in seen_prefix:
+            out.append(f"key brands[{i}].prefix: {b.prefix!r} is already the prefix of {seen_prefix[b.prefix]}")
+        seen_prefix.setdefault(b.prefix, b.key)
+        for a in b.addresses:
+            if a in seen_addr:
+                out.append(f"key brands[{i}].addresses: {a} already belongs to {seen_addr[a]} "
+                           "(an address routes to one brand)")
+            seen_addr.setdefault(a, b.key)
+        if b.sla.default_tier not in b.sla.tiers:
+            out.append(f"key brands[{i}].sla.default_tier: {b.sla.default_tier!r} is not one of "
+                       f"brands[{i}].sla.tiers {sorted(b.sla.tiers)}")
+        for j, c in enumerate(b.categories):
+            if c.tier and c.tier not in b.sla.tiers:
+                out.append(f"key brands[{i}].categories[{j}].tier: {c.tier!r} is not one of "
+                           f"brands[{i}].sla.tiers {sorted(b.sla.tiers)}")
+    for i, a in enumerate(cfg.agents):
+        for bk in a.brands:
+            if bk not in keys:
+                out.append(f"key agents[{i}].brands: unknown brand {bk!r} (known: {keys})")
+    for i, im in enumerate(cfg.imap):
+        if im.brand and im.brand not in keys:
+            out.append(f"key imap[{i}].brand: unknown brand {im.brand!r} (known: {keys})")
+        if im.folder in (im.processed_folder, im.quarantine_folder):
+            out.append(f"key imap[{i}].processed_folder: must differ from folder {im.folder!r} "
+                       "(else processed mail would be fetched again)")
+    return out
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

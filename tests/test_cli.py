@@ -169,8 +169,7 @@ def _set(value: Any, *keys: str | int) -> Callable[[dict[str, Any]], None]:
     return go
 
 
-# (change to the shipped config, key the error names, words saying what is expected). The two
-# cross-field errors name only the enclosing key: see the xfail test below for the exact key.
+# (change to the shipped config, key the error names, words saying what is expected).
 BROKEN: list[Any] = [
     pytest.param(_del("brands", 0, "addresses"), "brands[0].addresses", ["required"], id="missing-key"),
     pytest.param(_set("abc", "smtp", "port"), "smtp.port", ["integer", "'abc'"], id="wrong-type"),
@@ -179,10 +178,10 @@ BROKEN: list[Any] = [
                  ["timezone", "Europe/Pariss"], id="bad-timezone"),
     pytest.param(_set("complex", "brands", 1, "categories", 0, "tier"), "brands[1].categories[0].tier",
                  ["'complex'", "standard"], id="category-tier-not-in-brand-tiers"),
-    pytest.param(_set("bogus", "brands", 0, "sla", "default_tier"), "brands[0].sla",
-                 ["default_tier", "'bogus'", "simple"], id="default-tier-not-in-tiers"),
-    pytest.param(_set(["support@kalra-plus.com"], "brands", 1, "addresses"), None,
-                 ["support@kalra-plus.com", "kalra-plus", "divikeys"], id="duplicate-address"),
+    pytest.param(_set("bogus", "brands", 0, "sla", "default_tier"), "brands[0].sla.default_tier",
+                 ["'bogus'", "simple"], id="default-tier-not-in-tiers"),
+    pytest.param(_set(["support@kalra-plus.com"], "brands", 1, "addresses"), "brands[1].addresses",
+                 ["support@kalra-plus.com", "kalra-plus"], id="duplicate-address"),
 ]
 
 
@@ -205,8 +204,6 @@ def test_check_config_names_file_key_and_expectation(
 
 
 @SQLITE_ONLY
-@pytest.mark.xfail(strict=True, reason="config.py: cross-field validators run on the whole model, "
-                   "so the error says 'key (top level)' / 'key brands[0].sla' instead of the field")
 @pytest.mark.parametrize(("change", "key"), [
     pytest.param(_set(["support@kalra-plus.com"], "brands", 1, "addresses"), "brands[1].addresses",
                  id="duplicate-address"),
@@ -226,8 +223,6 @@ def test_check_config_names_the_exact_key_of_cross_field_errors(
 
 
 @SQLITE_ONLY
-@pytest.mark.xfail(strict=True, reason="config.py: Category.tier is Literal['simple','complex',"
-                   "'exceptional'], so a brand with its own tiers (divikeys: standard) cannot use them")
 def test_check_config_accepts_a_category_tier_of_the_brands_own_tiers(
     tmp_path: Path, db_url: str, cli: Callable[..., Result],
 ) -> None:
@@ -281,7 +276,7 @@ def test_check_config_reports_all_errors_at_once(
     assert len(lines) == 2, r.err
     assert "smtp.port" in lines[0] and "smtp.prot" in lines[1]
 
-    # two problems found by the checks after loading (a category tier, a template)
+    # two problems found by the checks after loading (a team member who is no agent, a template)
     tdir = tmp_path / "templates"
     shutil.copytree(ROOT / "templates", tdir)
     final = tdir / "divikeys" / "en" / "final_response.txt"
@@ -289,13 +284,13 @@ def test_check_config_reports_all_errors_at_once(
     assert "{{ title }}" in text
     final.write_text(text.replace("{{ title }}", "{{ title }} {{ nope.nothing }}"))
     data = config_data(tmp_path, db_url, templates_dir=str(tdir))
-    data["brands"][1]["categories"][0]["tier"] = "complex"
+    data["brands"][1]["team"] = ["nobody@divikeys.com"]
     path = write_config(tmp_path / "two-checks.toml", data)
     r = cli("check-config", config=path)
     assert r.rc == 2
     lines = config_lines(r.err, path)
     assert len(lines) == 2, r.err
-    assert "brands[1].categories[0].tier" in lines[1]
+    assert "brands[1].team" in lines[1]
     assert "divikeys/en/final_response.txt" in lines[0] and "nope" in lines[0]
 
 
@@ -303,7 +298,7 @@ def test_check_config_reports_all_errors_at_once(
 @pytest.mark.parametrize(("change", "words"), [
     pytest.param(_set(45, "brands", 0, "sla", "tiers", "exceptional"), ["sla.tiers.exceptional", "45", "two months"],
                  id="tier-45-days"),
-    pytest.param(_set(300, "brands", 1, "sla", "ack_hours"), ["brands[divikeys].sla", "acknowledgement", "10 business days"],
+    pytest.param(_set(300, "brands", 1, "sla", "ack_hours"), ["brands[1].sla", "acknowledgement", "10 business days"],
                  id="ack-300-hours"),
     pytest.param(_set(20, "brands", 0, "sla", "tiers", "simple"), ["sla.tiers.simple", "20", "payment", "15"],
                  id="payment-services-simple-20"),
@@ -798,9 +793,6 @@ def test_quarantine_retry_after_a_config_fix(tmp_path: Path, db_url: str, cli: C
 
 
 @SQLITE_ONLY
-@pytest.mark.xfail(strict=True, reason="quarantine.retry: a retry that fails again adds a second "
-                   "quarantine row and a new inbound with the original dedupe key, so retrying the first "
-                   "row later answers 'duplicate' (exit 0), marks it retried and opens no case")
 def test_quarantine_retry_that_fails_can_be_retried_later(
     tmp_path: Path, db_url: str, cli: Callable[..., Result],
 ) -> None:

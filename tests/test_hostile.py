@@ -118,7 +118,11 @@ t0 = time.monotonic()
 r = ingest(app, raw, "hostile", mailbox_brand="kalra-plus")
 elapsed = time.monotonic() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({{"outcome": r.outcome.value, "reason": r.reason[:300], "inbound": r.inbound_id,
+from mailbot import db
+from mailbot.models import Blob
+with db.session_scope(app.engine) as s:
+    stored = s.get(Blob, r.sha256).size
+print(json.dumps({{"stored": stored, "outcome": r.outcome.value, "reason": r.reason[:300], "inbound": r.inbound_id,
                   "elapsed": elapsed, "peak": peak, "size": len(raw)}}))
 """
 
@@ -135,6 +139,7 @@ def test_big_input_is_recorded_in_bounded_time_and_memory(name: str, tmp_path: P
           f"(process {time.monotonic() - started:.1f}s), peak RSS {res['peak'] / 2**20:.0f} MiB")
     assert res["outcome"] in {o.value for o in Outcome} - {"duplicate"}
     assert res["inbound"] is not None
+    assert res["stored"] == res["size"]  # the raw mail is kept whole
     assert res["elapsed"] < MAX_SECONDS
     assert res["peak"] < MAX_RSS_BYTES
     if res["outcome"] == "quarantined":
