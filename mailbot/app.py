@@ -30,7 +30,7 @@ class App:
     def open(cls, config: Config, *, upgrade: bool | None = None,
              clock: Callable[[], datetime] = system_clock) -> App:
         """Connect to the configured database, migrating it when allowed."""
-        engine = db.make_engine(config.database_url())
+        engine = db.make_engine(config.database_url(), busy_timeout=config.database.busy_timeout)
         if upgrade if upgrade is not None else config.database.auto_upgrade:
             db.upgrade(engine)
         return cls(config=config, engine=engine, clock=clock)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from mailbot.models import Blob
+from mailbot.models import Blob, utcnow
 
 
 def sha256(data: bytes) -> str:
@@ -14,11 +16,12 @@ def sha256(data: bytes) -> str:
 
 
 def put(session: Session, data: bytes, digest: str | None = None) -> str:
-    """Store `data` once (by its sha256) and return the digest."""
+    """Store `data` once (by its sha256) and return the digest (one statement, no ORM
+    object: large bytes are not tracked by the session)."""
     digest = digest or sha256(data)
-    if session.get(Blob, digest) is None:
-        session.add(Blob(sha256=digest, size=len(data), data=data))
-        session.flush()
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(Blob).values(sha256=digest, size=len(data), data=data, created_at=utcnow())
+                    .on_conflict_do_nothing(index_elements=["sha256"]))
     return digest
 
 

@@ -5,24 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session
 
 from mailbot import references, sla
 from mailbot.app import App
 from mailbot.config import BrandConfig
-from mailbot.models import Case, Event, Message
+from mailbot.models import Case, Event, Message, utcnow
 
 STATUSES = ("new", "acknowledged", "in_progress", "waiting_customer", "answered", "closed", "reexamination")
 
 
 def log_event(session: Session, case: Case | None, type_: str, *, actor: str = "system",
-              at: datetime | None = None, **data: Any) -> Event:
-    """Append one line to the audit trail."""
-    ev = Event(case_id=case.id if case else None, type=type_, actor=actor, data=data)
-    if at is not None:
-        ev.at = at
-    session.add(ev)
-    return ev
+              at: datetime | None = None, **data: Any) -> None:
+    """Append one line to the audit trail (a plain INSERT in the caller's transaction)."""
+    session.execute(insert(Event).values(case_id=case.id if case else None, type=type_, actor=actor[:500],
+                                         data=data, at=at or utcnow()))
 
 
 def set_status(session: Session, case: Case, status: str, *, actor: str = "system",

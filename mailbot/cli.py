@@ -130,6 +130,8 @@ def setup_logging(verbose: bool) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("mailparser", "mail-parser", "apscheduler", "alembic", "mail_parser"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # aiosmtpd logs every peer, envelope address and command at INFO: personal data.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,7 +45,7 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_db(args: argparse.Namespace, config: Config) -> int:
-    engine = db.make_engine(config.database_url())
+    engine = db.make_engine(config.database_url(), busy_timeout=config.database.busy_timeout)
     db.upgrade(engine)
     print(f"database at head ({engine.url.render_as_string(hide_password=True)})")
     return EX_OK

@@ -26,6 +26,7 @@ class _Strict(BaseModel):
 class DatabaseConfig(_Strict):
     url: str = Field("sqlite:///var/mailbot.db", description="SQLAlchemy URL")
     auto_upgrade: bool = True
+    busy_timeout: float = Field(10.0, gt=0, description="seconds a SQLite writer waits for the lock")
 
 
 class SmtpConfig(_Strict):

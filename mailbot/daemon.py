@@ -155,7 +155,8 @@ class Daemon:
 
     async def _watchdog(self) -> None:
         usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
-        if not usec:
+        pid = os.environ.get("WATCHDOG_PID")
+        if not usec or (pid and pid != str(os.getpid())):  # as sd_watchdog_enabled(3)
             return
         while True:
             sd_notify("WATCHDOG=1")

@@ -203,9 +203,20 @@ def _record_contained(session: Session, app: App, work: _Work) -> None:
 
 
 def _is_transient(exc: BaseException) -> bool:
+    """The database cannot take writes now (down, locked, full): the whole delivery is
+    retried later; the mail itself is fine and must not be quarantined."""
+    orig = getattr(exc, "orig", None)
+    if str(getattr(orig, "sqlite_errorname", "") or "").startswith((
+            "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN",
+            "SQLITE_READONLY")):  # extended codes too, e.g. SQLITE_IOERR_WRITE
+        return True
+    # PostgreSQL: 08 connection exception, 53 insufficient resources (disk full), 57P shutdown
+    if str(getattr(orig, "sqlstate", "") or "").startswith(("08", "53", "57P")):
+        return True
     text = str(exc).lower()
     return any(s in text for s in ("database is locked", "unable to open", "connection", "disk i/o",
-                                   "server closed", "terminating", "could not connect", "readonly"))
+                                   "server closed", "terminating", "could not connect", "readonly",
+                                   "database or disk is full", "no space left"))
 
 
 def _quarantine_after_error(session: Session, app: App, work: _Work, exc: BaseException) -> None:

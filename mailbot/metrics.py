@@ -70,7 +70,12 @@ def start_http(app: App) -> ThreadingHTTPServer:
                 except Exception as exc:
                     self._send(503, f"database unavailable: {type(exc).__name__}\n")
             elif self.path == "/metrics":
-                self._send(200, render_prometheus(collect(app)), "text/plain; version=0.0.4")
+                try:
+                    body = render_prometheus(collect(app))
+                except Exception as exc:  # the scrape fails visibly: Prometheus sets up=0
+                    self._send(503, f"database unavailable: {type(exc).__name__}\n")
+                    return
+                self._send(200, body, "text/plain; version=0.0.4")
             else:
                 self._send(404, "not found\n")
 

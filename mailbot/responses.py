@@ -147,7 +147,6 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
         add_message(session, case, direction="out", kind=kind, message_id=message_id,
                     subject="", from_addr=brand.addresses[0], from_name=brand.name,
                     sent_at=not_before or now, flush=False)
-    log_event(session, case, "mail_queued", at=now, kind=kind, to=to_addr, message_id=message_id)
     return row
 
 
