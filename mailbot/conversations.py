@@ -21,7 +21,7 @@ from mailbot.classify import Verdict
 from mailbot.config import BrandConfig
 from mailbot.extract import Extracted, detect_language, extract
 from mailbot.masking import mask_sensitive
-from mailbot.models import Attachment, Case, Inbound, Message
+from mailbot.models import Attachment, Case, FailingRecipient, Inbound, Message
 from mailbot.parsing import ParsedMail
 from mailbot.routing import BrandRoute, CaseRoute, find_case, find_case_for_automatic
 from mailbot.tokens import is_agent_token
@@ -50,6 +50,7 @@ def handle_customer(session: Session, app: App, inbound: Inbound, parsed: Parsed
     """A human wrote: one case per brand addressed, new or existing. Returns (opened any, refs)."""
     opened_any = False
     cases: list[Case] = []
+    clear_failing(session, parsed.from_addr)
     for route in routes:
         if is_agent_token(route.token):
             agent_case = handle_agent_mail(session, app, inbound, parsed, route)
@@ -65,6 +66,22 @@ def handle_customer(session: Session, app: App, inbound: Inbound, parsed: Parsed
         cases.append(case)
     _link(session, cases)
     return opened_any, tuple(c.ref for c in cases)
+
+
+def mark_failing(session: Session, address: str, reason: str, at: datetime) -> None:
+    row = session.get(FailingRecipient, address.lower())
+    if row is None:
+        session.add(FailingRecipient(address=address.lower(), since=at, reason=reason[:500]))
+    else:
+        row.bounces += 1
+        session.add(row)
+
+
+def clear_failing(session: Session, address: str) -> None:
+    """The address wrote to us: it works again."""
+    row = session.get(FailingRecipient, address.lower()) if address else None
+    if row is not None:
+        session.delete(row)
 
 
 def _open(session: Session, app: App, inbound: Inbound, parsed: ParsedMail, route: BrandRoute,
@@ -108,6 +125,8 @@ def handle_automatic(session: Session, app: App, inbound: Inbound, parsed: Parse
         if verdict.kind == "bounce" and verdict.failed_recipients:
             log_event(session, found.case, "delivery_failed", at=app.now(),
                       recipients=list(verdict.failed_recipients), message_id=verdict.bounced_message_id)
+            for address in verdict.failed_recipients:
+                mark_failing(session, address, verdict.reason, app.now())
         refs.append(found.case.ref)
     return tuple(refs)
 

@@ -195,3 +195,13 @@ class SlaMark(SQLModel, table=True):
     case_id: int = Field(foreign_key="cases.id", primary_key=True)
     point: str = Field(primary_key=True, max_length=60)
     at: datetime = Field(default_factory=utcnow)
+
+
+class FailingRecipient(SQLModel, table=True):
+    """An address our mail bounced from: no automatic mail to it until it writes again."""
+
+    __tablename__ = "failing_recipients"
+    address: str = Field(primary_key=True, max_length=500)
+    since: datetime = Field(default_factory=utcnow)
+    bounces: int = 1
+    reason: str = Field(default="", max_length=500)

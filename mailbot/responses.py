@@ -20,7 +20,7 @@ from mailbot.app import App
 from mailbot.cases import add_message, log_event, set_status
 from mailbot.compose import new_message_id
 from mailbot.config import BrandConfig
-from mailbot.models import Case, Message, Outbox
+from mailbot.models import Case, FailingRecipient, Message, Outbox
 from mailbot.parsing import ParsedMail
 
 NEVER_ANSWER_LOCALPARTS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply")
@@ -101,9 +101,11 @@ def context(app: App, case: Case, about: Message | None = None, **extra: Any) ->
     return ctx
 
 
-def may_auto_answer(address: str, app: App) -> str | None:
+def may_auto_answer(address: str, app: App, session: Session | None = None) -> str | None:
     """Why we must not auto-answer this address (None: we may)."""
     addr = (address or "").lower()
+    if session is not None and addr and session.get(FailingRecipient, addr) is not None:
+        return "our mail to this address bounced (failing recipient)"
     if not addr or "@" not in addr:
         return "no sender address"
     if app.config.brand_for_address(addr) is not None:
@@ -153,7 +155,7 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
 def acknowledge(session: Session, app: App, case: Case, msg: Message, kind: str = "acknowledgement") -> bool:
     """Queue the acknowledgement unless a loop/flood rule forbids it; returns whether queued."""
     now = app.now()
-    why_not = may_auto_answer(case.customer_email, app)
+    why_not = may_auto_answer(case.customer_email, app, session)
     if why_not is None and kind == "acknowledgement":
         sent = _acks_last_hour(session, case.customer_email, now)
         if sent >= app.config.limits.ack_limit:

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from mailbot.models import Attachment, Case, Event, Message
+from mailbot.models import Attachment, Case, Event, FailingRecipient, Message
 
 
 def _iso(dt: Any) -> str | None:
@@ -33,8 +33,11 @@ def case_detail(session: Session, case: Case) -> dict[str, Any]:
              "kept": a.sha256 is not None, "dropped_reason": a.dropped_reason})
     events = session.exec(select(Event).where(Event.case_id == case.id).order_by(col(Event.id))).all()
     linked = session.get(Case, case.linked_case_id) if case.linked_case_id else None
+    failing = session.get(FailingRecipient, case.customer_email) if case.customer_email else None
+    summary = case_summary(case)
+    summary["customer"]["failing_since"] = _iso(failing.since) if failing else None
     return {
-        **case_summary(case),
+        **summary,
         "extracted": case.extracted,
         "acknowledged_at": _iso(case.acknowledged_at), "answered_at": _iso(case.answered_at),
         "closed_at": _iso(case.closed_at), "outcome": case.outcome,
@@ -56,7 +59,8 @@ def format_case(detail: dict[str, Any]) -> str:
     lines = [
         f"{c['ref']}  [{c['brand']}]  {c['status']}  priority={c['priority']}  tier={c['tier']}",
         f"  subject:   {c['subject']}",
-        f"  customer:  {c['customer']['name']} <{c['customer']['email']}>",
+        f"  customer:  {c['customer']['name']} <{c['customer']['email']}>"
+        + (f"  (our mail bounced since {c['customer']['failing_since']})" if c['customer'].get('failing_since') else ""),
         f"  category:  {c['category']}   channel: {c['channel']}   assignee: {c['assignee'] or '-'}",
         f"  received:  {c['received_at']}",
         f"  ack due:   {c['ack_due_at']}   acknowledged: {c['acknowledged_at'] or '-'}",

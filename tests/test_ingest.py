@@ -178,6 +178,19 @@ def test_bounce_of_our_mail_marks_the_recipient_failing(app: App) -> None:
         ev = s.exec(select(Event).where(Event.type == "delivery_failed")).one()
         assert ev.data["recipients"] == ["marie.dupont@example.org"]
     assert messages_of(app, "KP-2026-000001")[-1].kind == "bounce"
+    with db.session_scope(app.engine) as s:
+        from mailbot.models import FailingRecipient
+        from mailbot.views import case_detail
+
+        assert s.get(FailingRecipient, "marie.dupont@example.org") is not None
+        case = s.exec(select(Case)).one()
+        assert case_detail(s, case)["customer"]["failing_since"]
+    # The customer writes again: the address works, the mark goes.
+    ingest(app, mail(message_id="<again@example.org>", In_Reply_To=ack.message_id), "test")
+    with db.session_scope(app.engine) as s:
+        from mailbot.models import FailingRecipient
+
+        assert s.get(FailingRecipient, "marie.dupont@example.org") is None
 
 
 def test_mail_to_two_brands_opens_two_linked_cases(app: App) -> None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 13:24:24.313091
+Create Date: 2026-11-23 13:36:28.289384
 """
 
 from __future__ import annotations
@@ -76,6 +76,14 @@ def upgrade() -> None:
         batch_op.create_index("ix_cases_open_due", ["status", "due_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_cases_status"), ["status"], unique=False)
 
+    op.create_table(
+        "failing_recipients",
+        sa.Column("address", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+        sa.Column("since", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("bounces", sa.Integer(), nullable=False),
+        sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+        sa.PrimaryKeyConstraint("address"),
+    )
     op.create_table(
         "mailbox_state",
         sa.Column("account", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
@@ -287,6 +295,7 @@ def downgrade() -> None:
     op.drop_table("events")
     op.drop_table("ref_counters")
     op.drop_table("mailbox_state")
+    op.drop_table("failing_recipients")
     with op.batch_alter_table("cases", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_cases_status"))
         batch_op.drop_index("ix_cases_open_due")
