@@ -9,6 +9,7 @@ from mailbot.config import LimitsConfig
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f<>:\"|?*\\/]+")
 MAX_NAME = 150
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
 
 
 def sanitise_filename(name: str, fallback: str = "attachment") -> str:
@@ -20,6 +21,8 @@ def sanitise_filename(name: str, fallback: str = "attachment") -> str:
     name = name.strip().lstrip(".").strip()
     if not name or set(name) <= {"_", "."}:
         name = fallback
+    if name.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
+        name = "_" + name
     if len(name) > MAX_NAME:
         stem, dot, ext = name.rpartition(".")
         name = (stem[: MAX_NAME - len(ext) - 1] + "." + ext) if dot and len(ext) <= 10 else name[:MAX_NAME]

@@ -49,12 +49,26 @@ def _address(name: str, addr: str) -> Address:
     return Address(display_name=clean_header(name), username=local, domain=domain)
 
 
+def _set_text_header(msg: EmailMessage, name: str, value: str) -> None:
+    """A free-text header. A customer's subject may carry a literal encoded-word that
+    cannot be decoded (double-encoded, wrong charset); the header factory then fails
+    to re-encode it, so such a sequence is defused rather than letting the mail fail."""
+    try:
+        msg[name] = value
+        msg.policy.fold_binary(name, msg[name])  # what as_bytes() will do
+        return
+    except (UnicodeError, ValueError, LookupError):
+        pass
+    del msg[name]
+    msg[name] = value.replace("=?", "= ?")
+
+
 def build(out: Outgoing, date: datetime) -> bytes:
     """The full RFC 5322 message, CRLF line endings."""
     msg = EmailMessage(policy=SMTP)
     msg["From"] = _address(out.from_name, out.from_addr)
     msg["To"] = _address(out.to_name, out.to_addr)
-    msg["Subject"] = clean_header(out.subject)[:900]
+    _set_text_header(msg, "Subject", clean_header(out.subject)[:900])
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = out.message_id
     if out.in_reply_to:

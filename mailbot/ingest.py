@@ -89,6 +89,7 @@ def content_fingerprint(parsed: ParsedMail) -> str:
         h.update(part.encode("utf-8", "surrogatepass"))
         h.update(b"\0")
     for att in parsed.attachments:
+        h.update(att.filename.encode("utf-8", "surrogatepass") + b"\0")
         h.update(hashlib.sha256(att.data).digest())
     return h.hexdigest()[:32]
 
@@ -127,7 +128,8 @@ def ingest_batch(app: App, items: Sequence[Received]) -> list[IngestResult]:
     try:
         return _commit_with_retries(app, works)
     except db.TRANSIENT_DB_ERRORS as exc:
-        raise TemporaryFailure(str(exc).splitlines()[0][:300]) from exc
+        cause = _transient_cause(exc) or exc  # name the real cause (e.g. disk full)
+        raise TemporaryFailure(str(cause).splitlines()[0][:300]) from exc
 
 
 def _commit_with_retries(app: App, works: list[_Work], attempts: int = 6) -> list[IngestResult]:
@@ -204,7 +206,26 @@ def _record_contained(session: Session, app: App, work: _Work) -> None:
 
 def _is_transient(exc: BaseException) -> bool:
     """The database cannot take writes now (down, locked, full): the whole delivery is
-    retried later; the mail itself is fine and must not be quarantined."""
+    retried later; the mail itself is fine and must not be quarantined.
+
+    Looks down the exception chain: on SQLITE_FULL SQLite rolls the whole transaction
+    back, so leaving the savepoint fails with "no such savepoint" whose context is
+    the real cause."""
+    return _transient_cause(exc) is not None
+
+
+def _transient_cause(exc: BaseException) -> BaseException | None:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if _is_transient_one(cur):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _is_transient_one(exc: BaseException) -> bool:
     orig = getattr(exc, "orig", None)
     if str(getattr(orig, "sqlite_errorname", "") or "").startswith((
             "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN",

@@ -53,9 +53,11 @@ class DispatchReport:
         return f"{self.sent} sent, {self.retried} to retry, {self.failed} failed"
 
 
-def _claim(session: Session, now: datetime, limit: int) -> list[Outbox]:
+def _claim(session: Session, now: datetime, limit: int, skip: set[int] | None = None) -> list[Outbox]:
     stmt = (select(Outbox).where(Outbox.status == "pending", col(Outbox.not_before) <= now)
             .order_by(col(Outbox.not_before), col(Outbox.id)).limit(limit))
+    if skip:
+        stmt = stmt.where(col(Outbox.id).notin_(skip))
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return list(session.exec(stmt).all())
@@ -68,28 +70,36 @@ def backoff(cfg_seconds: float, cfg_max: float, attempts: int) -> timedelta:
 
 def dispatch(app: App, *, now: datetime | None = None, transport: Transport | None = None,
              limit: int | None = None) -> DispatchReport:
-    """Send every due row once; rows are claimed and updated one batch per transaction."""
-    cfg = app.config.outbound
+    """Send every due row once.
+
+    Each row is claimed, sent and marked in a transaction of its own: a crash
+    between the transport accepting a mail and the commit that marks it `sent`
+    can make the next run send that one row again, never a whole batch. A row
+    that fails is not tried again in the same run.
+    """
     transport = transport or make_transport(app.config)
     report = DispatchReport()
     remaining = limit or 1_000_000
+    retried: set[int] = set()
     try:
         while remaining > 0:
             at = now or app.now()
             with db.session_scope(app.engine) as session:
-                rows = _claim(session, at, min(cfg.batch_size, remaining))
+                rows = _claim(session, at, 1, retried)
                 for row in rows:
-                    _send_one(session, app, transport, row, at, report)
-            remaining -= len(rows)
-            if len(rows) < cfg.batch_size:
+                    if not _send_one(session, app, transport, row, at, report) and row.id is not None:
+                        retried.add(row.id)
+            if not rows:
                 break
+            remaining -= len(rows)
     finally:
         transport.close()
     return report
 
 
 def _send_one(session: Session, app: App, transport: Transport, row: Outbox, at: datetime,
-              report: DispatchReport) -> None:
+              report: DispatchReport) -> bool:
+    """Send one claimed row and record the outcome; True when it was sent."""
     cfg = app.config.outbound
     row.attempts += 1
     try:
@@ -110,13 +120,14 @@ def _send_one(session: Session, app: App, transport: Transport, row: Outbox, at:
             report.retried += 1
             log.warning("outbox row %s attempt %s failed: %s", row.id, row.attempts, row.last_error[:200])
         session.add(row)
-        return
+        return False
     row.status = "sent"
     row.sent_at = at
     row.last_error = None
     session.add(row)
     report.sent += 1
     _case_event(session, row, "mail_sent", at, to=row.to_addr, message_id=row.message_id)
+    return True
 
 
 def _case_event(session: Session, row: Outbox, type_: str, at: datetime, **data: object) -> None:

@@ -221,7 +221,7 @@ class SmtpSender(threading.Thread):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{m.message_id} not accepted within {self.give_up_after} s")
             self.stop.wait(delay)
-            delay = min(0.5, delay * 2)
+            delay = min(0.25, delay * 2)
         return False
 
     def _close(self) -> None:
@@ -253,6 +253,7 @@ class ImapAppender(threading.Thread):
         self.dovecot, self.user, self.mails = dovecot, user, list(mails)
         self.progress, self.stop, self.target, self.chunk = progress, stop, target, chunk
         self.error: BaseException | None = None
+        self.slowest = 0.0  # the longest APPEND, seconds
 
     def run(self) -> None:
         try:
@@ -264,7 +265,9 @@ class ImapAppender(threading.Thread):
                         self.stop.wait(0.05)
                         continue
                     batch = [m.raw for m in self.mails[done:min(want, done + self.chunk)]]
+                    t = time.monotonic()
                     c.multiappend("INBOX", batch)
+                    self.slowest = max(self.slowest, time.monotonic() - t)
                     done += len(batch)
                     self.progress.add("imap_appended", len(batch))
                     self.progress.add("delivered", len(batch))
@@ -525,7 +528,8 @@ def _run(n: int, kills: int, url: str, imap_share: float, uptime: tuple[float, f
             time.sleep(rng.uniform(*uptime))
             daemon.kill()
             done += 1
-            say(f"kill {done}: {progress.delivered}/{n} delivered")
+            say(f"kill {done} at {time.monotonic() - t0:.1f} s: {progress.smtp_250} SMTP 250, "
+                f"{progress.imap_appended} appended (slowest APPEND {appender.slowest:.2f} s)")
             daemon.start()
         for t in (*senders, appender):
             t.join()
