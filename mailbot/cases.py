@@ -16,11 +16,15 @@ from mailbot.models import Case, Event, Message, utcnow
 STATUSES = ("new", "acknowledged", "in_progress", "waiting_customer", "answered", "closed", "reexamination")
 
 
+_INSERT_EVENT = insert(Event)
+
+
 def log_event(session: Session, case: Case | None, type_: str, *, actor: str = "system",
               at: datetime | None = None, **data: Any) -> None:
-    """Append one line to the audit trail (a plain INSERT in the caller's transaction)."""
-    session.execute(insert(Event).values(case_id=case.id if case else None, type=type_, actor=actor[:500],
-                                         data=data, at=at or utcnow()))
+    """Append one line to the audit trail (a prepared INSERT in the caller's transaction:
+    several per mail, so no ORM object and no per-call statement construction)."""
+    session.connection().execute(_INSERT_EVENT, {"case_id": case.id if case else None, "type": type_,
+                                                 "actor": actor[:500], "data": data, "at": at or utcnow()})
 
 
 def set_status(session: Session, case: Case, status: str, *, actor: str = "system",

@@ -6,7 +6,7 @@ import threading
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from sqlalchemy import func, text
+from sqlalchemy import func, or_, text
 from sqlmodel import col, select
 
 from mailbot import db
@@ -21,7 +21,10 @@ def collect(app: App) -> dict[str, float]:
         def count(model: type, *where: object) -> int:
             return int(s.exec(select(func.count()).select_from(model).where(*where)).one())
 
-        oldest: datetime | None = s.exec(select(func.min(Outbox.not_before)).where(Outbox.status == "pending")).one()
+        # Age of the oldest pending mail that is due or being retried, counted from when it
+        # was written (a retry moves not_before forward; a "send at" row not yet due is no backlog).
+        oldest: datetime | None = s.exec(select(func.min(Outbox.created_at)).where(
+            Outbox.status == "pending", or_(Outbox.attempts > 0, col(Outbox.not_before) <= now))).one()
         return {
             "mailbot_mails_in_total": count(Inbound),
             "mailbot_cases_opened_total": count(Case),
@@ -44,7 +47,7 @@ HELP = {
     "mailbot_acks_sent_total": "Acknowledgements delivered to the relay",
     "mailbot_outbox_depth": "Outgoing mails waiting to be sent",
     "mailbot_outbox_failed": "Outgoing mails that failed for good",
-    "mailbot_outbox_oldest_age_seconds": "Age of the oldest pending outgoing mail",
+    "mailbot_outbox_oldest_age_seconds": "Age of the oldest due or retried outgoing mail",
     "mailbot_quarantine_size": "Mails held in quarantine",
     "mailbot_sla_breaches_total": "Escalations at deadline breach",
     "mailbot_ack_breaches_total": "Acknowledgement deadlines missed",
