@@ -16,9 +16,13 @@ setup: $(BIN)/mailbot
 
 # Debian packages the tests need (a real Dovecot IMAP server).
 deps-system:
-	@if ! command -v dovecot >/dev/null 2>&1; then \
-	  echo "installing dovecot-imapd (Debian)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd dovecot-lmtpd >/dev/null; \
+	@need=""; \
+	command -v dovecot >/dev/null 2>&1 || need="$$need dovecot-imapd dovecot-lmtpd"; \
+	command -v systemd-analyze >/dev/null 2>&1 || need="$$need systemd"; \
+	command -v openssl >/dev/null 2>&1 || need="$$need openssl"; \
+	if [ -n "$$need" ]; then \
+	  echo "installing Debian packages:$$need"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
 	fi
 
 run: setup

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from mailbot.config import BrandConfig, Config
 from mailbot.templating import Renderer
 
@@ -44,6 +46,10 @@ def check_config(config: Config) -> tuple[list[str], list[str]]:
         for addr in b.team:
             if config.agent(addr) is None:
                 errors.append(f"key brands[{i}].team: {addr} is not a configured agent ([[agents]])")
+    sec = config.security
+    if not sec.secret and not (sec.secret_env and os.environ.get(sec.secret_env)) and not sec.secret_file:
+        warnings.append(f"security: no secret set ({sec.secret_env} is empty and there is no secret_file): "
+                        "agent tokens use a built-in default key that anyone can read; set it in production")
     for i, im in enumerate(config.imap):
         try:
             im.password()

@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     cc.add_argument("--as", dest="actor", default="cli")
 
     ob = sub.add_parser("outbox", help="outgoing mail")
-    ob.add_argument("action", choices=["list", "flush"])
+    ob.add_argument("action", choices=["list", "flush", "retry"])
+    ob.add_argument("id", nargs="?", type=int, help="retry: the failed row to send again")
     ob.add_argument("--status", default=None)
     ob.add_argument("--json", action="store_true")
 

@@ -131,6 +131,8 @@ def cmd_outbox(args: argparse.Namespace, config: Config) -> int:
     from mailbot.outbox import dispatch
 
     app = open_app(config)
+    if args.action == "retry":
+        return _retry_outbox(app, args.id)
     if args.action == "flush":
         report = dispatch(app)
         print(report)
@@ -152,6 +154,27 @@ def cmd_outbox(args: argparse.Namespace, config: Config) -> int:
         err = f"  last error: {d['last_error']}" if d["last_error"] else ""
         print(f"#{d['id']:<6} {d['status']:<8} {d['kind']:<20} {d['case'] or '-':<16} {d['to']:<35} "
               f"attempts={d['attempts']} next={d['not_before']}{err}")
+    return EX_OK
+
+
+def _retry_outbox(app: App, row_id: int | None) -> int:
+    """Give a `failed` row a fresh set of attempts (after fixing the relay or the address)."""
+    from mailbot.cases import log_event
+
+    if row_id is None:
+        print("mailbot: outbox retry needs an ID (see outbox list --status failed)", file=sys.stderr)
+        return EX_USAGE
+    with db.session_scope(app.engine) as s:
+        row = s.get(Outbox, row_id)
+        if row is None or row.status != "failed":
+            print(f"mailbot: outbox row #{row_id} is not a failed row", file=sys.stderr)
+            return EX_USAGE
+        row.status, row.attempts, row.not_before = "pending", 0, app.now()
+        s.add(row)
+        case = s.get(Case, row.case_id) if row.case_id else None
+        if case is not None:
+            log_event(s, case, "mail_retry", actor="cli", at=app.now(), outbox=row.id, kind=row.kind)
+    print(f"outbox row #{row_id} pending again")
     return EX_OK
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,14 +59,37 @@ def make_engine(url: str, busy_timeout: float = 10.0) -> Engine:
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """One transaction: commit on success, roll back on error."""
-    with Session(engine, expire_on_commit=False) as session:
+    """One transaction: commit on success, roll back on error.
+
+    On SQLite the transactions of this process take turns through a FIFO lock:
+    SQLite's own busy handler is unfair (a waiting writer may sleep until the
+    busy timeout while others get in), which made SMTP tail latency spike."""
+    lock = _writer_lock(engine)
+    with lock, Session(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
         except BaseException:
             session.rollback()
             raise
+
+
+_LOCKS: dict[int, threading.RLock] = {}
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _writer_lock(engine: Engine) -> threading.RLock | _NoLock:
+    """Reentrant, so a nested scope in the same thread cannot deadlock on it."""
+    if engine.dialect.name != "sqlite":
+        return _NoLock()
+    return _LOCKS.setdefault(id(engine), threading.RLock())
 
 
 def _alembic_config(engine: Engine) -> AlembicConfig:

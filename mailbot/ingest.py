@@ -151,8 +151,10 @@ def _commit_with_retries(app: App, works: list[_Work], attempts: int = 6) -> lis
 
 
 def _is_retryable(exc: BaseException) -> bool:
+    """Worth an immediate retry. A locked SQLite database is not: the busy timeout
+    already waited, and the source should hear "retry later" now."""
     text = str(exc).lower()
-    return any(s in text for s in ("deadlock", "could not serialize", "database is locked"))
+    return any(s in text for s in ("deadlock", "could not serialize"))
 
 
 def _duplicate(work: _Work) -> list[IngestResult]:

@@ -20,13 +20,22 @@ def format_ref(prefix: str, year: int, seq: int) -> str:
 
 
 def next_seq(session: Session, brand: str, year: int) -> int:
-    """Take the next sequence number for (brand, year).
+    """Take the next sequence number for (brand, year): unique under concurrency,
+    gap-tolerant.
 
-    The counter row is updated in the caller's transaction, so concurrent
-    writers serialise on it (row lock on PostgreSQL, database lock on SQLite);
-    a rolled-back transaction leaves no gap but a concurrent insert race is
-    caught by the unique constraint and retried by the caller.
+    On PostgreSQL the number is taken in its own short transaction, so the counter
+    row is not held locked while the case's transaction goes on (several instances
+    would otherwise queue on it); a case transaction that then rolls back leaves a
+    gap. On SQLite writers are serialised anyway, so it is taken in the caller's
+    transaction and a rollback leaves no gap.
     """
+    if session.get_bind().dialect.name == "postgresql":
+        with Session(session.get_bind()) as own, own.begin():
+            return _take(own, brand, year)
+    return _take(session, brand, year)
+
+
+def _take(session: Session, brand: str, year: int) -> int:
     _ensure_counter(session, brand, year)
     result = session.execute(
         update(RefCounter)

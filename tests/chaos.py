@@ -310,6 +310,23 @@ def maildir_message_ids(path: Path) -> Counter[str]:
     return found
 
 
+def maildir_is_idempotent() -> bool:
+    """Does the Maildir transport write a mail sent twice (same Message-ID) as one file?
+
+    When it does, a kill between the transport's write and the commit marking the
+    row sent cannot leave two copies; when it does not, the dispatcher's one-row
+    transactions bound the damage to one extra copy per kill."""
+    from mailbot.transports import MaildirTransport
+
+    raw = mail(message_id="<idempotence-probe@clients.example.org>")
+    with tempfile.TemporaryDirectory() as d:
+        t = MaildirTransport(Path(d))
+        t.send(BRAND_ADDR, "probe@clients.example.org", raw)
+        t.send(BRAND_ADDR, "probe@clients.example.org", raw)
+        t.close()
+        return sum(maildir_message_ids(Path(d)).values()) == 1
+
+
 @dataclass
 class Figures:
     sent: int
@@ -466,7 +483,7 @@ class ChaosResult:
 
 
 def run_chaos(n: int = 2000, kills: int = 20, db: str = "sqlite", imap_share: float = 0.4,
-              uptime: tuple[float, float] = (0.3, 1.5), smtp_threads: int = 4, seed: int | None = None,
+              uptime: tuple[float, float] = (0.5, 3.0), smtp_threads: int = 4, seed: int | None = None,
               dovecot: Dovecot | None = None, workdir: Path | None = None, timeout: float = 1800.0,
               keep: bool = False, say: Callable[[str], None] = lambda s: None) -> ChaosResult:
     """One chaos run; see the module docstring."""
@@ -505,7 +522,7 @@ def _run(n: int, kills: int, url: str, imap_share: float, uptime: tuple[float, f
     cfg = write_config(
         workdir / "config.toml", workdir, url, port,
         imap=[{"host": dovecot.host, "port": dovecot.port, "tls": False, "username": user,
-               "password_file": pw_file, "idle": True, "brand": "kalra-plus", "batch_size": 50}],
+               "password_file": pw_file, "idle": True, "brand": "kalra-plus", "batch_size": 20}],
         outbound={"transport": "maildir", "path": str(maildir), "backoff_seconds": 1},
         scheduler={"outbox_interval": 0.5, "sla_interval": 5},
         limits={"ack_limit": 1000})
@@ -514,7 +531,7 @@ def _run(n: int, kills: int, url: str, imap_share: float, uptime: tuple[float, f
     progress, stop = Progress(), threading.Event()
     daemon.start()
     # Spread the arrivals over about the time the kills take, so they hit ingest, not idling.
-    expected_span = kills * (sum(uptime) / 2 + 1.2) * 0.8
+    expected_span = kills * (sum(uptime) / 2 + 1.8) * 0.8
     senders = start_smtp_senders(smtp_mails, [port], smtp_threads, progress, stop,
                                  Pacer(len(smtp_mails), expected_span))
     appender = ImapAppender(dovecot, user, imap_mails, progress, stop,
@@ -570,6 +587,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--kills", type=int, default=20, help="at least this many SIGKILLs (default 20)")
     p.add_argument("--db", choices=("sqlite", "pg"), default="sqlite")
     p.add_argument("--imap-share", type=float, default=0.4, help="fraction of mails sent over IMAP")
+    p.add_argument("--uptime", type=float, nargs=2, default=(0.5, 3.0), metavar=("MIN", "MAX"),
+                   help="seconds the daemon lives between two kills, drawn uniformly (default 0.5 3.0)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--keep", action="store_true", help="keep the work directory / schema")
     p.add_argument("--workdir", type=Path, default=None)
@@ -579,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
     result = run_chaos(args.n, args.kills, "sqlite" if args.db == "sqlite" else "pg", args.imap_share,
-                       seed=args.seed, workdir=args.workdir, keep=args.keep, say=say)
+                       uptime=tuple(args.uptime), seed=args.seed, workdir=args.workdir, keep=args.keep, say=say)
     print(result.report())
     return 0 if result.ok else 1
 

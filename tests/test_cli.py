@@ -320,11 +320,18 @@ def test_check_config_warns_beyond_the_regulators_limits(
 
 
 @SQLITE_ONLY
-def test_shipped_config_has_no_warnings(tmp_path: Path, cli: Callable[..., Result]) -> None:
+def test_shipped_config_has_no_warnings_once_the_secret_is_set(
+    tmp_path: Path, cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch,
+) -> None:
     path = shipped_copy(tmp_path)
+    monkeypatch.delenv("MAILBOT_SECRET", raising=False)
     r = cli("check-config", config=path)
     assert r.rc == 0
-    assert "warning:" not in r.err
+    (warning,) = [line for line in r.err.splitlines() if "warning:" in line]
+    assert "MAILBOT_SECRET" in warning  # the only thing a fresh install must still do
+    monkeypatch.setenv("MAILBOT_SECRET", "a-long-random-secret")
+    r = cli("check-config", config=path)
+    assert r.rc == 0 and "warning:" not in r.err
 
 
 def test_check_config_exit_code_as_a_process(tmp_path: Path) -> None:
@@ -473,7 +480,7 @@ def test_cases_show_json_carries_the_documented_keys(tmp_path: Path, cli: Callab
     assert d["ref"] == ref == "KP-2026-000001"
     assert (d["brand"], d["status"], d["category"], d["priority"]) == (
         "kalra-plus", "acknowledged", "transaction", "normal")
-    assert d["customer"] == {"name": "Marie Dupont", "email": "marie.dupont@example.org"}
+    assert d["customer"] == {"name": "Marie Dupont", "email": "marie.dupont@example.org", "failing_since": None}
     assert {"value": "1250.00", "currency": "EUR"} in d["extracted"]["amounts"]
     assert "virement" in d["extracted"]["operation_types"]
     for ts in ("ack_due_at", "due_at", "received_at"):
@@ -557,7 +564,7 @@ def test_cases_new_registers_a_paper_complaint(cli: Callable[..., Result]) -> No
     d = show(cli, ref)
     tz = ZoneInfo("America/Marigot")
     assert d["channel"] == "postal"
-    assert d["customer"] == {"name": "Jean Martin", "email": ""}
+    assert d["customer"] == {"name": "Jean Martin", "email": "", "failing_since": None}
     assert datetime.fromisoformat(d["received_at"]).astimezone(tz).date() == date(2026, 12, 23)
     # 15 business days in Saint-Martin (25 Dec and 1 Jan are holidays): 15 January 2027
     assert datetime.fromisoformat(d["due_at"]).astimezone(tz).date() == date(2027, 1, 15)

@@ -38,6 +38,7 @@ from tests.chaos import (
     check,
     drained,
     folder_counts,
+    maildir_is_idempotent,
     maildir_message_ids,
     make_mails,
     start_smtp_senders,
@@ -125,7 +126,10 @@ def test_three_instances_one_schema_one_mailbox(tmp_path: Path, pg_url: str, eng
               f"after {killed_at} deliveries; {state}; {ingest_seconds:.1f} s\n{figures.line()}\n{figures.ack_line()}")
         assert figures.line() == f"{N} sent, {N} recorded, 0 lost, 0 duplicated", figures.lost_ids[:5]
         assert figures.acks_ok, figures.ack_line()
-        assert figures.ack_files == N and figures.ack_files_resent == 0, figures.ack_line()
+        # One kill: at most the one row the victim was sending can be written twice, and
+        # not even that once the Maildir transport names files by Message-ID.
+        assert figures.ack_files_resent <= (0 if maildir_is_idempotent() else 1), figures.ack_line()
+        assert figures.ack_files == N + figures.ack_files_resent, figures.ack_line()
         folders = folder_counts(dovecot, user)
         assert folders["INBOX"] == 0 and folders["INBOX unseen"] == 0, folders
         assert folders["Processed"] == N_IMAP and folders["Quarantine"] == 0, folders
