@@ -35,8 +35,15 @@ test: setup deps-system
 lint: setup
 	$(BIN)/ruff check mailbot tests bench
 
-bench: setup
+bench: setup deps-system
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/ingest.py --db pg --instances 3
+	$(BIN)/python bench/smtp.py
+	$(BIN)/python bench/smtp.py --concurrency 100
+	$(BIN)/python bench/imap.py --n 5000
+	$(BIN)/python bench/sla.py
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/peer.py --n 500
 
 # Chaos run (issue 8): N mails over SMTP and IMAP while `mailbot run` is SIGKILLed
 # at random moments and restarted; prints `N sent, N recorded, 0 lost, 0 duplicated`.

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import email.parser
+import hashlib
 import os
 import smtplib
 import socket
 import ssl
 import time
+from email import policy
 from pathlib import Path
 from typing import Protocol
 
@@ -22,8 +25,19 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+def _message_id(raw: bytes) -> str | None:
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    value = email.parser.BytesHeaderParser(policy=policy.compat32).parsebytes(head).get("Message-ID")
+    return (str(value).strip() or None) if value else None
+
+
 class MaildirTransport:
-    """Writes each mail as one file in `path/new` (tmp + rename, as Maildir wants)."""
+    """Writes each mail as one file in `path/new` (tmp + rename, as Maildir wants).
+
+    The file is named after the mail's Message-ID and recipient, so the same
+    outbox row sent twice (a crash between this write and the commit that marks
+    the row sent) replaces the first copy instead of adding a second one: the
+    recipient gets it once. Mail without a Message-ID gets a unique name."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -33,14 +47,22 @@ class MaildirTransport:
 
     def send(self, from_addr: str, to_addr: str, raw: bytes) -> None:
         self._n += 1
-        name = f"{time.time_ns()}.P{os.getpid()}Q{self._n}.{socket.gethostname()}"
-        tmp = self.path / "tmp" / name
+        unique = f"{time.time_ns()}.P{os.getpid()}Q{self._n}.{socket.gethostname()}"
+        mid = _message_id(raw)
+        if mid is None:
+            name = unique
+        else:
+            key = hashlib.sha256(f"{mid}\0{to_addr.lower()}".encode()).hexdigest()[:40]
+            name = f"mailbot-{key}.{socket.gethostname()}"
+            if any((self.path / "cur").glob(f"{name}:*")):
+                return  # delivered before, and already read by the mailbox owner
+        tmp = self.path / "tmp" / unique
         envelope = f"X-Mailbot-Envelope-From: {from_addr}\r\nX-Mailbot-Envelope-To: {to_addr}\r\n".encode()
         with open(tmp, "wb") as fh:
             fh.write(envelope + raw)
             fh.flush()
             os.fsync(fh.fileno())
-        os.rename(tmp, self.path / "new" / name)
+        os.replace(tmp, self.path / "new" / name)  # atomic; replaces an earlier copy
 
     def close(self) -> None:
         pass

@@ -26,7 +26,7 @@ def start_daemon(tmp_path: Path, port: int, extra: str = "", **over: object) -> 
     cfg = tmp_path / "config.toml"
     cfg.write_text(to_toml(data) + extra)
     proc = subprocess.Popen([sys.executable, "-m", "mailbot.cli", "--config", str(cfg), "run"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
