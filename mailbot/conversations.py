@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from sqlalchemy import bindparam, delete
 from sqlmodel import Session
 
 from mailbot import blobs, responses
@@ -77,11 +78,14 @@ def mark_failing(session: Session, address: str, reason: str, at: datetime) -> N
         session.add(row)
 
 
+_CLEAR_FAILING = delete(FailingRecipient).where(FailingRecipient.address == bindparam("a"))
+
+
 def clear_failing(session: Session, address: str) -> None:
     """The address wrote to us: it works again."""
-    row = session.get(FailingRecipient, address.lower()) if address else None
-    if row is not None:
-        session.delete(row)
+    if address:
+        session.flush()
+        session.connection().execute(_CLEAR_FAILING, {"a": address.lower()})
 
 
 def _open(session: Session, app: App, inbound: Inbound, parsed: ParsedMail, route: BrandRoute,

@@ -16,31 +16,39 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from mailbot import db
 from mailbot.app import App
 from mailbot.cases import log_event
-from mailbot.models import Case, Outbox
+from mailbot.models import Case, Outbox, utcnow
 from mailbot.transports import Transport, make_transport
 
 log = logging.getLogger("mailbot.outbox")
 
 
+_INSERT = insert(Outbox)
+
+
 def queue(session: Session, *, case: Case | None, kind: str, from_addr: str, to_addr: str,
           message_id: str, not_before: datetime | None = None, dedupe_key: str | None = None,
-          now: datetime | None = None, raw: bytes | None = None, **fields: Any) -> Outbox:
-    """Add a mail to send, in the caller's transaction. Without `raw`, the dispatcher
-    renders it from (kind, case, context) before the first attempt."""
-    row = Outbox(case_id=case.id if case else None, kind=kind, message_id=message_id,
-                 dedupe_key=dedupe_key, from_addr=from_addr, to_addr=to_addr.lower(), raw=raw, **fields)
-    if now is not None:
-        row.created_at = now
-        row.not_before = now
-    if not_before is not None:
-        row.not_before = not_before
-    session.add(row)
-    return row
+          now: datetime | None = None, raw: bytes | None = None, to_name: str = "",
+          reply_to: str | None = None, language: str | None = None, automatic: bool = True,
+          about_id: int | None = None, context: dict[str, Any] | None = None) -> str:
+    """Add a mail to send, in the caller's transaction; returns its Message-ID.
+    Without `raw`, the dispatcher renders it from (kind, case, context) before the
+    first attempt. A prepared INSERT: this runs for every mail received."""
+    now = now or utcnow()
+    session.flush()  # the case and the message it is about must exist first
+    session.connection().execute(_INSERT, {
+        "case_id": case.id if case else None, "kind": kind, "message_id": message_id,
+        "dedupe_key": dedupe_key, "from_addr": from_addr, "to_addr": to_addr.lower(), "to_name": to_name[:500],
+        "reply_to": reply_to, "language": language, "automatic": automatic, "about_id": about_id,
+        "context": context or {}, "raw": raw, "status": "pending", "attempts": 0,
+        "not_before": not_before or now, "last_error": None, "created_at": now, "sent_at": None,
+    })
+    return message_id
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from sqlalchemy import update
+from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
@@ -36,23 +36,20 @@ def next_seq(session: Session, brand: str, year: int) -> int:
 
 
 def _take(session: Session, brand: str, year: int) -> int:
-    _ensure_counter(session, brand, year)
-    result = session.execute(
-        update(RefCounter)
-        .where(RefCounter.brand == brand, RefCounter.year == year)
-        .values(next_seq=RefCounter.next_seq + 1)
-        .returning(RefCounter.next_seq)
-    ).first()
-    assert result is not None
-    return int(result[0]) - 1
+    """One upsert: create the counter at 2 (we take 1) or bump it, and read it back."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = _UPSERTS.get(insert)
+    if stmt is None:
+        ins = insert(RefCounter).values(brand=bindparam("brand"), year=bindparam("year"), next_seq=2)
+        stmt = ins.on_conflict_do_update(index_elements=["brand", "year"],
+                                         set_={"next_seq": RefCounter.next_seq + 1}
+                                         ).returning(RefCounter.next_seq)
+        _UPSERTS[insert] = stmt
+    value = session.connection().execute(stmt, {"brand": brand, "year": year}).scalar_one()
+    return int(value) - 1
 
 
-def _ensure_counter(session: Session, brand: str, year: int) -> None:
-    """Create the (brand, year) counter if missing, without racing other writers."""
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(insert(RefCounter).values(brand=brand, year=year, next_seq=1)
-                    .on_conflict_do_nothing(index_elements=["brand", "year"]))
+_UPSERTS: dict[object, object] = {}
 
 
 def refs_in(text: str) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, func, select
 
 from mailbot import outbox
@@ -104,7 +105,7 @@ def context(app: App, case: Case, about: Message | None = None, **extra: Any) ->
 def may_auto_answer(address: str, app: App, session: Session | None = None) -> str | None:
     """Why we must not auto-answer this address (None: we may)."""
     addr = (address or "").lower()
-    if session is not None and addr and session.get(FailingRecipient, addr) is not None:
+    if session is not None and addr and session.connection().execute(_IS_FAILING, {"a": addr}).first():
         return "our mail to this address bounced (failing recipient)"
     if not addr or "@" not in addr:
         return "no sender address"
@@ -116,19 +117,23 @@ def may_auto_answer(address: str, app: App, session: Session | None = None) -> s
     return None
 
 
+_ACKS_SINCE = select(func.count()).select_from(Outbox).where(
+    Outbox.to_addr == bindparam("to"), Outbox.kind == "acknowledgement",
+    col(Outbox.created_at) > bindparam("since"))
+_IS_FAILING = select(FailingRecipient.address).where(FailingRecipient.address == bindparam("a"))
+
+
 def _acks_last_hour(session: Session, to_addr: str, now: datetime) -> int:
-    return session.exec(
-        select(func.count()).select_from(Outbox).where(
-            Outbox.to_addr == to_addr.lower(), Outbox.kind == "acknowledgement",
-            col(Outbox.created_at) > now - timedelta(hours=1))
-    ).one()
+    session.flush()  # this transaction's own acknowledgements count too (IMAP batches)
+    return session.connection().execute(
+        _ACKS_SINCE, {"to": to_addr.lower(), "since": now - timedelta(hours=1)}).scalar_one()
 
 
 def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr: str,
                    to_name: str = "", about: Message | None = None, automatic: bool = True,
                    ctx_extra: dict[str, Any] | None = None, not_before: datetime | None = None,
                    reply_to: str | None = None, record: bool = True, dedupe_key: str | None = None,
-                   language: str | None = None) -> Outbox | None:
+                   language: str | None = None) -> str | None:
     """Queue mail of `kind` about the case (rendered by the dispatcher, see mailbot.drafts);
     automatic mail counts against the per-case cap."""
     brand = app.config.brand(case.brand)
@@ -138,7 +143,7 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
                   reason=f"auto_per_case limit {app.config.limits.auto_per_case} reached")
         return None
     message_id = new_message_id(brand.addresses[0])
-    row = outbox.queue(session, case=case, kind=kind, from_addr=brand.addresses[0], to_addr=to_addr,
+    queued = outbox.queue(session, case=case, kind=kind, from_addr=brand.addresses[0], to_addr=to_addr,
                        message_id=message_id, not_before=not_before, dedupe_key=dedupe_key, now=now,
                        to_name=to_name, reply_to=reply_to, language=language, automatic=automatic,
                        about_id=about.id if about else None, context=dict(ctx_extra or {}))
@@ -149,7 +154,7 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
         add_message(session, case, direction="out", kind=kind, message_id=message_id,
                     subject="", from_addr=brand.addresses[0], from_name=brand.name,
                     sent_at=not_before or now, flush=False)
-    return row
+    return queued
 
 
 def acknowledge(session: Session, app: App, case: Case, msg: Message, kind: str = "acknowledgement") -> bool:
