@@ -80,62 +80,100 @@ def dispatch(app: App, *, now: datetime | None = None, transport: Transport | No
              limit: int | None = None) -> DispatchReport:
     """Send every due row once.
 
-    Each row is claimed, sent and marked in a transaction of its own: a crash
-    between the transport accepting a mail and the commit that marks it `sent`
-    can make the next run send that one row again, never a whole batch. A row
-    that fails is not tried again in the same run.
+    Each row goes through three short transactions: claim it (render it if
+    needed, count the attempt, and lease it by moving `not_before` forward),
+    send it with no transaction open — no database lock is held during network
+    I/O, so ingest never waits on a slow relay — then record the outcome. A crash
+    after the relay accepted the mail and before the outcome is recorded makes
+    the row due again when the lease ends: at most that one mail is sent twice
+    (the Maildir transport even replaces the first copy). A row that fails is
+    not tried again in the same run.
     """
     transport = transport or make_transport(app.config)
     report = DispatchReport()
     remaining = limit or 1_000_000
-    retried: set[int] = set()
+    tried: set[int] = set()
     try:
         while remaining > 0:
             at = now or app.now()
-            with db.session_scope(app.engine) as session:
-                rows = _claim(session, at, 1, retried)
-                for row in rows:
-                    if not _send_one(session, app, transport, row, at, report) and row.id is not None:
-                        retried.add(row.id)
-            if not rows:
+            job = _claim_one(app, at, tried, report)
+            if job is None:
                 break
-            remaining -= len(rows)
+            remaining -= 1
+            if job is _SKIP:
+                continue
+            row_id, from_addr, to_addr, raw = job
+            tried.add(row_id)
+            try:
+                transport.send(from_addr, to_addr, raw)
+            except Exception as exc:
+                with db.session_scope(app.engine) as session:
+                    _record_failure(session, app, session.get(Outbox, row_id), at, exc, report)
+                continue
+            with db.session_scope(app.engine) as session:
+                _record_sent(session, session.get(Outbox, row_id), at, report)
     finally:
         transport.close()
     return report
 
 
-def _send_one(session: Session, app: App, transport: Transport, row: Outbox, at: datetime,
-              report: DispatchReport) -> bool:
-    """Send one claimed row and record the outcome; True when it was sent."""
-    cfg = app.config.outbound
-    row.attempts += 1
-    try:
-        if row.raw is None:
-            from mailbot.drafts import materialise
+_SKIP: Any = object()
 
-            row.raw = materialise(session, app, row, at)
-        transport.send(row.from_addr, row.to_addr, row.raw)
-    except Exception as exc:
-        row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        if row.attempts >= cfg.max_attempts:
-            row.status = "failed"
-            report.failed += 1
-            log.error("outbox row %s failed for good: %s", row.id, row.last_error[:200])
-            _case_event(session, row, "mail_failed", at, error=row.last_error, attempts=row.attempts)
-        else:
-            row.not_before = at + backoff(cfg.backoff_seconds, cfg.backoff_max_seconds, row.attempts)
-            report.retried += 1
-            log.warning("outbox row %s attempt %s failed: %s", row.id, row.attempts, row.last_error[:200])
+
+def lease(app: App) -> timedelta:
+    """How long a claimed row is left alone before another run may take it again."""
+    return timedelta(seconds=max(60.0, app.config.outbound.timeout * 4))
+
+
+def _claim_one(app: App, at: datetime, tried: set[int], report: DispatchReport) -> Any:
+    """(id, from, to, raw) of the next due row, _SKIP if it could not be rendered, None if none."""
+    with db.session_scope(app.engine) as session:
+        rows = _claim(session, at, 1, tried)
+        if not rows:
+            return None
+        row = rows[0]
+        row.attempts += 1
+        if row.raw is None:
+            try:
+                from mailbot.drafts import materialise
+
+                row.raw = materialise(session, app, row, at)
+            except Exception as exc:  # a template error shows on the row and the case
+                tried.add(row.id or 0)
+                _record_failure(session, app, row, at, exc, report)
+                return _SKIP
+        row.not_before = at + lease(app)
         session.add(row)
-        return False
+        return (row.id, row.from_addr, row.to_addr, row.raw)
+
+
+def _record_failure(session: Session, app: App, row: Outbox | None, at: datetime, exc: Exception,
+                    report: DispatchReport) -> None:
+    if row is None:
+        return
+    cfg = app.config.outbound
+    row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+    if row.attempts >= cfg.max_attempts:
+        row.status = "failed"
+        report.failed += 1
+        log.error("outbox row %s failed for good: %s", row.id, row.last_error[:200])
+        _case_event(session, row, "mail_failed", at, error=row.last_error, attempts=row.attempts)
+    else:
+        row.not_before = at + backoff(cfg.backoff_seconds, cfg.backoff_max_seconds, row.attempts)
+        report.retried += 1
+        log.warning("outbox row %s attempt %s failed: %s", row.id, row.attempts, row.last_error[:200])
+    session.add(row)
+
+
+def _record_sent(session: Session, row: Outbox | None, at: datetime, report: DispatchReport) -> None:
+    if row is None:
+        return
     row.status = "sent"
     row.sent_at = at
     row.last_error = None
     session.add(row)
     report.sent += 1
     _case_event(session, row, "mail_sent", at, to=row.to_addr, message_id=row.message_id)
-    return True
 
 
 def _case_event(session: Session, row: Outbox, type_: str, at: datetime, **data: object) -> None:
