@@ -45,7 +45,7 @@ def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email:
     """Create a case with its reference and deadlines (in the caller's transaction)."""
     year = app.calendar(brand).local(received_at).year
     cal = app.calendar(brand)
-    tier = sla.tier_for(brand, category, urgent)
+    tier = brand.category_tier(category)  # categories may start in a given tier
     # The counter row is locked by next_seq until commit (database lock on SQLite,
     # row lock on PostgreSQL), so the number is ours: no retry loop needed.
     seq = references.next_seq(session, brand.key, year)

@@ -9,8 +9,6 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
@@ -108,9 +106,3 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
-
-
-def is_current(engine: Engine) -> bool:
-    script = ScriptDirectory.from_config(_alembic_config(engine))
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision() == script.get_current_head()

@@ -121,8 +121,10 @@ _SKIP: Any = object()
 
 
 def lease(app: App) -> timedelta:
-    """How long a claimed row is left alone before another run may take it again."""
-    return timedelta(seconds=max(60.0, app.config.outbound.timeout * 4))
+    """How long a claimed row is left alone before another run may take it again: longer
+    than a send can take (twice the relay timeout), 10 s for the local Maildir."""
+    cfg = app.config.outbound
+    return timedelta(seconds=cfg.timeout * 2 if cfg.transport == "smtp" else 10.0)
 
 
 def _claim_one(app: App, at: datetime, tried: set[int], report: DispatchReport) -> Any:

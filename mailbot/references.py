@@ -8,7 +8,7 @@ import secrets
 from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from mailbot.models import RefCounter
 
@@ -59,8 +59,3 @@ def refs_in(text: str) -> list[str]:
 def new_reply_token() -> str:
     """A secret per-case token for the plus-address (support+<token>@…)."""
     return "c" + secrets.token_hex(10)
-
-
-def counter(session: Session, brand: str, year: int) -> int:
-    row = session.exec(select(RefCounter).where(RefCounter.brand == brand, RefCounter.year == year)).first()
-    return row.next_seq if row else 1

@@ -27,10 +27,6 @@ def resolution_due(brand: BrandConfig, cal: BusinessCalendar, received_at: datet
     return cal.add_business_days(received_at, days + extra_days)
 
 
-def tier_for(brand: BrandConfig, category: str | None, urgent: bool) -> str:
-    """Categories may start in a given tier; otherwise the brand's default."""
-    return brand.category_tier(category)
-
 
 @dataclass(frozen=True)
 class SlaPoint:
