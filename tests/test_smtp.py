@@ -53,7 +53,14 @@ def listening(app: App) -> Iterator[int]:
     try:
         yield server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     finally:
-        loop.call_soon_threadsafe(server.close)  # type: ignore[attr-defined]
+        async def shutdown() -> None:
+            server.close()  # type: ignore[attr-defined]
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         executor.shutdown(wait=True)
