@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 import tempfile
 import tomllib
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +19,6 @@ sys.path.insert(0, str(ROOT))
 
 from mailbot.app import App  # noqa: E402
 from mailbot.config import parse_config  # noqa: E402
-
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def bench_config(db_url: str | None = None, workdir: str | None = None, **over: object) -> dict:
@@ -61,18 +58,10 @@ def database(db: str | None, workdir: str) -> Iterator[str]:
     if db != "pg":
         yield db
         return
-    from sqlalchemy import create_engine, text
+    from tests.pg import throwaway_schema
 
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with throwaway_schema("bench") as url:
+        yield url
 
 
 def rss_kb() -> tuple[int, int]:

@@ -43,9 +43,10 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 
-from tests.conftest import PG_URL, ROOT, config_data
+from tests.conftest import ROOT, config_data
 from tests.dovecot import Dovecot
 from tests.mails import mail
+from tests.pg import throwaway_schema
 from tests.procs import free_port, to_toml
 
 BRAND_ADDR = "support@kalra-plus.com"
@@ -432,17 +433,8 @@ def database(kind: str, workdir: Path, keep: bool = False) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{workdir}/mailbot.db"
         return
-    schema = f"chaos_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        if not keep:
-            with admin.connect() as c:
-                c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with throwaway_schema("chaos", keep=keep) as url:
+        yield url
 
 
 # ---------------------------------------------------------------- the run

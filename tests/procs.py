@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -79,3 +80,27 @@ def to_toml(data: dict) -> str:
     out = "\n".join(lines) + "\n"
     tomllib.loads(out)  # self-check
     return out
+
+
+class StderrReader:
+    """Collect a process's stderr lines in a thread (a full pipe would block it)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.lines: list[str] = []
+        assert proc.stderr is not None
+        self._thread = threading.Thread(target=self._read, args=(proc.stderr,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:  # type: ignore[no-untyped-def]
+        for line in stream:
+            self.lines.append(line.decode("utf-8", "replace").rstrip("\n"))
+
+    def records(self) -> list[dict]:
+        return [json.loads(line) for line in list(self.lines) if line.strip()]
+
+    def has(self, msg: str) -> bool:
+        return any(r.get("msg") == msg for r in self.records())
+
+    def join(self) -> str:
+        self._thread.join(10)
+        return "\n".join(self.lines)

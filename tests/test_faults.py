@@ -46,7 +46,7 @@ from mailbot.models import Case, Inbound, Outbox, Quarantine
 from tests.conftest import ROOT, config_data, make_config
 from tests.dovecot import Dovecot
 from tests.mails import mail
-from tests.procs import free_port, start_daemon, to_toml
+from tests.procs import StderrReader, free_port, start_daemon, to_toml
 from tests.test_smtp import listening
 
 SUPPORT = "support@kalra-plus.com"
@@ -255,24 +255,6 @@ def _message_id(envelope: Envelope) -> str:
         if line.lower().startswith(b"message-id:"):
             return line.split(b":", 1)[1].strip().decode()
     return ""
-
-
-class StderrReader:
-    """Drain a process's stderr in a thread (a full pipe would block the daemon)."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.lines: list[str] = []
-        assert proc.stderr is not None
-        self._thread = threading.Thread(target=self._read, args=(proc.stderr,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream) -> None:  # type: ignore[no-untyped-def]
-        for line in stream:
-            self.lines.append(line.decode("utf-8", "replace"))
-
-    def join(self) -> str:
-        self._thread.join(10)
-        return "".join(self.lines)
 
 
 def test_relay_down_outbox_retries_then_delivers_exactly_once(tmp_path: Path) -> None:

@@ -7,14 +7,12 @@ behaviour is about the process: readiness, watchdog, signals, what it logs.
 from __future__ import annotations
 
 import email
-import json
 import re
 import shutil
 import signal
 import smtplib
 import socket
 import subprocess
-import threading
 import time
 import tomllib
 import urllib.error
@@ -34,7 +32,7 @@ from mailbot.ingest import ingest
 from mailbot.metrics import collect, start_http
 from tests.conftest import ROOT, Clock, make_config
 from tests.mails import mail
-from tests.procs import free_port, start_daemon, to_toml
+from tests.procs import StderrReader, free_port, start_daemon, to_toml
 
 SUPPORT = "support@kalra-plus.com"
 UNITS = ("mailbot.service", "mailbot-tick.service", "mailbot-tick.timer")
@@ -52,30 +50,6 @@ def wait_until(predicate: Callable[[], object], timeout: float = 15.0, what: str
 def send(port: int, raw: bytes, sender: str = "marie.dupont@example.org") -> None:
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
         assert c.sendmail(sender, [SUPPORT], raw) == {}
-
-
-class StderrReader:
-    """Collect a process's stderr lines in a thread (a full pipe would block it)."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.lines: list[str] = []
-        assert proc.stderr is not None
-        self._thread = threading.Thread(target=self._read, args=(proc.stderr,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream) -> None:  # type: ignore[no-untyped-def]
-        for line in stream:
-            self.lines.append(line.decode("utf-8", "replace").rstrip("\n"))
-
-    def records(self) -> list[dict]:
-        return [json.loads(line) for line in list(self.lines) if line.strip()]
-
-    def has(self, msg: str) -> bool:
-        return any(r.get("msg") == msg for r in self.records())
-
-    def join(self) -> str:
-        self._thread.join(10)
-        return "\n".join(self.lines)
 
 
 @pytest.fixture
