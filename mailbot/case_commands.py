@@ -98,7 +98,7 @@ def cases_new(args: argparse.Namespace, app: App) -> int:
         if case.customer_email:
             from mailbot.responses import acknowledge
 
-            acknowledge(s, app, case, None)  # type: ignore[arg-type]
+            acknowledge(s, app, case, None)
         else:
             log_event(s, case, "ack_by_post_required", at=app.now(),
                       reason="no email address: send the acknowledgement by post")

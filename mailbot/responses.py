@@ -157,7 +157,7 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
     return queued
 
 
-def acknowledge(session: Session, app: App, case: Case, msg: Message, kind: str = "acknowledgement") -> bool:
+def acknowledge(session: Session, app: App, case: Case, msg: Message | None, kind: str = "acknowledgement") -> bool:
     """Queue the acknowledgement unless a loop/flood rule forbids it; returns whether queued."""
     now = app.now()
     why_not = may_auto_answer(case.customer_email, app, session)
