@@ -264,3 +264,62 @@ def test_relay_answering_5xx_marks_the_row_failed_after_the_limit(make_app: Call
     with db.session_scope(app.engine) as s:
         ev = s.exec(select(Event).where(Event.type == "mail_failed")).all()
         assert "acknowledgement" in {e.data["kind"] for e in ev}
+
+
+# -- the dispatcher holds no database lock while it talks to the relay --------------------------
+
+
+class SlowRelay:
+    """A transport that, while 'sending', checks that the database is free for ingest."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.ingested_while_sending: list[str] = []
+
+    def send(self, from_addr: str, to_addr: str, raw: bytes) -> None:
+        done: list[str] = []
+
+        def receive() -> None:
+            r = ingest(self.app, mail(frm=f"during-{len(self.ingested_while_sending)}@example.org"), "smtp")
+            done.append(r.outcome)
+
+        t = threading.Thread(target=receive)
+        t.start()
+        t.join(5)
+        assert done, "ingest waited for the dispatcher: a database lock is held during relay I/O"
+        self.ingested_while_sending.append(done[0])
+
+    def close(self) -> None:
+        pass
+
+
+def test_ingest_goes_on_while_the_dispatcher_talks_to_the_relay(make_app: Callable[..., App]) -> None:
+    app = make_app(database={"busy_timeout": 2})
+    ingest(app, mail(), "smtp")
+    relay_ = SlowRelay(app)
+    report = dispatch(app, transport=relay_, limit=2)
+    assert report.sent == 2
+    assert relay_.ingested_while_sending == ["case_opened", "case_opened"]
+
+
+class CrashingRelay:
+    """Accepts the mail, then the process 'dies' before the outcome is recorded."""
+
+    def send(self, from_addr: str, to_addr: str, raw: bytes) -> None:
+        raise KeyboardInterrupt  # stands for SIGKILL: nothing after this line runs
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_row_in_flight_at_a_crash_is_sent_again_after_its_lease(app: App, clock: Clock) -> None:
+    ingest(app, mail(), "smtp")
+    with pytest.raises(KeyboardInterrupt):
+        dispatch(app, transport=CrashingRelay(), limit=1)
+    (row,) = [r for r in rows(app) if r.attempts == 1]
+    assert row.status == "pending" and row.raw is not None  # leased, not lost
+    assert dispatch(app).sent == 1  # the other row; the leased one is not due yet
+    clock.now += timedelta(seconds=11)  # Maildir lease: 10 s
+    assert dispatch(app).sent == 1
+    assert all(r.status == "sent" for r in rows(app))
+    assert len([m for m in sent_mails(app) if m["Message-ID"] == row.message_id]) == 1
