@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import ROOT, config_data
@@ -40,6 +41,16 @@ def start_daemon(tmp_path: Path, port: int, extra: str = "", **over: object) -> 
             time.sleep(0.05)
     proc.kill()
     raise AssertionError("daemon did not listen in 20 s")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 15.0, what: str = "",
+               every: float = 0.05) -> None:
+    """Poll with a deadline (no bare sleeps in tests)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(every)
 
 
 def to_toml(data: dict) -> str:

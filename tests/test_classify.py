@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import email
 import email.message
 import logging
@@ -17,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailbot.classify import RULES, Kind, Verdict, classify
+from tests.sisimai import SISIMAI, sisimai_labels
 
 OWN = ("support@reclam.example.fr", "Noreply@Reclam.Example.FR")
-SISIMAI = Path(__file__).parent / "corpora" / "sisimai"
 
 
 def _mail(headers: str, body: str = "Bonjour,\n\nMa commande n'est jamais arrivée.\n") -> bytes:
@@ -365,18 +364,6 @@ EXPECTED_HUMAN = {
 }
 
 
-def _labels() -> dict[str, set[str]]:
-    """Labelled file (relative path) -> reasons; dos/ and mac/ copies share bsd/ labels."""
-    labels: dict[str, set[str]] = {}
-    with open(SISIMAI / "labels.tsv", newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh, delimiter="\t"):
-            labels.setdefault(row["file"], set()).add(row["reason"])
-    for copy in ("dos", "mac"):
-        for path in sorted((SISIMAI / "set-of-emails" / "maildir" / copy).glob("*.eml")):
-            bsd = f"set-of-emails/maildir/bsd/{path.name}"
-            if bsd in labels:
-                labels[f"set-of-emails/maildir/{copy}/{path.name}"] = labels[bsd]
-    return labels
 
 
 def _all_eml() -> list[str]:
@@ -399,7 +386,7 @@ def test_sisimai_corpus(parser_name: str, capsys: pytest.CaptureFixture[str]) ->
     assert (SISIMAI / "README.txt").is_file()
     logging.getLogger("mailparser").setLevel(logging.CRITICAL)
     parse = _parsers()[parser_name]
-    labels = _labels()
+    labels = sisimai_labels()
     files = sorted(set(labels) | set(_all_eml()))
     assert len(labels) >= 589 + 100  # bsd files + their dos/mac copies
 

@@ -13,7 +13,6 @@ Each corpus prints a one-line report (counts per outcome; match rates for Zammad
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections import Counter
 from collections.abc import Iterable
@@ -29,10 +28,10 @@ from mailbot.attachments import sanitise_filename
 from mailbot.ingest import IngestResult, Outcome, ingest
 from mailbot.models import Attachment, Inbound, Message, Outbox, Quarantine
 from mailbot.parsing import parse
+from tests.sisimai import SISIMAI, sisimai_labels
 
 ROOT = Path(__file__).resolve().parent.parent
 ZAMMAD = ROOT.parent / "shared" / "corpora" / "zammad" / "test" / "data" / "mail"
-SISIMAI = Path(__file__).parent / "corpora" / "sisimai"
 TALON = Path(__file__).parent / "corpora" / "talon"
 BRAND = "kalra-plus"  # as if every mail came from an IMAP mailbox of that brand
 
@@ -91,7 +90,7 @@ def _report(label: str, results: dict[str, IngestResult], extra: str = "") -> st
 
 
 def _yaml_loader() -> Any:
-    yaml = pytest.importorskip("yaml")
+    import yaml  # the test extra installs PyYAML
 
     class Loader(yaml.SafeLoader):  # Ruby tags (!ruby/hash:…, !binary): plain values
         pass
@@ -143,8 +142,8 @@ ZAMMAD_FLOORS = {"from": 0.95, "from_name": 0.92, "subject": 0.97, "attachments"
 
 
 @sqlite_only
-@pytest.mark.skipif(not ZAMMAD.is_dir(), reason="../shared/corpora/zammad not present")
 def test_zammad_corpus(app: App, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ZAMMAD.is_dir(), f"{ZAMMAD} is missing: the Zammad corpus is read from ../shared (present in CI)"
     load = _yaml_loader()
     boxes = sorted(ZAMMAD.glob("*.box"))
     assert len(boxes) >= 100
@@ -194,23 +193,11 @@ def test_zammad_corpus(app: App, capsys: pytest.CaptureFixture[str]) -> None:
 # --------------------------------------------------------------------------- Sisimai
 
 
-def _sisimai_labelled() -> dict[str, set[str]]:
-    """Labelled file -> reasons; dos/ and mac/ copies carry the labels of their bsd/ file."""
-    labels: dict[str, set[str]] = {}
-    with open(SISIMAI / "labels.tsv", newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh, delimiter="\t"):
-            labels.setdefault(row["file"], set()).add(row["reason"])
-    for copy in ("dos", "mac"):
-        for path in sorted((SISIMAI / "set-of-emails" / "maildir" / copy).glob("*.eml")):
-            bsd = f"set-of-emails/maildir/bsd/{path.name}"
-            if bsd in labels:
-                labels[f"set-of-emails/maildir/{copy}/{path.name}"] = labels[bsd]
-    return labels
 
 
 @sqlite_only
 def test_sisimai_bounces_are_automatic(app: App, capsys: pytest.CaptureFixture[str]) -> None:
-    labels = _sisimai_labelled()
+    labels = sisimai_labels()
     assert len(labels) >= 589 + 100
     files = [SISIMAI / rel for rel in sorted(labels)]
     results = _ingest_all(app, files, SISIMAI)
@@ -265,8 +252,7 @@ def _cpython_email_data() -> Path | None:
 @sqlite_only
 def test_cpython_email_data(app: App, capsys: pytest.CaptureFixture[str]) -> None:
     data = _cpython_email_data()
-    if data is None:
-        pytest.skip("CPython's test.test_email data is not installed")
+    assert data is not None, "CPython's test.test_email data is missing (it ships with CPython here)"
     files = sorted(data.glob("msg_*.txt"))
     assert len(files) >= 40
     results = _ingest_all(app, files, data)

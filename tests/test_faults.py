@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,20 +46,12 @@ from mailbot.models import Case, Inbound, Outbox, Quarantine
 from tests.conftest import ROOT, config_data, make_config
 from tests.dovecot import Dovecot
 from tests.mails import mail
-from tests.procs import StderrReader, free_port, start_daemon, to_toml
+from tests.procs import StderrReader, free_port, start_daemon, to_toml, wait_until
 from tests.test_smtp import listening
 
 SUPPORT = "support@kalra-plus.com"
 FAST = Timings(backoff_initial=0.05, backoff_max=0.3, config_backoff=0.05, idle_check=0.2,
                lock_retry=0.2, lock_check=0.2)
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(0.05)
 
 
 def count(app: App, model: type, *where: object) -> int:

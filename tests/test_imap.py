@@ -6,6 +6,7 @@ PostgreSQL (the `app` fixture); the slow ones are pinned to SQLite.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import sqlite3
@@ -33,6 +34,7 @@ from mailbot.channels.imap import (
 from mailbot.config import ImapConfig
 from mailbot.ingest import Outcome, TemporaryFailure, ingest
 from mailbot.models import Case, Inbound, MailboxState, Quarantine
+from tests import procs
 from tests.conftest import make_config
 from tests.dovecot import Dovecot
 
@@ -55,12 +57,8 @@ def complaint(n: int, sender: str | None = None, to: str = SUPPORT, subject: str
             f"Bonjour, mon virement de {n}0 EUR n'est pas arrivé.\r\n").encode()
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(0.02)
+# The shared poll-with-deadline, with this module's tighter defaults (IDLE is fast).
+wait_until = functools.partial(procs.wait_until, timeout=10.0, every=0.02)
 
 
 def count(app: App, model: type) -> int:

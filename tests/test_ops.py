@@ -32,19 +32,11 @@ from mailbot.ingest import ingest
 from mailbot.metrics import collect, start_http
 from tests.conftest import ROOT, Clock, make_config
 from tests.mails import mail
-from tests.procs import StderrReader, free_port, start_daemon, to_toml
+from tests.procs import StderrReader, free_port, start_daemon, to_toml, wait_until
 
 SUPPORT = "support@kalra-plus.com"
 UNITS = ("mailbot.service", "mailbot-tick.service", "mailbot-tick.timer")
 INSTALLED_BINARY = "/opt/mailbot/.venv/bin/mailbot"
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(0.05)
 
 
 def send(port: int, raw: bytes, sender: str = "marie.dupont@example.org") -> None:
