@@ -7,11 +7,13 @@ run and dropped after it) or a full SQLAlchemy URL (used as is, not dropped).
 
 from __future__ import annotations
 
+import email
 import sys
 import tempfile
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from email import policy
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,3 +83,13 @@ def machine() -> str:
     import platform
 
     return f"{os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def stdlib_handle(raw: bytes) -> None:
+    """The baseline: the least work any ingest must do — parse, find the body, decode every attachment."""
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    body = msg.get_body(preferencelist=("plain", "html"))
+    if body is not None:
+        body.get_content()
+    for att in msg.iter_attachments():
+        att.get_content()

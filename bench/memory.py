@@ -22,7 +22,6 @@ grows. Aim: mailbot's peak under 250 MB.
 from __future__ import annotations
 
 import argparse
-import email
 import gc
 import json
 import random
@@ -35,7 +34,7 @@ from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from _common import rss_kb
+from _common import rss_kb, stdlib_handle
 from gen_mails import fake_pdf, generate_bytes
 
 AIM_MB = 250
@@ -75,15 +74,6 @@ def mails(n: int, big: int, big_size: int, workdir: Path) -> Iterator[bytes]:
     for i in range(n):
         yield (workdir / f"big-{i}-{big_size}.eml").read_bytes() if i in big_at else small[i]
         small[i] = b""  # the caller holds the one in flight only
-
-
-def stdlib_handle(raw: bytes) -> None:
-    msg = email.message_from_bytes(raw, policy=policy.default)
-    body = msg.get_body(preferencelist=("plain", "html"))
-    if body is not None:
-        body.get_content()
-    for att in msg.iter_attachments():
-        att.get_content()
 
 
 def child(side: str, n: int, big: int, big_size: int, db: str, workdir: Path) -> dict:
