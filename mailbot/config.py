@@ -253,11 +253,9 @@ class Config(_Strict):
         return None
 
     @cached_property
-    def own_addresses_set(self) -> frozenset[str]:
-        return frozenset(a for b in self.brands for a in b.addresses)
-
     def own_addresses(self) -> frozenset[str]:
-        return self.own_addresses_set
+        """Every brand address (computed once per loaded config)."""
+        return frozenset(a for b in self.brands for a in b.addresses)
 
     def agent(self, email: str) -> AgentConfig | None:
         email = email.lower()

@@ -261,7 +261,7 @@ def _record(session: Session, app: App, work: _Work) -> IngestResult:
     if not routes:
         return _quarantine(session, app, work, "no brand address among the recipients")
     verdict = classify(parsed.message, envelope_from=item.envelope_from,
-                       own_addresses=app.config.own_addresses())
+                       own_addresses=app.config.own_addresses)
     inbound = _inbound(session, app, work, "pending", verdict.reason)
     received_at = item.received_at or app.now()
     if verdict.kind == "own":

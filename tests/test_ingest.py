@@ -81,6 +81,15 @@ def test_reused_message_id_with_other_content_is_not_dropped(app: App) -> None:
     assert len(all_cases(app)) == 2
 
 
+def test_same_message_id_with_other_attachment_names_is_not_a_duplicate(app: App) -> None:
+    data = (("application/pdf", b"%PDF-1.4 same bytes"),)
+    ingest(app, mail(message_id="<att@x>", attachments=(("releve.pdf", *data[0]),)), "test")
+    r = ingest(app, mail(message_id="<att@x>", attachments=(("facture.pdf", *data[0]),)), "test")
+    assert r.outcome is not Outcome.DUPLICATE
+    with db.session_scope(app.engine) as s:
+        assert len(s.exec(select(Inbound)).all()) == 2
+
+
 def test_reply_with_in_reply_to_joins_the_case(app: App) -> None:
     ingest(app, mail(message_id="<first@example.org>"), "test")
     r = ingest(app, mail(subject="Re: précision", In_Reply_To="<first@example.org>",
