@@ -20,7 +20,7 @@ from mailbot.attachments import drop_reason, sanitise_filename
 from mailbot.cases import add_message, log_event, open_case, set_status
 from mailbot.classify import Verdict
 from mailbot.config import BrandConfig
-from mailbot.extract import Extracted, detect_language, extract
+from mailbot.extract import Extracted, extract
 from mailbot.masking import mask_sensitive
 from mailbot.models import Attachment, Case, FailingRecipient, Inbound, Message
 from mailbot.parsing import ParsedMail
@@ -40,10 +40,9 @@ def extract_for(brand: BrandConfig, parsed: ParsedMail, sent_at: datetime) -> Ex
     )
 
 
-def case_language(brand: BrandConfig, parsed: ParsedMail) -> str:
+def case_language(brand: BrandConfig, facts: Extracted) -> str:
     """The brand's language, unless the customer clearly wrote in another one it serves."""
-    lang = detect_language(f"{parsed.subject}\n{parsed.text[:5000]}")
-    return lang if lang in brand.languages else brand.language
+    return facts.language if facts.language in brand.languages else brand.language
 
 
 def handle_customer(session: Session, app: App, inbound: Inbound, parsed: ParsedMail,
@@ -95,7 +94,7 @@ def _open(session: Session, app: App, inbound: Inbound, parsed: ParsedMail, rout
     case = open_case(
         session, app, brand, customer_email=parsed.from_addr, customer_name=facts.name or parsed.from_name,
         subject=parsed.subject, received_at=received_at, category=facts.category,
-        urgent=facts.urgent, language=case_language(brand, parsed), extracted=facts.to_json(),
+        urgent=facts.urgent, language=case_language(brand, facts), extracted=facts.to_json(),
     )
     msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")
     responses.after_new_case(session, app, case, msg, parsed)
