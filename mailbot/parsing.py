@@ -1,7 +1,8 @@
 """Raw bytes → `ParsedMail`: mail-parser first, the standard library as fallback.
 
 Parsing is pure. A mail that neither parser can read raises `Unparseable`,
-which ingest turns into a quarantine row with the reason.
+which ingest turns into a quarantine row with the reason. A large mail's large
+attachments are decoded from the raw bytes and cut out before parsing ("Large parts").
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import email
 import email.policy
 import logging
 import re
-from collections.abc import Sequence
+import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.header import Header, decode_header
@@ -26,6 +28,7 @@ from mailbot.htmltext import html_to_text
 from mailbot.templating import clean_header
 
 logging.getLogger("mailparser").setLevel(logging.ERROR)
+log = logging.getLogger("mailbot.parsing")
 
 _MSGID = re.compile(r"<[^<>\s]{1,900}>")
 MAX_TEXT = 2_000_000  # characters of body text kept for extraction and display
@@ -34,6 +37,11 @@ MAILPARSER_MAX_BYTES = 20_000_000  # larger mails are parsed by the standard lib
 # Beyond this (more than any sane max_message_size), only the first bytes are parsed: the
 # stdlib parser needs ≈7× a mail's size in memory. The raw mail is still stored whole.
 MAX_PARSE_BYTES = 40_000_000
+# In a mail larger than CUT_MIN_MAIL_BYTES, every non-text leaf part whose body exceeds
+# CUT_MIN_PART_BYTES is decoded straight from the raw bytes and replaced by a tiny
+# placeholder before any parser sees the mail (see "Large parts" below).
+CUT_MIN_MAIL_BYTES = 2_000_000
+CUT_MIN_PART_BYTES = 1_000_000
 
 
 class Unparseable(Exception):
@@ -67,6 +75,9 @@ class ParsedMail:
     def header(self, name: str) -> str:
         """A header's decoded value ('' when absent), never raising."""
         return header_str(self.message.get(name))
+
+
+Parser = Callable[[bytes], ParsedMail]
 
 
 # Charsets that senders declare for text written in a superset (GB2312 for GBK/GB18030,
@@ -387,22 +398,239 @@ def repair_headers(raw: bytes) -> bytes:
             continue
         out.append(b" " + line if kind == "bad" and i < last else line)
     consumed = sum(len(line) for line in lines[: len(kinds)])
-    return b"".join(out) + raw[consumed:]
+    return b"".join([*out, memoryview(raw)[consumed:]])  # one copy of the rest, not two
 
 
-def parse(raw: bytes) -> ParsedMail:
-    """Parse raw bytes; raise `Unparseable` with a reason when nothing works."""
-    if not raw.strip():
-        raise Unparseable("empty message")
+# ---------------------------------------------------------------- large parts
+#
+# The parsers need several times a mail's size in memory (the stdlib ≈12× a 34 MB
+# mail). So before parsing a large mail, its large non-text leaf parts are found at
+# the byte level, following the stdlib parser's rules exactly (lines ending in CRLF,
+# CR or LF; a part ends at the first line that is a boundary of its multipart or of
+# any enclosing one; doubled boundary lines are skipped; the newline before a boundary
+# belongs to it). Each such body is decoded from the raw bytes as
+# `Message.get_payload(decode=True)` would, and replaced by a placeholder that decodes
+# to a unique token. The shortened mail is parsed as usual, so the parsers still name,
+# type and order every part; the attachment whose data is a token gets the decoded
+# body back. Text parts are never cut (body text and classification read them), nor
+# message/* parts; anything unexpected leaves the mail to the normal path.
+
+_HEADER_RE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]*:|[\t ]")  # email.feedparser.headerRE
+_EOL = re.compile(rb"\r\n|\r|\n")
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+_CUT_CTES = ("base64", "quoted-printable", "7bit", "8bit", "binary", "")
+_MAX_HEAD_BYTES = 256_000
+_MAX_DEPTH = 20
+_MAX_ENTITIES = 5_000
+_MAX_MISSES = 10_000  # boundary texts in mid-line looked at, per search
+_TOKEN_PREFIX = b"mailbot-cut-"
+
+
+@dataclass(frozen=True)
+class _Cut:
+    start: int  # the part's payload in the raw mail: raw[start:end]
+    end: int
+    placeholder: bytes  # what replaces it; decodes to `token`
+    token: bytes
+    data: bytes  # the payload decoded
+
+
+@dataclass
+class _Plan:
+    raw: bytes
+    nonce: bytes
+    cuts: list[_Cut]
+    entities: int = 0
+
+    @property
+    def markers(self) -> tuple[bytes, bytes]:
+        """What every placeholder holds: the nonce, and its token's start base64-encoded."""
+        head = _TOKEN_PREFIX + self.nonce
+        return self.nonce, base64.b64encode(head[: len(head) // 3 * 3])
+
+
+def _head_end(raw: bytes, start: int, end: int, top: bool) -> tuple[int, int] | None:
+    """(end of the header lines, start of the body) of the entity raw[start:end], or None
+    when the headers do not end in a blank line the way the stdlib parser reads them."""
+    pos = start
+    limit = min(end, start + _MAX_HEAD_BYTES)
+    while pos < limit:
+        eol = _EOL.search(raw, pos, end)
+        if eol is None:
+            return None
+        if eol.start() == pos:  # the blank separator line
+            return pos, eol.end()
+        if not _HEADER_RE.match(raw, pos, eol.start()):
+            return None
+        if raw.startswith(b"From ", pos) and not (top and pos == start):
+            return None  # the stdlib may take a later "From " line for the body
+        pos = eol.end()
+    return None
+
+
+def _headers(raw: bytes, start: int, end: int, default_type: str) -> Message:
+    msg = email.message_from_bytes(raw[start:end], policy=email.policy.compat32)
+    msg.set_default_type(default_type)
+    return msg
+
+
+def _boundary_re(msg: Message) -> re.Pattern[bytes] | None:
+    """The stdlib parser's boundary line (`boundaryre`) of a multipart, as bytes."""
+    boundary = msg.get_boundary()
+    if not boundary:
+        return None
+    try:
+        sep = boundary.encode("ascii", "surrogateescape")
+    except UnicodeEncodeError:
+        return None
+    return re.compile(b"--" + re.escape(sep) + rb"(--)?[ \t]*(?:\r\n|\r|\n|\Z)")
+
+
+class _Unsafe(Exception):
+    """The mail is not worth cutting (the normal path parses it)."""
+
+
+def _boundary_line(raw: bytes, rx: re.Pattern[bytes], pos: int, end: int) -> re.Match[bytes] | None:
+    """The first boundary line in raw[pos:end] (a match at the start of a line)."""
+    for _ in range(_MAX_MISSES):
+        m = rx.search(raw, pos, end)
+        if m is None or m.start() == 0 or raw[m.start() - 1] in b"\r\n":
+            return m
+        pos = m.start() + 1
+    raise _Unsafe("boundary text in mid-line too often")
+
+
+def _part_spans(raw: bytes, rx: re.Pattern[bytes], pos: int, end: int) -> list[tuple[int, int]]:
+    """The subparts of a multipart whose body is raw[pos:end]: none without a first
+    separator line; after a separator, further boundary lines (even a closing one) are
+    skipped; the last part runs to `end` when no closing boundary comes."""
+    spans: list[tuple[int, int]] = []
+    m = _boundary_line(raw, rx, pos, end)
+    while m is not None and not m.group(1):
+        pos = m.end()
+        while (dup := rx.match(raw, pos, end)) is not None:
+            pos = dup.end()
+        m = _boundary_line(raw, rx, pos, end)
+        spans.append((pos, m.start() if m else end))
+    return spans
+
+
+def _cuttable(msg: Message) -> str | None:
+    """The transfer encoding of a part that may be cut (None: keep it): not text (the body
+    text and classification read text parts), not a container, a plain known encoding."""
+    if msg.get_content_maintype() in ("text", "message", "multipart"):
+        return None
+    if msg.get_content_subtype() in ("plain", "html"):  # mail-parser reads x/plain as text
+        return None
+    cte = str(msg.get("content-transfer-encoding", "")).lower()
+    return cte if cte in _CUT_CTES and cte == cte.strip() else None
+
+
+def _decode(raw: bytes, start: int, end: int, cte: str) -> bytes | None:
+    """The body raw[start:end] decoded as `get_payload(decode=True)` does (and mail-parser,
+    which also reads base64 as ASCII text), without a copy of the encoded bytes."""
+    view = memoryview(raw)[start:end]
+    if cte == "quoted-printable":
+        return binascii.a2b_qp(view)
+    if cte != "base64":
+        return bytes(view)
+    if _NON_ASCII.search(raw, start, end):
+        return None
+    try:
+        return binascii.a2b_base64(view)
+    except binascii.Error:  # the stdlib fixes missing padding, mail-parser does not
+        return None
+
+
+def _strip_eol(raw: bytes, start: int, end: int) -> int:
+    """`end` less the one newline that belongs to the next boundary line."""
+    if end - start >= 2 and raw[end - 2:end] == b"\r\n":
+        return end - 2
+    return end - 1 if end > start and raw[end - 1] in b"\r\n" else end
+
+
+def _cut_leaf(plan: _Plan, msg: Message, start: int, end: int) -> None:
+    cte = _cuttable(msg)
+    if cte is None or end - start <= CUT_MIN_PART_BYTES:
+        return
+    data = _decode(plan.raw, start, end, cte)
+    if data is None:
+        return
+    token = b"%s%s-%07d" % (_TOKEN_PREFIX, plan.nonce, len(plan.cuts))
+    placeholder = base64.b64encode(token) if cte == "base64" else token
+    plan.cuts.append(_Cut(start, end, placeholder, token, data))
+
+
+def _scan(plan: _Plan, start: int, end: int, depth: int, default_type: str = "text/plain") -> None:
+    """Find the parts to cut in the entity (headers and body) raw[start:end]."""
+    plan.entities += 1
+    bounds = _head_end(plan.raw, start, end, depth == 0)
+    if bounds is None or plan.entities > _MAX_ENTITIES:
+        return
+    msg = _headers(plan.raw, start, bounds[0], default_type)
+    if msg.get_content_maintype() != "multipart":
+        _cut_leaf(plan, msg, bounds[1], _strip_eol(plan.raw, bounds[1], end) if depth else end)
+        return
+    rx = _boundary_re(msg)
+    if rx is None or depth >= _MAX_DEPTH:
+        return
+    child_type = "message/rfc822" if msg.get_content_subtype() == "digest" else "text/plain"
+    for part_start, part_end in _part_spans(plan.raw, rx, bounds[1], end):
+        _scan(plan, part_start, part_end, depth + 1, child_type)
+
+
+def _plan(raw: bytes) -> _Plan:
+    plan = _Plan(raw, secrets.token_hex(8).encode(), [])
+    _scan(plan, 0, len(raw), 0)
+    return plan
+
+
+def _shortened(plan: _Plan) -> bytes:
+    pieces: list[bytes | memoryview] = []
+    view, pos = memoryview(plan.raw), 0
+    for cut in plan.cuts:
+        pieces += [view[pos:cut.start], cut.placeholder]
+        pos = cut.end
+    pieces.append(view[pos:])
+    return b"".join(pieces)
+
+
+def _restored(parsed: ParsedMail, plan: _Plan) -> ParsedMail | None:
+    """`parsed` (of the shortened mail) with each placeholder attachment given its data
+    back; None when a placeholder ended up anywhere else."""
+    data = {cut.token: cut.data for cut in plan.cuts}
+    if any(m.decode() in text for m in plan.markers for text in (parsed.text, parsed.html or "")):
+        return None
+    atts: list[ParsedAttachment] = []
+    for att in parsed.attachments:
+        if att.data in data:
+            atts.append(replace(att, data=data.pop(att.data)))
+        elif any(m in att.data for m in plan.markers):  # e.g. mail-parser's multipart attachment
+            return None
+        else:
+            atts.append(att)
+    return replace(parsed, attachments=tuple(atts))
+
+
+def _parse_cut(raw: bytes, parsers: Sequence[Parser]) -> ParsedMail | None:
+    """Parse a large mail with its large parts cut out (None: no part to cut, or the
+    result could not be put back together; the caller parses the whole mail)."""
+    try:
+        plan = _plan(raw)
+    except Exception:  # _Unsafe, or a hostile header: the normal path copes with it
+        log.debug("large mail not cut", exc_info=True)
+        return None
+    if not plan.cuts:
+        return None
+    try:
+        parsed = _parse_with(_shortened(plan), parsers)
+    except Unparseable:
+        return None
+    return _restored(parsed, plan)
+
+
+def _parse_with(raw: bytes, parsers: Sequence[Parser]) -> ParsedMail:
     errors = []
-    if len(raw) > MAX_PARSE_BYTES:  # the raw bytes are stored whole; only a prefix is read
-        cut = raw.rfind(b"\n", 0, MAX_PARSE_BYTES)
-        raw = raw[: cut + 1 if cut > 0 else MAX_PARSE_BYTES]
-    raw = repair_headers(raw)
-    # mail-parser keeps several decoded copies of a mail (≈9× its size in memory): a huge
-    # one goes to the leaner stdlib path only.
-    parsers = (parse_with_mailparser, parse_with_stdlib) if len(raw) <= MAILPARSER_MAX_BYTES \
-        else (parse_with_stdlib,)
     for parser in parsers:
         try:
             parsed = parser(raw)
@@ -414,3 +642,22 @@ def parse(raw: bytes) -> ParsedMail:
             continue
         return parsed
     raise Unparseable("; ".join(errors))
+
+
+def parse(raw: bytes) -> ParsedMail:
+    """Parse raw bytes; raise `Unparseable` with a reason when nothing works."""
+    if not raw or raw.isspace():  # not raw.strip(): a copy of the whole mail
+        raise Unparseable("empty message")
+    if len(raw) > MAX_PARSE_BYTES:  # the raw bytes are stored whole; only a prefix is read
+        cut = raw.rfind(b"\n", 0, MAX_PARSE_BYTES)
+        raw = raw[: cut + 1 if cut > 0 else MAX_PARSE_BYTES]
+    raw = repair_headers(raw)
+    # mail-parser keeps several decoded copies of a mail (≈9× its size in memory): a huge
+    # one goes to the leaner stdlib path only (chosen on the whole mail's size, cut or not).
+    parsers: tuple[Parser, ...] = (parse_with_mailparser, parse_with_stdlib) \
+        if len(raw) <= MAILPARSER_MAX_BYTES else (parse_with_stdlib,)
+    if len(raw) > CUT_MIN_MAIL_BYTES:
+        parsed = _parse_cut(raw, parsers)
+        if parsed is not None:
+            return parsed
+    return _parse_with(raw, parsers)
