@@ -1,19 +1,22 @@
 #!/usr/bin/env python3
 """IMAP drain throughput: mailbot's poller against a bare imapclient drain, same mails, same server.
 
-    python bench/imap.py [--n 5000] [--batch 100] [--json]
+    python bench/imap.py [--n 10000] [--batch 100] [--json] [--profile FILE]
 
 A private Dovecot (tests/dovecot.py) is filled with N generated complaint
 mails (bench/gen_mails.py) in two mailboxes. Baseline: FETCH BODY.PEEK[] in
 batches + MOVE to Processed, nothing parsed or stored. mailbot:
 `ImapPoller.poll_once()` until the folder is empty, on a fresh SQLite
 database — every mail stored, parsed, routed into a case with its
-acknowledgement queued, committed, then \\Seen and MOVE.
+acknowledgement queued, committed, then \\Seen and MOVE. The analysis
+workers (mailbot.analysis, `[ingest] workers`) are started before the clock,
+as `mailbot run` starts them at start-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import tempfile
 import time
@@ -22,6 +25,7 @@ from pathlib import Path
 from _common import ROOT, bench_app
 from gen_mails import generate_bytes
 
+from mailbot import analysis
 from mailbot.channels.imap import ImapPoller, Timings, batched
 from mailbot.config import ImapConfig
 from tests.dovecot import Dovecot
@@ -43,17 +47,24 @@ def baseline(d: Dovecot, user: str, batch: int) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
-def run_mailbot(d: Dovecot, user: str, batch: int, workdir: str) -> tuple[int, float]:
+def run_mailbot(d: Dovecot, user: str, batch: int, workdir: str, profile: str | None = None) -> tuple[int, float]:
     pw_file = d.write_password_file(user, Path(workdir) / "imap.pw")
     cfg = ImapConfig(host=d.host, port=d.port, tls=False, username=user, password_file=pw_file,
                      batch_size=batch)
     app = bench_app(workdir=workdir, limits={"ack_limit": 100_000})
     poller = ImapPoller(app, cfg, Timings())
+    analysis.warm_up(app.config)  # as `mailbot run` does at start-up
+    prof = cProfile.Profile() if profile else None
     t0 = time.perf_counter()
     n = 0
+    if prof:
+        prof.enable()
     while handled := poller.poll_once():
         n += handled
     elapsed = time.perf_counter() - t0
+    if prof:
+        prof.disable()
+        prof.dump_stats(profile)
     poller.close()
     app.close()
     return n, elapsed
@@ -61,9 +72,10 @@ def run_mailbot(d: Dovecot, user: str, batch: int, workdir: str) -> tuple[int, f
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=100, help="FETCH batch size (mailbot: batch_size)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--profile", metavar="FILE", help="cProfile the poller's thread into FILE")
     args = ap.parse_args()
 
     raws = generate_bytes(args.n)
@@ -74,7 +86,7 @@ def main() -> None:
         d.append_many(base_user, raws)
         d.append_many(mb_user, raws)
         base_n, base_s = baseline(d, base_user, args.batch)
-        mb_n, mb_s = run_mailbot(d, mb_user, args.batch, workdir)
+        mb_n, mb_s = run_mailbot(d, mb_user, args.batch, workdir, args.profile)
         left = len(d.uids(mb_user))
     if base_n != args.n or mb_n != args.n or left:
         raise SystemExit(f"incomplete drain: baseline {base_n}, mailbot {mb_n}, left in INBOX {left}")

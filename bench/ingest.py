@@ -25,7 +25,7 @@ import time
 from _common import bench_app, database, db_label, stdlib_handle
 from gen_mails import generate_bytes
 
-from mailbot.ingest import Received, ingest, ingest_batch
+from mailbot.ingest import Received, ingest, ingest_stream
 
 
 def ingest_all(app, raws: list[bytes], mode: str) -> None:  # type: ignore[no-untyped-def]
@@ -34,8 +34,9 @@ def ingest_all(app, raws: list[bytes], mode: str) -> None:  # type: ignore[no-un
         for raw in raws:
             ingest(app, raw, "bench")
         return
-    for i in range(0, len(raws), 100):
-        ingest_batch(app, [Received(r, "bench") for r in raws[i:i + 100]])
+    batches = ([Received(r, "bench") for r in raws[i:i + 100]] for i in range(0, len(raws), 100))
+    for _ in ingest_stream(app, batches):  # pipelined, as the IMAP poller and import do
+        pass
 
 
 def baseline(raws: list[bytes]) -> float:

@@ -41,6 +41,7 @@ from _common import bench_app, database, db_label, machine
 from gen_mails import generate_bytes
 from sqlalchemy import func, select
 
+from mailbot import analysis
 from mailbot.channels.imap import ImapPoller, Timings
 from mailbot.config import ImapConfig
 from mailbot.models import Inbound
@@ -235,6 +236,7 @@ def run_mailbot(d: Dovecot, raws: list[bytes], db: str, workdir: Path, batch: in
     with database(db, str(workdir)) as url:
         app = bench_app(url, str(workdir), limits={"ack_limit": 100_000})
         poller = ImapPoller(app, cfg, Timings())
+        analysis.warm_up(app.config)  # as `mailbot run` does at start-up
         t0 = time.perf_counter()
         handled = 0
         while n := poller.poll_once():

@@ -17,7 +17,7 @@ from sqlmodel import Session
 from mailbot import actions
 from mailbot.app import App
 from mailbot.cases import add_message, log_event
-from mailbot.models import Case, Inbound, Message
+from mailbot.models import Case, InboundRow, Message
 from mailbot.parsing import ParsedMail
 from mailbot.quotes import split_commands, strip_reply
 from mailbot.responses import send_case_mail
@@ -44,7 +44,7 @@ def authenticated(parsed: ParsedMail, sender: str, trusted_authserv_id: str | No
     return f"no DKIM/SPF pass for {domain} from the trusted MTA"
 
 
-def handle_agent_mail(session: Session, app: App, inbound: Inbound, parsed: ParsedMail,
+def handle_agent_mail(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail,
                       route: BrandRoute) -> Case | None:
     """Record and carry out an agent's reply; returns the case, or None for a forgery."""
     sender = parsed.from_addr
@@ -96,7 +96,7 @@ def _authorisation_problem(app: App, parsed: ParsedMail, sender: str, case: Case
     return None
 
 
-def _forgery(session: Session, app: App, inbound: Inbound, parsed: ParsedMail, route: BrandRoute,
+def _forgery(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, route: BrandRoute,
              case: Case | None, reason: str) -> None:
     brand = route.brand
     log_event(session, case, "security", actor=parsed.from_addr or "unknown", at=app.now(),

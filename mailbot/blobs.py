@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+from sqlalchemy import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -16,13 +17,24 @@ def sha256(data: bytes) -> str:
 
 
 def put(session: Session, data: bytes, digest: str | None = None) -> str:
-    """Store `data` once (by its sha256) and return the digest (one statement, no ORM
-    object: large bytes are not tracked by the session)."""
+    """Store `data` once (by its sha256) and return the digest (one prepared statement,
+    no ORM object: large bytes are not tracked by the session)."""
     digest = digest or sha256(data)
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(Blob).values(sha256=digest, size=len(data), data=data, created_at=utcnow())
-                    .on_conflict_do_nothing(index_elements=["sha256"]))
+    conn = session.connection()
+    conn.execute(_upsert(conn.dialect.name), {"sha256": digest, "size": len(data), "data": data,
+                                              "created_at": utcnow()})
     return digest
+
+
+def _upsert(dialect: str) -> Insert:
+    stmt = _PUTS.get(dialect)
+    if stmt is None:
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = _PUTS[dialect] = insert(Blob).on_conflict_do_nothing(index_elements=["sha256"])
+    return stmt
+
+
+_PUTS: dict[str, Insert] = {}
 
 
 def get(session: Session, digest: str) -> bytes | None:

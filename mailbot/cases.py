@@ -6,12 +6,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session
 
-from mailbot import references, sla
+from mailbot import references, sla, writes
 from mailbot.app import App
 from mailbot.config import BrandConfig
-from mailbot.models import Case, Event, Message, utcnow
+from mailbot.models import Case, Event, Message, StoredMessage, utcnow
 
 STATUSES = ("new", "acknowledged", "in_progress", "waiting_customer", "answered", "closed", "reexamination")
 
@@ -22,9 +23,11 @@ _INSERT_EVENT = insert(Event)
 def log_event(session: Session, case: Case | None, type_: str, *, actor: str = "system",
               at: datetime | None = None, **data: Any) -> None:
     """Append one line to the audit trail (a prepared INSERT in the caller's transaction:
-    several per mail, so no ORM object and no per-call statement construction)."""
-    session.connection().execute(_INSERT_EVENT, {"case_id": case.id if case else None, "type": type_,
-                                                 "actor": actor[:500], "data": data, "at": at or utcnow()})
+    several per mail, so no ORM object; deferred in ingest batches, see mailbot.writes)."""
+    if case is not None and case.id is None:
+        session.flush()
+    writes.write(session, _INSERT_EVENT, {"case_id": case.id if case else None, "type": type_,
+                                          "actor": actor[:500], "data": data, "at": at or utcnow()})
 
 
 def set_status(session: Session, case: Case, status: str, *, actor: str = "system",
@@ -61,25 +64,58 @@ def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email:
         ack_due_at=sla.ack_due(brand, cal, received_at),
         due_at=sla.resolution_due(brand, cal, received_at, tier),
     )
-    session.add(case)
-    session.flush()
-    sla.reschedule(session, case, brand, marks=set())
+    sla.reschedule(session, case, brand, marks=set())  # before the INSERT: one statement, no UPDATE
+    _insert_case(session, case)
     log_event(session, case, "case_opened", actor=actor, at=app.now(), channel=channel,
               ref=case.ref, tier=tier, due_at=case.due_at.isoformat() if case.due_at else None)
     return case
 
 
+_INSERT_MESSAGE = insert(Message).returning(Message.id)
+
+
+_CASE_COLUMNS = [c.key for c in Case.__table__.columns if c.key != "id"]  # type: ignore[attr-defined]
+_INSERT_CASE = insert(Case).returning(Case.id)
+
+
+def _insert_case(session: Session, case: Case) -> None:
+    """INSERT the case at once and make the object persistent without a flush: a flush
+    here would also send the pending changes of the batch's earlier cases one by one,
+    rather than all together at the commit."""
+    session.expunge(case)
+    values = {key: getattr(case, key) for key in _CASE_COLUMNS}
+    case.id = int(session.connection().execute(_INSERT_CASE, values).scalar_one())
+    make_transient_to_detached(case)
+    session.add(case)
+
+
 def add_message(session: Session, case: Case, *, direction: str, kind: str, message_id: str | None,
                 subject: str, from_addr: str, from_name: str = "", body_text: str = "",
                 sent_at: datetime | None = None, inbound_id: int | None = None,
-                route_signal: str = "", route_detail: str = "", flush: bool = True) -> Message:
-    msg = Message(
-        case_id=case.id, inbound_id=inbound_id, direction=direction, kind=kind,
-        message_id=message_id, subject=subject[:1000], from_addr=from_addr[:500],
-        from_name=from_name[:500], body_text=body_text, sent_at=sent_at,
-        route_signal=route_signal, route_detail=route_detail[:1000],
-    )
-    session.add(msg)
-    if flush:
+                route_signal: str = "", route_detail: str = "") -> StoredMessage:
+    """One prepared INSERT (at least one per mail received, so no ORM object)."""
+    if case.id is None:
         session.flush()
-    return msg
+    assert case.id is not None
+    new_id = session.connection().execute(_INSERT_MESSAGE, {
+        "case_id": case.id, "inbound_id": inbound_id, "direction": direction, "kind": kind,
+        "message_id": message_id, "subject": subject[:1000], "from_addr": from_addr[:500],
+        "from_name": from_name[:500], "body_text": body_text, "sent_at": sent_at, "created_at": utcnow(),
+        "route_signal": route_signal, "route_detail": route_detail[:1000],
+    }).scalar_one()
+    return StoredMessage(id=int(new_id), case_id=case.id)
+
+
+_INSERT_SENT = insert(Message)
+
+
+def note_outgoing(session: Session, case: Case, *, kind: str, message_id: str, from_addr: str,
+                  from_name: str, sent_at: datetime) -> None:
+    """Record a mail we send on the case's thread, so replies to it find the case (no id
+    is needed back: deferred in ingest batches, see mailbot.writes)."""
+    if case.id is None:
+        session.flush()
+    writes.write(session, _INSERT_SENT, {
+        "case_id": case.id, "inbound_id": None, "direction": "out", "kind": kind, "message_id": message_id,
+        "subject": "", "from_addr": from_addr[:500], "from_name": from_name[:500], "body_text": "",
+        "sent_at": sent_at, "created_at": utcnow(), "route_signal": "", "route_detail": ""})

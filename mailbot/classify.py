@@ -286,14 +286,18 @@ class _Mail:
 
     @property
     def from_addr(self) -> str:
-        return _address(_header(self.msg, "From"))
+        if "from_addr" not in self._cache:
+            self._cache["from_addr"] = _address(_header(self.msg, "From"))
+        return str(self._cache["from_addr"])
 
     @property
     def from_name(self) -> str:
-        try:
-            return email.utils.parseaddr(_header(self.msg, "From"))[0].lower()
-        except Exception:  # noqa: BLE001
-            return ""
+        if "from_name" not in self._cache:
+            try:
+                self._cache["from_name"] = email.utils.parseaddr(_header(self.msg, "From"))[0].lower()
+            except Exception:  # noqa: BLE001
+                self._cache["from_name"] = ""
+        return str(self._cache["from_name"])
 
     @property
     def null_sender(self) -> bool:

@@ -16,7 +16,7 @@ from mailbot import db
 from mailbot.app import App
 from mailbot.cli import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_USAGE, print_json, read_input
 from mailbot.config import Config
-from mailbot.ingest import Outcome, Received, TemporaryFailure, ingest, ingest_batch
+from mailbot.ingest import Outcome, Received, TemporaryFailure, ingest, ingest_stream
 from mailbot.models import Case, Outbox, Quarantine
 
 
@@ -96,23 +96,24 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
         return EX_USAGE
     app = open_app(config)
     counts: dict[str, int] = {}
-    batch: list[Received] = []
     progress = Progress("import")
 
-    def flush() -> None:
-        for r in ingest_batch(app, batch):
-            counts[r.outcome] = counts.get(r.outcome, 0) + 1
-        progress.advance(len(batch))
-        batch.clear()
-
-    try:
+    def batches() -> Iterator[list[Received]]:
+        batch: list[Received] = []
         for raw in _mails_at(path):
             batch.append(Received(raw, f"import:{path.name}", received_at=_original_date(raw),
                                   mailbox_brand=args.brand))
             if len(batch) >= 100:
-                flush()
+                yield batch
+                batch = []
         if batch:
-            flush()
+            yield batch
+
+    try:
+        for items, results in ingest_stream(app, batches()):
+            for r in results:
+                counts[r.outcome] = counts.get(r.outcome, 0) + 1
+            progress.advance(len(items))
     except TemporaryFailure as exc:
         print(f"mailbot: database unavailable, import stopped (safe to re-run): {exc}", file=sys.stderr)
         return EX_TEMPFAIL

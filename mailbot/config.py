@@ -100,6 +100,12 @@ class LimitsConfig(_Strict):
     blocked_extensions: list[str] = [".exe", ".bat", ".cmd", ".com", ".scr", ".js", ".vbs", ".ps1", ".msi", ".jar"]
 
 
+class IngestConfig(_Strict):
+    workers: int = Field(-1, ge=-1, le=64, description=(
+        "processes that parse, classify and extract batches (IMAP, import) while the previous "
+        "batch is written; -1: one per CPU beyond the first (at most 4), 0: none"))
+
+
 class SecurityConfig(_Strict):
     secret_env: str | None = "MAILBOT_SECRET"
     secret_file: str | None = None
@@ -228,6 +234,7 @@ class Config(_Strict):
     imap: list[ImapConfig] = []
     outbound: OutboundConfig = OutboundConfig()
     limits: LimitsConfig = LimitsConfig()
+    ingest: IngestConfig = IngestConfig()
     security: SecurityConfig = SecurityConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     http: HttpConfig = HttpConfig()

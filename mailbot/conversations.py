@@ -7,22 +7,23 @@ outgoing mail it causes commit together.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete
+from sqlalchemy import bindparam, delete, insert
 from sqlmodel import Session
 
-from mailbot import blobs, responses
+from mailbot import blobs, responses, writes
 from mailbot.agent_mail import handle_agent_mail
+from mailbot.analysis import extract_for
 from mailbot.app import App
 from mailbot.attachments import drop_reason, sanitise_filename
 from mailbot.cases import add_message, log_event, open_case, set_status
 from mailbot.classify import Verdict
 from mailbot.config import BrandConfig
-from mailbot.extract import Extracted, extract
+from mailbot.extract import Extracted
 from mailbot.masking import mask_sensitive
-from mailbot.models import Attachment, Case, FailingRecipient, Inbound, Message
+from mailbot.models import Attachment, Case, FailingRecipient, InboundRow, StoredMessage
 from mailbot.parsing import ParsedMail
 from mailbot.routing import BrandRoute, CaseRoute, find_case, find_case_for_automatic
 from mailbot.tokens import is_agent_token
@@ -30,36 +31,30 @@ from mailbot.tokens import is_agent_token
 REOPENING_STATUSES = ("answered", "closed")
 
 
-def extract_for(brand: BrandConfig, parsed: ParsedMail, sent_at: datetime) -> Extracted:
-    return extract(
-        parsed.text, subject=parsed.subject, sent_at=parsed.date or sent_at,
-        display_name=parsed.from_name or None, from_addr=parsed.from_addr or None,
-        categories=[(c.key, c.keywords) for c in brand.categories],
-        default_category=brand.default_category, urgent_keywords=brand.urgent_keywords,
-        attachment_count=len(parsed.attachments),
-    )
-
-
 def case_language(brand: BrandConfig, facts: Extracted) -> str:
     """The brand's language, unless the customer clearly wrote in another one it serves."""
     return facts.language if facts.language in brand.languages else brand.language
 
 
-def handle_customer(session: Session, app: App, inbound: Inbound, parsed: ParsedMail,
-                    routes: Sequence[BrandRoute], received_at: datetime) -> tuple[bool, tuple[str, ...]]:
-    """A human wrote: one case per brand addressed, new or existing. Returns (opened any, refs)."""
+def handle_customer(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail,
+                    routes: Sequence[BrandRoute], received_at: datetime,
+                    facts: Mapping[str, Extracted] | None = None) -> tuple[bool, tuple[str, ...]]:
+    """A human wrote: one case per brand addressed, new or existing. Returns (opened any, refs).
+    `facts`: the extraction per brand, when the analysis already did it."""
     opened_any = False
     cases: list[Case] = []
     clear_failing(session, parsed.from_addr)
     for route in routes:
         if is_agent_token(route.token):
-            agent_case = handle_agent_mail(session, app, inbound, parsed, route)
+            with writes.immediate(session):  # it uses a savepoint
+                agent_case = handle_agent_mail(session, app, inbound, parsed, route)
             if agent_case is not None:
                 cases.append(agent_case)
             continue
         found = find_case(session, route, parsed)
         if found.case is None:
-            case = _open(session, app, inbound, parsed, route, found, received_at)
+            case = _open(session, app, inbound, parsed, route, found, received_at,
+                         (facts or {}).get(route.brand.key))
             opened_any = True
         else:
             case = _follow_up(session, app, inbound, parsed, found, received_at)
@@ -69,6 +64,7 @@ def handle_customer(session: Session, app: App, inbound: Inbound, parsed: Parsed
 
 
 def mark_failing(session: Session, address: str, reason: str, at: datetime) -> None:
+    session.info.get("cleared_failing", set()).discard(address.lower())
     row = session.get(FailingRecipient, address.lower())
     if row is None:
         session.add(FailingRecipient(address=address.lower(), since=at, reason=reason[:500]))
@@ -83,14 +79,16 @@ _CLEAR_FAILING = delete(FailingRecipient).where(FailingRecipient.address == bind
 def clear_failing(session: Session, address: str) -> None:
     """The address wrote to us: it works again."""
     if address:
-        session.flush()
+        if any(isinstance(o, FailingRecipient) for o in (*session.new, *session.dirty)):
+            session.flush()  # one marked failing earlier in this transaction (IMAP batches)
         session.connection().execute(_CLEAR_FAILING, {"a": address.lower()})
+        session.info.setdefault("cleared_failing", set()).add(address.lower())
 
 
-def _open(session: Session, app: App, inbound: Inbound, parsed: ParsedMail, route: BrandRoute,
-          found: CaseRoute, received_at: datetime) -> Case:
+def _open(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, route: BrandRoute,
+          found: CaseRoute, received_at: datetime, facts: Extracted | None) -> Case:
     brand = route.brand
-    facts = extract_for(brand, parsed, received_at)
+    facts = facts or extract_for(brand, parsed, received_at)
     case = open_case(
         session, app, brand, customer_email=parsed.from_addr, customer_name=facts.name or parsed.from_name,
         subject=parsed.subject, received_at=received_at, category=facts.category,
@@ -101,7 +99,7 @@ def _open(session: Session, app: App, inbound: Inbound, parsed: ParsedMail, rout
     return case
 
 
-def _follow_up(session: Session, app: App, inbound: Inbound, parsed: ParsedMail, found: CaseRoute,
+def _follow_up(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, found: CaseRoute,
                received_at: datetime) -> Case:
     case = found.case
     assert case is not None
@@ -114,7 +112,7 @@ def _follow_up(session: Session, app: App, inbound: Inbound, parsed: ParsedMail,
     return case
 
 
-def handle_automatic(session: Session, app: App, inbound: Inbound, parsed: ParsedMail,
+def handle_automatic(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail,
                      routes: Sequence[BrandRoute], verdict: Verdict,
                      received_at: datetime) -> tuple[str, ...]:
     """Auto-replies and bounces are attached to the case they concern; they never change
@@ -146,8 +144,8 @@ def _link(session: Session, cases: list[Case]) -> None:
             log_event(session, case, "linked", other=other.ref)
 
 
-def _store_message(session: Session, app: App, case: Case, inbound: Inbound, parsed: ParsedMail,
-                   route: CaseRoute, *, kind: str) -> Message:
+def _store_message(session: Session, app: App, case: Case, inbound: InboundRow, parsed: ParsedMail,
+                   route: CaseRoute, *, kind: str) -> StoredMessage:
     msg = add_message(
         session, case, direction="in", kind=kind, message_id=parsed.message_id,
         subject=parsed.subject, from_addr=parsed.from_addr, from_name=parsed.from_name,
@@ -160,10 +158,14 @@ def _store_message(session: Session, app: App, case: Case, inbound: Inbound, par
     return msg
 
 
-def _store_attachments(session: Session, app: App, msg: Message, parsed: ParsedMail) -> None:
+def _store_attachments(session: Session, app: App, msg: StoredMessage, parsed: ParsedMail) -> None:
     for i, att in enumerate(parsed.attachments, 1):
         name = sanitise_filename(att.filename, fallback=f"attachment-{i}")
         reason = drop_reason(name, len(att.data), app.config.limits)
         digest = None if reason else blobs.put(session, att.data)
-        session.add(Attachment(message_id=msg.id, filename=name, content_type=att.content_type[:200],
-                               size=len(att.data), sha256=digest, dropped_reason=reason))
+        session.connection().execute(_INSERT_ATTACHMENT, {
+            "message_id": msg.id, "filename": name, "content_type": att.content_type[:200],
+            "size": len(att.data), "sha256": digest, "dropped_reason": reason})
+
+
+_INSERT_ATTACHMENT = insert(Attachment)

@@ -15,12 +15,13 @@ import logging
 import os
 import signal
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from mailbot import jobs
+from mailbot import analysis, jobs
 from mailbot.app import App
 from mailbot.config import Config, ConfigError, load_config
 
@@ -128,6 +129,7 @@ class Daemon:
                 await asyncio.sleep(0.05)
         for p in self.pollers:
             await loop.run_in_executor(None, p.stop)
+        await loop.run_in_executor(None, analysis.shutdown)
         sched.shutdown(wait=True)
         if metrics is not None:
             metrics.shutdown()
@@ -145,6 +147,10 @@ class Daemon:
             poller = ImapPoller(self.app, cfg)
             poller.start()
             self.pollers.append(poller)
+        # Analysis workers for IMAP batches: started now, so a backlog waiting at start-up
+        # does not wait for them (mailbot.analysis).
+        threading.Thread(target=analysis.warm_up, args=(self.app.config,), name="analysis-warm-up",
+                         daemon=True).start()
 
     def _start_http(self) -> Any:
         if not self.app.config.http.enabled:

@@ -113,9 +113,19 @@ def _keyword_re(keyword: str) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, words)) + r"(?!\w)")
 
 
+@lru_cache(maxsize=256)
+def _any_keyword_re(keywords: tuple[str, ...]) -> re.Pattern[str]:
+    """One alternation of the keywords' patterns: most mails match none, and one search
+    over the text is much cheaper than one per keyword."""
+    return re.compile("|".join(f"(?:{_keyword_re(kw).pattern})" for kw in keywords))
+
+
 def _matches_any(folded: str, keywords: Iterable[str]) -> list[str]:
     """The keywords (as given) found in ``folded`` text."""
-    return [kw for kw in keywords if kw.strip() and _keyword_re(kw).search(folded)]
+    kws = tuple(kw for kw in keywords if kw.strip())
+    if not kws or not _any_keyword_re(kws).search(folded):
+        return []
+    return [kw for kw in kws if _keyword_re(kw).search(folded)]
 
 
 # --------------------------------------------------------------------------- language

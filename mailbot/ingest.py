@@ -11,25 +11,30 @@ then answers "retry later" (SMTP 451, sysexit 75, IMAP leaves the mail).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from mailbot import blobs, db
+from mailbot import analysis, blobs, db, writes
+from mailbot.analysis import Analysis, Received, content_fingerprint, dedupe_key
 from mailbot.app import App
 from mailbot.classify import Verdict, classify
 from mailbot.conversations import handle_automatic, handle_customer
-from mailbot.models import Inbound, Quarantine
-from mailbot.parsing import ParsedMail, Unparseable, parse
+from mailbot.extract import Extracted
+from mailbot.models import Inbound, InboundRow, Quarantine
+from mailbot.parsing import ParsedMail
 from mailbot.routing import route_brands
+
+__all__ = ["IngestResult", "Outcome", "Received", "TemporaryFailure", "content_fingerprint", "dedupe_key",
+           "ingest", "ingest_batch", "ingest_stream", "prepare", "record"]
 
 log = logging.getLogger("mailbot.ingest")
 
@@ -45,18 +50,6 @@ class Outcome(StrEnum):
 
 class TemporaryFailure(Exception):
     """The database is unavailable: nothing was recorded, the source must retry."""
-
-
-@dataclass(frozen=True)
-class Received:
-    """One unit of work: a raw mail as a channel handed it over."""
-
-    raw: bytes
-    source: str
-    envelope_from: str | None = None
-    envelope_to: tuple[str, ...] = ()
-    received_at: datetime | None = None
-    mailbox_brand: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,39 +72,13 @@ class _Work:
     parsed: ParsedMail | None
     parse_error: str | None
     dedupe_key: str
+    verdict: Verdict | None = None
+    facts: dict[str, Extracted] = field(default_factory=dict)
     results: list[IngestResult] = field(default_factory=list)
 
-
-def content_fingerprint(parsed: ParsedMail) -> str:
-    """Identity of a mail independent of transport headers (Received, Return-Path…)."""
-    h = hashlib.sha256()
-    for part in (parsed.from_addr, parsed.subject, parsed.text, parsed.html or ""):
-        h.update(part.encode("utf-8", "surrogatepass"))
-        h.update(b"\0")
-    for att in parsed.attachments:
-        h.update(att.filename.encode("utf-8", "surrogatepass") + b"\0")
-        h.update(hashlib.sha256(att.data).digest())
-    return h.hexdigest()[:32]
-
-
-def dedupe_key(digest: str, parsed: ParsedMail | None) -> str:
-    """Message-ID plus content: the same mail twice (MTA retry, IMAP re-fetch) is one
-    record, but two different mails that reuse a Message-ID are both kept."""
-    if parsed is not None and parsed.message_id:
-        return f"mid:{parsed.message_id[:900]}|{content_fingerprint(parsed)}"
-    return f"sha:{digest}"
-
-
-def _prepare(item: Received) -> _Work:
-    digest = blobs.sha256(item.raw)
-    try:
-        parsed: ParsedMail | None = parse(item.raw)
-        error = None
-    except Unparseable as exc:
-        parsed, error = None, str(exc)
-    except Exception as exc:  # defensive: parsing must never take ingest down
-        parsed, error = None, f"parser crashed: {type(exc).__name__}: {exc}"[:1000]
-    return _Work(item, digest, parsed, error, dedupe_key(digest, parsed))
+    @classmethod
+    def of(cls, item: Received, a: Analysis) -> _Work:
+        return cls(item, a.digest, a.parsed, a.parse_error, a.dedupe_key, a.verdict, a.facts)
 
 
 def ingest(app: App, raw: bytes, source: str, *, envelope_from: str | None = None,
@@ -123,8 +90,36 @@ def ingest(app: App, raw: bytes, source: str, *, envelope_from: str | None = Non
 
 
 def ingest_batch(app: App, items: Sequence[Received]) -> list[IngestResult]:
-    """Record several mails in one transaction (one savepoint each)."""
-    works = [_prepare(it) for it in items]
+    """Record several mails in one transaction (see `_commit_many`)."""
+    return record(app, prepare(app, items))
+
+
+def ingest_stream(app: App, batches: Iterable[Sequence[Received]]
+                  ) -> Iterator[tuple[Sequence[Received], list[IngestResult]]]:
+    """`ingest_batch` over a stream of batches, pipelined: batch k+1 is analysed (in
+    worker processes, see mailbot.analysis) while batch k is written. Yields each
+    batch with its results once it is committed."""
+    pending: analysis.Pending | None = None
+    for items in batches:
+        upcoming = prepare(app, items)
+        if pending is not None:
+            yield pending.items, record(app, pending)
+        pending = upcoming
+    if pending is not None:
+        yield pending.items, record(app, pending)
+
+
+def prepare(app: App, items: Sequence[Received]) -> analysis.Pending:
+    """Start the CPU half of ingesting a batch (in worker processes when configured):
+    a channel can fetch the next batch, or write the previous one, meanwhile."""
+    now = app.now()
+    stamped = [it if it.received_at else replace(it, received_at=now) for it in items]
+    return analysis.submit(app.config, stamped)
+
+
+def record(app: App, pending: analysis.Pending) -> list[IngestResult]:
+    """Write an analysed batch in one transaction; returns once it is committed."""
+    works = [_Work.of(it, a) for it, a in zip(pending.items, pending.result(), strict=True)]
     try:
         return _commit_with_retries(app, works)
     except db.TRANSIENT_DB_ERRORS as exc:
@@ -171,16 +166,34 @@ def _commit(app: App, works: list[_Work]) -> list[IngestResult]:
         w.results = []
     if len(works) == 1:
         return _commit_one(app, works[0])
-    with db.session_scope(app.engine) as session:
-        for w in works:
-            _record_contained(session, app, w)
-    return [w.results[0] for w in works]
+    return _commit_many(app, works)
+
+
+def _commit_many(app: App, works: list[_Work]) -> list[IngestResult]:
+    """All mails in one transaction, no savepoints (the fast path). If handling one of
+    them fails for a reason that is not the database's, the transaction is rolled back
+    and each mail is recorded on its own, so only the faulty one is quarantined."""
+    try:
+        with db.session_scope(app.engine) as session, writes.deferring(session):
+            _prefetch_known(session, works)
+            for w in works:
+                w.results = [_record(session, app, w)]
+        return [w.results[0] for w in works]
+    except IntegrityError:
+        raise
+    except Exception as exc:
+        if _is_transient(exc) or (isinstance(exc, OperationalError) and _is_retryable(exc)):
+            raise
+        log.warning("batch of %d failed (%s: %s); recording its mails one by one",
+                    len(works), type(exc).__name__, str(exc)[:200])
+    return [r for w in works for r in _commit_one(app, w)]
 
 
 def _commit_one(app: App, work: _Work) -> list[IngestResult]:
     """One mail, one transaction (no savepoint); a bug quarantines it in a new one."""
+    work.results = []
     try:
-        with db.session_scope(app.engine) as session:
+        with db.session_scope(app.engine) as session, writes.deferring(session):
             work.results = [_record(session, app, work)]
         return work.results
     except (IntegrityError, OperationalError):
@@ -189,21 +202,6 @@ def _commit_one(app: App, work: _Work) -> list[IngestResult]:
         with db.session_scope(app.engine) as session:
             _quarantine_after_error(session, app, work, exc)
         return work.results
-
-
-def _record_contained(session: Session, app: App, work: _Work) -> None:
-    """Record one mail in a savepoint; a bug while handling it quarantines that mail only."""
-    try:
-        with session.begin_nested():
-            work.results.append(_record(session, app, work))
-    except IntegrityError:
-        raise
-    except OperationalError as exc:
-        if _is_transient(exc):
-            raise
-        _quarantine_after_error(session, app, work, exc)
-    except Exception as exc:  # contain the failure to this message
-        _quarantine_after_error(session, app, work, exc)
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -245,12 +243,27 @@ def _is_transient_one(exc: BaseException) -> bool:
 def _quarantine_after_error(session: Session, app: App, work: _Work, exc: BaseException) -> None:
     log.exception("ingest failed, quarantining sha256=%s", work.digest[:12])
     reason = f"internal error while handling: {type(exc).__name__}: {str(exc)[:300]}"
-    with session.begin_nested():
-        work.results[:] = [_quarantine(session, app, work, reason, key_suffix="|error")]
+    work.results[:] = [_quarantine(session, app, work, reason, key_suffix="|error")]
+
+
+_FIND_INBOUND = select(Inbound.id).where(Inbound.dedupe_key == bindparam("k"))
+_FIND_INBOUNDS = select(Inbound.dedupe_key, Inbound.id).where(
+    col(Inbound.dedupe_key).in_(bindparam("keys", expanding=True)))
+
+
+def _prefetch_known(session: Session, works: list[_Work]) -> None:
+    """One query for the whole batch instead of one per mail; `_inbound` adds each key
+    it writes, so a mail twice in one batch is still recorded once."""
+    keys = sorted({w.dedupe_key for w in works})
+    session.info["known_inbound"] = dict(session.connection().execute(_FIND_INBOUNDS, {"keys": keys}).all())
 
 
 def _record(session: Session, app: App, work: _Work) -> IngestResult:
-    existing = session.exec(select(Inbound.id).where(Inbound.dedupe_key == work.dedupe_key)).first()
+    known = session.info.get("known_inbound")
+    if known is not None:  # the batch's keys were looked up at once
+        existing = known.get(work.dedupe_key)
+    else:
+        existing = session.connection().execute(_FIND_INBOUND, {"k": work.dedupe_key}).scalar()
     if existing is not None:
         return IngestResult(Outcome.DUPLICATE, f"already recorded as inbound #{existing}", existing,
                             (), work.digest)
@@ -260,19 +273,19 @@ def _record(session: Session, app: App, work: _Work) -> IngestResult:
     routes = route_brands(app.config, parsed, item.envelope_to, item.mailbox_brand)
     if not routes:
         return _quarantine(session, app, work, "no brand address among the recipients")
-    verdict = classify(parsed.message, envelope_from=item.envelope_from,
-                       own_addresses=app.config.own_addresses)
+    verdict = work.verdict or classify(parsed.message, envelope_from=item.envelope_from,
+                                       own_addresses=app.config.own_addresses)
     inbound = _inbound(session, app, work, "pending", verdict.reason)
     received_at = item.received_at or app.now()
     if verdict.kind == "own":
-        inbound.outcome = "own"
+        _finish(session, inbound, "own")
         return IngestResult(Outcome.OWN, verdict.reason, inbound.id, (), work.digest)
     if verdict.automatic:
         refs = handle_automatic(session, app, inbound, parsed, routes, verdict, received_at)
-        inbound.outcome = "automatic"
+        _finish(session, inbound, "automatic")
         return IngestResult(Outcome.AUTOMATIC, verdict.reason, inbound.id, refs, work.digest)
-    opened, refs = handle_customer(session, app, inbound, parsed, routes, received_at)
-    inbound.outcome = "case" if opened else "followup"
+    opened, refs = handle_customer(session, app, inbound, parsed, routes, received_at, work.facts)
+    _finish(session, inbound, "case" if opened else "followup")
     outcome = Outcome.CASE_OPENED if opened else Outcome.FOLLOWUP
     return IngestResult(outcome, _why(verdict, routes), inbound.id, refs, work.digest)
 
@@ -287,21 +300,35 @@ def _no_nul(text: str) -> str:
     return text.replace("\x00", "")
 
 
+_INSERT_INBOUND = insert(Inbound).returning(Inbound.id)
+_FINISH_INBOUND = update(Inbound).where(Inbound.id == bindparam("row_id")).values(
+    outcome=bindparam("outcome"), reason=bindparam("reason"))
+
+
 def _inbound(session: Session, app: App, work: _Work, outcome: str, reason: str,
-             key_suffix: str = "") -> Inbound:
+             key_suffix: str = "") -> InboundRow:
+    """The raw blob and the `inbound` row (prepared statements: one per mail received)."""
     blobs.put(session, work.item.raw, work.digest)
-    inbound = Inbound(
-        dedupe_key=work.dedupe_key + key_suffix,
-        message_id=work.parsed.message_id if work.parsed else None,
-        sha256=work.digest, source=_no_nul(work.item.source)[:200],
-        envelope_from=_no_nul(work.item.envelope_from or "")[:500] or None,
-        envelope_to=[_no_nul(a) for a in work.item.envelope_to], outcome=outcome,
-        reason=_no_nul(reason)[:1000],
-        received_at=work.item.received_at or app.now(),
-    )
-    session.add(inbound)
-    session.flush()
-    return inbound
+    row = InboundRow(id=0, source=_no_nul(work.item.source)[:200],
+                     envelope_to=[_no_nul(a) for a in work.item.envelope_to], outcome=outcome,
+                     reason=_no_nul(reason)[:1000])
+    row.id = int(session.connection().execute(_INSERT_INBOUND, {
+        "dedupe_key": work.dedupe_key + key_suffix,
+        "message_id": work.parsed.message_id if work.parsed else None,
+        "sha256": work.digest, "source": row.source,
+        "envelope_from": _no_nul(work.item.envelope_from or "")[:500] or None,
+        "envelope_to": row.envelope_to, "outcome": outcome, "reason": row.reason,
+        "received_at": work.item.received_at or app.now(),
+    }).scalar_one())
+    if "known_inbound" in session.info:
+        session.info["known_inbound"][work.dedupe_key + key_suffix] = row.id
+    return row
+
+
+def _finish(session: Session, inbound: InboundRow, outcome: str) -> None:
+    """Write what became of the mail (and any reason added while handling it)."""
+    writes.write(session, _FINISH_INBOUND, {"row_id": inbound.id, "outcome": outcome,
+                                            "reason": _no_nul(inbound.reason)[:1000]})
 
 
 def _quarantine(session: Session, app: App, work: _Work, reason: str, key_suffix: str = "") -> IngestResult:

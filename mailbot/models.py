@@ -6,6 +6,7 @@ PostgreSQL, UTC text on SQLite); `utcnow()` is the one clock helper.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +42,26 @@ class Inbound(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow)
     outcome: str = Field(max_length=40)  # case | followup | automatic | quarantined | ignored
     reason: str = Field(default="", max_length=1000)
+
+
+@dataclass
+class InboundRow:
+    """An `inbound` row ingest has just written (a plain object: one per mail received, so
+    no ORM instance); `outcome` and `reason` are written back once the mail is handled."""
+
+    id: int
+    source: str
+    envelope_to: list[str]
+    outcome: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """A `messages` row just written: what the callers of `add_message` need of it."""
+
+    id: int
+    case_id: int
 
 
 class Case(SQLModel, table=True):

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
-from mailbot import db
+from mailbot import db, writes
 from mailbot.app import App
 from mailbot.cases import log_event
 from mailbot.models import Case, Outbox, utcnow
@@ -28,7 +28,7 @@ from mailbot.transports import Transport, make_transport
 log = logging.getLogger("mailbot.outbox")
 
 
-_INSERT = insert(Outbox)
+INSERT = insert(Outbox)
 
 
 def queue(session: Session, *, case: Case | None, kind: str, from_addr: str, to_addr: str,
@@ -38,10 +38,12 @@ def queue(session: Session, *, case: Case | None, kind: str, from_addr: str, to_
           about_id: int | None = None, context: dict[str, Any] | None = None) -> str:
     """Add a mail to send, in the caller's transaction; returns its Message-ID.
     Without `raw`, the dispatcher renders it from (kind, case, context) before the
-    first attempt. A prepared INSERT: this runs for every mail received."""
+    first attempt. A prepared INSERT: this runs for every mail received (deferred in
+    ingest batches, see mailbot.writes)."""
     now = now or utcnow()
-    session.flush()  # the case and the message it is about must exist first
-    session.connection().execute(_INSERT, {
+    if case is not None and case.id is None:
+        session.flush()  # the case must exist first (the message it is about already does)
+    writes.write(session, INSERT, {
         "case_id": case.id if case else None, "kind": kind, "message_id": message_id,
         "dedupe_key": dedupe_key, "from_addr": from_addr, "to_addr": to_addr.lower(), "to_name": to_name[:500],
         "reply_to": reply_to, "language": language, "automatic": automatic, "about_id": about_id,

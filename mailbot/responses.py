@@ -16,12 +16,12 @@ from typing import Any
 from sqlalchemy import bindparam
 from sqlmodel import Session, col, func, select
 
-from mailbot import outbox
+from mailbot import outbox, writes
 from mailbot.app import App
-from mailbot.cases import add_message, log_event, set_status
+from mailbot.cases import log_event, note_outgoing, set_status
 from mailbot.compose import new_message_id
 from mailbot.config import BrandConfig
-from mailbot.models import Case, FailingRecipient, Message, Outbox
+from mailbot.models import Case, FailingRecipient, Message, Outbox, StoredMessage
 from mailbot.parsing import ParsedMail
 
 NEVER_ANSWER_LOCALPARTS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply")
@@ -105,7 +105,8 @@ def context(app: App, case: Case, about: Message | None = None, **extra: Any) ->
 def may_auto_answer(address: str, app: App, session: Session | None = None) -> str | None:
     """Why we must not auto-answer this address (None: we may)."""
     addr = (address or "").lower()
-    if session is not None and addr and session.connection().execute(_IS_FAILING, {"a": addr}).first():
+    if (session is not None and addr and addr not in session.info.get("cleared_failing", ())
+            and session.connection().execute(_IS_FAILING, {"a": addr}).first()):
         return "our mail to this address bounced (failing recipient)"
     if not addr or "@" not in addr:
         return "no sender address"
@@ -124,13 +125,16 @@ _IS_FAILING = select(FailingRecipient.address).where(FailingRecipient.address ==
 
 
 def _acks_last_hour(session: Session, to_addr: str, now: datetime) -> int:
-    session.flush()  # this transaction's own acknowledgements count too (IMAP batches)
-    return session.connection().execute(
-        _ACKS_SINCE, {"to": to_addr.lower(), "since": now - timedelta(hours=1)}).scalar_one()
+    # Outbox rows are written at once (no ORM object), so this transaction's own
+    # acknowledgements count too (IMAP batches).
+    to, since = to_addr.lower(), now - timedelta(hours=1)
+    queued = sum(1 for row in writes.pending(session, outbox.INSERT)
+                 if row["to_addr"] == to and row["kind"] == "acknowledgement" and row["created_at"] > since)
+    return queued + session.connection().execute(_ACKS_SINCE, {"to": to, "since": since}).scalar_one()
 
 
 def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr: str,
-                   to_name: str = "", about: Message | None = None, automatic: bool = True,
+                   to_name: str = "", about: Message | StoredMessage | None = None, automatic: bool = True,
                    ctx_extra: dict[str, Any] | None = None, not_before: datetime | None = None,
                    reply_to: str | None = None, record: bool = True, dedupe_key: str | None = None,
                    language: str | None = None) -> str | None:
@@ -151,13 +155,12 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
         case.auto_mail_count += 1
         session.add(case)
     if record:
-        add_message(session, case, direction="out", kind=kind, message_id=message_id,
-                    subject="", from_addr=brand.addresses[0], from_name=brand.name,
-                    sent_at=not_before or now, flush=False)
+        note_outgoing(session, case, kind=kind, message_id=message_id, from_addr=brand.addresses[0],
+                      from_name=brand.name, sent_at=not_before or now)
     return queued
 
 
-def acknowledge(session: Session, app: App, case: Case, msg: Message | None, kind: str = "acknowledgement") -> bool:
+def acknowledge(session: Session, app: App, case: Case, msg: Message | StoredMessage | None, kind: str = "acknowledgement") -> bool:
     """Queue the acknowledgement unless a loop/flood rule forbids it; returns whether queued."""
     now = app.now()
     why_not = may_auto_answer(case.customer_email, app, session)
@@ -177,7 +180,7 @@ def acknowledge(session: Session, app: App, case: Case, msg: Message | None, kin
     return True
 
 
-def after_new_case(session: Session, app: App, case: Case, msg: Message, parsed: ParsedMail) -> None:
+def after_new_case(session: Session, app: App, case: Case, msg: StoredMessage, parsed: ParsedMail) -> None:
     acknowledge(session, app, case, msg)
     brand = app.config.brand(case.brand)
     if case.priority == "urgent" and brand.oncall:
@@ -186,11 +189,11 @@ def after_new_case(session: Session, app: App, case: Case, msg: Message, parsed:
     notify_agents(session, app, case, msg)
 
 
-def after_follow_up(session: Session, app: App, case: Case, msg: Message, parsed: ParsedMail) -> None:
+def after_follow_up(session: Session, app: App, case: Case, msg: StoredMessage, parsed: ParsedMail) -> None:
     notify_agents(session, app, case, msg)
 
 
-def notify_agents(session: Session, app: App, case: Case, msg: Message) -> None:
+def notify_agents(session: Session, app: App, case: Case, msg: Message | StoredMessage) -> None:
     """Tell the assignee (or the brand's team) about a customer message."""
     brand = app.config.brand(case.brand)
     recipients = [case.assignee] if case.assignee else list(brand.team)
@@ -210,7 +213,7 @@ def agent_token(app: App, case: Case, agent_email: str) -> str:
                             app.now() + timedelta(days=app.config.security.agent_token_days))
 
 
-def reopen_for_reexamination(session: Session, app: App, case: Case, msg: Message, received_at: datetime) -> None:
+def reopen_for_reexamination(session: Session, app: App, case: Case, msg: StoredMessage, received_at: datetime) -> None:
     """A customer reply after the final response: re-examination with its own deadline."""
     brand = app.config.brand(case.brand)
     cal = app.calendar(brand)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, event, func, text
@@ -297,16 +298,16 @@ def test_connection_lost_between_commit_and_move(app: App, dovecot_fresh: Doveco
     cfg = mailbox(d, batch_size=20)
     d.append_many(cfg.username, [complaint(i) for i in range(60)])
     outcomes: list[Outcome] = []
-    real = imap_module.ingest_batch
+    real = imap_module.record
 
-    def ingest_then_crash(app_: App, items: list) -> list:
-        results = real(app_, items)
+    def record_then_crash(app_: App, pending: Any) -> list:
+        results = real(app_, pending)
         outcomes.extend(r.outcome for r in results)
         if len(outcomes) == 40:
             d.restart()
         return results
 
-    monkeypatch.setattr(imap_module, "ingest_batch", ingest_then_crash)
+    monkeypatch.setattr(imap_module, "record", record_then_crash)
     poller = pollers(app, cfg)
     poller.start()
     wait_until(lambda: count(app, Inbound) == 60 and not d.uids(cfg.username), timeout=30,

@@ -8,8 +8,9 @@ from email.policy import default
 from sqlmodel import col, select
 
 from mailbot import blobs, db
+from mailbot import ingest as ingest_module
 from mailbot.app import App
-from mailbot.ingest import Outcome, ingest
+from mailbot.ingest import Outcome, Received, ingest, ingest_batch
 from mailbot.models import Attachment, Case, Event, Inbound, Message, Outbox, Quarantine
 from mailbot.quarantine import retry
 from tests.mails import mail
@@ -72,6 +73,44 @@ def test_same_mail_twice_is_recorded_once(app: App) -> None:
     with db.session_scope(app.engine) as s:
         assert len(s.exec(select(Inbound)).all()) == 1
     assert len(outbox_rows(app, "acknowledgement")) == 1
+
+
+def test_a_batch_records_a_mail_twice_in_it_once_and_knows_earlier_ones(app: App) -> None:
+    earlier = mail(message_id="<earlier@x>", frm="e@example.org")
+    ingest(app, earlier, "smtp")
+    twice = mail(message_id="<twice@x>", frm="t@example.org")
+    other = mail(message_id="<other@x>", frm="o@example.org")
+    results = ingest_batch(app, [Received(r, "imap:x") for r in (twice, earlier, twice, other)])
+    assert [r.outcome for r in results] == [Outcome.CASE_OPENED, Outcome.DUPLICATE, Outcome.DUPLICATE,
+                                            Outcome.CASE_OPENED]
+    assert results[2].inbound_id == results[0].inbound_id
+    assert len(all_cases(app)) == 3
+    assert len(outbox_rows(app, "acknowledgement")) == 3
+
+
+def test_a_mail_that_breaks_its_batch_is_quarantined_alone(app: App, monkeypatch) -> None:
+    """A bug while handling one mail of a batch: the others are recorded, that one is
+    quarantined with its raw bytes, nothing is lost."""
+    from mailbot import conversations
+
+    real = conversations.handle_customer
+
+    def fragile(session, app_, inbound, parsed, *args, **kw):  # type: ignore[no-untyped-def]
+        if parsed.subject == "boom":
+            raise RuntimeError("handler bug")
+        return real(session, app_, inbound, parsed, *args, **kw)
+
+    monkeypatch.setattr(ingest_module, "handle_customer", fragile)
+    raws = [mail(frm=f"c{i}@example.org", subject="boom" if i == 2 else f"Virement {i}") for i in range(5)]
+    results = ingest_batch(app, [Received(r, "imap:x") for r in raws])
+    assert [r.outcome for r in results] == [Outcome.CASE_OPENED] * 2 + [Outcome.QUARANTINED] + [
+        Outcome.CASE_OPENED] * 2
+    assert "handler bug" in results[2].reason
+    assert len(all_cases(app)) == 4
+    with db.session_scope(app.engine) as s:
+        (q,) = s.exec(select(Quarantine)).all()
+        assert blobs.get(s, q.sha256) == raws[2]
+        assert len(s.exec(select(Inbound)).all()) == 5
 
 
 def test_reused_message_id_with_other_content_is_not_dropped(app: App) -> None:

@@ -5,7 +5,8 @@ What the poller promises (DESIGN.md, guarantees 1 and 2):
 - mail is fetched with ``BODY.PEEK[]`` (nothing is marked read by fetching);
 - a message is marked ``\\Seen`` and moved out of the folder (to
   ``processed_folder``, or ``quarantine_folder`` when ingest quarantined it)
-  only after `ingest_batch` returned, i.e. after the commit;
+  only after `ingest.record` returned, i.e. after the commit (the next batch
+  is fetched and analysed meanwhile);
 - when the database is unavailable the mail stays untouched in the folder
   and the poller backs off and retries;
 - every pass looks at *everything* still in the folder (``SEARCH NOT
@@ -42,9 +43,10 @@ from sqlalchemy import Connection, Engine, text
 from sqlmodel import col, select
 
 from mailbot import db
+from mailbot.analysis import Pending
 from mailbot.app import App
 from mailbot.config import Config, ImapConfig
-from mailbot.ingest import IngestResult, Received, TemporaryFailure, ingest_batch
+from mailbot.ingest import IngestResult, Received, TemporaryFailure, prepare, record
 from mailbot.models import Inbound, MailboxState, utcnow
 from mailbot.parsing import header_str, normalise_message_id
 
@@ -433,21 +435,30 @@ class ImapPoller:
         _forget_new_mail_signals(client)
         uids = sorted(client.search(["NOT", "DELETED"]))
         handled = 0
+        pending: tuple[list[int], Pending] | None = None
         for chunk in batched(uids, self.cfg.batch_size):
             if self._stop.is_set():
                 break
-            handled += self._handle_batch(client, chunk, uidvalidity)
+            upcoming = self._fetch(client, chunk)  # analysed meanwhile (mailbot.analysis)
+            if pending is not None:
+                handled += self._record(client, *pending, uidvalidity)
+            pending = upcoming
+        if pending is not None:
+            handled += self._record(client, *pending, uidvalidity)
         return handled
 
-    def _handle_batch(self, client: IMAPClient, uids: list[int], uidvalidity: int) -> int:
+    def _fetch(self, client: IMAPClient, uids: list[int]) -> tuple[list[int], Pending] | None:
         fetched = client.fetch(uids, [b"BODY.PEEK[]", b"INTERNALDATE"])
         present = [uid for uid in uids if BODY in fetched.get(uid, {})]  # others vanished meanwhile
         if not present:
-            return 0
+            return None
         items = [Received(fetched[uid][BODY], self.source,
                           received_at=_utc(fetched[uid].get(b"INTERNALDATE")),
                           mailbox_brand=self.brand) for uid in present]
-        results = ingest_batch(self.app, items)  # committed when it returns
+        return present, prepare(self.app, items)
+
+    def _record(self, client: IMAPClient, present: list[int], pending: Pending, uidvalidity: int) -> int:
+        results = record(self.app, pending)  # committed when it returns
         self._file_away(client, present, results)
         self._save_state(uidvalidity, max(present))
         self.handled += len(present)

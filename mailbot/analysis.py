@@ -1,0 +1,251 @@
+"""The CPU half of ingest: raw bytes → parsed, classified, routed and extracted.
+
+Everything here is pure (no database, no clock): hash the raw bytes, parse,
+compute the dedupe key, classify, find the brands the mail is for, and extract
+the complaint facts for each of them. `ingest` then writes the result in one
+transaction.
+
+Batches (IMAP, `mailbot import`) can be analysed in worker processes
+(`[ingest] workers`) while the previous batch is being written: `submit`
+returns at once, `Pending.result()` waits. Single mails (SMTP, pipe) are
+analysed in the calling process: a round trip to a worker would only add
+latency. A worker that dies takes nothing with it: the batch is analysed
+again in the calling process.
+"""
+
+from __future__ import annotations
+
+import email.message
+import hashlib
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from mailbot.classify import Verdict, classify
+from mailbot.config import BrandConfig, Config
+from mailbot.extract import Extracted, extract
+from mailbot.parsing import ParsedMail, Unparseable, parse
+from mailbot.routing import route_brands
+from mailbot.tokens import is_agent_token
+
+log = logging.getLogger("mailbot.analysis")
+
+MIN_BATCH_FOR_WORKERS = 16  # smaller batches are analysed in the calling process
+MAX_RAW_FOR_WORKERS = 5_000_000  # bigger mails are not copied to a worker and back
+CHUNK = 25  # mails per task sent to a worker
+
+
+@dataclass(frozen=True)
+class Received:
+    """One unit of work: a raw mail as a channel handed it over."""
+
+    raw: bytes
+    source: str
+    envelope_from: str | None = None
+    envelope_to: tuple[str, ...] = ()
+    received_at: datetime | None = None
+    mailbox_brand: str | None = None
+
+
+@dataclass
+class Analysis:
+    """What the pure half found; `facts` holds the extraction per brand key, when done."""
+
+    digest: str
+    parsed: ParsedMail | None
+    parse_error: str | None
+    dedupe_key: str
+    verdict: Verdict | None = None
+    facts: dict[str, Extracted] = field(default_factory=dict)
+    analysed_by: int = field(default_factory=os.getpid)  # the process that did it
+
+
+def content_fingerprint(parsed: ParsedMail) -> str:
+    """Identity of a mail independent of transport headers (Received, Return-Path…)."""
+    h = hashlib.sha256()
+    for part in (parsed.from_addr, parsed.subject, parsed.text, parsed.html or ""):
+        h.update(part.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    for att in parsed.attachments:
+        h.update(att.filename.encode("utf-8", "surrogatepass") + b"\0")
+        h.update(hashlib.sha256(att.data).digest())
+    return h.hexdigest()[:32]
+
+
+def dedupe_key(digest: str, parsed: ParsedMail | None) -> str:
+    """Message-ID plus content: the same mail twice (MTA retry, IMAP re-fetch) is one
+    record, but two different mails that reuse a Message-ID are both kept."""
+    if parsed is not None and parsed.message_id:
+        return f"mid:{parsed.message_id[:900]}|{content_fingerprint(parsed)}"
+    return f"sha:{digest}"
+
+
+def extract_for(brand: BrandConfig, parsed: ParsedMail, sent_at: datetime) -> Extracted:
+    return extract(
+        parsed.text, subject=parsed.subject, sent_at=parsed.date or sent_at,
+        display_name=parsed.from_name or None, from_addr=parsed.from_addr or None,
+        categories=[(c.key, c.keywords) for c in brand.categories],
+        default_category=brand.default_category, urgent_keywords=brand.urgent_keywords,
+        attachment_count=len(parsed.attachments),
+    )
+
+
+def analyse(config: Config, item: Received, *, with_facts: bool = False) -> Analysis:
+    """Parse and classify one mail; with `with_facts` (and a `received_at`), also route
+    it and extract its facts for each brand it is for. Never raises."""
+    digest = hashlib.sha256(item.raw).hexdigest()
+    try:
+        parsed: ParsedMail | None = parse(item.raw)
+        error = None
+    except Unparseable as exc:
+        parsed, error = None, str(exc)
+    except Exception as exc:  # defensive: parsing must never take ingest down
+        parsed, error = None, f"parser crashed: {type(exc).__name__}: {exc}"[:1000]
+    result = Analysis(digest, parsed, error, dedupe_key(digest, parsed))
+    if parsed is None:
+        return result
+    try:
+        result.verdict = classify(parsed.message, envelope_from=item.envelope_from,
+                                  own_addresses=config.own_addresses)
+        if with_facts and item.received_at is not None and not result.verdict.automatic:
+            for route in route_brands(config, parsed, item.envelope_to, item.mailbox_brand):
+                if not is_agent_token(route.token):
+                    result.facts[route.brand.key] = extract_for(route.brand, parsed, item.received_at)
+    except Exception:  # noqa: BLE001 - ingest does it again and quarantines what fails
+        log.exception("analysis failed; ingest will redo it")
+        result.verdict, result.facts = None, {}
+    return result
+
+
+def _headers_only(msg: email.message.Message) -> email.message.Message:
+    """The headers of a message without its payload (what ingest reads after analysis)."""
+    slim = email.message.Message(policy=msg.policy)
+    slim._headers = list(msg._headers)  # type: ignore[attr-defined]
+    return slim
+
+
+def _analyse_chunk(config: Config, items: Sequence[Received]) -> list[Analysis]:
+    """Worker side: analyse, then drop the payload tree, which the parent does not need."""
+    out = []
+    for item in items:
+        result = analyse(config, item, with_facts=True)
+        if result.parsed is not None:
+            result.parsed = replace(result.parsed, message=_headers_only(result.parsed.message))
+        out.append(result)
+    return out
+
+
+class Pending:
+    """The analysis of a batch, under way in workers or already done."""
+
+    def __init__(self, config: Config, items: Sequence[Received],
+                 futures: list[Future[list[Analysis]]] | None = None,
+                 done: list[Analysis] | None = None) -> None:
+        self.config, self.items, self._futures, self._done = config, items, futures, done
+
+    def result(self) -> list[Analysis]:
+        """Wait for the analysis. Chunks no worker has started yet are taken back and
+        analysed here, so a caller that waits at once still uses its own CPU too."""
+        if self._done is None:
+            futures = self._futures or []
+            chunks = [self.items[i:i + CHUNK] for i in range(0, len(self.items), CHUNK)]
+            local = {i: [analyse(self.config, it, with_facts=True) for it in chunks[i]]
+                     for i in reversed(range(len(futures))) if futures[i].cancel()}
+            try:
+                self._done = [a for i, f in enumerate(futures) for a in (local.get(i) or f.result())]
+            except BrokenProcessPool:
+                log.error("an analysis worker died; analysing the batch here")
+                _reset_pool()
+                self._done = [analyse(self.config, it) for it in self.items]
+        return self._done
+
+
+def worker_count(config: Config) -> int:
+    """`[ingest] workers`: -1 (the default) is one per CPU beyond the first, at most 4."""
+    wanted = config.ingest.workers
+    if wanted < 0:
+        return min(4, max(0, (os.cpu_count() or 1) - 1))
+    return wanted
+
+
+def submit(config: Config, items: Sequence[Received]) -> Pending:
+    """Start analysing a batch; in workers when it is worth it. Only workers extract
+    the facts ahead (for every brand addressed); in this process that is left to
+    ingest, which needs them only when a case is opened."""
+    workers = worker_count(config)
+    if workers == 0 or len(items) < MIN_BATCH_FOR_WORKERS or any(
+            len(it.raw) > MAX_RAW_FOR_WORKERS for it in items):
+        return Pending(config, items, done=[analyse(config, it) for it in items])
+    try:
+        pool = _pool(workers)
+        futures = [pool.submit(_analyse_chunk, config, items[i:i + CHUNK])
+                   for i in range(0, len(items), CHUNK)]
+    except (BrokenProcessPool, RuntimeError, OSError) as exc:
+        log.error("analysis workers unavailable (%s); analysing here", exc)
+        _reset_pool()
+        return Pending(config, items, done=[analyse(config, it) for it in items])
+    return Pending(config, items, futures=futures)
+
+
+def warm_up(config: Config) -> None:
+    """Start the workers now rather than on the first big batch (the daemon does this at
+    start-up, so a backlog waiting at start does not pay for it)."""
+    workers = worker_count(config)
+    if not workers:
+        return
+    try:
+        pool = _pool(workers)
+        for f in [pool.submit(os.getpid) for _ in range(workers * 2)]:
+            f.result()
+    except Exception as exc:  # noqa: BLE001 - batches are then analysed in-process
+        log.error("analysis workers could not start (%s); analysing in the daemon", exc)
+        _reset_pool()
+
+
+_POOL: dict[int, ProcessPoolExecutor] = {}
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """One pool per process (shared by every App), started on first use. Spawned, not
+    forked: the daemon has threads and open connections a fork would copy."""
+    with _POOL_LOCK:
+        pool = _POOL.get(workers)
+        if pool is None:
+            pool = _POOL[workers] = ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init, initargs=(os.getpid(),))
+        return pool
+
+
+def _worker_init(parent: int) -> None:
+    """A worker leaves as soon as its parent is gone, even when the parent was killed
+    (SIGKILL, OOM): it is then re-parented, which a thread notices within 0.2 s."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+_POOL_LOCK = threading.Lock()
+
+
+def _reset_pool() -> None:
+    for pool in _POOL.values():
+        pool.shutdown(wait=False, cancel_futures=True)
+    _POOL.clear()
+
+
+def shutdown() -> None:
+    """Stop the workers (the daemon calls this on exit; idle workers cost nothing)."""
+    for pool in _POOL.values():
+        pool.shutdown(wait=True, cancel_futures=True)
+    _POOL.clear()

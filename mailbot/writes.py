@@ -1,0 +1,75 @@
+"""Deferred INSERTs for batches: one executemany per statement instead of one
+execute per row.
+
+Inside `ingest`'s batch transaction (`deferring`), the rows nothing reads back
+before the commit — audit events, outbox rows, records of outgoing messages,
+the final outcome of each inbound row — are collected and written just before
+the commit, all rows of a statement at once. Everywhere else `write` executes
+at once, as before. Code that reads such rows inside the batch asks `pending`
+(the acknowledgement count per sender does); code that uses savepoints runs
+under `immediate`, so a rolled-back savepoint cannot leave deferred rows behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Executable
+from sqlmodel import Session
+
+_KEY = "deferred_writes"
+
+
+def write(session: Session, stmt: Executable, params: dict[str, Any]) -> None:
+    """Execute now, or at the end of the batch when deferring."""
+    buffer: dict[Executable, list[dict[str, Any]]] | None = session.info.get(_KEY)
+    if buffer is None:
+        session.connection().execute(stmt, params)
+    else:
+        buffer.setdefault(stmt, []).append(params)
+
+
+def pending(session: Session, stmt: Executable) -> list[dict[str, Any]]:
+    """The rows of `stmt` not written yet in this transaction."""
+    buffer = session.info.get(_KEY)
+    return list(buffer.get(stmt, ())) if buffer else []
+
+
+def flush(session: Session) -> None:
+    """Write what was deferred (in the order the statements were first used)."""
+    buffer = session.info.get(_KEY)
+    if not buffer:
+        return
+    conn = session.connection()
+    for stmt, rows in list(buffer.items()):
+        if rows:
+            conn.execute(stmt, rows)
+    buffer.clear()
+
+
+@contextmanager
+def deferring(session: Session) -> Iterator[None]:
+    """Defer writes until the block ends, then write them (before the caller commits)."""
+    session.info[_KEY] = {}
+    try:
+        yield
+        flush(session)
+    finally:
+        session.info.pop(_KEY, None)
+
+
+@contextmanager
+def immediate(session: Session) -> Iterator[None]:
+    """Write what is deferred, and write at once inside the block (savepoints)."""
+    buffer = session.info.get(_KEY)
+    if buffer is None:
+        yield
+        return
+    flush(session)
+    session.info.pop(_KEY)
+    try:
+        yield
+    finally:
+        session.info[_KEY] = buffer

@@ -1,0 +1,149 @@
+"""The analysis half of ingest in worker processes (mailbot.analysis).
+
+Workers must change nothing a user can see: the same cases, with the same
+extracted facts, as when everything runs in one process; a worker that dies
+loses no mail; workers do not outlive a killed daemon.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session, col, select
+
+from bench.gen_mails import generate_bytes
+from mailbot import analysis
+from mailbot.analysis import Received
+from mailbot.ingest import Outcome, ingest_stream
+from mailbot.models import Case, Inbound
+from tests.conftest import ROOT, make_config
+from tests.procs import wait_until
+
+N = 60  # above MIN_BATCH_FOR_WORKERS, several chunks
+
+
+def _items(n: int = N) -> list[Received]:
+    return [Received(raw, "test", received_at=None) for raw in generate_bytes(n)]
+
+
+def _cases(app: Any) -> list[tuple]:
+    with Session(app.engine) as s:
+        rows = s.exec(select(Case).order_by(col(Case.id))).all()
+        return [(c.subject, c.customer_email, c.category, c.priority, c.language, c.status, c.extracted)
+                for c in rows]
+
+
+def _drain(app: Any, items: list[Received], size: int = 20) -> list[Outcome]:
+    batches = [items[i:i + size] for i in range(0, len(items), size)]
+    return [r.outcome for _, results in ingest_stream(app, batches) for r in results]
+
+
+def test_workers_analyse_in_other_processes_and_find_the_same(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, ingest={"workers": 2})
+    stamped = [Received(it.raw, it.source, received_at=make_config_time()) for it in _items()]
+    pending = analysis.submit(cfg, stamped)
+    in_workers = pending.result()
+    here = [analysis.analyse(cfg, it, with_facts=True) for it in stamped]
+    assert {a.analysed_by for a in in_workers} - {os.getpid()}, "nothing ran in a worker"
+    for w, h in zip(in_workers, here, strict=True):
+        assert (w.digest, w.dedupe_key, w.parse_error, w.verdict) == (h.digest, h.dedupe_key, h.parse_error, h.verdict)
+        assert w.parsed is not None and h.parsed is not None
+        assert (w.parsed.subject, w.parsed.text, w.parsed.html, w.parsed.attachments) == (
+            h.parsed.subject, h.parsed.text, h.parsed.html, h.parsed.attachments)
+        assert w.parsed.header("Message-ID") == h.parsed.header("Message-ID")  # headers travel back
+        assert w.facts == h.facts and set(w.facts) == {"kalra-plus"}
+
+
+def make_config_time() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def test_cases_are_the_same_with_and_without_workers(make_app: Any) -> None:
+    items = _items()
+    with_workers = make_app(ingest={"workers": 2})
+    assert _drain(with_workers, items) == [Outcome.CASE_OPENED] * N
+    # the same mails into a second database, analysed in this process only
+    in_process = _second_app(with_workers, workers=0)
+    try:
+        assert _drain(in_process, items) == [Outcome.CASE_OPENED] * N
+        assert _cases(with_workers) == _cases(in_process)
+    finally:
+        in_process.close()
+
+
+def _second_app(app: Any, workers: int) -> Any:
+    """An App like `app` on a fresh SQLite file, with another worker count."""
+    from mailbot.app import App
+
+    path = Path(str(app.config.source_path)).parent / f"second-{workers}"
+    path.mkdir()
+    cfg = make_config(path, ingest={"workers": workers})
+    return App.open(cfg, upgrade=True, clock=app.clock)
+
+
+def test_a_worker_that_dies_loses_no_mail(make_app: Any) -> None:
+    app = make_app(ingest={"workers": 1})
+    analysis.warm_up(app.config)
+    pool = analysis._POOL[1]
+    victims = list(pool._processes)  # type: ignore[attr-defined] - the PIDs we started
+    assert victims
+    items = _items(40)
+    first, second = items[:20], items[20:]
+    pending = analysis.submit(app.config, [Received(i.raw, i.source, received_at=app.now()) for i in first])
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    outcomes = [r.outcome for _, rs in ingest_stream(app, [first, second]) for r in rs]
+    del pending
+    assert outcomes == [Outcome.CASE_OPENED] * 40
+    with Session(app.engine) as s:
+        assert len(s.exec(select(Inbound.id)).all()) == 40
+
+
+def test_workers_leave_when_their_parent_is_killed(tmp_path: Path) -> None:
+    code = (
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from mailbot import analysis\n"
+        "from mailbot.config import load_config\n"
+        "if __name__ == '__main__':\n"
+        f"    cfg = load_config({str(ROOT / 'config.toml')!r})\n"
+        "    cfg = cfg.model_copy(update={'ingest': cfg.ingest.model_copy(update={'workers': 2})})\n"
+        "    analysis.warm_up(cfg)\n"
+        "    print(*analysis._POOL[2]._processes, flush=True)\n"
+        "    import time; time.sleep(60)\n"
+    )
+    script = tmp_path / "parent.py"
+    script.write_text(code)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        workers = [int(p) for p in parent.stdout.readline().split()]
+        assert len(workers) == 2 and all(_alive(p) for p in workers)
+    finally:
+        parent.kill()
+        parent.wait()
+    wait_until(lambda: not any(_alive(p) for p in workers), timeout=5, what="workers gone")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _no_pool_left() -> Any:
+    yield
+    analysis.shutdown()
+    time.sleep(0)
