@@ -19,6 +19,7 @@ import email.message
 import hashlib
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import threading
 import time
@@ -221,6 +222,11 @@ def _pool(workers: int) -> ProcessPoolExecutor:
             pool = _POOL[workers] = ProcessPoolExecutor(
                 max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_worker_init, initargs=(os.getpid(),))
+            # In a process that is itself a multiprocessing child, exiting joins every
+            # child process: stop the workers first, or that join waits forever. Before
+            # the pool's own queues are closed (their finalizers run at priority 10).
+            multiprocessing.util.Finalize(pool, pool.shutdown, kwargs={"cancel_futures": True},
+                                          exitpriority=100)
         return pool
 
 

@@ -12,7 +12,7 @@ from sqlmodel import Session
 from mailbot import references, sla, writes
 from mailbot.app import App
 from mailbot.config import BrandConfig
-from mailbot.models import Case, Event, Message, StoredMessage, utcnow
+from mailbot.models import Case, Event, Message, StoredMessage, construct, utcnow
 
 STATUSES = ("new", "acknowledged", "in_progress", "waiting_customer", "answered", "closed", "reexamination")
 
@@ -52,8 +52,8 @@ def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email:
     # The counter row is locked by next_seq until commit (database lock on SQLite,
     # row lock on PostgreSQL), so the number is ours: no retry loop needed.
     seq = references.next_seq(session, brand.key, year)
-    case = Case(
-        ref=references.format_ref(brand.prefix, year, seq),
+    case = construct(
+        Case, ref=references.format_ref(brand.prefix, year, seq),
         brand=brand.key, year=year, seq=seq, channel=channel,
         category=category or brand.default_category,
         priority="urgent" if urgent else "normal", tier=tier,

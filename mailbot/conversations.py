@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, insert
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from mailbot import blobs, responses, writes
 from mailbot.agent_mail import handle_agent_mail
@@ -73,16 +73,33 @@ def mark_failing(session: Session, address: str, reason: str, at: datetime) -> N
         session.add(row)
 
 
-_CLEAR_FAILING = delete(FailingRecipient).where(FailingRecipient.address == bindparam("a"))
+_CLEAR_FAILING = delete(FailingRecipient).where(
+    col(FailingRecipient.address).in_(bindparam("a", expanding=True)))
 
 
 def clear_failing(session: Session, address: str) -> None:
     """The address wrote to us: it works again."""
-    if address:
-        if any(isinstance(o, FailingRecipient) for o in (*session.new, *session.dirty)):
-            session.flush()  # one marked failing earlier in this transaction (IMAP batches)
-        session.connection().execute(_CLEAR_FAILING, {"a": address.lower()})
-        session.info.setdefault("cleared_failing", set()).add(address.lower())
+    addr = address.lower()
+    if not addr:
+        return
+    pending = any(isinstance(o, FailingRecipient) for o in (*session.new, *session.dirty))
+    if addr in session.info.get("cleared_failing", ()) and not pending:
+        return  # cleared for the whole batch already (`prepare_batch`)
+    if pending:
+        session.flush()  # one marked failing earlier in this transaction (IMAP batches)
+    session.connection().execute(_CLEAR_FAILING, {"a": [addr]})
+    session.info.setdefault("cleared_failing", set()).add(addr)
+
+
+def prepare_batch(session: Session, app: App, customers: Sequence[str]) -> None:
+    """What every customer mail of a batch needs, in one statement each instead of one
+    per mail: their addresses work again, and their recent acknowledgements counted."""
+    addrs = sorted({a.lower() for a in customers if a})
+    if not addrs:
+        return
+    session.connection().execute(_CLEAR_FAILING, {"a": addrs})
+    session.info["cleared_failing"] = set(addrs)
+    responses.prefetch_ack_counts(session, app, addrs)
 
 
 def _open(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, route: BrandRoute,

@@ -27,7 +27,7 @@ from mailbot import analysis, blobs, db, writes
 from mailbot.analysis import Analysis, Received, content_fingerprint, dedupe_key
 from mailbot.app import App
 from mailbot.classify import Verdict, classify
-from mailbot.conversations import handle_automatic, handle_customer
+from mailbot.conversations import handle_automatic, handle_customer, prepare_batch
 from mailbot.extract import Extracted
 from mailbot.models import Inbound, InboundRow, Quarantine
 from mailbot.parsing import ParsedMail
@@ -176,6 +176,8 @@ def _commit_many(app: App, works: list[_Work]) -> list[IngestResult]:
     try:
         with db.session_scope(app.engine) as session, writes.deferring(session):
             _prefetch_known(session, works)
+            prepare_batch(session, app, [w.parsed.from_addr for w in works if w.parsed is not None
+                                         and w.verdict is not None and not w.verdict.automatic])
             for w in works:
                 w.results = [_record(session, app, w)]
         return [w.results[0] for w in works]

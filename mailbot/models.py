@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -42,6 +42,21 @@ class Inbound(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow)
     outcome: str = Field(max_length=40)  # case | followup | automatic | quarantined | ignored
     reason: str = Field(default="", max_length=1000)
+
+
+T = TypeVar("T", bound=SQLModel)
+
+
+def construct(cls: type[T], **values: Any) -> T:
+    """A table object built as the ORM builds one it loads from a row: the given values
+    and the fields' defaults, without pydantic validation (which costs as much as the
+    INSERT). For hot paths that pass values of the right types."""
+    obj = cls._sa_class_manager.new_instance()  # type: ignore[attr-defined]
+    for name, field in cls.model_fields.items():
+        obj.__dict__[name] = values.pop(name) if name in values else field.get_default(call_default_factory=True)
+    if values:
+        raise TypeError(f"{cls.__name__} has no field(s) {', '.join(values)}")
+    return obj
 
 
 @dataclass

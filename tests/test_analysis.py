@@ -134,6 +134,31 @@ def test_workers_leave_when_their_parent_is_killed(tmp_path: Path) -> None:
     wait_until(lambda: not any(_alive(p) for p in workers), timeout=5, what="workers gone")
 
 
+def _child_uses_workers(config_path: str) -> None:
+    from mailbot.config import load_config
+
+    cfg = load_config(config_path)
+    analysis.warm_up(cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"workers": 1})}))
+    assert analysis._POOL, "no worker started"
+
+
+def test_a_multiprocessing_child_with_workers_still_exits() -> None:
+    """A process that is itself a multiprocessing child (bench instances, a supervisor)
+    joins its children when it ends: the workers must be stopped before that join."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(
+        target=_child_uses_workers, args=(str(ROOT / "config.toml"),))
+    child.start()
+    child.join(timeout=30)
+    try:
+        assert child.exitcode == 0, f"child still running or failed: {child.exitcode}"
+    finally:
+        if child.exitcode is None:
+            child.kill()
+            child.join()
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:

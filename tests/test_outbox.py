@@ -18,7 +18,7 @@ from sqlmodel import col, select
 
 from mailbot import db
 from mailbot.app import App
-from mailbot.ingest import Outcome, ingest
+from mailbot.ingest import Outcome, Received, ingest, ingest_batch
 from mailbot.models import Case, Event, Outbox
 from mailbot.outbox import dispatch
 from tests.conftest import Clock
@@ -139,6 +139,39 @@ def test_100_mails_from_one_sender_in_an_hour_give_at_most_ack_limit_acks(make_a
     clock.now += timedelta(hours=1)  # a new window
     ingest(app, mail(message_id="<later@example.org>"), "smtp")
     assert len(rows(app, "acknowledgement")) == 4
+
+
+def test_a_flood_in_one_imap_batch_gets_at_most_ack_limit_acks(make_app: Callable[..., App],
+                                                                clock: Clock) -> None:
+    """The batch path counts acknowledgements once for the whole batch plus those it
+    queues itself: two earlier ones, then 10 mails in one batch, limit 3 → one more."""
+    app = make_app(limits={"ack_limit": 3})
+    for i in range(2):
+        ingest(app, mail(message_id=f"<before-{i}@example.org>", subject=f"Plainte {i}"), "smtp")
+    clock.now += timedelta(minutes=5)
+    batch = [Received(mail(message_id=f"<batch-{i}@example.org>", subject=f"Relance {i}"), "imap:x")
+             for i in range(10)]
+    other = Received(mail(frm="autre@example.org", message_id="<other@example.org>"), "imap:x")
+    results = ingest_batch(app, [*batch[:5], other, *batch[5:]])
+    assert all(r.outcome is Outcome.CASE_OPENED for r in results)
+    acks = rows(app, "acknowledgement")
+    assert sorted(r.to_addr for r in acks).count("marie.dupont@example.org") == 3
+    assert [r.to_addr for r in acks].count("autre@example.org") == 1
+    with db.session_scope(app.engine) as s:
+        assert len(s.exec(select(Event).where(Event.type == "ack_suppressed")).all()) == 9
+
+
+def test_a_sender_marked_failing_is_cleared_when_it_writes_in_a_batch(app: App) -> None:
+    from mailbot.conversations import mark_failing
+    from mailbot.models import FailingRecipient
+
+    with db.session_scope(app.engine) as s:
+        mark_failing(s, "marie.dupont@example.org", "bounced", app.now())
+    ingest_batch(app, [Received(mail(message_id=f"<b-{i}@example.org>", subject=f"P {i}"), "imap:x")
+                       for i in range(3)])
+    with db.session_scope(app.engine) as s:
+        assert s.get(FailingRecipient, "marie.dupont@example.org") is None
+    assert len(rows(app, "acknowledgement")) == 3
 
 
 def test_two_autoresponders_do_not_loop(app: App) -> None:
