@@ -7,10 +7,9 @@ transaction.
 
 Batches (IMAP, `mailbot import`) can be analysed in worker processes
 (`[ingest] workers`) while the previous batch is being written: `submit`
-returns at once, `Pending.result()` waits, and takes back (analyses itself)
-what no worker has started yet. The SMTP listener offloads single mails the
-same way (`min_batch=1`); `mailbot ingest` and quarantine retries analyse
-in-process. A worker that dies takes nothing with it: the batch is analysed
+returns at once, `Pending.result()` waits. Single mails (SMTP, pipe) are
+analysed in the calling process: a round trip to a worker would only add
+latency. A worker that dies takes nothing with it: the batch is analysed
 again in the calling process.
 """
 
@@ -177,12 +176,12 @@ def worker_count(config: Config) -> int:
     return wanted
 
 
-def submit(config: Config, items: Sequence[Received], min_batch: int = MIN_BATCH_FOR_WORKERS) -> Pending:
+def submit(config: Config, items: Sequence[Received]) -> Pending:
     """Start analysing a batch; in workers when it is worth it. Only workers extract
     the facts ahead (for every brand addressed); in this process that is left to
     ingest, which needs them only when a case is opened."""
     workers = worker_count(config)
-    if workers == 0 or len(items) < min_batch or any(
+    if workers == 0 or len(items) < MIN_BATCH_FOR_WORKERS or any(
             len(it.raw) > MAX_RAW_FOR_WORKERS for it in items):
         return Pending(config, items, done=[analyse(config, it) for it in items])
     try:

@@ -112,10 +112,6 @@ class Daemon:
 
             server, handler = await start_listener(self.app, self.executor)
         self._start_pollers()
-        # Analysis workers (mailbot.analysis): started now, so a backlog waiting at
-        # start-up does not wait for them.
-        threading.Thread(target=analysis.warm_up, args=(self.app.config,), name="analysis-warm-up",
-                         daemon=True).start()
         sched = start_scheduler(self.app)
         metrics = self._start_http()
         log.info("ready", extra={"smtp_port": server.sockets[0].getsockname()[1] if server else None,
@@ -151,6 +147,10 @@ class Daemon:
             poller = ImapPoller(self.app, cfg)
             poller.start()
             self.pollers.append(poller)
+        # Analysis workers for IMAP batches: started now, so a backlog waiting at start-up
+        # does not wait for them (mailbot.analysis).
+        threading.Thread(target=analysis.warm_up, args=(self.app.config,), name="analysis-warm-up",
+                         daemon=True).start()
 
     def _start_http(self) -> Any:
         if not self.app.config.http.enabled:

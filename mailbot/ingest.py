@@ -83,11 +83,10 @@ class _Work:
 
 def ingest(app: App, raw: bytes, source: str, *, envelope_from: str | None = None,
            envelope_to: Sequence[str] = (), received_at: datetime | None = None,
-           mailbox_brand: str | None = None, offload: bool = False) -> IngestResult:
-    """Record one raw mail; see the module docstring for the guarantees. `offload`: analyse
-    it in a worker process when one is free (a listener serving many sessions at once)."""
+           mailbox_brand: str | None = None) -> IngestResult:
+    """Record one raw mail; see the module docstring for the guarantees."""
     item = Received(raw, source, envelope_from, tuple(envelope_to), received_at, mailbox_brand)
-    return record(app, prepare(app, [item], min_batch=1 if offload else analysis.MIN_BATCH_FOR_WORKERS))[0]
+    return ingest_batch(app, [item])[0]
 
 
 def ingest_batch(app: App, items: Sequence[Received]) -> list[IngestResult]:
@@ -110,13 +109,12 @@ def ingest_stream(app: App, batches: Iterable[Sequence[Received]]
         yield pending.items, record(app, pending)
 
 
-def prepare(app: App, items: Sequence[Received],
-            min_batch: int = analysis.MIN_BATCH_FOR_WORKERS) -> analysis.Pending:
+def prepare(app: App, items: Sequence[Received]) -> analysis.Pending:
     """Start the CPU half of ingesting a batch (in worker processes when configured):
     a channel can fetch the next batch, or write the previous one, meanwhile."""
     now = app.now()
     stamped = [it if it.received_at else replace(it, received_at=now) for it in items]
-    return analysis.submit(app.config, stamped, min_batch)
+    return analysis.submit(app.config, stamped)
 
 
 def record(app: App, pending: analysis.Pending) -> list[IngestResult]:

@@ -73,7 +73,7 @@ class IngestHandler:
 
     def _ingest(self, raw: bytes, mail_from: str | None, rcpts: list[str]) -> IngestResult:
         return ingest(self.app, raw, "smtp", envelope_from=mail_from if mail_from is not None else None,
-                      envelope_to=rcpts, offload=True)
+                      envelope_to=rcpts)
 
     def _per_rcpt(self, envelope: Envelope, line: str) -> str:
         if not self.lmtp:
