@@ -174,6 +174,7 @@ BROKEN: list[Any] = [
     pytest.param(_del("brands", 0, "addresses"), "brands[0].addresses", ["required"], id="missing-key"),
     pytest.param(_set("abc", "smtp", "port"), "smtp.port", ["integer", "'abc'"], id="wrong-type"),
     pytest.param(_set(25, "smtp", "prot"), "smtp.prot", ["unknown key"], id="unknown-key"),
+    pytest.param(_set(100, "ingest", "workers"), "ingest.workers", ["64"], id="too-many-workers"),
     pytest.param(_set("Europe/Pariss", "brands", 0, "timezone"), "brands[0].timezone",
                  ["timezone", "Europe/Pariss"], id="bad-timezone"),
     pytest.param(_set("complex", "brands", 1, "categories", 0, "tier"), "brands[1].categories[0].tier",
