@@ -159,13 +159,21 @@ class Pending:
             chunks = [self.items[i:i + CHUNK] for i in range(0, len(self.items), CHUNK)]
             local = {i: [analyse(self.config, it, with_facts=True) for it in chunks[i]]
                      for i in reversed(range(len(futures))) if futures[i].cancel()}
-            try:
-                self._done = [a for i, f in enumerate(futures) for a in (local.get(i) or f.result())]
-            except BrokenProcessPool:
-                log.error("an analysis worker died; analysing the batch here")
-                _reset_pool()
-                self._done = [analyse(self.config, it) for it in self.items]
+            self._done = [a for i, f in enumerate(futures)
+                          for a in (local[i] if i in local else self._collect(f, chunks[i]))]
         return self._done
+
+    def _collect(self, future: Future[list[Analysis]], chunk: Sequence[Received]) -> list[Analysis]:
+        """A chunk's result from its worker; if that fails (the worker died, a result
+        could not be sent back), the chunk is analysed here: nothing is lost or stuck."""
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            log.error("an analysis worker died; analysing its mails here")
+            _reset_pool()
+        except Exception:
+            log.exception("an analysis worker failed; analysing its mails here")
+        return [analyse(self.config, it) for it in chunk]
 
 
 def worker_count(config: Config) -> int:

@@ -90,6 +90,20 @@ def _second_app(app: Any, workers: int) -> Any:
     return App.open(cfg, upgrade=True, clock=app.clock)
 
 
+def test_a_result_a_worker_cannot_send_back_is_analysed_here(tmp_path: Path) -> None:
+    """E.g. a header object that does not pickle: the chunk is redone in this process
+    instead of failing the batch again and again (which would leave it in the mailbox)."""
+    from concurrent.futures import Future
+
+    cfg = make_config(tmp_path)
+    items = [Received(it.raw, it.source, received_at=make_config_time()) for it in _items(3)]
+    failed: Future[list[analysis.Analysis]] = Future()
+    failed.set_exception(TypeError("cannot pickle 'Header' object"))
+    results = analysis.Pending(cfg, items, futures=[failed]).result()
+    assert [r.dedupe_key for r in results] == [analysis.analyse(cfg, it).dedupe_key for it in items]
+    assert all(r.parsed is not None and r.analysed_by == os.getpid() for r in results)
+
+
 def test_a_worker_that_dies_loses_no_mail(make_app: Any) -> None:
     app = make_app(ingest={"workers": 1})
     analysis.warm_up(app.config)
