@@ -290,6 +290,39 @@ def test_connection_dropped_mid_batch_loses_and_duplicates_nothing(
     assert sorted(set(message_ids_in(d, cfg.username, "Processed"))) == appended
 
 
+def test_a_batch_fetched_ahead_is_not_touched_when_the_one_before_fails(
+        make_app: Callable[..., App], dovecot_fresh: Dovecot, mailbox, pollers, monkeypatch) -> None:
+    """The poller fetches (and analyses, in a worker) batch k+1 before it commits batch
+    k. When the commit of batch 2 fails, batches 2 and 3 stay in the INBOX, unseen; only
+    batch 1, committed, was moved. The next pass records them, each once."""
+    app = make_app(ingest={"workers": 1})
+    d = dovecot_fresh
+    cfg = mailbox(d, batch_size=20)
+    d.append_many(cfg.username, [complaint(i) for i in range(60)])
+    real, calls = imap_module.record, []
+
+    def record_failing_second(app_: App, pending: Any) -> list:
+        calls.append(len(pending.items))
+        if len(calls) == 2:
+            raise TemporaryFailure("database unavailable (test)")
+        return real(app_, pending)
+
+    monkeypatch.setattr(imap_module, "record", record_failing_second)
+    poller = pollers(app, cfg)
+    with pytest.raises(TemporaryFailure):
+        poller.poll_once()
+    assert calls == [20, 20]  # batch 3 was fetched ahead, never recorded
+    assert count(app, Inbound) == 20
+    assert d.folder_count(cfg.username, "Processed") == 20
+    left = d.fetch_flags(cfg.username)
+    assert len(left) == 40 and all(flags == () for flags in left.values())
+
+    monkeypatch.setattr(imap_module, "record", real)
+    assert poller.poll_once() == 40
+    assert count(app, Inbound) == 60 and len(cases(app)) == 60
+    assert d.uids(cfg.username) == [] and d.folder_count(cfg.username, "Processed") == 60
+
+
 @SQLITE_ONLY
 def test_connection_lost_between_commit_and_move(app: App, dovecot_fresh: Dovecot, mailbox,
                                                  pollers, monkeypatch) -> None:
