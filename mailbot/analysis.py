@@ -173,7 +173,13 @@ class Pending:
             _reset_pool()
         except Exception:
             log.exception("an analysis worker failed; analysing its mails here")
-        return [analyse(self.config, it) for it in chunk]
+        return _here(self.config, chunk)
+
+
+def _here(config: Config, items: Sequence[Received]) -> list[Analysis]:
+    """Analysis in this process (facts are left to ingest, which needs them only for a
+    new case)."""
+    return [analyse(config, it) for it in items]
 
 
 def worker_count(config: Config) -> int:
@@ -191,7 +197,7 @@ def submit(config: Config, items: Sequence[Received]) -> Pending:
     workers = worker_count(config)
     if workers == 0 or len(items) < MIN_BATCH_FOR_WORKERS or any(
             len(it.raw) > MAX_RAW_FOR_WORKERS for it in items):
-        return Pending(config, items, done=[analyse(config, it) for it in items])
+        return Pending(config, items, done=_here(config, items))
     try:
         pool = _pool(workers)
         futures = [pool.submit(_analyse_chunk, config, items[i:i + CHUNK])
@@ -199,7 +205,7 @@ def submit(config: Config, items: Sequence[Received]) -> Pending:
     except (BrokenProcessPool, RuntimeError, OSError) as exc:
         log.error("analysis workers unavailable (%s); analysing here", exc)
         _reset_pool()
-        return Pending(config, items, done=[analyse(config, it) for it in items])
+        return Pending(config, items, done=_here(config, items))
     return Pending(config, items, futures=futures)
 
 

@@ -24,8 +24,6 @@ def log_event(session: Session, case: Case | None, type_: str, *, actor: str = "
               at: datetime | None = None, **data: Any) -> None:
     """Append one line to the audit trail (a prepared INSERT in the caller's transaction:
     several per mail, so no ORM object; deferred in ingest batches, see mailbot.writes)."""
-    if case is not None and case.id is None:
-        session.flush()
     writes.write(session, _INSERT_EVENT, {"case_id": case.id if case else None, "type": type_,
                                           "actor": actor[:500], "data": data, "at": at or utcnow()})
 
@@ -93,17 +91,15 @@ def add_message(session: Session, case: Case, *, direction: str, kind: str, mess
                 subject: str, from_addr: str, from_name: str = "", body_text: str = "",
                 sent_at: datetime | None = None, inbound_id: int | None = None,
                 route_signal: str = "", route_detail: str = "") -> StoredMessage:
-    """One prepared INSERT (at least one per mail received, so no ORM object)."""
-    if case.id is None:
-        session.flush()
-    assert case.id is not None
+    """One prepared INSERT (at least one per mail received, so no ORM object). Every case
+    has its id from `open_case` on."""
     new_id = session.connection().execute(_INSERT_MESSAGE, {
         "case_id": case.id, "inbound_id": inbound_id, "direction": direction, "kind": kind,
         "message_id": message_id, "subject": subject[:1000], "from_addr": from_addr[:500],
         "from_name": from_name[:500], "body_text": body_text, "sent_at": sent_at, "created_at": utcnow(),
         "route_signal": route_signal, "route_detail": route_detail[:1000],
     }).scalar_one()
-    return StoredMessage(id=int(new_id), case_id=case.id)
+    return StoredMessage(id=int(new_id))
 
 
 _INSERT_SENT = insert(Message)
@@ -113,8 +109,6 @@ def note_outgoing(session: Session, case: Case, *, kind: str, message_id: str, f
                   from_name: str, sent_at: datetime) -> None:
     """Record a mail we send on the case's thread, so replies to it find the case (no id
     is needed back: deferred in ingest batches, see mailbot.writes)."""
-    if case.id is None:
-        session.flush()
     writes.write(session, _INSERT_SENT, {
         "case_id": case.id, "inbound_id": None, "direction": "out", "kind": kind, "message_id": message_id,
         "subject": "", "from_addr": from_addr[:500], "from_name": from_name[:500], "body_text": "",

@@ -80,12 +80,9 @@ _CLEAR_FAILING = delete(FailingRecipient).where(
 def clear_failing(session: Session, address: str) -> None:
     """The address wrote to us: it works again."""
     addr = address.lower()
-    if not addr:
-        return
-    pending = any(isinstance(o, FailingRecipient) for o in (*session.new, *session.dirty))
-    if addr in session.info.get("cleared_failing", ()) and not pending:
-        return  # cleared for the whole batch already (`prepare_batch`)
-    if pending:
+    if not addr or addr in session.info.get("cleared_failing", ()):
+        return  # cleared earlier in this transaction, and not marked failing since
+    if any(isinstance(o, FailingRecipient) for o in (*session.new, *session.dirty)):
         session.flush()  # one marked failing earlier in this transaction (IMAP batches)
     session.connection().execute(_CLEAR_FAILING, {"a": [addr]})
     session.info.setdefault("cleared_failing", set()).add(addr)

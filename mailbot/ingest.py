@@ -24,17 +24,15 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from mailbot import analysis, blobs, db, writes
-from mailbot.analysis import Analysis, Received, content_fingerprint, dedupe_key
+from mailbot.analysis import Analysis, Received
 from mailbot.app import App
 from mailbot.classify import Verdict, classify
 from mailbot.conversations import handle_automatic, handle_customer, prepare_batch
-from mailbot.extract import Extracted
 from mailbot.models import Inbound, InboundRow, Quarantine
-from mailbot.parsing import ParsedMail
 from mailbot.routing import route_brands
 
-__all__ = ["IngestResult", "Outcome", "Received", "TemporaryFailure", "content_fingerprint", "dedupe_key",
-           "ingest", "ingest_batch", "ingest_stream", "prepare", "record"]
+__all__ = ["IngestResult", "Outcome", "Received", "TemporaryFailure", "ingest", "ingest_batch",
+           "ingest_stream", "prepare", "record"]
 
 log = logging.getLogger("mailbot.ingest")
 
@@ -68,17 +66,8 @@ class IngestResult:
 @dataclass
 class _Work:
     item: Received
-    digest: str
-    parsed: ParsedMail | None
-    parse_error: str | None
-    dedupe_key: str
-    verdict: Verdict | None = None
-    facts: dict[str, Extracted] = field(default_factory=dict)
+    a: Analysis  # what mailbot.analysis found
     results: list[IngestResult] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, item: Received, a: Analysis) -> _Work:
-        return cls(item, a.digest, a.parsed, a.parse_error, a.dedupe_key, a.verdict, a.facts)
 
 
 def ingest(app: App, raw: bytes, source: str, *, envelope_from: str | None = None,
@@ -119,7 +108,7 @@ def prepare(app: App, items: Sequence[Received]) -> analysis.Pending:
 
 def record(app: App, pending: analysis.Pending) -> list[IngestResult]:
     """Write an analysed batch in one transaction; returns once it is committed."""
-    works = [_Work.of(it, a) for it, a in zip(pending.items, pending.result(), strict=True)]
+    works = [_Work(it, a) for it, a in zip(pending.items, pending.result(), strict=True)]
     try:
         return _commit_with_retries(app, works)
     except db.TRANSIENT_DB_ERRORS as exc:
@@ -153,12 +142,12 @@ def _is_retryable(exc: BaseException) -> bool:
 
 
 def _duplicate(work: _Work) -> list[IngestResult]:
-    return [IngestResult(Outcome.DUPLICATE, "recorded concurrently", None, (), work.digest)]
+    return [IngestResult(Outcome.DUPLICATE, "recorded concurrently", None, (), work.a.digest)]
 
 
 def _already_recorded(app: App, work: _Work) -> bool:
     with db.session_scope(app.engine) as session:
-        return session.exec(select(Inbound.id).where(Inbound.dedupe_key == work.dedupe_key)).first() is not None
+        return session.exec(select(Inbound.id).where(Inbound.dedupe_key == work.a.dedupe_key)).first() is not None
 
 
 def _commit(app: App, works: list[_Work]) -> list[IngestResult]:
@@ -176,8 +165,8 @@ def _commit_many(app: App, works: list[_Work]) -> list[IngestResult]:
     try:
         with db.session_scope(app.engine) as session, writes.deferring(session):
             _prefetch_known(session, works)
-            prepare_batch(session, app, [w.parsed.from_addr for w in works if w.parsed is not None
-                                         and w.verdict is not None and not w.verdict.automatic])
+            prepare_batch(session, app, [w.a.parsed.from_addr for w in works if w.a.parsed is not None
+                                         and w.a.verdict is not None and not w.a.verdict.automatic])
             for w in works:
                 w.results = [_record(session, app, w)]
         return [w.results[0] for w in works]
@@ -243,7 +232,7 @@ def _is_transient_one(exc: BaseException) -> bool:
 
 
 def _quarantine_after_error(session: Session, app: App, work: _Work, exc: BaseException) -> None:
-    log.exception("ingest failed, quarantining sha256=%s", work.digest[:12])
+    log.exception("ingest failed, quarantining sha256=%s", work.a.digest[:12])
     reason = f"internal error while handling: {type(exc).__name__}: {str(exc)[:300]}"
     work.results[:] = [_quarantine(session, app, work, reason, key_suffix="|error")]
 
@@ -256,40 +245,40 @@ _FIND_INBOUNDS = select(Inbound.dedupe_key, Inbound.id).where(
 def _prefetch_known(session: Session, works: list[_Work]) -> None:
     """One query for the whole batch instead of one per mail; `_inbound` adds each key
     it writes, so a mail twice in one batch is still recorded once."""
-    keys = sorted({w.dedupe_key for w in works})
+    keys = sorted({w.a.dedupe_key for w in works})
     session.info["known_inbound"] = dict(session.connection().execute(_FIND_INBOUNDS, {"keys": keys}).all())
 
 
 def _record(session: Session, app: App, work: _Work) -> IngestResult:
     known = session.info.get("known_inbound")
     if known is not None:  # the batch's keys were looked up at once
-        existing = known.get(work.dedupe_key)
+        existing = known.get(work.a.dedupe_key)
     else:
-        existing = session.connection().execute(_FIND_INBOUND, {"k": work.dedupe_key}).scalar()
+        existing = session.connection().execute(_FIND_INBOUND, {"k": work.a.dedupe_key}).scalar()
     if existing is not None:
         return IngestResult(Outcome.DUPLICATE, f"already recorded as inbound #{existing}", existing,
-                            (), work.digest)
-    if work.parsed is None:
-        return _quarantine(session, app, work, f"unparseable: {work.parse_error}")
-    parsed, item = work.parsed, work.item
+                            (), work.a.digest)
+    if work.a.parsed is None:
+        return _quarantine(session, app, work, f"unparseable: {work.a.parse_error}")
+    parsed, item = work.a.parsed, work.item
     routes = route_brands(app.config, parsed, item.envelope_to, item.mailbox_brand)
     if not routes:
         return _quarantine(session, app, work, "no brand address among the recipients")
-    verdict = work.verdict or classify(parsed.message, envelope_from=item.envelope_from,
+    verdict = work.a.verdict or classify(parsed.message, envelope_from=item.envelope_from,
                                        own_addresses=app.config.own_addresses)
     inbound = _inbound(session, app, work, "pending", verdict.reason)
     received_at = item.received_at or app.now()
     if verdict.kind == "own":
         _finish(session, inbound, "own")
-        return IngestResult(Outcome.OWN, verdict.reason, inbound.id, (), work.digest)
+        return IngestResult(Outcome.OWN, verdict.reason, inbound.id, (), work.a.digest)
     if verdict.automatic:
         refs = handle_automatic(session, app, inbound, parsed, routes, verdict, received_at)
         _finish(session, inbound, "automatic")
-        return IngestResult(Outcome.AUTOMATIC, verdict.reason, inbound.id, refs, work.digest)
-    opened, refs = handle_customer(session, app, inbound, parsed, routes, received_at, work.facts)
+        return IngestResult(Outcome.AUTOMATIC, verdict.reason, inbound.id, refs, work.a.digest)
+    opened, refs = handle_customer(session, app, inbound, parsed, routes, received_at, work.a.facts)
     _finish(session, inbound, "case" if opened else "followup")
     outcome = Outcome.CASE_OPENED if opened else Outcome.FOLLOWUP
-    return IngestResult(outcome, _why(verdict, routes), inbound.id, refs, work.digest)
+    return IngestResult(outcome, _why(verdict, routes), inbound.id, refs, work.a.digest)
 
 
 def _why(verdict: Verdict, routes: Sequence) -> str:
@@ -310,20 +299,19 @@ _FINISH_INBOUND = update(Inbound).where(Inbound.id == bindparam("row_id")).value
 def _inbound(session: Session, app: App, work: _Work, outcome: str, reason: str,
              key_suffix: str = "") -> InboundRow:
     """The raw blob and the `inbound` row (prepared statements: one per mail received)."""
-    blobs.put(session, work.item.raw, work.digest)
+    blobs.put(session, work.item.raw, work.a.digest)
     row = InboundRow(id=0, source=_no_nul(work.item.source)[:200],
-                     envelope_to=[_no_nul(a) for a in work.item.envelope_to], outcome=outcome,
-                     reason=_no_nul(reason)[:1000])
+                     envelope_to=[_no_nul(a) for a in work.item.envelope_to], reason=_no_nul(reason)[:1000])
     row.id = int(session.connection().execute(_INSERT_INBOUND, {
-        "dedupe_key": work.dedupe_key + key_suffix,
-        "message_id": work.parsed.message_id if work.parsed else None,
-        "sha256": work.digest, "source": row.source,
+        "dedupe_key": work.a.dedupe_key + key_suffix,
+        "message_id": work.a.parsed.message_id if work.a.parsed else None,
+        "sha256": work.a.digest, "source": row.source,
         "envelope_from": _no_nul(work.item.envelope_from or "")[:500] or None,
         "envelope_to": row.envelope_to, "outcome": outcome, "reason": row.reason,
         "received_at": work.item.received_at or app.now(),
     }).scalar_one())
     if "known_inbound" in session.info:
-        session.info["known_inbound"][work.dedupe_key + key_suffix] = row.id
+        session.info["known_inbound"][work.a.dedupe_key + key_suffix] = row.id
     return row
 
 
@@ -335,7 +323,7 @@ def _finish(session: Session, inbound: InboundRow, outcome: str) -> None:
 
 def _quarantine(session: Session, app: App, work: _Work, reason: str, key_suffix: str = "") -> IngestResult:
     inbound = _inbound(session, app, work, "quarantined", reason, key_suffix)
-    session.add(Quarantine(inbound_id=inbound.id, sha256=work.digest, source=inbound.source,
+    session.add(Quarantine(inbound_id=inbound.id, sha256=work.a.digest, source=inbound.source,
                            envelope_to=list(inbound.envelope_to), reason=_no_nul(reason)[:2000]))
     log.warning("quarantined inbound=%s reason=%s", inbound.id, reason[:200])
-    return IngestResult(Outcome.QUARANTINED, reason, inbound.id, (), work.digest)
+    return IngestResult(Outcome.QUARANTINED, reason, inbound.id, (), work.a.digest)

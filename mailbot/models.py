@@ -62,12 +62,12 @@ def construct(cls: type[T], **values: Any) -> T:
 @dataclass
 class InboundRow:
     """An `inbound` row ingest has just written (a plain object: one per mail received, so
-    no ORM instance); `outcome` and `reason` are written back once the mail is handled."""
+    no ORM instance); its outcome, and `reason` if handling changed it, are written back
+    once the mail is handled."""
 
     id: int
     source: str
     envelope_to: list[str]
-    outcome: str
     reason: str
 
 
@@ -76,7 +76,6 @@ class StoredMessage:
     """A `messages` row just written: what the callers of `add_message` need of it."""
 
     id: int
-    case_id: int
 
 
 class Case(SQLModel, table=True):

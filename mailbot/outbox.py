@@ -41,8 +41,6 @@ def queue(session: Session, *, case: Case | None, kind: str, from_addr: str, to_
     first attempt. A prepared INSERT: this runs for every mail received (deferred in
     ingest batches, see mailbot.writes)."""
     now = now or utcnow()
-    if case is not None and case.id is None:
-        session.flush()  # the case must exist first (the message it is about already does)
     writes.write(session, INSERT, {
         "case_id": case.id if case else None, "kind": kind, "message_id": message_id,
         "dedupe_key": dedupe_key, "from_addr": from_addr, "to_addr": to_addr.lower(), "to_name": to_name[:500],

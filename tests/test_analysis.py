@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,13 @@ from sqlmodel import Session, col, select
 from bench.gen_mails import generate_bytes
 from mailbot import analysis
 from mailbot.analysis import Received
-from mailbot.ingest import Outcome, ingest_stream
+from mailbot.ingest import Outcome, ingest_batch, ingest_stream, prepare, record
 from mailbot.models import Case, Inbound
 from tests.conftest import ROOT, make_config
 from tests.procs import wait_until
 
 N = 60  # above MIN_BATCH_FOR_WORKERS, several chunks
+AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
 def _items(n: int = N) -> list[Received]:
@@ -47,7 +48,7 @@ def _drain(app: Any, items: list[Received], size: int = 20) -> list[Outcome]:
 
 def test_workers_analyse_in_other_processes_and_find_the_same(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, ingest={"workers": 2})
-    stamped = [Received(it.raw, it.source, received_at=make_config_time()) for it in _items()]
+    stamped = [Received(it.raw, it.source, received_at=AT) for it in _items()]
     pending = analysis.submit(cfg, stamped)
     in_workers = pending.result()
     here = [analysis.analyse(cfg, it, with_facts=True) for it in stamped]
@@ -59,12 +60,6 @@ def test_workers_analyse_in_other_processes_and_find_the_same(tmp_path: Path) ->
             h.parsed.subject, h.parsed.text, h.parsed.html, h.parsed.attachments)
         assert w.parsed.header("Message-ID") == h.parsed.header("Message-ID")  # headers travel back
         assert w.facts == h.facts and set(w.facts) == {"kalra-plus"}
-
-
-def make_config_time() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
 def test_cases_are_the_same_with_and_without_workers(make_app: Any) -> None:
@@ -96,7 +91,7 @@ def test_a_result_a_worker_cannot_send_back_is_analysed_here(tmp_path: Path) -> 
     from concurrent.futures import Future
 
     cfg = make_config(tmp_path)
-    items = [Received(it.raw, it.source, received_at=make_config_time()) for it in _items(3)]
+    items = [Received(it.raw, it.source, received_at=AT) for it in _items(3)]
     failed: Future[list[analysis.Analysis]] = Future()
     failed.set_exception(TypeError("cannot pickle 'Header' object"))
     results = analysis.Pending(cfg, items, futures=[failed]).result()
@@ -107,19 +102,17 @@ def test_a_result_a_worker_cannot_send_back_is_analysed_here(tmp_path: Path) -> 
 def test_a_worker_that_dies_loses_no_mail(make_app: Any) -> None:
     app = make_app(ingest={"workers": 1})
     analysis.warm_up(app.config)
-    pool = analysis._POOL[1]
-    victims = list(pool._processes)  # type: ignore[attr-defined] - the PIDs we started
+    victims = list(analysis._POOL[1]._processes)  # type: ignore[attr-defined] - the PIDs we started
     assert victims
-    items = _items(40)
-    first, second = items[:20], items[20:]
-    pending = analysis.submit(app.config, [Received(i.raw, i.source, received_at=app.now()) for i in first])
+    items = _items(60)
+    pending = prepare(app, items[:40])  # under way in the worker
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
-    outcomes = [r.outcome for _, rs in ingest_stream(app, [first, second]) for r in rs]
-    del pending
-    assert outcomes == [Outcome.CASE_OPENED] * 40
+    assert [r.outcome for r in record(app, pending)] == [Outcome.CASE_OPENED] * 40
+    # the next batch finds workers again (or is analysed here): nothing is stuck
+    assert [r.outcome for r in ingest_batch(app, items[40:])] == [Outcome.CASE_OPENED] * 20
     with Session(app.engine) as s:
-        assert len(s.exec(select(Inbound.id)).all()) == 40
+        assert len(s.exec(select(Inbound.id)).all()) == 60
 
 
 def test_workers_leave_when_their_parent_is_killed(tmp_path: Path) -> None:
@@ -185,4 +178,3 @@ def _alive(pid: int) -> bool:
 def _no_pool_left() -> Any:
     yield
     analysis.shutdown()
-    time.sleep(0)
