@@ -41,10 +41,11 @@ import email.parser
 import email.utils
 import logging
 import re
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from email.header import Header, decode_header, make_header
 from enum import StrEnum
+from functools import cached_property, lru_cache
 
 __all__ = ["Kind", "Verdict", "classify", "RULES"]
 
@@ -99,6 +100,9 @@ def _decode_bytes(raw: bytes, charset: str | None) -> str:
     return raw.decode("latin-1")
 
 
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
 def _decode(value: object) -> str:
     """Header value (str, Header, anything) as text; RFC 2047 words decoded."""
     try:
@@ -117,7 +121,7 @@ def _decode(value: object) -> str:
                     text = str(make_header(decode_header(text)))
                 except Exception:  # noqa: BLE001 - keep the raw text
                     pass
-        if any("\udc80" <= ch <= "\udcff" for ch in text):  # raw 8-bit bytes (compat32)
+        if _SURROGATE.search(text):  # raw 8-bit bytes (compat32)
             raw = text.encode("utf-8", "surrogateescape")
             try:
                 text = raw.decode("utf-8")
@@ -150,10 +154,23 @@ def _has_header(msg: email.message.Message, name: str) -> bool:
         return False
 
 
+@lru_cache(maxsize=1024)
+def _parseaddr_cached(value: str) -> tuple[str, str]:
+    return email.utils.parseaddr(value)
+
+
+def _parseaddr(value: str) -> tuple[str, str]:
+    """``email.utils.parseaddr``, remembered for short values: the same From and own
+    addresses are parsed by several rules, and again for every mail."""
+    if len(value) > 500:  # a hostile header is parsed, not kept
+        return email.utils.parseaddr(value)
+    return _parseaddr_cached(value)
+
+
 def _address(value: str) -> str:
     """The bare lower-case address of a header value ("" when none)."""
     try:
-        addr = email.utils.parseaddr(value)[1]
+        addr = _parseaddr(value)[1]
     except Exception:  # noqa: BLE001
         addr = ""
     if not addr:
@@ -193,17 +210,21 @@ def _children(part: email.message.Message) -> list[email.message.Message]:
     return []
 
 
-def _parts(msg: email.message.Message) -> Iterator[email.message.Message]:
-    """The MIME parts of ``msg`` (itself included), not descending into attached
-    messages (message/rfc822) and bounded in number."""
+Part = tuple[email.message.Message, str]  # a MIME part and its lower-case content type
+
+
+def _parts(msg: email.message.Message) -> list[Part]:
+    """The MIME parts of ``msg`` (itself included) with their content types, not
+    descending into attached messages (message/rfc822) and bounded in number."""
+    parts: list[Part] = []
     stack = [msg]
-    seen = 0
-    while stack and seen < _MAX_PARTS:
+    while stack and len(parts) < _MAX_PARTS:
         part = stack.pop(0)
-        seen += 1
-        yield part
-        if _content_type(part).startswith("multipart/") or part is msg:
+        ctype = _content_type(part)
+        parts.append((part, ctype))
+        if ctype.startswith("multipart/") or part is msg:
             stack.extend(_children(part))
+    return parts
 
 
 def _part_text(part: email.message.Message) -> str:
@@ -231,9 +252,9 @@ def _part_text(part: email.message.Message) -> str:
         return payload[:_MAX_TEXT].decode("latin-1")
 
 
-def _attached_headers(part: email.message.Message) -> email.message.Message | None:
-    """Headers of the original carried by a message/rfc822 or text/rfc822-headers part."""
-    ctype = _content_type(part)
+def _attached_headers(part: email.message.Message, ctype: str) -> email.message.Message | None:
+    """Headers of the original carried by a message/rfc822 or text/rfc822-headers part
+    (``ctype``: its content type)."""
     if ctype in ("message/rfc822", "message/global"):
         inner = _children(part)
         if inner:
@@ -271,30 +292,78 @@ _REPLY_PREFIX = re.compile(r"^\s*(re|fwd?|tr|aw|wg|sv|vs|rv|enc|r)\s*(\[\d+\])?\
 
 @dataclass
 class _Mail:
-    """What the rules look at, computed lazily from the message."""
+    """What the rules look at, computed lazily from the message, each thing once:
+    the rules ask for the same headers and walk the same parts many times."""
 
     msg: email.message.Message
     envelope_from: str | None
     own: frozenset[str]
     _cache: dict[str, object] = field(default_factory=dict)
+    _decoded: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @cached_property
+    def _index(self) -> dict[str, list[object]] | None:
+        """The header values by lower-case name, as ``get_all`` returns them, read in one
+        pass (``get``/``get_all`` scan every header on each call). None when a header
+        cannot be read: each name is then looked up on its own, as ``_headers`` does."""
+        index: dict[str, list[object]] = {}
+        try:
+            for name, value in self.msg.items():
+                index.setdefault(name.lower(), []).append(value)
+        except Exception:  # noqa: BLE001
+            return None
+        return index
+
+    def headers(self, name: str) -> tuple[str, ...]:
+        """``_headers(self.msg, name)``, decoded once."""
+        key = name.lower()
+        values = self._decoded.get(key)
+        if values is None:
+            index = self._index
+            found = _headers(self.msg, name) if index is None else [_decode(v) for v in index.get(key, ())]
+            values = self._decoded[key] = tuple(found)
+        return values
+
+    def header(self, name: str) -> str:
+        """``_header(self.msg, name)``."""
+        values = self.headers(name)
+        return values[0] if values else ""
+
+    def has_header(self, name: str) -> bool:
+        """``_has_header(self.msg, name)``: ``get`` returns the first value."""
+        index = self._index
+        if index is None:
+            return _has_header(self.msg, name)
+        values = index.get(name.lower())
+        return bool(values) and values[0] is not None
+
+    @cached_property
+    def parts(self) -> list[Part]:
+        return _parts(self.msg)
+
+    @cached_property
+    def originals(self) -> list[email.message.Message]:
+        """The headers of the originals attached to the parts (``_attached_headers``)."""
+        found = (_attached_headers(part, ctype) for part, ctype in self.parts)
+        return [original for original in found if original is not None]
 
     @property
     def subject(self) -> str:
         if "subject" not in self._cache:
-            self._cache["subject"] = _header(self.msg, "Subject")
+            self._cache["subject"] = self.header("Subject")
         return str(self._cache["subject"])
 
     @property
     def from_addr(self) -> str:
         if "from_addr" not in self._cache:
-            self._cache["from_addr"] = _address(_header(self.msg, "From"))
+            self._cache["from_addr"] = _address(self.header("From"))
         return str(self._cache["from_addr"])
 
     @property
     def from_name(self) -> str:
         if "from_name" not in self._cache:
             try:
-                self._cache["from_name"] = email.utils.parseaddr(_header(self.msg, "From"))[0].lower()
+                self._cache["from_name"] = _parseaddr(self.header("From"))[0].lower()
             except Exception:  # noqa: BLE001
                 self._cache["from_name"] = ""
         return str(self._cache["from_name"])
@@ -304,7 +373,7 @@ class _Mail:
         """True when the return path is known to be empty (``<>``)."""
         env = self.envelope_from
         if env is None:
-            values = _headers(self.msg, "Return-Path")
+            values = self.headers("Return-Path")
             if not values:
                 return False
             env = values[-1]  # the one the final MTA added is first; any "<>" counts
@@ -317,8 +386,7 @@ class _Mail:
         """The first text parts at the top level (not inside attached messages)."""
         if "body" not in self._cache:
             texts: list[str] = []
-            for part in _parts(self.msg):
-                ctype = _content_type(part)
+            for part, ctype in self.parts:
                 if ctype.startswith("multipart/"):
                     if not _children(part):  # unparsable multipart (no boundary): raw text
                         texts.append(_part_text(part))
@@ -354,7 +422,7 @@ Rule = Callable[[_Mail], Verdict | None]
 
 def rule_loop_header(mail: _Mail) -> Verdict | None:
     """Our own loop marker header."""
-    if _has_header(mail.msg, "X-Mailbot-Loop"):
+    if mail.has_header("X-Mailbot-Loop"):
         return Verdict(Kind.OWN, "X-Mailbot-Loop header")
     return None
 
@@ -363,7 +431,7 @@ def rule_own_address(mail: _Mail) -> Verdict | None:
     """From / Sender / envelope sender is one of our own addresses."""
     if not mail.own:
         return None
-    candidates = [("From", mail.from_addr), ("Sender", _address(_header(mail.msg, "Sender")))]
+    candidates = [("From", mail.from_addr), ("Sender", _address(mail.header("Sender")))]
     if mail.envelope_from:
         candidates.append(("envelope sender", _address(mail.envelope_from)))
     for label, addr in candidates:
@@ -382,8 +450,7 @@ _FEEDBACK_SUBJECT = re.compile(
 
 def rule_arf(mail: _Mail) -> Verdict | None:
     """ARF (RFC 5965): multipart/report; report-type=feedback-report."""
-    for part in _parts(mail.msg):
-        ctype = _content_type(part)
+    for part, ctype in mail.parts:
         if ctype == "multipart/report" and _param(part, "report-type") == "feedback-report":
             return Verdict(Kind.FEEDBACK, "multipart/report feedback-report")
         if ctype == "message/feedback-report":
@@ -395,12 +462,10 @@ def rule_abuse_report(mail: _Mail) -> Verdict | None:
     """Non-ARF complaint loops: Hotmail JMRP, "Abuse Report" with the original attached."""
     if mail.is_reply_or_forward:
         return None
-    has_original = any(_attached_headers(p) is not None for p in _parts(mail.msg))
-    if _FEEDBACK_SUBJECT.match(mail.subject) and has_original:
+    if _FEEDBACK_SUBJECT.match(mail.subject) and mail.originals:
         return Verdict(Kind.FEEDBACK, f"abuse report: {mail.subject[:60]}")
-    for part in _parts(mail.msg):
-        original = _attached_headers(part)
-        if original is not None and _has_header(original, "X-HmXmrOriginalRecipient"):
+    for original in mail.originals:
+        if _has_header(original, "X-HmXmrOriginalRecipient"):
             return Verdict(Kind.FEEDBACK, "Hotmail JMRP complaint")
     return None
 
@@ -453,14 +518,12 @@ def _clean_recipients(values: list[str]) -> tuple[str, ...]:
 def _bounced_message_id(mail: _Mail) -> str | None:
     """Message-ID of the returned original: attached message or headers, else a line
     of the body."""
-    for part in _parts(mail.msg):
-        original = _attached_headers(part)
-        if original is not None:
-            msgid = _normalise_msgid(_header(original, "Message-ID"))
-            if msgid:
-                return msgid
-    for part in _parts(mail.msg):
-        if _content_type(part).startswith("message/") and _content_type(part) != "message/rfc822":
+    for original in mail.originals:
+        msgid = _normalise_msgid(_header(original, "Message-ID"))
+        if msgid:
+            return msgid
+    for part, ctype in mail.parts:
+        if ctype.startswith("message/") and ctype != "message/rfc822":
             continue
         match = _BODY_MSGID.search(_part_text(part) if not part.is_multipart() else "")
         if match:
@@ -472,10 +535,10 @@ def _bounced_message_id(mail: _Mail) -> str | None:
 
 def _bounce_recipients(mail: _Mail) -> tuple[str, ...]:
     found: list[str] = []
-    for part in _parts(mail.msg):
-        if _content_type(part) in ("message/delivery-status", "message/global-delivery-status"):
+    for part, ctype in mail.parts:
+        if ctype in ("message/delivery-status", "message/global-delivery-status"):
             found.extend(_dsn_recipients(part))
-    found.extend(_headers(mail.msg, "X-Failed-Recipients"))
+    found.extend(mail.headers("X-Failed-Recipients"))
     if not found:
         found.extend(_body_recipients(mail.body))
     if not found:
@@ -503,12 +566,10 @@ def _loose_recipients(mail: _Mail) -> list[str]:
         text = text[: cut.start()]
     exclude = set(mail.own)
     for name in ("From", "To", "Cc", "Sender", "Reply-To", "Return-Path"):
-        exclude.update(_address(v) for v in _headers(mail.msg, name))
-    for part in _parts(mail.msg):
-        original = _attached_headers(part)
-        if original is not None:
-            exclude.update(_address(v) for v in _headers(original, "From"))
-            exclude.update(_address(v) for v in _headers(original, "Return-Path"))
+        exclude.update(_address(v) for v in mail.headers(name))
+    for original in mail.originals:
+        exclude.update(_address(v) for v in _headers(original, "From"))
+        exclude.update(_address(v) for v in _headers(original, "Return-Path"))
     found: list[str] = []
     text = re.sub(r"^.*\bfrom\s*:.*$", "", text, flags=re.IGNORECASE | re.MULTILINE)
     for match in _ANY_ADDRESS.finditer(text):
@@ -572,17 +633,44 @@ _FAILURE_SUBJECT = re.compile(
 
 # Canonical openings of classic (non RFC 3464) bounces, enough on their own when
 # they open the mail's own text.
-_BOUNCE_OPENINGS = re.compile(
-    r"hi\. this is the qmail-send program|"
-    r"this message was created automatically by mail delivery software|"
-    r"this is the mail system at host|"
-    r"the original message was received at .{0,80}\bfrom\b.{0,200}-{3,} ?(the following addresses|transcript)|"
-    r"delivery has failed to these recipients or groups|"
-    r"this is an automatically generated delivery status notification|"
-    r"delivery to the following recipients? failed permanently|"
+_BOUNCE_OPENINGS_ALTERNATIVES = (
+    r"hi\. this is the qmail-send program",
+    r"this message was created automatically by mail delivery software",
+    r"this is the mail system at host",
+    r"the original message was received at .{0,80}\bfrom\b.{0,200}-{3,} ?(the following addresses|transcript)",
+    r"delivery has failed to these recipients or groups",
+    r"this is an automatically generated delivery status notification",
+    r"delivery to the following recipients? failed permanently",
     r"i'm sorry to have to inform you that your message could not",
-    re.IGNORECASE | re.DOTALL,
 )
+
+
+def _ignorecase_alternation(alternatives: tuple[str, ...], flags: int = 0) -> re.Pattern[str]:
+    """``re.compile("|".join(alternatives), re.IGNORECASE | flags)``, written so that the
+    regex engine only stops where a match can start (every alternative must begin with
+    an ASCII letter).
+
+    Case-insensitive literals keep the engine from skipping ahead to the possible first
+    characters, so the plain form runs every alternative at every position. Here the
+    pattern starts with a case-sensitive class of the first letters in both cases and
+    every non-ASCII character (the only other characters an ASCII letter can match
+    case-insensitively, such as "İ" for "i"); a case-insensitive lookbehind then checks
+    that first letter exactly and the rest follows case-insensitively, as before.
+    Alternatives with the same first letter keep their order (the others cannot match
+    at the same position).
+    """
+    rests: dict[str, list[str]] = {}
+    for alternative in alternatives:
+        first = alternative[0].lower()
+        if not (first.isascii() and first.isalpha()):
+            raise ValueError(f"{alternative!r} does not start with an ASCII letter")
+        rests.setdefault(first, []).append(alternative[1:])
+    letters = "".join(first + first.upper() for first in rests)
+    branches = "|".join(f"(?<=(?i:{first}))(?i:{'|'.join(tails)})" for first, tails in rests.items())
+    return re.compile(f"[{letters}\x80-\U0010ffff](?:{branches})", flags)
+
+
+_BOUNCE_OPENINGS = _ignorecase_alternation(_BOUNCE_OPENINGS_ALTERNATIVES, re.DOTALL)
 _OPENING_SPAN = 800
 
 # Failure-notice phrases: a bounce sign together with a role or null sender.  Only
@@ -649,8 +737,7 @@ def _looks_like_failure(mail: _Mail) -> str | None:
 def rule_dsn(mail: _Mail) -> Verdict | None:
     """RFC 3464 DSN: multipart/report; report-type=delivery-status, or any
     message/delivery-status part."""
-    for part in _parts(mail.msg):
-        ctype = _content_type(part)
+    for part, ctype in mail.parts:
         if ctype == "multipart/report" and "delivery-status" in _param(part, "report-type"):
             return _bounce(mail, "multipart/report delivery-status")
         if ctype in ("message/delivery-status", "message/global-delivery-status"):
@@ -676,7 +763,7 @@ def rule_daemon_sender(mail: _Mail) -> Verdict | None:
 
 def rule_failed_recipients_header(mail: _Mail) -> Verdict | None:
     """Exim's X-Failed-Recipients header."""
-    if _has_header(mail.msg, "X-Failed-Recipients"):
+    if mail.has_header("X-Failed-Recipients"):
         return _bounce(mail, "X-Failed-Recipients header")
     return None
 
@@ -687,7 +774,7 @@ def rule_null_sender_failure(mail: _Mail) -> Verdict | None:
         why = _looks_like_failure(mail)
         if why:
             return _bounce(mail, f"null return path, {why}")
-        if any(_attached_headers(p) is not None for p in _parts(mail.msg)):
+        if mail.originals:
             return _bounce(mail, "null return path, original message attached")
     return None
 
@@ -701,7 +788,7 @@ def rule_bounce_text(mail: _Mail) -> Verdict | None:
     match = _BOUNCE_OPENINGS.search(mail.own_body.lstrip()[:_OPENING_SPAN])
     if match:
         return _bounce(mail, f"bounce text {match.group(0)[:50]!r}")
-    if _FAILURE_SUBJECT.search(mail.subject) and _auto_submitted(mail):
+    if _auto_submitted(mail) and _FAILURE_SUBJECT.search(mail.subject):  # the cheap test first
         return _bounce(mail, f"Auto-Submitted and subject {mail.subject[:60]!r}")
     return None
 
@@ -711,7 +798,7 @@ _SES_TYPE = re.compile(r'notificationType\\?"\s*:\s*\\?"(\w+)')
 
 def rule_amazon_ses(mail: _Mail) -> Verdict | None:
     """Amazon SES notifications (JSON, possibly wrapped in an SNS envelope)."""
-    sns = _has_header(mail.msg, "x-amz-sns-message-id") or mail.from_addr.endswith(
+    sns = mail.has_header("x-amz-sns-message-id") or mail.from_addr.endswith(
         ("@sns.amazonaws.com", "amazonses.com")
     )
     match = _SES_TYPE.search(mail.body[:4000])
@@ -732,7 +819,7 @@ def rule_amazon_ses(mail: _Mail) -> Verdict | None:
 
 def _auto_submitted(mail: _Mail) -> str | None:
     """The Auto-Submitted keyword when it says automatic (anything but "no")."""
-    for value in _headers(mail.msg, "Auto-Submitted"):
+    for value in mail.headers("Auto-Submitted"):
         value = re.sub(r"\([^()]*\)", " ", value)  # RFC 5322 comments: "no (human)"
         tokens = value.split(";", 1)[0].split()
         keyword = tokens[0].lower() if tokens else ""
@@ -765,13 +852,13 @@ def rule_autoreply_headers(mail: _Mail) -> Verdict | None:
     """X-Autoreply, X-Autorespond and friends; Apple's vacation marker; Precedence:
     auto_reply; X-Precedence."""
     for name in _AUTOREPLY_HEADERS:
-        for value in _headers(mail.msg, name):
+        for value in mail.headers(name):
             if value.strip().lower() not in ("no", "false", "0"):
                 return Verdict(Kind.AUTO_REPLY, f"{name} header")
-    if _header(mail.msg, "X-Apple-Action").strip().lower() == "vacation":
+    if mail.header("X-Apple-Action").strip().lower() == "vacation":
         return Verdict(Kind.AUTO_REPLY, "X-Apple-Action: VACATION")
     for name in ("Precedence", "X-Precedence"):
-        for value in _headers(mail.msg, name):
+        for value in mail.headers(name):
             if value.strip().lower() in ("auto_reply", "auto-reply", "autoreply"):
                 return Verdict(Kind.AUTO_REPLY, f"{name}: {value.strip()}")
     return None
@@ -782,7 +869,7 @@ _SUPPRESS_AUTOREPLY = frozenset({"all", "oof", "autoreply"})
 
 def rule_auto_response_suppress(mail: _Mail) -> Verdict | None:
     """X-Auto-Response-Suppress asking for no auto-replies (All, OOF, AutoReply)."""
-    for value in _headers(mail.msg, "X-Auto-Response-Suppress"):
+    for value in mail.headers("X-Auto-Response-Suppress"):
         tokens = {t.strip().lower() for t in re.split(r"[,;\s]+", value) if t.strip()}
         if tokens & _SUPPRESS_AUTOREPLY:
             return Verdict(Kind.AUTO_REPLY, f"X-Auto-Response-Suppress: {value.strip()[:40]}")
@@ -809,7 +896,7 @@ def rule_autoreply_subject(mail: _Mail) -> Verdict | None:
     if _AUTOREPLY_SUBJECT.match(mail.subject):
         return Verdict(Kind.AUTO_REPLY, f"subject {mail.subject[:60]!r}")
     if _ABSENCE_SUBJECT.search(mail.subject) and (
-        mail.null_sender or _has_header(mail.msg, "X-Auto-Response-Suppress")
+        mail.null_sender or mail.has_header("X-Auto-Response-Suppress")
     ):
         return Verdict(Kind.AUTO_REPLY, f"absence subject {mail.subject[:60]!r} with auto sign")
     return None
@@ -844,7 +931,7 @@ _LIST_SENDER = re.compile(r"^(owner-|.*-(request|owner|bounces?)$|.*\+bounces?$)
 def rule_list_headers(mail: _Mail) -> Verdict | None:
     """RFC 2369/2919 List-* headers and mailing-list software headers."""
     for name in _LIST_HEADERS:
-        if _has_header(mail.msg, name):
+        if mail.has_header(name):
             return Verdict(Kind.LIST, f"{name} header")
     return None
 
@@ -852,7 +939,7 @@ def rule_list_headers(mail: _Mail) -> Verdict | None:
 def rule_precedence(mail: _Mail) -> Verdict | None:
     """Precedence: bulk / junk / list."""
     for name in ("Precedence", "X-Precedence"):
-        for value in _headers(mail.msg, name):
+        for value in mail.headers(name):
             if value.strip().lower() in ("bulk", "junk", "list"):
                 return Verdict(Kind.LIST, f"{name}: {value.strip().lower()}")
     return None
@@ -860,7 +947,7 @@ def rule_precedence(mail: _Mail) -> Verdict | None:
 
 def rule_list_sender(mail: _Mail) -> Verdict | None:
     """Sender / envelope sender of list software (owner-x, x-request, x-bounces)."""
-    candidates = [_address(_header(mail.msg, "Sender"))]
+    candidates = [_address(mail.header("Sender"))]
     if mail.envelope_from:
         candidates.append(_address(mail.envelope_from))
     for addr in candidates:

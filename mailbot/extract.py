@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -18,11 +19,9 @@ from functools import lru_cache
 
 from mailbot.masking import (
     IBAN_LENGTHS,
-    find_cards,
-    find_ibans,
+    mask_and_find,
     mask_card,
     mask_iban,
-    mask_ibans,
     mask_sensitive,
 )
 
@@ -93,39 +92,199 @@ def _fold_char(ch: str) -> str:
     return base if len(base) == 1 else low
 
 
+class _FoldMap(dict[int, str]):
+    """``str.translate`` table folding any character, filled on demand (bounded)."""
+
+    def __missing__(self, code: int) -> str:
+        folded = _fold_char(chr(code))
+        if len(self) < 4096:
+            self[code] = folded
+        return folded
+
+
+_FOLD_MAP = _FoldMap()
+
+
+def _cp1252_fold_table() -> tuple[bytes, bytes]:
+    """The fold of every cp1252 character as a ``bytes.translate`` table, and the bytes
+    whose fold is not a cp1252 character (only "µ", which folds to Greek "μ")."""
+    table, outside = bytearray(range(256)), bytearray()
+    for code in range(256):
+        try:
+            char = bytes([code]).decode("cp1252")
+        except UnicodeError:  # undefined in cp1252: never in encoded text
+            continue
+        try:
+            table[code] = _fold_char(char).encode("cp1252")[0]
+        except UnicodeError:
+            outside.append(code)
+    return bytes(table), bytes(outside)
+
+
+_CP1252_FOLD, _CP1252_OUTSIDE = _cp1252_fold_table()
+
+
 def fold(text: str) -> str:
     """Lower-case and strip accents, keeping the length (indexes stay valid)."""
-    return "".join(map(_fold_char, text))
+    # Written for speed: French and English mail text is nearly always cp1252 (accents,
+    # €, œ...), and there folding is one bytes.translate at C speed (~8x faster than one
+    # lookup per character); anything else goes through the per-character table.
+    try:
+        data = text.encode("cp1252")
+    except UnicodeError:
+        return text.translate(_FOLD_MAP)
+    if any(code in data for code in _CP1252_OUTSIDE):
+        return text.translate(_FOLD_MAP)
+    return data.translate(_CP1252_FOLD).decode("cp1252")
 
 
-_TRANSLATION = {0xA0: " ", 0x202F: " ", 0x2009: " ", 0x2019: "'", 0x2018: "'", 0x0D: "\n"}
+# Odd spaces into spaces, typographic quotes into ', CR into LF. One str.replace per
+# character that occurs is much faster than str.translate, which looks up every
+# character of non-ASCII text in a dict; no replacement produces another one's target.
+_REPLACEMENTS = (
+    ("\r\n", "\n"), ("\xa0", " "), ("\u202f", " "), ("\u2009", " "), ("\u2019", "'"),
+    ("\u2018", "'"), ("\r", "\n"),
+)  # fmt: skip
 
 
 def normalise(text: str) -> str:
     """Cap the length, turn odd spaces into spaces, quotes into ``'``, CR into LF."""
-    return text[:MAX_SCAN_CHARS].replace("\r\n", "\n").translate(_TRANSLATION)
+    text = text[:MAX_SCAN_CHARS]
+    for old, new in _REPLACEMENTS:
+        if old in text:
+            text = text.replace(old, new)
+    return text
+
+
+def _whole_words(words: Sequence[str]) -> str:
+    r"""Pattern for ``words`` (already folded) separated by whitespace, as whole words:
+    no word character just before or just after.
+
+    Written for speed: the start check is not a leading ``(?<!\w)`` but comes after the
+    first character, as ``c(?<!\wc)`` (same meaning: the character before ``c`` is not a
+    word character). A pattern, or an alternation of them, that starts with a literal lets
+    the regex engine skip to the positions holding one of those characters instead of
+    running the whole pattern at every position (10-15x faster on a mail body).
+    """
+    if not words:
+        return r"(?<!\w)(?!\w)"
+    first = re.escape(words[0][0])
+    rest = re.escape(words[0][1:]) + "".join(r"\s+" + re.escape(w) for w in words[1:])
+    return rf"{first}(?<!\w{first}){rest}(?!\w)"
+
+
+def _literals_not_after(words: Iterable[str], before: str) -> str:
+    """An alternation of the literal ``words`` where the character before a match is not
+    in the class ``before``: ``(?<!before)(?:w1|w2...)``, written with the check after the
+    first character for the same speed-up as ``_whole_words``. Words are grouped by first
+    character (keeping their order), so a position is tested once per distinct first
+    character, not once per word."""
+    by_first: dict[str, list[str]] = {}
+    for word in words:
+        by_first.setdefault(word[0], []).append(re.escape(word[1:]))
+    return "|".join(
+        f"{re.escape(first)}(?<!{before}{re.escape(first)})(?:{'|'.join(rests)})"
+        for first, rests in by_first.items()
+    )
+
+
+_TOKEN_RE = re.compile(r"\w+")
+
+
+def _tokens(text: str) -> frozenset[str]:
+    """The words (runs of word characters) of ``text``."""
+    return frozenset(_TOKEN_RE.findall(text))
+
+
+@dataclass(frozen=True)
+class _Phrase:
+    """A whole-word phrase, with a set lookup that rules it out in most texts.
+
+    When every word of the phrase is a run of word characters, each of them is one of
+    the text's ``_tokens`` wherever the phrase matches, and a one-word phrase matches
+    exactly where it is a token. So a few set lookups (one ``_tokens`` per text) replace
+    a regex scan of the whole text per phrase; the pattern only runs to confirm a
+    multi-word phrase whose words are all there, or a phrase with other characters.
+    """
+
+    words: frozenset[str]  # each must be a token of the text (none when unknown)
+    pattern: re.Pattern[str] | None  # None: the words being tokens is a match
+
+    def found(self, text: str, tokens: AbstractSet[str]) -> bool:
+        if not self.words.issubset(tokens):
+            return False
+        return self.pattern is None or self.pattern.search(text) is not None
+
+
+def _phrase(words: Sequence[str], pattern: str) -> _Phrase:
+    if words and all(_TOKEN_RE.fullmatch(word) for word in words):
+        return _Phrase(frozenset(words), re.compile(pattern) if len(words) > 1 else None)
+    return _Phrase(frozenset(), re.compile(pattern))
 
 
 @lru_cache(maxsize=512)
-def _keyword_re(keyword: str) -> re.Pattern[str]:
-    """Accent/case-insensitive whole-word pattern for a keyword (matched on folded text)."""
+def _keyword_phrase(keyword: str) -> _Phrase:
+    """A configured keyword, accent/case-insensitive (matched on folded text), its words
+    separated by any whitespace."""
     words = fold(keyword).split()
-    return re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, words)) + r"(?!\w)")
+    return _phrase(words, _whole_words(words))
 
 
 @lru_cache(maxsize=256)
-def _any_keyword_re(keywords: tuple[str, ...]) -> re.Pattern[str]:
-    """One alternation of the keywords' patterns: most mails match none, and one search
-    over the text is much cheaper than one per keyword."""
-    return re.compile("|".join(f"(?:{_keyword_re(kw).pattern})" for kw in keywords))
+def _literal_phrase(phrase: str) -> _Phrase:
+    """``phrase`` exactly as written (one space between words), as a whole word."""
+    return _phrase(phrase.split(" "), _whole_words([phrase]))
 
 
-def _matches_any(folded: str, keywords: Iterable[str]) -> list[str]:
-    """The keywords (as given) found in ``folded`` text."""
-    kws = tuple(kw for kw in keywords if kw.strip())
-    if not kws or not _any_keyword_re(kws).search(folded):
-        return []
-    return [kw for kw in kws if _keyword_re(kw).search(folded)]
+@dataclass(frozen=True)
+class _PhraseList:
+    """Phrases (each with the name it is reported under), the one-word ones also as a
+    set: one ``isdisjoint`` call rules them all out."""
+
+    phrases: tuple[tuple[str, _Phrase], ...]
+    single: frozenset[str]  # the words of the one-word phrases
+    multi: tuple[_Phrase, ...]  # the others
+
+    @classmethod
+    def of(cls, phrases: Iterable[tuple[str, _Phrase]]) -> _PhraseList:
+        named = tuple(phrases)
+        single = frozenset(word for _, p in named if p.pattern is None for word in p.words)
+        return cls(named, single, tuple(p for _, p in named if p.pattern is not None))
+
+    def any_found(self, text: str, tokens: AbstractSet[str]) -> bool:
+        if not tokens.isdisjoint(self.single):
+            return True
+        for phrase in self.multi:
+            if phrase.found(text, tokens):
+                return True
+        return False
+
+    def found(self, text: str, tokens: AbstractSet[str]) -> list[str]:
+        if not self.any_found(text, tokens):
+            return []
+        return [name for name, phrase in self.phrases if phrase.found(text, tokens)]
+
+
+@lru_cache(maxsize=256)
+def _keyword_list(keywords: tuple[str, ...]) -> _PhraseList:
+    return _PhraseList.of((kw, _keyword_phrase(kw)) for kw in keywords if kw.strip())
+
+
+@lru_cache(maxsize=64)
+def _literal_list(phrases: tuple[str, ...]) -> _PhraseList:
+    return _PhraseList.of((phrase, _literal_phrase(phrase)) for phrase in phrases)
+
+
+def _matches_any(folded: str, keywords: Iterable[str], tokens: AbstractSet[str] | None = None) -> list[str]:
+    """The keywords (as given) found in ``folded`` text (``tokens``: its ``_tokens``)."""
+    if tokens is None:
+        tokens = _tokens(folded)
+    return _keyword_list(tuple(keywords)).found(folded, tokens)
+
+
+def _has_any(folded: str, keywords: Iterable[str], tokens: AbstractSet[str]) -> bool:
+    """Whether ``_matches_any`` would find anything."""
+    return _keyword_list(tuple(keywords)).any_found(folded, tokens)
 
 
 # --------------------------------------------------------------------------- language
@@ -143,9 +302,18 @@ _WORD_RE = re.compile(r"[a-z]{1,20}")
 
 def detect_language(text: str) -> str:
     """``"fr"`` or ``"en"`` by counting common words; French when unsure."""
-    words = _WORD_RE.findall(fold(text[:20_000]))
-    fr = sum(w in _FR_WORDS for w in words)
-    en = sum(w in _EN_WORDS for w in words)
+    return _language_of_folded(fold(text[:_LANGUAGE_CHARS]))
+
+
+_LANGUAGE_CHARS = 20_000
+
+
+def _language_of_folded(folded: str) -> str:
+    """``detect_language`` of text already folded (folding is per character, so the fold
+    of a concatenation is the concatenation of the folds)."""
+    words = _WORD_RE.findall(folded[:_LANGUAGE_CHARS])
+    fr = sum(map(_FR_WORDS.__contains__, words))
+    en = sum(map(_EN_WORDS.__contains__, words))
     return "en" if en > fr else "fr"
 
 
@@ -195,8 +363,16 @@ def _name_from_label(text: str, folded: str) -> str | None:
     return _as_name(text[match.start(1) : match.end(1)]) if match else None
 
 
+_CLOSING_STARTS = frozenset(closing[0] for closing in _CLOSINGS)
+
+
 def _is_closing(line: str) -> bool:
-    folded = fold(line.strip()).rstrip(",.! ")
+    stripped = line.strip()
+    # Cheap first: a closing's first character (folding is per character) rules out
+    # almost every line without folding it.
+    if not stripped or _fold_char(stripped[0]) not in _CLOSING_STARTS:
+        return False
+    folded = fold(stripped).rstrip(",.! ")
     return bool(folded) and len(folded) < 40 and folded.startswith(_CLOSINGS)
 
 
@@ -239,7 +415,7 @@ _FR_STREET = (
 )
 _CITY = rf"[A-ZÀ-Ý]{_LETTERS}*(?:-{_LETTERS}+|'{_LETTERS}+| [A-ZÀ-Ý]{_LETTERS}*){{0,4}}"
 _FR_ADDRESS_RE = re.compile(
-    rf"(?<![\w*])(\d{{1,4}}(?: ?(?i:bis|ter))?),? +((?i:{_FR_STREET})(?!\w)[^\n,\d]{{0,60}}?)"
+    rf"(\d(?<![\w*]\d)\d{{0,3}}(?: ?(?i:bis|ter))?),? +((?i:{_FR_STREET})(?!\w)[^\n,\d]{{0,60}}?)"
     rf" *[,\n]? *(\d{{5}}) +({_CITY})"
 )
 _EN_STREET = (
@@ -247,7 +423,7 @@ _EN_STREET = (
     r"Terrace|Boulevard|Blvd|Crescent|Gardens|Grove|Row"
 )
 _EN_ADDRESS_RE = re.compile(
-    rf"(?<![\w*])\d{{1,5}}[A-Z]? (?:[A-Z][a-z]+ ){{1,4}}(?:{_EN_STREET})\b\.?,? *\n? *"
+    rf"\d(?<![\w*]\d)\d{{0,4}}[A-Z]? (?:[A-Z][a-z]+ ){{1,4}}(?:{_EN_STREET})\b\.?,? *\n? *"
     r"[A-Z][a-z]+(?: [A-Z][a-z]+){0,2}"
     r"(?:,? (?:[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}|[A-Z]{2} \d{5}(?:-\d{4})?))?"
 )
@@ -272,9 +448,10 @@ def extract_postal_address(text: str) -> str | None:
 # --------------------------------------------------------------------------- phone
 
 _FR_PHONE_RE = re.compile(
-    r"(?<![\w+*.,/-])(?:(?:\+|00) ?33 ?(?:\(0\) ?)?|0)([1-9])((?:[ .-]?\d{2}){4})(?![\d])"
+    r"(?:\+(?<![\w+*.,/-]\+) ?33 ?(?:\(0\) ?)?|0(?<![\w+*.,/-]0)0 ?33 ?(?:\(0\) ?)?|0(?<![\w+*.,/-]0))"
+    r"([1-9])((?:[ .-]?\d{2}){4})(?![\d])"
 )
-_INTL_PHONE_RE = re.compile(r"(?<![\w+])\+(?!33)\d{1,3}(?:(?:[ .-]\d{1,6}){2,6}|\d{6,12})(?!\d)")
+_INTL_PHONE_RE = re.compile(r"\+(?<![\w+]\+)(?!33)\d{1,3}(?:(?:[ .-]\d{1,6}){2,6}|\d{6,12})(?!\d)")
 
 
 def extract_phone(text: str) -> str | None:
@@ -356,19 +533,25 @@ _MONTHS = {
 }  # fmt: skip
 _MONTH_ALT = "|".join(sorted(_MONTHS, key=len, reverse=True))
 _ORD = r"(?:er|st|nd|rd|th)?"
+# The patterns below that must not follow some character check it after their first
+# character (`\d(?<![\w.,/-]\d)` for a leading `(?<![\w.,/-])\d`): a pattern that starts
+# with a digit or a literal is only tried where one occurs, not at every position.
 _DAY_MONTH_RE = re.compile(
-    rf"(?<![\w.,/-])(\d{{1,2}}){_ORD} (?:of )?({_MONTH_ALT})\b\.?(?:,? (\d{{4}}))?(?!\d)"
+    rf"(\d(?<![\w.,/-]\d)\d?){_ORD} (?:of )?({_MONTH_ALT})\b\.?(?:,? (\d{{4}}))?(?!\d)"
 )
-_MONTH_DAY_RE = re.compile(rf"\b({_MONTH_ALT})\b\.? (\d{{1,2}}){_ORD}(?!\d)(?:,? (\d{{4}}))?(?!\d)")
-_DMY_RE = re.compile(r"(?<![\w/.-])(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?![\d]|[/.-]\d)")
-_ISO_RE = re.compile(r"(?<![\w/.-])(\d{4})-(\d{2})-(\d{2})(?![\w]|[/.-]\d)")
+_MONTH_DAY_RE = re.compile(  # \b before a month (a letter) is (?<!\w)
+    "(" + _literals_not_after(sorted(_MONTHS, key=len, reverse=True), r"\w") + ")"
+    rf"\b\.? (\d{{1,2}}){_ORD}(?!\d)(?:,? (\d{{4}}))?(?!\d)"
+)
+_DMY_RE = re.compile(r"(\d(?<![\w/.-]\d)\d?)([/.-])(\d{1,2})\2(\d{4}|\d{2})(?![\d]|[/.-]\d)")
+_ISO_RE = re.compile(r"(\d(?<![\w/.-]\d)\d{3})-(\d{2})-(\d{2})(?![\w]|[/.-]\d)")
 _RELATIVE_DAYS = {
     "avant-hier": 2, "avant hier": 2, "day before yesterday": 2, "hier": 1, "yesterday": 1,
     "aujourd'hui": 0, "aujourd hui": 0, "ce matin": 0, "ce soir": 0, "cet apres-midi": 0,
     "today": 0, "this morning": 0, "this afternoon": 0, "tonight": 0,
 }  # fmt: skip
 _RELATIVE_RE = re.compile(
-    r"(?<![\w-])(" + "|".join(map(re.escape, sorted(_RELATIVE_DAYS, key=len, reverse=True))) + r")(?![\w-])"
+    "(" + _literals_not_after(sorted(_RELATIVE_DAYS, key=len, reverse=True), r"[\w-]") + r")(?![\w-])"
 )
 _WEEKDAYS = {
     "lundi": 0, "mardi": 1, "mercredi": 2, "jeudi": 3, "vendredi": 4, "samedi": 5, "dimanche": 6,
@@ -376,7 +559,12 @@ _WEEKDAYS = {
     "sunday": 6,
 }  # fmt: skip
 _WEEKDAY_ALT = "|".join(_WEEKDAYS)
-_LAST_WEEKDAY_RE = re.compile(rf"\b(?:({_WEEKDAY_ALT}) dernier|last ({_WEEKDAY_ALT}))\b")
+# "<weekday> dernier" or "last <weekday>" after a non-word character (\b before a letter);
+# every alternative starts with a literal, for the same speed-up as _literals_not_after.
+_LAST_WEEKDAY_RE = re.compile(
+    "(?:" + _literals_not_after([f"{day} dernier" for day in _WEEKDAYS], r"\w")
+    + rf"|l(?<!\wl)ast (?:{_WEEKDAY_ALT}))\b"
+)
 
 
 def _safe_date(year: int, month: int, day: int) -> date | None:
@@ -428,7 +616,8 @@ def _relative_dates(folded: str, today: date) -> Iterable[Hit]:
     for m in _RELATIVE_RE.finditer(folded):
         yield m.start(), m.end(), today - timedelta(days=_RELATIVE_DAYS[m.group(1)])
     for m in _LAST_WEEKDAY_RE.finditer(folded):
-        weekday = _WEEKDAYS[m.group(1) or m.group(2)]
+        found = m.group(0)
+        weekday = _WEEKDAYS[found[5:] if found.startswith("last ") else found[: -len(" dernier")]]
         back = (today.weekday() - weekday - 1) % 7 + 1
         yield m.start(), m.end(), today - timedelta(days=back)
 
@@ -459,10 +648,15 @@ _CURRENCIES = {
     "chf": "CHF", "francs suisses": "CHF", "franc suisse": "CHF",
 }  # fmt: skip
 _CUR_ALT = "|".join(map(re.escape, sorted(_CURRENCIES, key=len, reverse=True)))
-_CUR_PREFIX_ALT = r"us\$|€|\$|£|usd|eur|gbp|chf"
 _NUMBER = r"(\d{1,3}(?:[ .,]\d{3})+(?:[.,]\d{1,2})?|\d{1,12}(?:[.,]\d{1,2})?)"
-_SUFFIX_AMOUNT_RE = re.compile(rf"(?<![\w.,*]){_NUMBER} ?({_CUR_ALT})(?![a-z])")
-_PREFIX_AMOUNT_RE = re.compile(rf"(?<![a-z])({_CUR_PREFIX_ALT}) ?{_NUMBER}(?![\d])")
+# _NUMBER not after [\w.,*], with that check after the first digit (as for the dates).
+_SUFFIX_AMOUNT_RE = re.compile(
+    r"(\d(?<![\w.,*]\d)(?:\d{0,2}(?:[ .,]\d{3})+(?:[.,]\d{1,2})?|\d{0,11}(?:[.,]\d{1,2})?))"
+    rf" ?({_CUR_ALT})(?![a-z])"
+)
+_PREFIX_AMOUNT_RE = re.compile(
+    rf"({_literals_not_after(('us$', '€', '$', '£', 'usd', 'eur', 'gbp', 'chf'), '[a-z]')}) ?{_NUMBER}(?![\d])"
+)
 
 
 def parse_number(raw: str) -> str | None:
@@ -520,34 +714,34 @@ _OPERATION_WORDS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-@lru_cache(maxsize=64)
-def _words_re(words: tuple[str, ...]) -> re.Pattern[str]:
-    alternatives = "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
-    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
-
-
-def extract_operation_types(folded: str) -> tuple[str, ...]:
-    """Canonical operation keys mentioned, in ``OPERATION_TYPES`` order."""
-    return tuple(k for k in OPERATION_TYPES if _words_re(_OPERATION_WORDS[k]).search(folded))
+def extract_operation_types(folded: str, tokens: AbstractSet[str] | None = None) -> tuple[str, ...]:
+    """Canonical operation keys mentioned, in ``OPERATION_TYPES`` order (``tokens``: the
+    text's ``_tokens``, when already known)."""
+    if tokens is None:
+        tokens = _tokens(folded)
+    return tuple(
+        key for key in OPERATION_TYPES if _literal_list(_OPERATION_WORDS[key]).any_found(folded, tokens)
+    )
 
 
 # --------------------------------------------------------------------------- references
 
 _CODE_REF_RE = re.compile(
-    r"(?<![\w/-])(?:[A-Z][A-Z0-9]{1,9}(?:[-/_][A-Z0-9]{1,15}){1,6}|[A-Z]{2,5}\d{5,20})(?![\w/-])"
+    r"[A-Z](?<![\w/-][A-Z])(?:[A-Z0-9]{1,9}(?:[-/_][A-Z0-9]{1,15}){1,6}|[A-Z]{1,4}\d{5,20})(?![\w/-])"
 )
 _FILE_REF_RE = re.compile(
-    r"(?<![\w])(dossier|ticket|case|claim|cheque)\s?(?:n[°o]\.?|number|#)?\s?:?\s?(\d[\w/-]{1,30})"
+    "(" + _literals_not_after(("dossier", "ticket", "case", "claim", "cheque"), r"\w") + ")"
+    r"\s?(?:n[°o]\.?|number|#)?\s?:?\s?(\d[\w/-]{1,30})"
 )
 _LABEL_REF_RE = re.compile(
-    r"(?<!\w)(?:reference(?! client)|ref\.?|numero d'operation|numero de transaction"
-    r"|transaction(?: id| number)?|order(?: number)?|commande)"
+    r"(?:r(?<!\wr)eference(?! client)|r(?<!\wr)ef\.?|n(?<!\wn)umero d'operation|n(?<!\wn)umero de transaction"
+    r"|t(?<!\wt)ransaction(?: id| number)?|o(?<!\wo)rder(?: number)?|c(?<!\wc)ommande)"
     r"\s?(?:n[°o]\.?|#)?\s?:?\s?([a-z0-9][a-z0-9/_-]{3,30})"
 )
 
 
 def _digit_count(token: str) -> int:
-    return sum(ch.isdigit() for ch in token)
+    return sum(map(str.isdigit, token))
 
 
 def _references(text: str, folded: str) -> Iterable[tuple[int, str]]:
@@ -581,11 +775,15 @@ def extract_references(
 
 
 def choose_category(
-    folded: str, categories: Sequence[tuple[str, Sequence[str]]], default: str | None
+    folded: str, categories: Sequence[tuple[str, Sequence[str]]], default: str | None,
+    tokens: AbstractSet[str] | None = None,
 ) -> str | None:
-    """The first category (priority order) with a keyword in the text, else ``default``."""
+    """The first category (priority order) with a keyword in the text, else ``default``
+    (``tokens``: the text's ``_tokens``, when already known)."""
+    if tokens is None:
+        tokens = _tokens(folded)
     for key, keywords in categories:
-        if _matches_any(folded, keywords):
+        if _has_any(folded, keywords, tokens):
             return key
     return default
 
@@ -620,8 +818,7 @@ def extract(
     attachment_count: int = 0,
 ) -> Extracted:
     """Extract the complaint facts of one mail; pure, never raises on ``str`` input."""
-    plain = normalise(text)
-    body = mask_sensitive(plain)
+    body, found_ibans, found_cards = mask_and_find(normalise(text))
     folded = fold(body)
     both = fold(mask_sensitive(normalise(subject))) + "\n" + folded
     today = sent_at.date()
@@ -631,9 +828,10 @@ def extract(
     account = extract_account_number(body, folded)
     dates = extract_fact_dates(folded, today)
     amounts = extract_amounts(folded)
-    operations = extract_operation_types(both)
+    tokens = _tokens(both)  # shared by the keyword look-ups below
+    operations = extract_operation_types(both, tokens)
     refs = extract_references(body, folded, exclude=(customer, account))
-    urgent_matches = tuple(dict.fromkeys(_matches_any(both, urgent_keywords)))
+    urgent_matches = tuple(dict.fromkeys(_matches_any(both, urgent_keywords, tokens)))
     return Extracted(
         name=extract_name(body, folded, display_name),
         email=extract_email(body, from_addr),
@@ -641,16 +839,16 @@ def extract(
         phone=phone,
         customer_number=customer,
         account_number=account,
-        ibans=_masked_once(find_ibans(plain), mask_iban),
-        cards=_masked_once(find_cards(mask_ibans(plain)), mask_card),
+        ibans=_masked_once(found_ibans, mask_iban),
+        cards=_masked_once(found_cards, mask_card),
         fact_dates=dates,
         amounts=amounts,
         operation_types=operations,
         references=refs,
-        category=choose_category(both, categories, default_category),
+        category=choose_category(both, categories, default_category, tokens),
         urgent=bool(urgent_matches),
         urgent_matches=urgent_matches,
-        language=detect_language(subject + "\n" + body),
+        language=_language_of_folded(fold(subject[:_LANGUAGE_CHARS]) + "\n" + folded[:_LANGUAGE_CHARS]),
         missing=missing_items(
             has_contact=bool(phone or address or customer), dates=bool(dates),
             operations=bool(operations), amounts=bool(amounts), refs=bool(refs),

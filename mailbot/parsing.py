@@ -15,12 +15,13 @@ import email.policy
 import logging
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.header import Header, decode_header
 from email.message import Message
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime, unquote
+from functools import lru_cache
 
 import mailparser
 
@@ -99,16 +100,10 @@ def _codec(charset: str) -> str | None:
         return None
 
 
-def decode_text(data: bytes, charset: str | None = None, hints: Sequence[str] = ()) -> str:
-    """Bytes of a header or body in a declared (often wrong) charset → text, never raising:
-    the declared charset and its usual supersets, UTF-8, the message's other charsets
-    (multi-byte first), then cp1252/latin-1."""
-    declared = (charset or "").strip().strip('"').lower()
-    order = [declared, *_SUPERSETS.get(declared, ()), "utf-8"]
-    extra = [h for h in hints if h] + [s for h in hints for s in _SUPERSETS.get(h, ())]
-    order += sorted(extra, key=lambda c: c in ("iso-8859-1", "latin-1", "cp1252", "windows-1252"))
-    tried: set[str] = set()
-    for name in order:
+def _first_decoding(data: bytes, charsets: Sequence[str], tried: set[str]) -> str | None:
+    """``data`` decoded with the first of ``charsets`` that works, skipping codecs in
+    ``tried`` (and adding those it tries); None if none does."""
+    for name in charsets:
         codec = _codec(name) if name else None
         if codec is None or codec in tried or codec in ("utf-7", "rot-13"):
             continue
@@ -117,6 +112,22 @@ def decode_text(data: bytes, charset: str | None = None, hints: Sequence[str] = 
             return data.decode(codec)
         except (UnicodeError, LookupError, ValueError):
             continue
+    return None
+
+
+def decode_text(data: bytes, charset: str | None = None, hints: Sequence[str] = ()) -> str:
+    """Bytes of a header or body in a declared (often wrong) charset → text, never raising:
+    the declared charset and its usual supersets, UTF-8, the message's other charsets
+    (multi-byte first), then cp1252/latin-1."""
+    declared = (charset or "").strip().strip('"').lower()
+    tried: set[str] = set()
+    decoded = _first_decoding(data, [declared, *_SUPERSETS.get(declared, ()), "utf-8"], tried)
+    if decoded is None:  # only now read the hints (`_LazyCharsets` walks the message)
+        extra = [h for h in hints if h] + [s for h in hints for s in _SUPERSETS.get(h, ())]
+        order = sorted(extra, key=lambda c: c in ("iso-8859-1", "latin-1", "cp1252", "windows-1252"))
+        decoded = _first_decoding(data, order, tried)
+    if decoded is not None:
+        return decoded
     try:
         return data.decode("cp1252")
     except UnicodeError:
@@ -192,9 +203,26 @@ def _raw(value: object) -> str:
     return _text(value)
 
 
+@lru_cache(maxsize=1024)
+def _getaddresses_cached(value: str) -> tuple[tuple[str, str], ...]:
+    return tuple(getaddresses([value]))
+
+
+def _getaddresses(values: Sequence[str]) -> Sequence[tuple[str, str]]:
+    """``getaddresses(values)`` (which joins the values with ", " first), remembered for
+    short values: the same recipients (our own addresses) come back in mail after mail,
+    and the stdlib parser reads them character by character."""
+    if not values:
+        return ()
+    joined = ", ".join(values)
+    if len(joined) > 1000:  # a long list is parsed, not kept
+        return getaddresses([joined])
+    return _getaddresses_cached(joined)
+
+
 def _addresses(msg: Message, name: str) -> tuple[str, ...]:
     values = [_raw(v) for v in msg.get_all(name, [])]
-    return tuple(a.lower() for _, a in getaddresses(values) if "@" in a)
+    return tuple(a.lower() for _, a in _getaddresses(values) if "@" in a)
 
 
 def _date(msg: Message) -> datetime | None:
@@ -224,11 +252,36 @@ def _from(msg: Message, hints: Sequence[str] = ()) -> tuple[str, str]:
     for header in ("From", "Sender", "Reply-To"):
         for value in msg.get_all(header, []):
             raw = _raw(value)
-            for name, addr in getaddresses([raw]):
+            for name, addr in _getaddresses([raw]):
                 if "@" in addr:
                     return clean_header(_display_name(raw, name, addr, hints)), addr.strip().lower()
     name, _ = parseaddr(_raw(msg.get("From")))
     return clean_header(header_str(name, hints)), ""
+
+
+class _LazyCharsets(Sequence[str]):
+    """``_charsets(msg)``, worked out on first use: the hints are only read when a
+    header cannot be decoded otherwise (raw 8-bit bytes, a wrong declared charset),
+    and walking the parts' Content-Type parameters costs more than the rest of the
+    header decoding of a usual mail."""
+
+    def __init__(self, msg: Message) -> None:
+        self._msg = msg
+        self._found: tuple[str, ...] | None = None
+
+    def _values(self) -> tuple[str, ...]:
+        if self._found is None:
+            self._found = _charsets(self._msg)
+        return self._found
+
+    def __getitem__(self, index: int) -> str:  # type: ignore[override]
+        return self._values()[index]
+
+    def __len__(self) -> int:
+        return len(self._values())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values())
 
 
 def _charsets(msg: Message, limit: int = 50) -> tuple[str, ...]:
@@ -249,6 +302,12 @@ def _charsets(msg: Message, limit: int = 50) -> tuple[str, ...]:
 def _nul_free(parsed: ParsedMail) -> ParsedMail:
     """No NUL in any text that may reach the database (PostgreSQL rejects it in text
     columns, so one NUL in a Message-ID or a body would make a mail unrecordable)."""
+    texts = [parsed.message_id or "", parsed.subject, parsed.from_addr, parsed.from_name,
+             *parsed.to, *parsed.cc, *parsed.in_reply_to, *parsed.references, parsed.text,
+             parsed.html or "", *(t for a in parsed.attachments for t in (a.filename, a.content_type))]
+    if not any("\x00" in t for t in texts):  # the usual case: nothing to rebuild
+        return parsed
+
     def clean(s: str) -> str:
         return s.replace("\x00", "")
 
@@ -267,7 +326,7 @@ def _nul_free(parsed: ParsedMail) -> ParsedMail:
 
 
 def _common(msg: Message, text: str, html: str | None, atts: list[ParsedAttachment], parser: str) -> ParsedMail:
-    hints = _charsets(msg)
+    hints = _LazyCharsets(msg)
     name, addr = _from(msg, hints)
     if not text.strip() and html:
         text = html_to_text(html[:MAX_TEXT])

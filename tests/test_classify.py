@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.message
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from email.header import Header
@@ -15,7 +16,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailbot.classify import RULES, Kind, Verdict, classify
+from mailbot.classify import (
+    _BOUNCE_OPENINGS,
+    _BOUNCE_OPENINGS_ALTERNATIVES,
+    RULES,
+    Kind,
+    Verdict,
+    _attached_headers,
+    _children,
+    _content_type,
+    _has_header,
+    _header,
+    _headers,
+    _Mail,
+    classify,
+)
 from tests.sisimai import SISIMAI, sisimai_labels
 
 OWN = ("support@reclam.example.fr", "Noreply@Reclam.Example.FR")
@@ -346,6 +361,77 @@ def test_header_objects_and_encoded_words() -> None:
 def test_mailparser_message_is_classified_too() -> None:
     assert classify(mailparser.parse_from_bytes(DSN).message).kind is Kind.BOUNCE
     assert classify(mailparser.parse_from_bytes(_mail(HUMAN)).message).kind is Kind.CUSTOMER
+
+
+def _lookups(msg: email.message.Message) -> None:
+    """``_Mail`` reads the headers and walks the parts once for all the rules; it must
+    answer exactly as the per-call helpers do."""
+    mail = _Mail(msg, None, frozenset())
+    names = {*msg.keys(), "X-Absent", "FROM", "subject", "Return-Path", "X-Failed-Recipients"}
+    for name in names:
+        assert mail.headers(name) == tuple(_headers(msg, name)), name
+        assert mail.header(name) == _header(msg, name), name
+        assert mail.has_header(name) == _has_header(msg, name), name
+    assert [(part, _content_type(part)) for part in _walk(msg)] == mail.parts
+    expected = [_attached_headers(part, _content_type(part)) for part in _walk(msg)]
+    assert [o.items() for o in mail.originals] == [o.items() for o in expected if o is not None]
+
+
+def _walk(msg: email.message.Message) -> list[email.message.Message]:
+    """The parts ``_parts`` returns, in its order (plain breadth-first walk, as before)."""
+    out, stack = [], [msg]
+    while stack and len(out) < 200:
+        part = stack.pop(0)
+        out.append(part)
+        if _content_type(part).startswith("multipart/") or part is msg:
+            stack.extend(_children(part))
+    return out
+
+
+@pytest.mark.parametrize("parser_name", ["compat32", "mail-parser"])
+def test_cached_lookups_match_direct_ones(parser_name: str) -> None:
+    logging.getLogger("mailparser").setLevel(logging.CRITICAL)
+    parse = _parsers()[parser_name]
+    for name in _all_eml()[::3]:
+        try:
+            msg = parse((SISIMAI / name).read_bytes())  # type: ignore[operator]
+        except Exception:  # noqa: BLE001 - a parser bug, see test_sisimai_corpus
+            continue
+        _lookups(msg)
+
+
+def test_cached_lookups_odd_headers() -> None:
+    msg = email.message_from_bytes(_mail(HUMAN + "X-Dup: one\nx-dup: two\nX-8bit: café\n"))
+    msg["Subject"] = Header("Réponse automatique", "utf-8")
+    msg._headers.append(("X-None", None))  # type: ignore[attr-defined]
+    _lookups(msg)
+
+    class Unreadable(email.message.Message):
+        def items(self) -> list[tuple[str, object]]:
+            raise ValueError("hostile header")
+
+    odd = email.message_from_bytes(_mail(HUMAN), _class=Unreadable)
+    mail = _Mail(odd, None, frozenset())
+    assert mail.headers("Subject") == ("Réclamation commande 4521",)  # each name on its own
+    assert mail.has_header("From") and not mail.has_header("X-Absent")
+
+
+_OPENING_PIECES = [
+    *_BOUNCE_OPENINGS_ALTERNATIVES, "hi. this is the qmail-send program", "THIS IS THE MAIL SYSTEM AT HOST",
+    "İ'm sorry to have to inform you that your message could not", "The original message was received at "
+    "x from y ---- transcript", "Delivery to the following recipient failed permanently", "ı", "İ", "K", "ſ",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_OPENING_PIECES) | st.text(max_size=4), max_size=8).map("".join),
+       st.booleans())
+def test_bounce_openings_match_their_plain_form(text: str, upper: bool) -> None:
+    text = text.upper() if upper else text
+    plain = re.compile("|".join(_BOUNCE_OPENINGS_ALTERNATIVES), re.IGNORECASE | re.DOTALL)
+    found = _BOUNCE_OPENINGS.search(text)
+    expected = plain.search(text)
+    assert (found and (found.span(), found.groups())) == (expected and (expected.span(), expected.groups()))
 
 
 # --------------------------------------------------------------------------- corpus

@@ -13,16 +13,19 @@ Each corpus prints a one-line report (counts per outcome; match rates for Zammad
 
 from __future__ import annotations
 
+import email
+import email.policy
 import logging
 from collections import Counter
 from collections.abc import Iterable
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlmodel import func, select
 
-from mailbot import db
+from mailbot import db, parsing
 from mailbot.app import App
 from mailbot.attachments import sanitise_filename
 from mailbot.ingest import IngestResult, Outcome, ingest
@@ -259,3 +262,30 @@ def test_cpython_email_data(app: App, capsys: pytest.CaptureFixture[str]) -> Non
     _check_recorded(app, results)
     with capsys.disabled():
         print("\n" + _report("cpython-email", results))
+
+
+# --------------------------------------------------------------------------- parsing shortcuts
+
+
+def _corpus_mails() -> list[Path]:
+    files = sorted(ZAMMAD.glob("*.box")) + sorted((SISIMAI / "set-of-emails").rglob("*.eml"))
+    files += sorted(TALON.rglob("*.eml"))
+    data = _cpython_email_data()
+    return files + (sorted(data.glob("msg_*.txt")) if data is not None else [])
+
+
+def test_header_shortcuts_match_plain_calls() -> None:
+    """parsing works out the charset hints only when a header needs them, and remembers
+    parsed address lists: every header of the corpora must come out as with the hints
+    read up front and a direct ``getaddresses``."""
+    files = _corpus_mails()
+    assert len(files) > 500
+    for path in files:
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.compat32)
+        eager, lazy = parsing._charsets(msg), parsing._LazyCharsets(msg)
+        for name, value in msg.items():
+            assert parsing.header_str(value, lazy) == parsing.header_str(value, eager), (path, name)
+        for name in ("From", "Sender", "Reply-To", "To", "Cc"):
+            values = [parsing._raw(v) for v in msg.get_all(name, [])]
+            assert list(parsing._getaddresses(values)) == getaddresses(values), (path, name)
+        assert tuple(lazy) == eager

@@ -12,6 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailbot import extract as _x
+from mailbot import masking as _m
 from mailbot.extract import Amount, Extracted, detect_language, extract
 from mailbot.htmltext import html_to_text
 from mailbot.masking import (
@@ -846,3 +848,127 @@ def test_no_card_number_survives(before: str, card: str, after: str) -> None:
     masked = mask_sensitive(f"{before} {card} {after}")
     assert card not in masked
     assert re.sub(r"\D", "", card) not in masked
+
+
+# --------------------------------------------------------------------------- fast paths
+#
+# Several patterns and helpers are written for speed (see the comments in extract.py and
+# masking.py). Each must give exactly what its plain form gives; the plain forms are
+# kept here as the reference.
+
+_B = r"[\w.,/-]"
+_PLAIN_PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
+    name: (re.compile(pattern), module)
+    for name, pattern, module in [
+        ("_DAY_MONTH_RE", rf"(?<!{_B})(\d{{1,2}}){_x._ORD} (?:of )?({_x._MONTH_ALT})\b\.?(?:,? (\d{{4}}))?(?!\d)",
+         "extract"),
+        ("_MONTH_DAY_RE", rf"\b({_x._MONTH_ALT})\b\.? (\d{{1,2}}){_x._ORD}(?!\d)(?:,? (\d{{4}}))?(?!\d)", "extract"),
+        ("_DMY_RE", r"(?<![\w/.-])(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?![\d]|[/.-]\d)", "extract"),
+        ("_ISO_RE", r"(?<![\w/.-])(\d{4})-(\d{2})-(\d{2})(?![\w]|[/.-]\d)", "extract"),
+        ("_RELATIVE_RE", r"(?<![\w-])(" + "|".join(map(re.escape, sorted(_x._RELATIVE_DAYS, key=len, reverse=True)))
+         + r")(?![\w-])", "extract"),
+        ("_LAST_WEEKDAY_RE", rf"\b(?:({_x._WEEKDAY_ALT}) dernier|last ({_x._WEEKDAY_ALT}))\b", "extract"),
+        ("_SUFFIX_AMOUNT_RE", rf"(?<![\w.,*]){_x._NUMBER} ?({_x._CUR_ALT})(?![a-z])", "extract"),
+        ("_PREFIX_AMOUNT_RE", rf"(?<![a-z])(us\$|€|\$|£|usd|eur|gbp|chf) ?{_x._NUMBER}(?![\d])", "extract"),
+        ("_CODE_REF_RE", r"(?<![\w/-])(?:[A-Z][A-Z0-9]{1,9}(?:[-/_][A-Z0-9]{1,15}){1,6}|[A-Z]{2,5}\d{5,20})(?![\w/-])",
+         "extract"),
+        ("_FILE_REF_RE", r"(?<![\w])(dossier|ticket|case|claim|cheque)\s?(?:n[°o]\.?|number|#)?\s?:?\s?(\d[\w/-]{1,30})",
+         "extract"),
+        ("_LABEL_REF_RE", r"(?<!\w)(?:reference(?! client)|ref\.?|numero d'operation|numero de transaction"
+         r"|transaction(?: id| number)?|order(?: number)?|commande)\s?(?:n[°o]\.?|#)?\s?:?\s?([a-z0-9][a-z0-9/_-]{3,30})",
+         "extract"),
+        ("_FR_PHONE_RE", r"(?<![\w+*.,/-])(?:(?:\+|00) ?33 ?(?:\(0\) ?)?|0)([1-9])((?:[ .-]?\d{2}){4})(?![\d])",
+         "extract"),
+        ("_INTL_PHONE_RE", r"(?<![\w+])\+(?!33)\d{1,3}(?:(?:[ .-]\d{1,6}){2,6}|\d{6,12})(?!\d)", "extract"),
+        ("_FR_ADDRESS_RE", rf"(?<![\w*])(\d{{1,4}}(?: ?(?i:bis|ter))?),? +((?i:{_x._FR_STREET})(?!\w)[^\n,\d]{{0,60}}?)"
+         rf" *[,\n]? *(\d{{5}}) +({_x._CITY})", "extract"),
+        ("_EN_ADDRESS_RE", rf"(?<![\w*])\d{{1,5}}[A-Z]? (?:[A-Z][a-z]+ ){{1,4}}(?:{_x._EN_STREET})\b\.?,? *\n? *"
+         r"[A-Z][a-z]+(?: [A-Z][a-z]+){0,2}(?:,? (?:[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}|[A-Z]{2} \d{5}(?:-\d{4})?))?",
+         "extract"),
+        ("_CARD_RE", rf"(?<![0-9A-Za-z])(?:[0-9]{{13,19}}|[0-9]{{4}}{_m._SEP}[0-9]{{6}}{_m._SEP}[0-9]{{4,5}}"
+         rf"|[0-9]{{4}}(?:{_m._SEP}[0-9]{{4}}){{2,4}}(?:{_m._SEP}[0-9]{{1,3}})?)(?![0-9])", "masking"),
+    ]
+}
+# Pieces the patterns above look for, so that random texts hit them often.
+_PIECES = [
+    "1", "12", "123", "1234", "12345", "0", "00", "33", "+", "+33", "06", "(0)", " ", "  ", ".", ",", "-",
+    "/", "*", "_", "'", "a", "A", "É", "é", "\n", "\t", "x1", "janvier", "jan", "may", "mai", "dec", "of",
+    "er", "th", "2026", "hier", "avant-hier", "avant hier", "today", "this morning", "lundi", "dernier",
+    "last", "monday", "€", "$", "us$", "usd", "eur", "euros", "chf", "£", "francs suisses", "VIR", "DOS",
+    "AB", "X", "dossier", "ticket", "case", "cheque", "n°", "#", ":", "reference", "ref", "client",
+    "numero de transaction", "transaction", "order", "commande", "number", "rue", "avenue", "bis", "Paris",
+    "Street", "Baker", "London", "SW1A 1AA", "4111 1111 1111 1111", "FR76 3000 6000 0112 3456 7890 189",
+    "fr7630006000011234567890189", "ſE", "K", "İ", "virement", "wire", "transfer", "wire transfer",
+    "direct debit", "debit card", "carte bancaire", "cb", "fraude", "operation non reconnue", "app",
+    "12/05/26", "3.4.2026", "2026-11-05", "5 mai 2026", "march 3rd, 2026", "1 250,00 €", "12.50 eur",
+    "VIR-2026-11-0042", "dossier 2026/1234", "ref: AB-12345", "06 12 34 56 78", "+44 20 7946 0958",
+    "12 rue des Lilas, 75011 Paris", "221B Baker Street, London",
+]  # fmt: skip
+_texts = st.lists(st.sampled_from(_PIECES) | st.text(max_size=3), max_size=25).map("".join)
+
+
+def _matches(pattern: re.Pattern[str], text: str) -> list[tuple[tuple[int, int], tuple[str | Any, ...]]]:
+    return [(m.span(), m.groups()) for m in pattern.finditer(text)]
+
+
+@settings(max_examples=500, deadline=None)
+@given(_texts)
+def test_fast_patterns_match_their_plain_form(text: str) -> None:
+    for name, (plain, module) in _PLAIN_PATTERNS.items():
+        fast = getattr(_x if module == "extract" else _m, name)
+        for sample in (text, _x.fold(text)):
+            if name == "_LAST_WEEKDAY_RE":  # no groups: the weekday is read from the match
+                assert [m.span() for m in fast.finditer(sample)] == [m.span() for m in plain.finditer(sample)]
+            else:
+                assert _matches(fast, sample) == _matches(plain, sample), name
+            middle = len(sample) // 2  # searched from a position: the start check sees before it
+            fast_m, plain_m = fast.search(sample, middle), plain.search(sample, middle)
+            assert (fast_m and fast_m.span()) == (plain_m and plain_m.span()), name
+
+
+def _plain_keyword(folded: str, keyword: str) -> bool:
+    words = _x.fold(keyword).split()
+    return re.search(r"(?<!\w)" + r"\s+".join(map(re.escape, words)) + r"(?!\w)", folded) is not None
+
+
+_KEYWORDS = [
+    "fraude", "opération non reconnue", "app", "a", "é", "_x", "-ab", "a-b", "¨", "x ¨ y", "1",
+    "l'app", "ab  cd", "wire transfer", "direct  debit", "İx", "ſ", "  ",
+]  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(_texts, st.lists(st.sampled_from(_KEYWORDS), max_size=8))
+def test_keyword_lookups_match_their_plain_form(text: str, keywords: list[str]) -> None:
+    folded = _x.fold(text)
+    expected = [kw for kw in keywords if kw.strip() and _plain_keyword(folded, kw)]
+    assert _x._matches_any(folded, keywords) == expected
+    assert _x.choose_category(folded, [("k", keywords)], "default") == ("k" if expected else "default")
+    plain_ops = tuple(
+        key for key in _x.OPERATION_TYPES
+        if re.search(r"(?<!\w)(?:" + "|".join(map(re.escape, _x._OPERATION_WORDS[key])) + r")(?!\w)", folded)
+    )  # fmt: skip
+    assert _x.extract_operation_types(folded) == plain_ops
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300) | _texts)
+def test_fold_and_normalise_match_their_plain_form(text: str) -> None:
+    assert _x.fold(text) == "".join(map(_x._fold_char, text))
+    table = {0xA0: " ", 0x202F: " ", 0x2009: " ", 0x2019: "'", 0x2018: "'", 0x0D: "\n"}
+    assert _x.normalise(text) == text[: _x.MAX_SCAN_CHARS].replace("\r\n", "\n").translate(table)
+
+
+def test_fold_of_every_character() -> None:
+    every = "".join(map(chr, range(0x110000)))
+    assert _x.fold(every) == "".join(map(_x._fold_char, every))
+    assert _x.fold("Éµ€") == "eμ€"  # µ folds to Greek mu, outside cp1252
+
+
+@settings(max_examples=300, deadline=None)
+@given(_texts)
+def test_masking_in_one_pass_matches_separate_calls(text: str) -> None:
+    assert _m.mask_and_find(text) == (
+        mask_sensitive(text), find_ibans(text), find_cards(_m.mask_ibans(text))
+    )
+    assert _m.iban_spans(text) == _m._scan(text, _m._IBAN_RE, _m._iban_span)  # without the hint
