@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from mailbot.models import Blob, utcnow
+from mailbot.prepared import Prepared
 
 
 def sha256(data: bytes) -> str:
@@ -21,20 +21,13 @@ def put(session: Session, data: bytes, digest: str | None = None) -> str:
     no ORM object: large bytes are not tracked by the session)."""
     digest = digest or sha256(data)
     conn = session.connection()
-    conn.execute(_upsert(conn.dialect.name), {"sha256": digest, "size": len(data), "data": data,
-                                              "created_at": utcnow()})
+    _PUTS[conn.dialect.name == "postgresql"].scalar(
+        conn, {"sha256": digest, "size": len(data), "data": data, "created_at": utcnow()})
     return digest
 
 
-def _upsert(dialect: str) -> Insert:
-    stmt = _PUTS.get(dialect)
-    if stmt is None:
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        stmt = _PUTS[dialect] = insert(Blob).on_conflict_do_nothing(index_elements=["sha256"])
-    return stmt
-
-
-_PUTS: dict[str, Insert] = {}
+_PUTS = {postgresql: Prepared(insert(Blob).on_conflict_do_nothing(index_elements=["sha256"]))
+         for postgresql, insert in ((True, pg_insert), (False, sqlite_insert))}
 
 
 def get(session: Session, digest: str) -> bytes | None:

@@ -13,11 +13,12 @@ from mailbot import references, sla, writes
 from mailbot.app import App
 from mailbot.config import BrandConfig
 from mailbot.models import Case, Event, Message, StoredMessage, construct, utcnow
+from mailbot.prepared import Prepared
 
 STATUSES = ("new", "acknowledged", "in_progress", "waiting_customer", "answered", "closed", "reexamination")
 
 
-_INSERT_EVENT = insert(Event)
+_INSERT_EVENT = Prepared(insert(Event))
 
 
 def log_event(session: Session, case: Case | None, type_: str, *, actor: str = "system",
@@ -69,11 +70,11 @@ def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email:
     return case
 
 
-_INSERT_MESSAGE = insert(Message).returning(Message.id)
+_INSERT_MESSAGE = Prepared(insert(Message).returning(Message.id))
 
 
 _CASE_COLUMNS = [c.key for c in Case.__table__.columns if c.key != "id"]  # type: ignore[attr-defined]
-_INSERT_CASE = insert(Case).returning(Case.id)
+_INSERT_CASE = Prepared(insert(Case).returning(Case.id))
 
 
 def _insert_case(session: Session, case: Case) -> None:
@@ -82,7 +83,7 @@ def _insert_case(session: Session, case: Case) -> None:
     rather than all together at the commit."""
     session.expunge(case)
     values = {key: getattr(case, key) for key in _CASE_COLUMNS}
-    case.id = int(session.connection().execute(_INSERT_CASE, values).scalar_one())
+    case.id = int(_INSERT_CASE.scalar(session, values))
     make_transient_to_detached(case)
     session.add(case)
 
@@ -93,16 +94,16 @@ def add_message(session: Session, case: Case, *, direction: str, kind: str, mess
                 route_signal: str = "", route_detail: str = "") -> StoredMessage:
     """One prepared INSERT (at least one per mail received, so no ORM object). Every case
     has its id from `open_case` on."""
-    new_id = session.connection().execute(_INSERT_MESSAGE, {
+    new_id = _INSERT_MESSAGE.scalar(session, {
         "case_id": case.id, "inbound_id": inbound_id, "direction": direction, "kind": kind,
         "message_id": message_id, "subject": subject[:1000], "from_addr": from_addr[:500],
         "from_name": from_name[:500], "body_text": body_text, "sent_at": sent_at, "created_at": utcnow(),
         "route_signal": route_signal, "route_detail": route_detail[:1000],
-    }).scalar_one()
+    })
     return StoredMessage(id=int(new_id))
 
 
-_INSERT_SENT = insert(Message)
+_INSERT_SENT = Prepared(insert(Message))
 
 
 def note_outgoing(session: Session, case: Case, *, kind: str, message_id: str, from_addr: str,

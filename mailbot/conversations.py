@@ -25,6 +25,7 @@ from mailbot.extract import Extracted
 from mailbot.masking import mask_sensitive
 from mailbot.models import Attachment, Case, FailingRecipient, InboundRow, StoredMessage
 from mailbot.parsing import ParsedMail
+from mailbot.prepared import Prepared
 from mailbot.routing import BrandRoute, CaseRoute, find_case, find_case_for_automatic
 from mailbot.tokens import is_agent_token
 
@@ -177,9 +178,9 @@ def _store_attachments(session: Session, app: App, msg: StoredMessage, parsed: P
         name = sanitise_filename(att.filename, fallback=f"attachment-{i}")
         reason = drop_reason(name, len(att.data), app.config.limits)
         digest = None if reason else blobs.put(session, att.data)
-        session.connection().execute(_INSERT_ATTACHMENT, {
+        _INSERT_ATTACHMENT.scalar(session, {
             "message_id": msg.id, "filename": name, "content_type": att.content_type[:200],
             "size": len(att.data), "sha256": digest, "dropped_reason": reason})
 
 
-_INSERT_ATTACHMENT = insert(Attachment)
+_INSERT_ATTACHMENT = Prepared(insert(Attachment))

@@ -29,6 +29,7 @@ from mailbot.app import App
 from mailbot.classify import Verdict, classify
 from mailbot.conversations import handle_automatic, handle_customer, prepare_batch
 from mailbot.models import Inbound, InboundRow, Quarantine
+from mailbot.prepared import Prepared
 from mailbot.routing import route_brands
 
 __all__ = ["IngestResult", "Outcome", "Received", "TemporaryFailure", "ingest", "ingest_batch",
@@ -291,9 +292,9 @@ def _no_nul(text: str) -> str:
     return text.replace("\x00", "")
 
 
-_INSERT_INBOUND = insert(Inbound).returning(Inbound.id)
-_FINISH_INBOUND = update(Inbound).where(Inbound.id == bindparam("row_id")).values(
-    outcome=bindparam("outcome"), reason=bindparam("reason"))
+_INSERT_INBOUND = Prepared(insert(Inbound).returning(Inbound.id))
+_FINISH_INBOUND = Prepared(update(Inbound).where(Inbound.id == bindparam("row_id")).values(
+    outcome=bindparam("outcome"), reason=bindparam("reason")))
 
 
 def _inbound(session: Session, app: App, work: _Work, outcome: str, reason: str,
@@ -302,14 +303,14 @@ def _inbound(session: Session, app: App, work: _Work, outcome: str, reason: str,
     blobs.put(session, work.item.raw, work.a.digest)
     row = InboundRow(id=0, source=_no_nul(work.item.source)[:200],
                      envelope_to=[_no_nul(a) for a in work.item.envelope_to], reason=_no_nul(reason)[:1000])
-    row.id = int(session.connection().execute(_INSERT_INBOUND, {
+    row.id = int(_INSERT_INBOUND.scalar(session, {
         "dedupe_key": work.a.dedupe_key + key_suffix,
         "message_id": work.a.parsed.message_id if work.a.parsed else None,
         "sha256": work.a.digest, "source": row.source,
         "envelope_from": _no_nul(work.item.envelope_from or "")[:500] or None,
         "envelope_to": row.envelope_to, "outcome": outcome, "reason": row.reason,
         "received_at": work.item.received_at or app.now(),
-    }).scalar_one())
+    }))
     if "known_inbound" in session.info:
         session.info["known_inbound"][work.a.dedupe_key + key_suffix] = row.id
     return row

@@ -6,8 +6,10 @@ PostgreSQL, UTC text on SQLite); `utcnow()` is the one clock helper.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
@@ -52,11 +54,20 @@ def construct(cls: type[T], **values: Any) -> T:
     and the fields' defaults, without pydantic validation (which costs as much as the
     INSERT). For hot paths that pass values of the right types."""
     obj = cls._sa_class_manager.new_instance()  # type: ignore[attr-defined]
-    for name, field in cls.model_fields.items():
-        obj.__dict__[name] = values.pop(name) if name in values else field.get_default(call_default_factory=True)
+    fields = obj.__dict__
+    for name, default, factory in _defaults(cls):
+        fields[name] = values.pop(name) if name in values else factory() if factory else default
     if values:
         raise TypeError(f"{cls.__name__} has no field(s) {', '.join(values)}")
     return obj
+
+
+@cache
+def _defaults(cls: type[SQLModel]) -> list[tuple[str, Any, Callable[[], Any] | None]]:
+    """(name, default, default factory) of each field, looked up once per class (pydantic's
+    `get_default` inspects the factory's signature on every call)."""
+    return [(name, None if f.default_factory else f.default, f.default_factory)  # type: ignore[misc]
+            for name, f in cls.model_fields.items()]
 
 
 @dataclass

@@ -23,12 +23,13 @@ from mailbot import db, writes
 from mailbot.app import App
 from mailbot.cases import log_event
 from mailbot.models import Case, Outbox, utcnow
+from mailbot.prepared import Prepared
 from mailbot.transports import Transport, make_transport
 
 log = logging.getLogger("mailbot.outbox")
 
 
-INSERT = insert(Outbox)
+INSERT = Prepared(insert(Outbox))
 
 
 def queue(session: Session, *, case: Case | None, kind: str, from_addr: str, to_addr: str,

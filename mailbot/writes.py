@@ -16,22 +16,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Executable
 from sqlmodel import Session
+
+from mailbot.prepared import Prepared
 
 _KEY = "deferred_writes"
 
 
-def write(session: Session, stmt: Executable, params: dict[str, Any]) -> None:
+def write(session: Session, stmt: Prepared, params: dict[str, Any]) -> None:
     """Execute now, or at the end of the batch when deferring."""
-    buffer: dict[Executable, list[dict[str, Any]]] | None = session.info.get(_KEY)
+    buffer: dict[Prepared, list[dict[str, Any]]] | None = session.info.get(_KEY)
     if buffer is None:
-        session.connection().execute(stmt, params)
+        stmt.scalar(session, params)
     else:
         buffer.setdefault(stmt, []).append(params)
 
 
-def pending(session: Session, stmt: Executable) -> list[dict[str, Any]]:
+def pending(session: Session, stmt: Prepared) -> list[dict[str, Any]]:
     """The rows of `stmt` not written yet in this transaction."""
     buffer = session.info.get(_KEY)
     return list(buffer.get(stmt, ())) if buffer else []
@@ -45,7 +46,7 @@ def flush(session: Session) -> None:
     conn = session.connection()
     for stmt, rows in list(buffer.items()):
         if rows:
-            conn.execute(stmt, rows)
+            stmt.executemany(conn, rows)
     buffer.clear()
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import email
 from email.policy import default
 
+import pytest
+from sqlalchemy import text
 from sqlmodel import col, select
 
 from mailbot import blobs, db
 from mailbot import ingest as ingest_module
 from mailbot.app import App
-from mailbot.ingest import Outcome, Received, ingest, ingest_batch
+from mailbot.ingest import Outcome, Received, TemporaryFailure, ingest, ingest_batch
 from mailbot.models import Attachment, Case, Event, Inbound, Message, Outbox, Quarantine
 from mailbot.quarantine import retry
 from tests.mails import mail
@@ -59,6 +61,24 @@ def test_references_are_sequential_and_per_brand(app: App) -> None:
     ingest(app, mail(frm="d@example.org", to="info@divikeys.com"), "test")
     refs = [c.ref for c in all_cases(app)]
     assert refs == ["KP-2026-000001", "KP-2026-000002", "KP-2026-000003", "DK-2026-000001"]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_postgresql_counter_connection_lost_means_retry_later_then_the_next_number(app: App) -> None:
+    """On PostgreSQL case numbers are taken on a connection of their own (autocommit).
+    When the server drops it, the mail is refused for now (retry later), nothing is
+    half recorded, and the next delivery gets a fresh connection and the next number."""
+    assert ingest(app, mail(frm="a@example.org"), "test").case_refs == ("KP-2026-000001",)
+    with app.engine.connect() as c:
+        c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE pid <> pg_backend_pid() AND datname = current_database() "
+                       "AND query LIKE 'INSERT INTO ref_counters%'"))
+    raw = mail(frm="b@example.org")
+    with pytest.raises(TemporaryFailure):
+        ingest(app, raw, "test")
+    assert [c.ref for c in all_cases(app)] == ["KP-2026-000001"]
+    assert ingest(app, raw, "test").case_refs == ("KP-2026-000002",)
+    assert len(outbox_rows(app, "acknowledgement")) == 2
 
 
 def test_same_mail_twice_is_recorded_once(app: App) -> None:
