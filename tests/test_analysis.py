@@ -90,13 +90,56 @@ def test_a_result_a_worker_cannot_send_back_is_analysed_here(tmp_path: Path) -> 
     instead of failing the batch again and again (which would leave it in the mailbox)."""
     from concurrent.futures import Future
 
+    class Unpicklable:  # what the pool answers when the worker's result cannot come back
+        handed: list[int] = []
+
+        def submit(self, _fn: Any, _config: Any, chunk: list[Received]) -> Future[list[analysis.Analysis]]:
+            self.handed.append(len(chunk))
+            failed: Future[list[analysis.Analysis]] = Future()
+            failed.set_exception(TypeError("cannot pickle 'Header' object"))
+            return failed
+
     cfg = make_config(tmp_path)
-    items = [Received(it.raw, it.source, received_at=AT) for it in _items(3)]
-    failed: Future[list[analysis.Analysis]] = Future()
-    failed.set_exception(TypeError("cannot pickle 'Header' object"))
-    results = analysis.Pending(cfg, items, futures=[failed]).result()
+    items = [Received(it.raw, it.source, received_at=AT) for it in _items(25)]
+    pool = Unpicklable()
+    results = analysis.Pending(cfg, items, pool, ahead=1).result()  # type: ignore[arg-type]
+    assert pool.handed == [analysis.CHUNK] * (len(items) // analysis.CHUNK) + [len(items) % analysis.CHUNK]
     assert [r.dedupe_key for r in results] == [analysis.analyse(cfg, it).dedupe_key for it in items]
     assert all(r.parsed is not None and r.analysed_by == os.getpid() for r in results)
+
+
+def test_the_waiting_process_takes_chunks_from_the_tail_while_workers_go_on_from_the_head(
+        tmp_path: Path) -> None:
+    """Two chunks are handed to a (slow) worker at once; the caller of result() analyses
+    the rest itself, from the last chunk backwards, and the results keep the mails' order."""
+    import threading
+    from concurrent.futures import Future
+
+    class SlowPool:
+        def __init__(self) -> None:
+            self.handed: list[list[Received]] = []
+
+        def submit(self, _fn: Any, config: Any, chunk: list[Received]) -> Future[list[analysis.Analysis]]:
+            self.handed.append(chunk)
+            future: Future[list[analysis.Analysis]] = Future()
+            done = [analysis.analyse(config, it, with_facts=True) for it in chunk]
+            for a in done:
+                a.analysed_by = -1  # "a worker"
+            threading.Timer(0.3, future.set_result, args=(done,)).start()
+            return future
+
+    cfg = make_config(tmp_path)
+    items = [Received(it.raw, it.source, received_at=AT) for it in _items(45)]
+    pool = SlowPool()
+    results = analysis.Pending(cfg, items, pool, ahead=2).result()  # type: ignore[arg-type]
+    by_worker = [r.analysed_by == -1 for r in results]
+    handed = sum(len(c) for c in pool.handed)
+    # The head went to the worker (the two first chunks, and more if one finished meanwhile),
+    # the tail was analysed here; no mail twice, none left out, order kept.
+    assert pool.handed[:2] == [items[:analysis.CHUNK], items[analysis.CHUNK:2 * analysis.CHUNK]]
+    assert by_worker == [True] * handed + [False] * (len(items) - handed)
+    assert handed < len(items)
+    assert [r.digest for r in results] == [analysis.analyse(cfg, it).digest for it in items]
 
 
 def test_a_worker_that_dies_loses_no_mail(make_app: Any) -> None:
