@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -47,14 +48,28 @@ def baseline(d: Dovecot, user: str, batch: int) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
-def run_mailbot(d: Dovecot, user: str, batch: int, workdir: str, profile: str | None = None) -> tuple[int, float]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _worker_pids() -> list[int]:
+    return [pid for pool in analysis._POOL.values() for pid in pool._processes]  # noqa: SLF001
+
+
+def run_mailbot(d: Dovecot, user: str, batch: int, workdir: str,
+                profile: str | None = None) -> tuple[int, float, dict[str, float]]:
     pw_file = d.write_password_file(user, Path(workdir) / "imap.pw")
     cfg = ImapConfig(host=d.host, port=d.port, tls=False, username=user, password_file=pw_file,
                      batch_size=batch)
     app = bench_app(workdir=workdir, limits={"ack_limit": 100_000})
     poller = ImapPoller(app, cfg, Timings())
     analysis.warm_up(app.config)  # as `mailbot run` does at start-up
+    app.warm_up()
     prof = cProfile.Profile() if profile else None
+    workers = _worker_pids()
+    cpu0 = {"daemon": _cpu_seconds(os.getpid()), "workers": sum(map(_cpu_seconds, workers))}
     t0 = time.perf_counter()
     n = 0
     if prof:
@@ -62,12 +77,14 @@ def run_mailbot(d: Dovecot, user: str, batch: int, workdir: str, profile: str | 
     while handled := poller.poll_once():
         n += handled
     elapsed = time.perf_counter() - t0
+    cpu = {"daemon": _cpu_seconds(os.getpid()) - cpu0["daemon"],
+           "workers": sum(map(_cpu_seconds, workers)) - cpu0["workers"]}
     if prof:
         prof.disable()
         prof.dump_stats(profile)
     poller.close()
     app.close()
-    return n, elapsed
+    return n, elapsed, cpu
 
 
 def main() -> None:
@@ -86,13 +103,14 @@ def main() -> None:
         d.append_many(base_user, raws)
         d.append_many(mb_user, raws)
         base_n, base_s = baseline(d, base_user, args.batch)
-        mb_n, mb_s = run_mailbot(d, mb_user, args.batch, workdir, args.profile)
+        mb_n, mb_s, cpu = run_mailbot(d, mb_user, args.batch, workdir, args.profile)
         left = len(d.uids(mb_user))
     if base_n != args.n or mb_n != args.n or left:
         raise SystemExit(f"incomplete drain: baseline {base_n}, mailbot {mb_n}, left in INBOX {left}")
     result = {"n": args.n, "mailbot_per_s": round(args.n / mb_s, 1),
               "baseline_per_s": round(args.n / base_s, 1), "ratio": round(base_s / mb_s, 4),
-              "seconds": round(mb_s, 2)}
+              "seconds": round(mb_s, 2),
+              "cpu_ms_per_mail": {k: round(v / args.n * 1000, 3) for k, v in cpu.items()}}
     if args.json:
         print(json.dumps(result))
         return
@@ -102,6 +120,9 @@ def main() -> None:
     print(f"  mailbot poller (ingested into cases, \\Seen + MOVE): {result['mailbot_per_s']:>9} mails/s "
           f"({mb_s:.2f} s)")
     print(f"  ratio mailbot/baseline: {result['ratio']}")
+    split = result["cpu_ms_per_mail"]
+    print(f"  CPU per mail: daemon process {split['daemon']} ms, analysis workers {split['workers']} ms "
+          f"(the larger one bounds the rate)")
 
 
 if __name__ == "__main__":

@@ -227,16 +227,17 @@ def run_peer(vpy: Path, site: Path, d: Dovecot, raws: list[bytes], workdir: Path
             "error_lines": errors, "per_s": len(raws) / wall, "net_per_s": len(raws) / max(wall - empty_s, 1e-9)}
 
 
-def run_mailbot(d: Dovecot, raws: list[bytes], db: str, workdir: Path, batch: int) -> dict:
+def run_mailbot(d: Dovecot, raws: list[bytes], db: str, workdir: Path, batch: int, workers: int) -> dict:
     d.empty_mailbox(USER)
     d.append_many(USER, raws)
     pw_file = d.write_password_file(USER, workdir / "imap.pw")
     cfg = ImapConfig(host=d.host, port=d.port, tls=False, username=USER, password_file=pw_file,
                      batch_size=batch)
     with database(db, str(workdir)) as url:
-        app = bench_app(url, str(workdir), limits={"ack_limit": 100_000})
+        app = bench_app(url, str(workdir), limits={"ack_limit": 100_000}, ingest={"workers": workers})
         poller = ImapPoller(app, cfg, Timings())
         analysis.warm_up(app.config)  # as `mailbot run` does at start-up
+        app.warm_up()
         t0 = time.perf_counter()
         handled = 0
         while n := poller.poll_once():
@@ -256,6 +257,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--db", default="sqlite", help="mailbot's database: sqlite (default), pg or a URL")
     ap.add_argument("--batch", type=int, default=100, help="mailbot's IMAP batch_size")
+    ap.add_argument("--workers", type=int, default=-1,
+                    help="mailbot's [ingest] workers (-1, the default: one per CPU beyond the first)")
     ap.add_argument("--cache", default="/tmp/mailbot-peer-venv", help="where the peer's venv and site live")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -267,7 +270,7 @@ def main() -> None:
         log(f"{version}; Dovecot on 127.0.0.1:{d.port} (pid {d.pid}); {args.n} mails")
         peer = run_peer(vpy, site, d, raws, workdir)
         log(f"peer: {peer}")
-        mb = run_mailbot(d, raws, args.db, workdir, args.batch)
+        mb = run_mailbot(d, raws, args.db, workdir, args.batch, args.workers)
         log(f"mailbot: {mb}")
     problems = []
     if peer["tickets"] != args.n or peer["left"]:

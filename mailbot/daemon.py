@@ -99,6 +99,7 @@ class Daemon:
         self.app.config = new
         self.app.__dict__.pop("renderer", None)
         self.app._calendars.clear()
+        self.app.warm_up()
         log.info("config reloaded", extra={"path": self.config_path})
 
     async def serve(self) -> int:
@@ -107,6 +108,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         server = handler = None
+        self.app.warm_up()
         if self.app.config.smtp.enabled:
             from mailbot.channels.smtp import start_listener
 
