@@ -75,6 +75,7 @@ class BusinessCalendar:
         # Fail fast on an unknown country/subdivision (raises NotImplementedError).
         holidays.country_holidays(country, subdiv=subdiv, years=())
         self._holidays_by_year: dict[int, dict[date, str]] = {}
+        self._deadlines: dict[tuple[date, int], datetime] = {}  # add_business_days
 
     def __repr__(self) -> str:
         return (
@@ -130,14 +131,20 @@ class BusinessCalendar:
         """End (23:59:59 local) of the n-th business day after the day of receipt, in UTC."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        day = self.local(received_at).date()
+        start = self.local(received_at).date()
+        found = self._deadlines.get((start, n))
+        if found is not None:  # every mail of a day shares its deadlines
+            return found
+        day = start
         if n == 0:
             if not self.is_business_day(day):
                 day = self.next_business_day(day)
-            return self.end_of_day(day)
         for _ in range(n):
             day = self.next_business_day(day)
-        return self.end_of_day(day)
+        if len(self._deadlines) >= 4096:
+            self._deadlines.clear()
+        found = self._deadlines[(start, n)] = self.end_of_day(day)
+        return found
 
     def add_business_hours(self, received_at: datetime, hours: float) -> datetime:
         """``hours`` of business time after ``received_at`` (weekends/holidays skipped), in UTC."""

@@ -63,7 +63,7 @@ def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email:
         ack_due_at=sla.ack_due(brand, cal, received_at),
         due_at=sla.resolution_due(brand, cal, received_at, tier),
     )
-    sla.reschedule(session, case, brand, marks=set())  # before the INSERT: one statement, no UPDATE
+    case.next_sla_at = sla.next_at(case, brand, done=set())  # before the INSERT: no UPDATE
     _insert_case(session, case)
     log_event(session, case, "case_opened", actor=actor, at=app.now(), channel=channel,
               ref=case.ref, tier=tier, due_at=case.due_at.isoformat() if case.due_at else None)
@@ -81,7 +81,6 @@ def _insert_case(session: Session, case: Case) -> None:
     """INSERT the case at once and make the object persistent without a flush: a flush
     here would also send the pending changes of the batch's earlier cases one by one,
     rather than all together at the commit."""
-    session.expunge(case)
     values = {key: getattr(case, key) for key in _CASE_COLUMNS}
     case.id = int(_INSERT_CASE.scalar(session, values))
     make_transient_to_detached(case)

@@ -57,9 +57,13 @@ def marked(session: Session, case: Case) -> set[str]:
     return set(session.exec(select(SlaMark.point).where(SlaMark.case_id == case.id)).all())
 
 
-def reschedule(session: Session, case: Case, brand: BrandConfig, marks: set[str] | None = None) -> None:
-    """Recompute `next_sla_at` after any change of status or deadline."""
-    done = marks if marks is not None else marked(session, case) if case.id is not None else set()
+def next_at(case: Case, brand: BrandConfig, done: set[str]) -> datetime | None:
+    """When the case's first SLA point not in `done` falls due (pure)."""
     pending = [p.at for p in sla_points(case, brand) if p.key not in done]
-    case.next_sla_at = min(pending) if pending else None
+    return min(pending) if pending else None
+
+
+def reschedule(session: Session, case: Case, brand: BrandConfig) -> None:
+    """Recompute `next_sla_at` after any change of status or deadline."""
+    case.next_sla_at = next_at(case, brand, marked(session, case) if case.id is not None else set())
     session.add(case)
