@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -109,7 +110,75 @@ def prepare(app: App, items: Sequence[Received]) -> analysis.Pending:
 
 def record(app: App, pending: analysis.Pending) -> list[IngestResult]:
     """Write an analysed batch in one transaction; returns once it is committed."""
-    works = [_Work(it, a) for it, a in zip(pending.items, pending.result(), strict=True)]
+    return _record_works(app, [_Work(it, a) for it, a in zip(pending.items, pending.result(), strict=True)])
+
+
+class GroupCommit:
+    """One mail per caller, written together with the mails other threads hand in at
+    the same time (SMTP sessions): each call returns once its own mail is committed,
+    but concurrent mails share one transaction instead of queueing for one each.
+
+    The caller analyses its mail itself; then, if no group is being written, it
+    writes every mail waiting (its own included) as one batch, with the batch's
+    fallbacks (a mail that breaks the batch is recorded alone, and only it is
+    quarantined); otherwise it waits for the writer and, unless the writer took its
+    mail, writes the next group. A failure of the whole transaction (database down
+    or locked) is every caller's `TemporaryFailure`: nothing of the group is recorded.
+    """
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._cond = threading.Condition()
+        self._waiting: list[_Slot] = []
+        self._writing = False
+        self.groups = 0  # transactions written (groups of one included): for tests and metrics
+
+    def ingest(self, item: Received) -> IngestResult:
+        if item.received_at is None:
+            item = replace(item, received_at=self.app.now())
+        slot = _Slot(_Work(item, analysis.analyse(self.app.config, item)))
+        with self._cond:
+            self._waiting.append(slot)
+            while self._writing and not slot.settled:
+                self._cond.wait()
+            if slot.settled:
+                return slot.outcome()
+            group, self._waiting, self._writing = self._waiting, [], True
+        try:
+            results = _record_works(self.app, [s.work for s in group])
+            for s, result in zip(group, results, strict=True):
+                s.result = result
+        except BaseException as exc:  # every caller of the group hears it
+            for s in group:
+                s.error = exc
+        finally:
+            with self._cond:
+                self.groups += 1
+                for s in group:
+                    s.settled = True
+                self._writing = False
+                self._cond.notify_all()
+        return slot.outcome()
+
+
+@dataclass
+class _Slot:
+    work: _Work
+    settled: bool = False
+    result: IngestResult | None = None
+    error: BaseException | None = None
+
+    def outcome(self) -> IngestResult:
+        """The mail's result, or the group's failure (a new exception per caller)."""
+        if isinstance(self.error, TemporaryFailure):
+            raise TemporaryFailure(str(self.error)) from self.error
+        if self.error is not None:
+            raise RuntimeError(f"writing the group failed: {type(self.error).__name__}: {self.error}") from self.error
+        assert self.result is not None
+        return self.result
+
+
+def _record_works(app: App, works: list[_Work]) -> list[IngestResult]:
     try:
         return _commit_with_retries(app, works)
     except db.TRANSIENT_DB_ERRORS as exc:

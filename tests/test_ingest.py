@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import email
+import threading
+import time
 from email.policy import default
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlmodel import col, select
 
 from mailbot import blobs, db
 from mailbot import ingest as ingest_module
 from mailbot.app import App
-from mailbot.ingest import Outcome, Received, TemporaryFailure, ingest, ingest_batch
+from mailbot.ingest import GroupCommit, Outcome, Received, TemporaryFailure, ingest, ingest_batch
 from mailbot.models import Attachment, Case, Event, Inbound, Message, Outbox, Quarantine
 from mailbot.quarantine import retry
 from tests.mails import mail
@@ -108,9 +110,8 @@ def test_a_batch_records_a_mail_twice_in_it_once_and_knows_earlier_ones(app: App
     assert len(outbox_rows(app, "acknowledgement")) == 3
 
 
-def test_a_mail_that_breaks_its_batch_is_quarantined_alone(app: App, monkeypatch) -> None:
-    """A bug while handling one mail of a batch: the others are recorded, that one is
-    quarantined with its raw bytes, nothing is lost."""
+def _break_on_boom(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Handling a customer mail whose subject is "boom" raises (a bug in the handler)."""
     from mailbot import conversations
 
     real = conversations.handle_customer
@@ -121,6 +122,24 @@ def test_a_mail_that_breaks_its_batch_is_quarantined_alone(app: App, monkeypatch
         return real(session, app_, inbound, parsed, *args, **kw)
 
     monkeypatch.setattr(ingest_module, "handle_customer", fragile)
+
+
+def _slow_first_commit(app: App) -> None:
+    """The engine's first commit takes 0.5 s: concurrent callers queue meanwhile."""
+    first = threading.Event()
+
+    def slow(_conn) -> None:  # type: ignore[no-untyped-def]
+        if not first.is_set():
+            first.set()
+            time.sleep(0.5)
+
+    event.listen(app.engine, "commit", slow)
+
+
+def test_a_mail_that_breaks_its_batch_is_quarantined_alone(app: App, monkeypatch) -> None:
+    """A bug while handling one mail of a batch: the others are recorded, that one is
+    quarantined with its raw bytes, nothing is lost."""
+    _break_on_boom(monkeypatch)
     raws = [mail(frm=f"c{i}@example.org", subject="boom" if i == 2 else f"Virement {i}") for i in range(5)]
     results = ingest_batch(app, [Received(r, "imap:x") for r in raws])
     assert [r.outcome for r in results] == [Outcome.CASE_OPENED] * 2 + [Outcome.QUARANTINED] + [
@@ -131,6 +150,58 @@ def test_a_mail_that_breaks_its_batch_is_quarantined_alone(app: App, monkeypatch
         (q,) = s.exec(select(Quarantine)).all()
         assert blobs.get(s, q.sha256) == raws[2]
         assert len(s.exec(select(Inbound)).all()) == 5
+
+
+def _concurrently(n: int, call) -> list:  # type: ignore[no-untyped-def]
+    """`call(i)` in n threads released together; their results (or exceptions), in order."""
+    barrier = threading.Barrier(n)
+    out: list = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            out[i] = call(i)
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            out[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return out
+
+
+def test_concurrent_mails_share_one_transaction_and_each_caller_gets_its_own_result(app: App) -> None:
+    """Group commit (SMTP sessions): while one group is being committed, the mails
+    handed in meanwhile wait and go together in the next transaction."""
+    _slow_first_commit(app)
+    group = GroupCommit(app)
+    raws = [mail(frm=f"c{i}@example.org", subject=f"Virement {i}") for i in range(12)]
+    results = _concurrently(12, lambda i: group.ingest(Received(raws[i], "smtp")))
+    assert all(r.outcome is Outcome.CASE_OPENED for r in results), results
+    assert group.groups == 2  # the first caller's mail alone, then the eleven others together
+    by_sender = {c.customer_email: c.ref for c in all_cases(app)}
+    assert [r.case_refs for r in results] == [(by_sender[f"c{i}@example.org"],) for i in range(12)]
+    assert len(outbox_rows(app, "acknowledgement")) == 12
+
+
+def test_a_mail_that_breaks_a_group_is_quarantined_alone_and_the_same_mail_twice_is_one(
+        app: App, monkeypatch) -> None:
+    _break_on_boom(monkeypatch)
+    _slow_first_commit(app)
+    group = GroupCommit(app)
+    same = mail(frm="twice@example.org", subject="Deux fois")
+    raws = [mail(frm="c0@example.org"), same, mail(frm="c2@example.org", subject="boom"), same,
+            mail(frm="c4@example.org")]
+    results = _concurrently(5, lambda i: group.ingest(Received(raws[i], "smtp")))
+    outcomes = sorted(r.outcome for r in results)
+    assert outcomes == sorted([Outcome.CASE_OPENED] * 3 + [Outcome.DUPLICATE, Outcome.QUARANTINED])
+    assert results[2].outcome is Outcome.QUARANTINED and "handler bug" in results[2].reason
+    assert len(all_cases(app)) == 3
+    with db.session_scope(app.engine) as s:
+        (q,) = s.exec(select(Quarantine)).all()
+        assert blobs.get(s, q.sha256) == raws[2]
 
 
 def test_reused_message_id_with_other_content_is_not_dropped(app: App) -> None:

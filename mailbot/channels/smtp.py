@@ -2,7 +2,8 @@
 
 The protocol edge answers in protocol terms, from one table (`Reply`):
 - RCPT: brand addresses and their plus-addressed forms only, else 550 5.1.1;
-- DATA: 250 only after ingest committed; a database failure answers
+- DATA: 250 only after ingest committed (the mails of concurrent sessions are
+  committed together: `ingest.GroupCommit`); a database failure answers
   451 4.3.0 (the sending MTA retries); a parse failure is still 250 (the mail
   is quarantined, not bounced); oversize mail gets 552 (aiosmtpd enforces
   `data_size_limit` even when the client ignores the advertised SIZE).
@@ -21,7 +22,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailbot.app import App
-from mailbot.ingest import IngestResult, TemporaryFailure, ingest
+from mailbot.ingest import GroupCommit, IngestResult, Received, TemporaryFailure
 
 log = logging.getLogger("mailbot.smtp")
 
@@ -41,6 +42,7 @@ class IngestHandler:
         self.app = app
         self.executor = executor
         self.lmtp = lmtp
+        self.group = GroupCommit(app)  # concurrent sessions' mails share a transaction
         self.in_flight = 0
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
@@ -72,8 +74,7 @@ class IngestHandler:
         return self._per_rcpt(envelope, f"{Reply.OK} {result.outcome} {' '.join(result.case_refs)}".strip())
 
     def _ingest(self, raw: bytes, mail_from: str | None, rcpts: list[str]) -> IngestResult:
-        return ingest(self.app, raw, "smtp", envelope_from=mail_from if mail_from is not None else None,
-                      envelope_to=rcpts)
+        return self.group.ingest(Received(raw, "smtp", mail_from, tuple(rcpts)))
 
     def _per_rcpt(self, envelope: Envelope, line: str) -> str:
         if not self.lmtp:
