@@ -134,9 +134,8 @@ class GroupCommit:
         self.groups = 0  # transactions written (groups of one included): for tests and metrics
 
     def ingest(self, item: Received) -> IngestResult:
-        if item.received_at is None:
-            item = replace(item, received_at=self.app.now())
-        slot = _Slot(_Work(item, analysis.analyse(self.app.config, item)))
+        pending = prepare(self.app, [item])  # a single mail: analysed here, at once
+        slot = _Slot(_Work(pending.items[0], pending.result()[0]))
         with self._cond:
             self._waiting.append(slot)
             while self._writing and not slot.settled:
