@@ -41,7 +41,7 @@ from mailbot import db
 from mailbot.app import App
 from mailbot.channels.imap import ImapPoller, Timings
 from mailbot.config import ImapConfig
-from mailbot.ingest import Received, TemporaryFailure, ingest, ingest_batch
+from mailbot.ingest import GroupCommit, Received, TemporaryFailure, ingest, ingest_batch
 from mailbot.models import Case, Inbound, Outbox, Quarantine
 from tests.conftest import ROOT, config_data, make_config
 from tests.dovecot import Dovecot
@@ -203,6 +203,36 @@ def test_sqlite_locked_answers_451_in_bounded_time_then_catches_up(tmp_path: Pat
         assert count(app, Inbound) == 1  # nothing half written
         send(port, mail(message_id="<locked@example.org>"))  # the MTA's retry
     assert message_ids(app) == ["<first@example.org>", "<locked@example.org>"]
+    app.close()
+
+
+def test_sqlite_locked_every_caller_of_a_smtp_group_hears_retry_later_and_nothing_is_recorded(
+        tmp_path: Path, sqlite_url: str) -> None:
+    """Group commit: when the group's transaction cannot be written, each waiting SMTP
+    session gets its own TemporaryFailure (451), none a result, and the retries go through."""
+    app = App.open(make_config(tmp_path, sqlite_url, database={"busy_timeout": 0.5}), upgrade=True)
+    group = GroupCommit(app)
+    raws = [mail(message_id=f"<g{i}@example.org>", frm=f"c{i}@example.org") for i in range(5)]
+    outcomes: list[object] = [None] * len(raws)
+
+    def deliver(i: int) -> None:
+        try:
+            outcomes[i] = group.ingest(Received(raws[i], "smtp"))
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            outcomes[i] = exc
+
+    with exclusive_lock(str(app.engine.url.database)):
+        threads = [threading.Thread(target=deliver, args=(i,)) for i in range(len(raws))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert all(isinstance(o, TemporaryFailure) for o in outcomes), outcomes
+    assert group.groups < len(raws)  # some callers failed together, in one group
+    assert count(app, Inbound) == 0
+    for i, raw in enumerate(raws):  # the MTAs retry
+        assert group.ingest(Received(raw, "smtp")).case_refs, i
+    assert message_ids(app) == sorted(f"<g{i}@example.org>" for i in range(len(raws)))
     app.close()
 
 
