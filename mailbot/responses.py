@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam
 from sqlmodel import Session, col, func, select
 
-from mailbot import outbox, writes
+from mailbot import outbox
 from mailbot.app import App
 from mailbot.cases import log_event, note_outgoing, set_status
 from mailbot.compose import new_message_id
@@ -139,15 +139,15 @@ def prefetch_ack_counts(session: Session, app: App, addresses: list[str]) -> Non
 
 
 def _acks_last_hour(session: Session, to_addr: str, now: datetime) -> int:
-    # This transaction's own acknowledgements count too (IMAP batches): outbox rows not
-    # written yet are in writes.pending.
-    to, since = to_addr.lower(), now - timedelta(hours=1)
-    queued = sum(1 for row in writes.pending(session, outbox.INSERT)
-                 if row["to_addr"] == to and row["kind"] == "acknowledgement" and row["created_at"] > since)
-    counted = session.info.get("ack_counts", {}).get(to)
-    if counted is None:
-        counted = session.connection().execute(_ACKS_SINCE, {"to": to, "since": since}).scalar_one()
-    return queued + counted
+    """Acknowledgements to this address in the last hour, this transaction's own included:
+    read once per transaction (or per batch, `prefetch_ack_counts`), then counted up by
+    `acknowledge` as it queues them (rows may still be deferred, see mailbot.writes)."""
+    counts = session.info.setdefault("ack_counts", {})
+    to = to_addr.lower()
+    if to not in counts:
+        counts[to] = session.connection().execute(
+            _ACKS_SINCE, {"to": to, "since": now - timedelta(hours=1)}).scalar_one()
+    return int(counts[to])
 
 
 def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr: str,
@@ -192,6 +192,8 @@ def acknowledge(session: Session, app: App, case: Case, msg: Message | StoredMes
                          to_name=case.customer_name, about=msg)
     if row is None:
         return False
+    if kind == "acknowledgement":
+        session.info["ack_counts"][case.customer_email.lower()] += 1
     case.acknowledged_at = now
     set_status(session, case, "acknowledged", at=now, reason=f"{kind} queued")
     return True

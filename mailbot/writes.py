@@ -5,9 +5,10 @@ Inside `ingest`'s batch transaction (`deferring`), the rows nothing reads back
 before the commit — audit events, outbox rows, records of outgoing messages,
 the final outcome of each inbound row — are collected and written just before
 the commit, all rows of a statement at once. Everywhere else `write` executes
-at once, as before. Code that reads such rows inside the batch asks `pending`
-(the acknowledgement count per sender does); code that uses savepoints runs
-under `immediate`, so a rolled-back savepoint cannot leave deferred rows behind.
+at once, as before. Nothing reads such rows back
+inside the batch (the acknowledgement count per sender is counted up in
+`session.info` instead); code that uses savepoints runs under `immediate`, so a
+rolled-back savepoint cannot leave deferred rows behind.
 """
 
 from __future__ import annotations
@@ -30,12 +31,6 @@ def write(session: Session, stmt: Prepared, params: dict[str, Any]) -> None:
         stmt.scalar(session, params)
     else:
         buffer.setdefault(stmt, []).append(params)
-
-
-def pending(session: Session, stmt: Prepared) -> list[dict[str, Any]]:
-    """The rows of `stmt` not written yet in this transaction."""
-    buffer = session.info.get(_KEY)
-    return list(buffer.get(stmt, ())) if buffer else []
 
 
 def flush(session: Session) -> None:

@@ -161,6 +161,26 @@ def test_a_flood_in_one_imap_batch_gets_at_most_ack_limit_acks(make_app: Callabl
         assert len(s.exec(select(Event).where(Event.type == "ack_suppressed")).all()) == 9
 
 
+def test_an_agent_mail_inside_a_batch_does_not_reset_the_ack_count(make_app: Callable[..., App]) -> None:
+    """The agent's mail writes the batch's deferred rows early (it uses a savepoint);
+    the acknowledgements queued before it still count: 3 + agent + 3 mails, limit 3 → 3."""
+    app = make_app(limits={"ack_limit": 3})
+    ingest(app, mail(frm="autre@example.org", message_id="<other@example.org>"), "smtp")
+    (notif,) = rows(app, "agent_notification")
+    assert notif.reply_to
+    agent = Received(mail(frm="Paul Agent <agent@kalra-plus.com>", to=notif.reply_to, subject="Re: suivi",
+                          body="#note\nDossier connu.", message_id="<agent-1@kalra-plus.com>"), "imap:x")
+    flood = [Received(mail(message_id=f"<f-{i}@example.org>", subject=f"Relance {i}"), "imap:x")
+             for i in range(6)]
+    results = ingest_batch(app, [*flood[:3], agent, *flood[3:]])
+    assert [r.outcome for r in results] == [Outcome.CASE_OPENED] * 3 + [Outcome.FOLLOWUP] + [
+        Outcome.CASE_OPENED] * 3
+    with db.session_scope(app.engine) as s:  # the agent mail went the savepoint way
+        assert s.exec(select(Event).where(Event.type == "note")).all()
+        assert len(s.exec(select(Event).where(Event.type == "ack_suppressed")).all()) == 3
+    assert [r.to_addr for r in rows(app, "acknowledgement")].count("marie.dupont@example.org") == 3
+
+
 def test_a_sender_marked_failing_is_cleared_when_it_writes_in_a_batch(app: App) -> None:
     from mailbot.conversations import mark_failing
     from mailbot.models import FailingRecipient
