@@ -31,7 +31,7 @@ from mailbot.classify import Verdict, classify
 from mailbot.conversations import handle_automatic, handle_customer, prepare_batch
 from mailbot.models import Inbound, InboundRow, Quarantine
 from mailbot.prepared import Prepared
-from mailbot.routing import route_brands
+from mailbot.routing import BrandRoute, route_brands
 
 __all__ = ["IngestResult", "Outcome", "Received", "TemporaryFailure", "ingest", "ingest_batch",
            "ingest_stream", "prepare", "record"]
@@ -70,6 +70,21 @@ class _Work:
     item: Received
     a: Analysis  # what mailbot.analysis found
     results: list[IngestResult] = field(default_factory=list)
+    _routes: list[BrandRoute] | None = None
+
+    def routes(self, app: App) -> list[BrandRoute]:
+        """The brands the (parsed) mail is for, worked out once."""
+        if self._routes is None:
+            assert self.a.parsed is not None
+            self._routes = route_brands(app.config, self.a.parsed, self.item.envelope_to,
+                                        self.item.mailbox_brand)
+        return self._routes
+
+    def is_new_customer_mail(self, app: App, known: dict[str, int]) -> bool:
+        """Will be handled as a human's mail: parsed, not automatic, not recorded
+        already, addressed to a brand."""
+        return (self.a.parsed is not None and self.a.verdict is not None and not self.a.verdict.automatic
+                and self.a.dedupe_key not in known and bool(self.routes(app)))
 
 
 def ingest(app: App, raw: bytes, source: str, *, envelope_from: str | None = None,
@@ -233,9 +248,11 @@ def _commit_many(app: App, works: list[_Work]) -> list[IngestResult]:
     and each mail is recorded on its own, so only the faulty one is quarantined."""
     try:
         with db.session_scope(app.engine) as session, writes.deferring(session):
-            _prefetch_known(session, works)
-            prepare_batch(session, app, [w.a.parsed.from_addr for w in works if w.a.parsed is not None
-                                         and w.a.verdict is not None and not w.a.verdict.automatic])
+            known = _prefetch_known(session, works)
+            # Only the senders whose mail will be handled: a duplicate or a mail for no
+            # brand must not clear a bounce mark (as on the one-mail path).
+            prepare_batch(session, app, [w.a.parsed.from_addr for w in works  # type: ignore[union-attr]
+                                         if w.is_new_customer_mail(app, known)])
             for w in works:
                 w.results = [_record(session, app, w)]
         return [w.results[0] for w in works]
@@ -311,11 +328,12 @@ _FIND_INBOUNDS = select(Inbound.dedupe_key, Inbound.id).where(
     col(Inbound.dedupe_key).in_(bindparam("keys", expanding=True)))
 
 
-def _prefetch_known(session: Session, works: list[_Work]) -> None:
+def _prefetch_known(session: Session, works: list[_Work]) -> dict[str, int]:
     """One query for the whole batch instead of one per mail; `_inbound` adds each key
     it writes, so a mail twice in one batch is still recorded once."""
     keys = sorted({w.a.dedupe_key for w in works})
-    session.info["known_inbound"] = dict(session.connection().execute(_FIND_INBOUNDS, {"keys": keys}).all())
+    known = session.info["known_inbound"] = dict(session.connection().execute(_FIND_INBOUNDS, {"keys": keys}).all())
+    return dict(known)
 
 
 def _record(session: Session, app: App, work: _Work) -> IngestResult:
@@ -330,7 +348,7 @@ def _record(session: Session, app: App, work: _Work) -> IngestResult:
     if work.a.parsed is None:
         return _quarantine(session, app, work, f"unparseable: {work.a.parse_error}")
     parsed, item = work.a.parsed, work.item
-    routes = route_brands(app.config, parsed, item.envelope_to, item.mailbox_brand)
+    routes = work.routes(app)
     if not routes:
         return _quarantine(session, app, work, "no brand address among the recipients")
     verdict = work.a.verdict or classify(parsed.message, envelope_from=item.envelope_from,

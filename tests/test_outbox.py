@@ -194,6 +194,25 @@ def test_a_sender_marked_failing_is_cleared_when_it_writes_in_a_batch(app: App) 
     assert len(rows(app, "acknowledgement")) == 3
 
 
+def test_a_duplicate_or_unroutable_mail_in_a_batch_does_not_clear_a_bounce_mark(app: App) -> None:
+    """Only a new mail the sender wrote to us says the address works again: an IMAP
+    re-fetch of an old one, or a mail for none of our brands, does not."""
+    from mailbot.conversations import mark_failing
+    from mailbot.models import FailingRecipient
+
+    old = mail(message_id="<old@example.org>")
+    ingest(app, old, "smtp")
+    with db.session_scope(app.engine) as s:
+        mark_failing(s, "marie.dupont@example.org", "bounced", app.now())
+    results = ingest_batch(app, [Received(old, "imap:x"),
+                                 Received(mail(message_id="<elsewhere@example.org>", to="x@elsewhere.example"),
+                                          "imap:x"),
+                                 Received(mail(frm="autre@example.org", message_id="<o@example.org>"), "imap:x")])
+    assert [r.outcome for r in results] == [Outcome.DUPLICATE, Outcome.QUARANTINED, Outcome.CASE_OPENED]
+    with db.session_scope(app.engine) as s:
+        assert s.get(FailingRecipient, "marie.dupont@example.org") is not None
+
+
 def test_two_autoresponders_do_not_loop(app: App) -> None:
     """Our acknowledgement reaches a vacation responder, whose reply reaches us: it stops there."""
     ingest(app, mail(frm="boss@example.org"), "smtp")
