@@ -115,13 +115,17 @@ def analyse(config: Config, item: Received, *, with_facts: bool = False) -> Anal
     try:
         result.verdict = classify(parsed.message, envelope_from=item.envelope_from,
                                   own_addresses=config.own_addresses)
-        if with_facts and item.received_at is not None and not result.verdict.automatic:
+    except Exception:  # noqa: BLE001 - ingest does it again and quarantines what fails
+        log.exception("classification failed; ingest will redo it")
+        return result
+    if with_facts and item.received_at is not None and not result.verdict.automatic:
+        try:  # a failure here loses only the facts, which ingest extracts again if needed
             for route in route_brands(config, parsed, item.envelope_to, item.mailbox_brand):
                 if not is_agent_token(route.token):
                     result.facts[route.brand.key] = extract_for(route.brand, parsed, item.received_at)
-    except Exception:  # noqa: BLE001 - ingest does it again and quarantines what fails
-        log.exception("analysis failed; ingest will redo it")
-        result.verdict, result.facts = None, {}
+        except Exception:  # noqa: BLE001
+            log.exception("extraction failed; ingest will redo it")
+            result.facts = {}
     return result
 
 
@@ -137,7 +141,8 @@ def _analyse_chunk(config: Config, items: Sequence[Received]) -> list[Analysis]:
     out = []
     for item in items:
         result = analyse(config, item, with_facts=True)
-        if result.parsed is not None:
+        # Without a verdict ingest classifies again, on the same whole message.
+        if result.parsed is not None and result.verdict is not None:
             result.parsed = replace(result.parsed, message=_headers_only(result.parsed.message))
         out.append(result)
     return out

@@ -142,6 +142,31 @@ def test_the_waiting_process_takes_chunks_from_the_tail_while_workers_go_on_from
     assert [r.digest for r in results] == [analysis.analyse(cfg, it).digest for it in items]
 
 
+def test_a_failed_extraction_keeps_the_verdict_and_a_failed_classification_the_whole_mail(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a worker sends back when part of the analysis fails: ingest redoes only that
+    part, on the same input (a bounce's body rules need the whole message)."""
+    cfg = make_config(tmp_path)
+    bounce = (b"From: MAILER-DAEMON@mx.example.net\nTo: support@kalra-plus.com\n"
+              b"Subject: Undelivered Mail Returned to Sender\nMessage-ID: <b1@mx.example.net>\n"
+              b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\n\n"
+              b"--b\nContent-Type: text/plain\n\nThe mail could not be delivered.\n"
+              b"--b\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822; x@example.org\n"
+              b"Action: failed\nStatus: 5.1.1\n--b--\n")
+    item = Received(generate_bytes(1)[0], "imap:x", envelope_to=("support@kalra-plus.com",), received_at=AT)
+
+    def broken(*_a: Any, **_k: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(analysis, "extract_for", broken)
+    (a,) = analysis._analyse_chunk(cfg, [item])
+    assert a.verdict is not None and not a.verdict.automatic and a.facts == {}
+    monkeypatch.setattr(analysis, "classify", broken)
+    (b,) = analysis._analyse_chunk(cfg, [Received(bounce, "imap:x", received_at=AT)])
+    assert b.verdict is None and b.parsed is not None
+    assert b.parsed.message.is_multipart()  # the whole message, not its headers only
+
+
 def test_a_worker_that_dies_loses_no_mail(make_app: Any) -> None:
     app = make_app(ingest={"workers": 1})
     analysis.warm_up(app.config)
