@@ -12,6 +12,8 @@ from email.message import EmailMessage
 import pytest
 
 from mailbot import parsing
+from mailbot.analysis import dedupe_key
+from mailbot.classify import classify
 from mailbot.parsing import ParsedMail, parse
 
 MB = 1_000_000
@@ -102,8 +104,12 @@ def single_part_mail() -> tuple[bytes, dict[str, bytes]]:
 
 
 def summary(parsed: ParsedMail) -> tuple:
+    """What ingest reads of a parse: its fields, and the verdict and dedupe key it leads to
+    (classification reads the message's parts, which may hold placeholders)."""
+    verdict = classify(parsed.message, envelope_from=None, own_addresses=frozenset())
     return (parsed.text, parsed.html, parsed.subject, parsed.from_addr, parsed.from_name,
-            [(a.filename, a.content_type, a.data) for a in parsed.attachments])
+            [(a.filename, a.content_type, a.data) for a in parsed.attachments],
+            (verdict.kind, verdict.reason), dedupe_key("0" * 64, parsed))
 
 
 def placeholders(parsed: ParsedMail) -> int:
