@@ -231,7 +231,7 @@ def _duplicate(work: _Work) -> list[IngestResult]:
 
 def _already_recorded(app: App, work: _Work) -> bool:
     with db.session_scope(app.engine) as session:
-        return session.exec(select(Inbound.id).where(Inbound.dedupe_key == work.a.dedupe_key)).first() is not None
+        return session.connection().execute(_FIND_INBOUND, {"k": work.a.dedupe_key}).first() is not None
 
 
 def _commit(app: App, works: list[_Work]) -> list[IngestResult]:
