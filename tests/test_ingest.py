@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import threading
 import time
+from collections.abc import Callable
 from email.policy import default
 
 import pytest
@@ -184,6 +185,23 @@ def test_concurrent_mails_share_one_transaction_and_each_caller_gets_its_own_res
     by_sender = {c.customer_email: c.ref for c in all_cases(app)}
     assert [r.case_refs for r in results] == [(by_sender[f"c{i}@example.org"],) for i in range(12)]
     assert len(outbox_rows(app, "acknowledgement")) == 12
+
+
+def test_the_same_mail_written_at_once_by_two_instances_is_recorded_once(
+        make_app: Callable[..., App]) -> None:
+    """Two instances (engines) on one database: the first holds its commit while the
+    second writes the same mail. On PostgreSQL the second hits the unique dedupe key
+    (IntegrityError from the prepared INSERT) and finds the row; on SQLite it waits
+    for the lock and finds it. Either way: one case, one duplicate, one acknowledgement."""
+    first, second = make_app(), make_app()
+    _slow_first_commit(first)
+    raw = mail(message_id="<twice-at-once@example.org>")
+    results = _concurrently(2, lambda i: ingest(first if i == 0 else second, raw, "smtp"))
+    assert sorted(r.outcome for r in results) == sorted([Outcome.CASE_OPENED, Outcome.DUPLICATE]), results
+    assert len(all_cases(first)) == 1
+    with db.session_scope(first.engine) as s:
+        assert len(s.exec(select(Inbound)).all()) == 1
+    assert len(outbox_rows(first, "acknowledgement")) == 1
 
 
 def test_a_mail_that_breaks_a_group_is_quarantined_alone_and_the_same_mail_twice_is_one(
