@@ -298,7 +298,6 @@ class _Mail:
     msg: email.message.Message
     envelope_from: str | None
     own: frozenset[str]
-    _cache: dict[str, object] = field(default_factory=dict)
     _decoded: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @cached_property
@@ -349,24 +348,18 @@ class _Mail:
 
     @property
     def subject(self) -> str:
-        if "subject" not in self._cache:
-            self._cache["subject"] = self.header("Subject")
-        return str(self._cache["subject"])
+        return self.header("Subject")  # decoded once by `headers`
 
-    @property
+    @cached_property
     def from_addr(self) -> str:
-        if "from_addr" not in self._cache:
-            self._cache["from_addr"] = _address(self.header("From"))
-        return str(self._cache["from_addr"])
+        return _address(self.header("From"))
 
-    @property
+    @cached_property
     def from_name(self) -> str:
-        if "from_name" not in self._cache:
-            try:
-                self._cache["from_name"] = _parseaddr(self.header("From"))[0].lower()
-            except Exception:  # noqa: BLE001
-                self._cache["from_name"] = ""
-        return str(self._cache["from_name"])
+        try:
+            return _parseaddr(self.header("From"))[0].lower()
+        except Exception:  # noqa: BLE001
+            return ""
 
     @property
     def null_sender(self) -> bool:
@@ -381,34 +374,29 @@ class _Mail:
                 return True
         return env.strip().strip("<>").strip() == ""
 
-    @property
+    @cached_property
     def body(self) -> str:
         """The first text parts at the top level (not inside attached messages)."""
-        if "body" not in self._cache:
-            texts: list[str] = []
-            for part, ctype in self.parts:
-                if ctype.startswith("multipart/"):
-                    if not _children(part):  # unparsable multipart (no boundary): raw text
-                        texts.append(_part_text(part))
-                    continue
-                if ctype in ("text/plain", "text/html", "") or ctype.startswith("text/"):
+        texts: list[str] = []
+        for part, ctype in self.parts:
+            if ctype.startswith("multipart/"):
+                if not _children(part):  # unparsable multipart (no boundary): raw text
                     texts.append(_part_text(part))
-                if sum(len(t) for t in texts) > _MAX_TEXT:
-                    break
-            self._cache["body"] = "\n".join(texts)[:_MAX_TEXT]
-        return str(self._cache["body"])
+                continue
+            if ctype in ("text/plain", "text/html", "") or ctype.startswith("text/"):
+                texts.append(_part_text(part))
+            if sum(len(t) for t in texts) > _MAX_TEXT:
+                break
+        return "\n".join(texts)[:_MAX_TEXT]
 
-    @property
+    @cached_property
     def own_body(self) -> str:
         """The body up to the first forward marker, without quoted ("> ") lines."""
-        if "own_body" not in self._cache:
-            text = self.body
-            marker = _FORWARD_MARKER.search(text)
-            if marker:
-                text = text[: marker.start()]
-            lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith(">")]
-            self._cache["own_body"] = "\n".join(lines)
-        return str(self._cache["own_body"])
+        text = self.body
+        marker = _FORWARD_MARKER.search(text)
+        if marker:
+            text = text[: marker.start()]
+        return "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith(">"))
 
     @property
     def is_reply_or_forward(self) -> bool:
