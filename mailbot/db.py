@@ -25,7 +25,7 @@ def _sqlite_pragmas(busy_timeout: float):  # type: ignore[no-untyped-def]
         dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN IMMEDIATE
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not only a crash
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cur.close()

@@ -177,6 +177,21 @@ def test_postgresql_stopped_smtp_451_imap_waits_then_both_catch_up(
     app.close()
 
 
+# ---------------------------------------------------------------- SQLite durability
+def test_sqlite_commit_is_synced_to_disk(tmp_path: Path, sqlite_url: str) -> None:
+    """A source hears "done" after the commit, so the commit must survive a power loss or
+    an OS crash, not only a crash of mailbot: in WAL mode that is synchronous=FULL (the
+    WAL is synced at each commit). NORMAL syncs only at checkpoints, and a mail already
+    answered 250 or moved out of the mailbox could roll back with the power."""
+    app = App.open(make_config(tmp_path, sqlite_url), upgrade=True)
+    try:
+        with app.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    finally:
+        app.close()
+
+
 # ---------------------------------------------------------------- SQLite locked
 @contextlib.contextmanager
 def exclusive_lock(path: str) -> Iterator[None]:
