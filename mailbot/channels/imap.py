@@ -5,8 +5,9 @@ What the poller promises (DESIGN.md, guarantees 1 and 2):
 - mail is fetched with ``BODY.PEEK[]`` (nothing is marked read by fetching);
 - a message is marked ``\\Seen`` and moved out of the folder (to
   ``processed_folder``, or ``quarantine_folder`` when ingest quarantined it)
-  only after `ingest.record` returned, i.e. after the commit (the next batch
-  is fetched and analysed meanwhile);
+  only after `ingest.record` returned, i.e. after the commit (meanwhile a
+  helper thread fetches the batches after it, which workers analyse, and
+  files away the batch committed before it: see `ImapPoller._pass`);
 - when the database is unavailable the mail stays untouched in the folder
   and the poller backs off and retries;
 - every pass looks at *everything* still in the folder (``SEARCH NOT
@@ -31,7 +32,9 @@ import random
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -168,6 +171,9 @@ def move(client: IMAPClient, uids: Sequence[int], folder: str) -> None:
         client.uid_expunge(uids)
     else:
         client.expunge()
+
+
+FETCH_AHEAD = 2  # batches fetched (and being analysed) beyond the one being written
 
 
 def batched(items: Sequence[int], size: int) -> Iterator[list[int]]:
@@ -428,24 +434,64 @@ class ImapPoller:
                 client.shutdown()
 
     def _pass(self) -> int:
+        """One pass over the folder, in batches, as a pipeline: while this thread writes
+        a batch, the workers analyse the next two, and a helper thread does the IMAP
+        side (files away the batch committed last, fetches a new one). The commit does
+        not wait for Dovecot, and the workers always have a batch queued. Still one
+        IMAP command at a time: the helper is joined before the connection is used
+        for anything else."""
         client = self._connection()
         info = client.select_folder(self.cfg.folder)
         uidvalidity = int(info[b"UIDVALIDITY"])
         self._check_uidvalidity(uidvalidity)
         _forget_new_mail_signals(client)
         uids = sorted(client.search(["NOT", "DELETED"]))
+        chunks = batched(uids, self.cfg.batch_size)
+
+        def next_chunk() -> list[int] | None:
+            return None if self._stop.is_set() else next(chunks, None)
+
         handled = 0
-        pending: tuple[list[int], Pending] | None = None
-        for chunk in batched(uids, self.cfg.batch_size):
-            if self._stop.is_set():
+        fetched: deque[tuple[list[int], Pending]] = deque()  # being analysed (mailbot.analysis)
+        for _ in range(FETCH_AHEAD - 1):  # the helper fetches one more during the first write
+            chunk = next_chunk()
+            if chunk is None:
                 break
-            upcoming = self._fetch(client, chunk)  # analysed meanwhile (mailbot.analysis)
-            if pending is not None:
-                handled += self._record(client, *pending, uidvalidity)
-            pending = upcoming
-        if pending is not None:
-            handled += self._record(client, *pending, uidvalidity)
+            if (batch := self._fetch(client, chunk)) is not None:
+                fetched.append(batch)
+        committed: tuple[list[int], list[IngestResult]] | None = None  # not filed away yet
+        with ThreadPoolExecutor(1, thread_name_prefix="imap-io") as io:
+            while True:
+                chunk = next_chunk()
+                if chunk is None and not fetched:
+                    break
+                imap = io.submit(self._imap_step, client, committed, chunk)
+                batch = fetched.popleft() if fetched else None
+                try:
+                    results = record(self.app, batch[1]) if batch is not None else []
+                except BaseException:
+                    wait([imap])  # the helper ends before the connection is given up
+                    if committed is not None and imap.exception() is None:
+                        with contextlib.suppress(Exception):  # filed away: count it if we can
+                            handled += self._filed(uidvalidity, *committed)
+                    raise
+                upcoming = imap.result()
+                if committed is not None:
+                    handled += self._filed(uidvalidity, *committed)
+                committed = (batch[0], results) if batch is not None else None
+                if upcoming is not None:
+                    fetched.append(upcoming)
+        if committed is not None:
+            self._file_away(client, *committed)
+            handled += self._filed(uidvalidity, *committed)
         return handled
+
+    def _imap_step(self, client: IMAPClient, committed: tuple[list[int], list[IngestResult]] | None,
+                   chunk: list[int] | None) -> tuple[list[int], Pending] | None:
+        """The helper thread's part of a round: file away what was committed, fetch the next batch."""
+        if committed is not None:
+            self._file_away(client, *committed)
+        return self._fetch(client, chunk) if chunk else None
 
     def _fetch(self, client: IMAPClient, uids: list[int]) -> tuple[list[int], Pending] | None:
         fetched = client.fetch(uids, [b"BODY.PEEK[]", b"INTERNALDATE"])
@@ -457,9 +503,8 @@ class ImapPoller:
                           mailbox_brand=self.brand) for uid in present]
         return present, prepare(self.app, items)
 
-    def _record(self, client: IMAPClient, present: list[int], pending: Pending, uidvalidity: int) -> int:
-        results = record(self.app, pending)  # committed when it returns
-        self._file_away(client, present, results)
+    def _filed(self, uidvalidity: int, present: list[int], results: list[IngestResult]) -> int:
+        """Bookkeeping once a committed batch is out of the folder."""
         self._save_state(uidvalidity, max(present))
         self.handled += len(present)
         log.info("imap batch ingested", extra={
