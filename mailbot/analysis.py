@@ -40,7 +40,7 @@ log = logging.getLogger("mailbot.analysis")
 
 MIN_BATCH_FOR_WORKERS = 16  # smaller batches are analysed in the calling process
 MAX_RAW_FOR_WORKERS = 5_000_000  # bigger mails are not copied to a worker and back
-CHUNK = 10  # mails per task sent to a worker (small: the waiting process takes back whole chunks)
+CHUNK = 25  # mails per task sent to a worker: each hand-over waits for the daemon's GIL, see Pending
 
 
 @dataclass(frozen=True)
@@ -154,15 +154,23 @@ class Pending:
     The batch is cut into chunks of CHUNK mails. The workers are handed a few chunks
     at a time, from the head (each finished chunk hands over the next one); the
     process that waits in `result()` takes chunks from the tail and analyses them
-    itself, so both meet in the middle and no CPU idles. Chunks are never cancelled
-    once handed over: on Python 3.11 a pool that breaks while it still holds
-    cancelled work fails in its own thread and leaves later work unanswered."""
+    itself, so both meet in the middle and no CPU idles. If a chunk a worker holds is
+    still not back then, the waiting process analyses the batches queued after this
+    one from their tails (`result(meanwhile=…)`): a worker that finished early went on
+    with their first chunks, so waiting would leave a CPU idle. Chunks are never
+    cancelled once handed over: on Python 3.11 a pool that breaks while it still holds
+    cancelled work fails in its own thread and leaves later work unanswered.
+
+    Chunks are of CHUNK mails: every hand-over goes through the pool's threads in this
+    process, which wait for the GIL while the daemon writes; with 10 mails a chunk the
+    worker was idle a quarter of the time between chunks, with 25 a fifth."""
 
     def __init__(self, config: Config, items: Sequence[Received], pool: ProcessPoolExecutor | None = None,
                  ahead: int = 2, done: list[Analysis] | None = None) -> None:
         self.config, self.items, self._done = config, items, done
         self._chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
         self._futures: dict[int, Future[list[Analysis]] | None] = {}  # None: the pool refused it
+        self._local: dict[int, list[Analysis]] = {}  # chunks analysed in this process
         self._lock = threading.Lock()
         self._next = 0  # the next chunk to hand to a worker
         self._end = len(self._chunks) if pool is not None else 0  # from here on: analysed here
@@ -184,20 +192,36 @@ class Pending:
                 return
         future.add_done_callback(self._hand_over)
 
-    def result(self) -> list[Analysis]:
-        """Wait for the analysis, analysing chunks from the tail here meanwhile."""
+    def result(self, meanwhile: Sequence[Pending] = ()) -> list[Analysis]:
+        """Wait for the analysis, analysing chunks from the tail here meanwhile. While a
+        chunk a worker holds is not back yet, chunks from the tail of `meanwhile` (the
+        batches queued after this one) are analysed here instead of waiting idle: the
+        worker may be busy with those batches' first chunks, handed over earlier."""
         if self._done is None:
-            local: dict[int, list[Analysis]] = {}
-            while True:
-                with self._lock:
-                    if self._end <= self._next:
-                        break
-                    self._end -= 1
-                    i = self._end
-                local[i] = [analyse(self.config, it, with_facts=True) for it in self._chunks[i]]
-            self._done = [a for i, chunk in enumerate(self._chunks)
-                          for a in (local[i] if i in local else self._collect(self._futures.get(i), chunk))]
+            while (i := self._take_tail()) is not None:
+                self._local[i] = self._analyse_here(i)
+            done: list[Analysis] = []
+            for i, chunk in enumerate(self._chunks):
+                if i in self._local:
+                    done.extend(self._local[i])
+                    continue
+                future = self._futures.get(i)
+                while future is not None and not future.done() and _help(meanwhile):
+                    pass
+                done.extend(self._collect(future, chunk))
+            self._done = done
         return self._done
+
+    def _take_tail(self) -> int | None:
+        """The last chunk nobody has taken yet (this process analyses it), if any."""
+        with self._lock:
+            if self._done is not None or self._end <= self._next:
+                return None
+            self._end -= 1
+            return self._end
+
+    def _analyse_here(self, i: int) -> list[Analysis]:
+        return [analyse(self.config, it, with_facts=True) for it in self._chunks[i]]
 
     def _collect(self, future: Future[list[Analysis]] | None, chunk: Sequence[Received]) -> list[Analysis]:
         """A chunk's result from its worker; if that fails (the worker died, a result
@@ -213,6 +237,15 @@ class Pending:
         except Exception:
             log.exception("an analysis worker failed; analysing its mails here")
         return _here(self.config, chunk)
+
+
+def _help(pendings: Sequence[Pending]) -> bool:
+    """Analyse one untaken chunk of the first of `pendings` that has one; False if none had."""
+    for pending in pendings:
+        if (i := pending._take_tail()) is not None:  # noqa: SLF001 - the same class's protocol
+            pending._local[i] = pending._analyse_here(i)  # noqa: SLF001
+            return True
+    return False
 
 
 def _here(config: Config, items: Sequence[Received]) -> list[Analysis]:

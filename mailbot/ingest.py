@@ -109,7 +109,7 @@ def ingest_stream(app: App, batches: Iterable[Sequence[Received]]
     for items in batches:
         upcoming = prepare(app, items)
         if pending is not None:
-            yield pending.items, record(app, pending)
+            yield pending.items, record(app, pending, meanwhile=(upcoming,))
         pending = upcoming
     if pending is not None:
         yield pending.items, record(app, pending)
@@ -123,9 +123,12 @@ def prepare(app: App, items: Sequence[Received]) -> analysis.Pending:
     return analysis.submit(app.config, stamped)
 
 
-def record(app: App, pending: analysis.Pending) -> list[IngestResult]:
-    """Write an analysed batch in one transaction; returns once it is committed."""
-    return _record_works(app, [_Work(it, a) for it, a in zip(pending.items, pending.result(), strict=True)])
+def record(app: App, pending: analysis.Pending, meanwhile: Sequence[analysis.Pending] = ()) -> list[IngestResult]:
+    """Write an analysed batch in one transaction; returns once it is committed.
+    `meanwhile`: batches prepared after it, which this process may help analyse
+    while it waits for the workers (see `analysis.Pending.result`)."""
+    results = pending.result(meanwhile)
+    return _record_works(app, [_Work(it, a) for it, a in zip(pending.items, results, strict=True)])
 
 
 class GroupCommit:

@@ -302,11 +302,11 @@ def test_a_batch_fetched_ahead_is_not_touched_when_the_one_before_fails(
     d.append_many(cfg.username, [complaint(i) for i in range(60)])
     real, calls = imap_module.record, []
 
-    def record_failing_second(app_: App, pending: Any) -> list:
+    def record_failing_second(app_: App, pending: Any, **kw: Any) -> list:
         calls.append(len(pending.items))
         if len(calls) == 2:
             raise TemporaryFailure("database unavailable (test)")
-        return real(app_, pending)
+        return real(app_, pending, **kw)
 
     monkeypatch.setattr(imap_module, "record", record_failing_second)
     poller = pollers(app, cfg)
@@ -350,12 +350,12 @@ def test_imap_side_runs_while_a_batch_is_written(app: App, dovecot_fresh: Doveco
             return result
         return real_fetch(self, client, uids)
 
-    def record(app_: App, pending: Any) -> list:
+    def record(app_: App, pending: Any, **kw: Any) -> list:
         seen["records"] = int(seen.get("records", 0)) + 1  # type: ignore[call-overload]
         if seen["records"] == 2:
             writing_2.set()
             seen["fetched 3 before writing 2 ended"] = fetched_3.wait(10)
-        return real_record(app_, pending)
+        return real_record(app_, pending, **kw)
 
     monkeypatch.setattr(ImapPoller, "_fetch", fetch)
     monkeypatch.setattr(imap_module, "record", record)
@@ -377,11 +377,11 @@ def test_stop_mid_pass_files_away_what_it_wrote_and_leaves_the_rest_unseen(
     poller = pollers(app, cfg)
     real, calls = imap_module.record, []
 
-    def record_then_stop(app_: App, pending: Any) -> list:
+    def record_then_stop(app_: App, pending: Any, **kw: Any) -> list:
         calls.append(len(pending.items))
         if len(calls) == 2:
             poller._stop.set()
-        return real(app_, pending)
+        return real(app_, pending, **kw)
 
     monkeypatch.setattr(imap_module, "record", record_then_stop)
     handled = poller.poll_once()
@@ -401,8 +401,8 @@ def test_connection_lost_between_commit_and_move(app: App, dovecot_fresh: Doveco
     outcomes: list[Outcome] = []
     real = imap_module.record
 
-    def record_then_crash(app_: App, pending: Any) -> list:
-        results = real(app_, pending)
+    def record_then_crash(app_: App, pending: Any, **kw: Any) -> list:
+        results = real(app_, pending, **kw)
         outcomes.extend(r.outcome for r in results)
         if len(outcomes) == 40:
             d.restart()

@@ -468,7 +468,8 @@ class ImapPoller:
                 imap = io.submit(self._imap_step, client, committed, chunk)
                 batch = fetched.popleft() if fetched else None
                 try:
-                    results = record(self.app, batch[1]) if batch is not None else []
+                    results = record(self.app, batch[1], meanwhile=[p for _, p in fetched]) \
+                        if batch is not None else []
                 except BaseException:
                     wait([imap])  # the helper ends before the connection is given up
                     if committed is not None and imap.exception() is None:
