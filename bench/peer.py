@@ -23,8 +23,9 @@ with N generated complaint mails (bench/gen_mails.generate_bytes) by MULTIAPPEND
   then \\Seen + MOVE to Processed (commit before the mailbox is touched).
 
 Both sides are checked: N tickets / N inbound rows, nothing left in the INBOX.
-The two sides take turns `--repeat` times (default 3) and the medians are
-compared: on a shared machine one run of either side can be off by a third
+The two sides take turns `--repeat` times (default 3), each starting after an
+`os.sync()` (so neither pays for writing back the other's files), and the
+medians are compared: on a shared machine one run of either side can be off by a third
 (the peer's rate also follows the disk's fsync latency: it commits 5-6 times a mail).
 Dovecot is stopped by its process group when done.
 """
@@ -220,6 +221,7 @@ def run_peer(vpy: Path, site: Path, d: Dovecot, raws: list[bytes], workdir: Path
     d.empty_mailbox(USER)
     d.append_many(USER, raws)
     sh("peer_db.py", "reset")
+    os.sync()  # start with no dirty pages of the other side's run being written back
     t0 = time.perf_counter()
     out = sh("manage.py", "get_email")
     wall = time.perf_counter() - t0
@@ -242,6 +244,7 @@ def run_mailbot(d: Dovecot, raws: list[bytes], db: str, workdir: Path, batch: in
         poller = ImapPoller(app, cfg, Timings())
         analysis.warm_up(app.config)  # as `mailbot run` does at start-up
         app.warm_up()
+        os.sync()  # as for the peer: no dirty pages of the other side's run in the way
         t0 = time.perf_counter()
         handled = 0
         while n := poller.poll_once():
