@@ -267,18 +267,30 @@ def test_polls_at_interval_without_idle(app: App, dovecot: Dovecot, mailbox, pol
 # ---------------------------------------------------------------- server trouble (SQLite)
 @SQLITE_ONLY
 def test_connection_dropped_mid_batch_loses_and_duplicates_nothing(
-        app: App, dovecot_fresh: Dovecot, mailbox, pollers) -> None:
+        app: App, dovecot_fresh: Dovecot, mailbox, pollers, monkeypatch) -> None:
     d = dovecot_fresh
     cfg = mailbox(d, batch_size=20)
     raws = [complaint(i) for i in range(400)]
     d.append_many(cfg.username, raws)
     appended = sorted(r.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0].decode() for r in raws)
+    # The third batch's write waits for the restart, so the restart lands in the middle
+    # of the backlog however fast the rest goes (the helper thread is at its MOVE/FETCH).
+    real, restarted, calls = imap_module.record, threading.Event(), []
+
+    def record_held_for_the_restart(app_: App, pending: Any, **kw: Any) -> list:
+        calls.append(len(pending.items))
+        if len(calls) == 3:
+            restarted.wait(30)
+        return real(app_, pending, **kw)
+
+    monkeypatch.setattr(imap_module, "record", record_held_for_the_restart)
     poller = pollers(app, cfg)
     poller.start()
 
-    wait_until(lambda: count(app, Inbound) >= 40, timeout=30, what="a first batches")
+    wait_until(lambda: len(calls) >= 3, timeout=30, what="the third batch")
     d.restart()  # drops the poller's connection in the middle of the backlog
-    assert count(app, Inbound) < 400, "the backlog was drained before the restart"
+    restarted.set()
+    assert count(app, Inbound) == 40
     wait_until(lambda: count(app, Inbound) == 400 and not d.uids(cfg.username), timeout=60,
                what="the whole backlog")
 
