@@ -54,6 +54,7 @@ class ImapConfig(_Strict):
     poll_interval: float = Field(60.0, gt=0)
     idle: bool = True
     batch_size: int = Field(100, ge=1, le=10_000)
+    batch_bytes: int = Field(32_000_000, ge=1)  # RFC822.SIZE per batch (a bigger mail goes alone)
     brand: str | None = None
 
     @model_validator(mode="after")

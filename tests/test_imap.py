@@ -378,6 +378,28 @@ def test_imap_side_runs_while_a_batch_is_written(app: App, dovecot_fresh: Doveco
     assert count(app, Inbound) == 40 and d.folder_count(cfg.username, "Processed") == 40
 
 
+
+@SQLITE_ONLY
+def test_big_mails_are_fetched_a_few_at_a_time(app: App, dovecot: Dovecot, mailbox, pollers,
+                                                monkeypatch) -> None:
+    """A batch holds at most `batch_bytes` of mail by RFC822.SIZE (a bigger mail goes
+    alone): with three batches in flight, a backlog of big mails stays small in memory."""
+    cfg = mailbox(dovecot, batch_size=50, batch_bytes=250_000)
+    padding = ("Détail de l'opération contestée, ligne de relevé. " * 20 + "\r\n").encode() * 100
+    raws = [complaint(i)[:-2] + padding for i in range(9)] + [complaint(9) + padding * 3]  # ~100 KB; ~300 KB
+    dovecot.append_many(cfg.username, raws)
+    real_fetch = ImapPoller._fetch
+    batches: list[int] = []
+
+    def fetch(self: ImapPoller, client: Any, uids: list[int]) -> Any:
+        batches.append(len(uids))
+        return real_fetch(self, client, uids)
+
+    monkeypatch.setattr(ImapPoller, "_fetch", fetch)
+    assert pollers(app, cfg).poll_once() == 10
+    assert batches == [2, 2, 2, 2, 1, 1]  # nine of ~100 KB two by two, the ~300 KB one alone
+    assert count(app, Inbound) == 10 and dovecot.folder_count(cfg.username, "Processed") == 10
+
 @SQLITE_ONLY
 def test_stop_mid_pass_files_away_what_it_wrote_and_leaves_the_rest_unseen(
         app: App, dovecot_fresh: Dovecot, mailbox, pollers, monkeypatch) -> None:

@@ -176,6 +176,33 @@ def move(client: IMAPClient, uids: Sequence[int], folder: str) -> None:
 FETCH_AHEAD = 2  # batches fetched (and being analysed) beyond the one being written
 
 
+def batches_by_size(uids: Sequence[int], sizes: dict[int, int], count: int, max_bytes: int) -> Iterator[list[int]]:
+    """`uids` in batches of at most `count` mails and `max_bytes` bytes (by their
+    RFC822.SIZE; a mail bigger than that is a batch of its own): up to three batches
+    are in memory at once (one written, two fetched ahead)."""
+    batch: list[int] = []
+    total = 0
+    for uid in uids:
+        size = sizes.get(uid, 0)
+        if batch and (len(batch) >= count or total + size > max_bytes):
+            yield batch
+            batch, total = [], 0
+        batch.append(uid)
+        total += size
+    if batch:
+        yield batch
+
+
+def _sizes(client: IMAPClient, uids: Sequence[int]) -> dict[int, int]:
+    """RFC822.SIZE of `uids` (asked 1,000 at a time: a command line listing thousands of
+    UIDs could pass the server's line length limit)."""
+    sizes: dict[int, int] = {}
+    for part in batched(uids, 1000):
+        for uid, data in client.fetch(part, [b"RFC822.SIZE"]).items():
+            sizes[uid] = int(data.get(b"RFC822.SIZE", 0))
+    return sizes
+
+
 def batched(items: Sequence[int], size: int) -> Iterator[list[int]]:
     for i in range(0, len(items), size):
         yield list(items[i:i + size])
@@ -446,7 +473,7 @@ class ImapPoller:
         self._check_uidvalidity(uidvalidity)
         _forget_new_mail_signals(client)
         uids = sorted(client.search(["NOT", "DELETED"]))
-        chunks = batched(uids, self.cfg.batch_size)
+        chunks = batches_by_size(uids, _sizes(client, uids), self.cfg.batch_size, self.cfg.batch_bytes)
 
         def next_chunk() -> list[int] | None:
             return None if self._stop.is_set() else next(chunks, None)
