@@ -341,24 +341,24 @@ def test_a_batch_fetched_ahead_is_not_touched_when_the_one_before_fails(
 def test_imap_side_runs_while_a_batch_is_written(app: App, dovecot_fresh: Dovecot, mailbox, pollers,
                                                  monkeypatch) -> None:
     """While batch 2 is being written, the helper thread moves batch 1 (committed) and
-    fetches batch 3: the commit does not wait for Dovecot, nor Dovecot for the commit.
-    (Sequentially, batch 3 would be fetched before batch 2's write starts: the fetch
-    below would wait in vain for it.)"""
+    fetches batch 4 (two batches are fetched ahead): the commit does not wait for
+    Dovecot, nor Dovecot for the commit. (Sequentially, batch 4 would be fetched before
+    batch 2's write starts: the fetch below would wait in vain for it.)"""
     d = dovecot_fresh
     cfg = mailbox(d, batch_size=10)
     d.append_many(cfg.username, [complaint(i) for i in range(40)])
     real_record, real_fetch = imap_module.record, ImapPoller._fetch
-    writing_2, fetched_3 = threading.Event(), threading.Event()
+    writing_2, fetched_4 = threading.Event(), threading.Event()
     fetches: list[int] = []
     seen: dict[str, object] = {}
 
     def fetch(self: ImapPoller, client: Any, uids: list[int]) -> Any:
         fetches.append(len(uids))
-        if len(fetches) == 3:
-            seen["writing 2 when fetching 3"] = writing_2.wait(3)
-            seen["moved when fetching 3"] = d.folder_count(cfg.username, "Processed")
+        if len(fetches) == 4:
+            seen["writing 2 when fetching 4"] = writing_2.wait(3)
+            seen["moved when fetching 4"] = d.folder_count(cfg.username, "Processed")
             result = real_fetch(self, client, uids)
-            fetched_3.set()
+            fetched_4.set()
             return result
         return real_fetch(self, client, uids)
 
@@ -366,15 +366,15 @@ def test_imap_side_runs_while_a_batch_is_written(app: App, dovecot_fresh: Doveco
         seen["records"] = int(seen.get("records", 0)) + 1  # type: ignore[call-overload]
         if seen["records"] == 2:
             writing_2.set()
-            seen["fetched 3 before writing 2 ended"] = fetched_3.wait(10)
+            seen["fetched 4 before writing 2 ended"] = fetched_4.wait(10)
         return real_record(app_, pending, **kw)
 
     monkeypatch.setattr(ImapPoller, "_fetch", fetch)
     monkeypatch.setattr(imap_module, "record", record)
     assert pollers(app, cfg).poll_once() == 40
-    assert seen["writing 2 when fetching 3"] is True
-    assert seen["fetched 3 before writing 2 ended"] is True
-    assert seen["moved when fetching 3"] == 10  # batch 1, committed; batch 2 not yet
+    assert seen["writing 2 when fetching 4"] is True
+    assert seen["fetched 4 before writing 2 ended"] is True
+    assert seen["moved when fetching 4"] == 10  # batch 1, committed; batch 2 not yet
     assert count(app, Inbound) == 40 and d.folder_count(cfg.username, "Processed") == 40
 
 

@@ -173,7 +173,7 @@ def move(client: IMAPClient, uids: Sequence[int], folder: str) -> None:
         client.expunge()
 
 
-FETCH_AHEAD = 2  # batches fetched (and being analysed) beyond the one being written
+FETCH_AHEAD = 2  # batches fetched (and being analysed) ahead of the one being written
 
 
 def batches_by_size(uids: Sequence[int], sizes: dict[int, int], count: int, max_bytes: int) -> Iterator[list[int]]:
@@ -480,7 +480,7 @@ class ImapPoller:
 
         handled = 0
         fetched: deque[tuple[list[int], Pending]] = deque()  # being analysed (mailbot.analysis)
-        for _ in range(FETCH_AHEAD - 1):  # the helper fetches one more during the first write
+        for _ in range(FETCH_AHEAD):  # then each round: one written, one fetched by the helper
             chunk = next_chunk()
             if chunk is None:
                 break
