@@ -480,20 +480,16 @@ class ImapPoller:
 
         handled = 0
         fetched: deque[tuple[list[int], Pending]] = deque()  # being analysed (mailbot.analysis)
-        for _ in range(FETCH_AHEAD):  # then each round: one written, one fetched by the helper
-            chunk = next_chunk()
-            if chunk is None:
-                break
-            if (batch := self._fetch(client, chunk)) is not None:
-                fetched.append(batch)
+        if (first := next_chunk()) is not None and (batch := self._fetch(client, first)) is not None:
+            fetched.append(batch)
         committed: tuple[list[int], list[IngestResult]] | None = None  # not filed away yet
         with ThreadPoolExecutor(1, thread_name_prefix="imap-io") as io:
             while True:
-                chunk = next_chunk()
-                if chunk is None and not fetched:
-                    break
-                imap = io.submit(self._imap_step, client, committed, chunk)
                 batch = fetched.popleft() if fetched else None
+                ahead = [c for c in (next_chunk() for _ in range(FETCH_AHEAD - len(fetched))) if c is not None]
+                if batch is None and not ahead:
+                    break
+                imap = io.submit(self._imap_step, client, committed, ahead)
                 try:
                     results = record(self.app, batch[1], meanwhile=[p for _, p in fetched]) \
                         if batch is not None else []
@@ -507,19 +503,20 @@ class ImapPoller:
                 if committed is not None:
                     handled += self._filed(uidvalidity, *committed)
                 committed = (batch[0], results) if batch is not None else None
-                if upcoming is not None:
-                    fetched.append(upcoming)
+                fetched.extend(upcoming)
         if committed is not None:
             self._file_away(client, *committed)
             handled += self._filed(uidvalidity, *committed)
         return handled
 
     def _imap_step(self, client: IMAPClient, committed: tuple[list[int], list[IngestResult]] | None,
-                   chunk: list[int] | None) -> tuple[list[int], Pending] | None:
-        """The helper thread's part of a round: file away what was committed, fetch the next batch."""
+                   chunks: list[list[int]]) -> list[tuple[list[int], Pending]]:
+        """The helper thread's part of a round: file away what was committed, then fetch
+        the next batches (two in the first round, while the first batch is written;
+        one in each round after it)."""
         if committed is not None:
             self._file_away(client, *committed)
-        return self._fetch(client, chunk) if chunk else None
+        return [batch for chunk in chunks if (batch := self._fetch(client, chunk)) is not None]
 
     def _fetch(self, client: IMAPClient, uids: list[int]) -> tuple[list[int], Pending] | None:
         fetched = client.fetch(uids, [b"BODY.PEEK[]", b"INTERNALDATE"])
