@@ -198,30 +198,30 @@ class Pending:
         batches queued after this one) are analysed here instead of waiting idle: the
         worker may be busy with those batches' first chunks, handed over earlier."""
         if self._done is None:
-            while (i := self._take_tail()) is not None:
-                self._local[i] = self._analyse_here(i)
+            while self._analyse_tail_chunk():
+                pass
             done: list[Analysis] = []
             for i, chunk in enumerate(self._chunks):
                 if i in self._local:
                     done.extend(self._local[i])
                     continue
                 future = self._futures.get(i)
-                while future is not None and not future.done() and _help(meanwhile):
+                while future is not None and not future.done() and any(
+                        p._analyse_tail_chunk() for p in meanwhile):  # noqa: SLF001 - same class
                     pass
                 done.extend(self._collect(future, chunk))
             self._done = done
         return self._done
 
-    def _take_tail(self) -> int | None:
-        """The last chunk nobody has taken yet (this process analyses it), if any."""
+    def _analyse_tail_chunk(self) -> bool:
+        """Take the last chunk nobody has taken yet and analyse it here; False if none is left."""
         with self._lock:
             if self._done is not None or self._end <= self._next:
-                return None
+                return False
             self._end -= 1
-            return self._end
-
-    def _analyse_here(self, i: int) -> list[Analysis]:
-        return [analyse(self.config, it, with_facts=True) for it in self._chunks[i]]
+            i = self._end
+        self._local[i] = [analyse(self.config, it, with_facts=True) for it in self._chunks[i]]
+        return True
 
     def _collect(self, future: Future[list[Analysis]] | None, chunk: Sequence[Received]) -> list[Analysis]:
         """A chunk's result from its worker; if that fails (the worker died, a result
@@ -237,15 +237,6 @@ class Pending:
         except Exception:
             log.exception("an analysis worker failed; analysing its mails here")
         return _here(self.config, chunk)
-
-
-def _help(pendings: Sequence[Pending]) -> bool:
-    """Analyse one untaken chunk of the first of `pendings` that has one; False if none had."""
-    for pending in pendings:
-        if (i := pending._take_tail()) is not None:  # noqa: SLF001 - the same class's protocol
-            pending._local[i] = pending._analyse_here(i)  # noqa: SLF001
-            return True
-    return False
 
 
 def _here(config: Config, items: Sequence[Received]) -> list[Analysis]:
