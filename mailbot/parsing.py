@@ -402,7 +402,7 @@ class _MailParts(mailparser.MailParser):
         self._has_defects = False
         self._mail: dict = {}
         self._mail_partial: dict = {}
-        self._header_index = self._build_header_index()
+        self._header_index: dict = {}  # only its header accessors read it; mailbot reads `message`
         self._address_header_defects: list[dict] = []
         self._address_headers: dict = {}
         self._date = None
