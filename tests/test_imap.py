@@ -401,6 +401,31 @@ def test_big_mails_are_fetched_a_few_at_a_time(app: App, dovecot: Dovecot, mailb
     assert batches == [2, 2, 2, 2, 1, 1]  # nine of ~100 KB two by two, the ~300 KB one alone
     assert count(app, Inbound) == 10 and dovecot.folder_count(cfg.username, "Processed") == 10
 
+
+@SQLITE_ONLY
+def test_a_backlog_starts_with_smaller_batches(app: App, dovecot_fresh: Dovecot, mailbox, pollers,
+                                               monkeypatch) -> None:
+    """With batch_size 100 (the default), a pass writes 25 mails first, then 50, then
+    100 at a time: the first commit (and the first acknowledgements) need a quarter
+    batch analysed, not a whole one. Every mail is still recorded once and filed away."""
+    d = dovecot_fresh
+    cfg = mailbox(d, batch_size=100)
+    d.append_many(cfg.username, [complaint(i) for i in range(190)])
+    written: list[int] = []
+    real_record = imap_module.record
+
+    def record(app_: App, pending: Any, **kw: Any) -> Any:
+        written.append(len(pending.items))
+        return real_record(app_, pending, **kw)
+
+    monkeypatch.setattr(imap_module, "record", record)
+    assert pollers(app, cfg).poll_once() == 190
+    assert written == [25, 50, 100, 15]
+    assert count(app, Inbound) == 190 and d.folder_count(cfg.username, "Processed") == 190
+    assert imap_module.ramp(50) == []  # a quarter of 50 is less than one analysis chunk
+    assert list(imap_module.batches_by_size(list(range(10)), {i: 100 for i in range(10)}, count=4,
+                                            max_bytes=250, first=[3])) == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+
 @SQLITE_ONLY
 def test_stop_mid_pass_files_away_what_it_wrote_and_leaves_the_rest_unseen(
         app: App, dovecot_fresh: Dovecot, mailbox, pollers, monkeypatch) -> None:

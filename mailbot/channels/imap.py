@@ -46,7 +46,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlmodel import col, select
 
 from mailbot import db
-from mailbot.analysis import Pending
+from mailbot.analysis import CHUNK, Pending
 from mailbot.app import App
 from mailbot.config import Config, ImapConfig
 from mailbot.ingest import IngestResult, Received, TemporaryFailure, prepare, record
@@ -176,17 +176,30 @@ def move(client: IMAPClient, uids: Sequence[int], folder: str) -> None:
 FETCH_AHEAD = 2  # batches fetched (and being analysed) ahead of the one being written
 
 
-def batches_by_size(uids: Sequence[int], sizes: dict[int, int], count: int, max_bytes: int) -> Iterator[list[int]]:
+def ramp(count: int) -> list[int]:
+    """Sizes of a pass's first batches: a quarter, then half of `count`, so that the
+    first write starts once a quarter batch is analysed rather than a whole one (a
+    short backlog is drained sooner, the first acknowledgements go out sooner). Only
+    when a quarter is still a whole chunk for the analysis workers."""
+    return [count // 4, count // 2] if count // 4 >= CHUNK else []
+
+
+def batches_by_size(uids: Sequence[int], sizes: dict[int, int], count: int, max_bytes: int,
+                    first: Sequence[int] = ()) -> Iterator[list[int]]:
     """`uids` in batches of at most `count` mails and `max_bytes` bytes (by their
     RFC822.SIZE; a mail bigger than that is a batch of its own): up to three batches
-    are in memory at once (one written, two fetched ahead)."""
+    are in memory at once (one written, two fetched ahead). `first`: smaller counts
+    for the first batches (see `ramp`)."""
+    counts = iter(first)
+    limit = next(counts, count)
     batch: list[int] = []
     total = 0
     for uid in uids:
         size = sizes.get(uid, 0)
-        if batch and (len(batch) >= count or total + size > max_bytes):
+        if batch and (len(batch) >= limit or total + size > max_bytes):
             yield batch
             batch, total = [], 0
+            limit = next(counts, count)
         batch.append(uid)
         total += size
     if batch:
@@ -473,7 +486,8 @@ class ImapPoller:
         self._check_uidvalidity(uidvalidity)
         _forget_new_mail_signals(client)
         uids = sorted(client.search(["NOT", "DELETED"]))
-        chunks = batches_by_size(uids, _sizes(client, uids), self.cfg.batch_size, self.cfg.batch_bytes)
+        chunks = batches_by_size(uids, _sizes(client, uids), self.cfg.batch_size, self.cfg.batch_bytes,
+                                 first=ramp(self.cfg.batch_size))
 
         def next_chunk() -> list[int] | None:
             return None if self._stop.is_set() else next(chunks, None)
