@@ -14,14 +14,16 @@ $(BIN)/mailbot: pyproject.toml
 
 setup: $(BIN)/mailbot
 
-# Debian packages the tests need (a real Dovecot IMAP server).
+# Debian packages the tests need (a real Dovecot IMAP server; a real Postfix in front of mailbot).
 deps-system:
 	@need=""; \
 	command -v dovecot >/dev/null 2>&1 || need="$$need dovecot-imapd dovecot-lmtpd"; \
 	command -v systemd-analyze >/dev/null 2>&1 || need="$$need systemd"; \
 	command -v openssl >/dev/null 2>&1 || need="$$need openssl"; \
+	[ -x /usr/sbin/postfix ] || need="$$need postfix"; \
 	if [ -n "$$need" ]; then \
 	  echo "installing Debian packages:$$need"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
 	fi
 

@@ -1,0 +1,98 @@
+"""A real Postfix in front of mailbot, configured as docs/operations.md §2 a) and b)
+tell the admin: mail is relayed to the listener, a 451 keeps it in Postfix's queue
+until the database is back, `+token` replies reach their case, LMTP answers per
+recipient. Needs the Debian package postfix (`make deps-system`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlmodel import select
+
+from mailbot import db
+from mailbot.app import App
+from mailbot.models import Case, Inbound, Message
+from tests.mails import mail
+from tests.postfix import Postfix
+from tests.test_smtp import count, listening
+
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+BRANDS = ("support@kalra-plus.com", "info@divikeys.com")
+
+
+@contextmanager
+def postfix_to(port: int, transport: str = "smtp:[127.0.0.1]:{port}") -> Iterator[Postfix]:
+    """Postfix with the transport map of docs/operations.md, pointing at `port`."""
+    with Postfix({addr: transport.format(port=port) for addr in BRANDS}) as p:
+        yield p
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+@SQLITE_ONLY
+def test_postfix_relays_to_the_listener_and_a_token_reply_reaches_its_case(app: App) -> None:
+    with listening(app) as port, postfix_to(port) as p:
+        p.send("marie.dupont@example.org", ["support@kalra-plus.com"],
+               mail(message_id="<first@example.org>"))
+        assert wait_for(lambda: count(app, Case) == 1), p.log()[-2000:]
+        with db.session_scope(app.engine) as s:
+            case = s.exec(select(Case)).one()
+            token, ref = case.reply_token, case.ref
+        # The customer answers the acknowledgement: Reply-To is support+<token>@, which
+        # Postfix's transport map matches through `recipient_delimiter = +`.
+        p.send("marie.dupont@example.org", [f"support+{token}@kalra-plus.com"],
+               mail(subject="Re: votre réclamation", message_id="<second@example.org>",
+                    body="Voici le relevé demandé."))
+        assert wait_for(lambda: count(app, Inbound) == 2), p.log()[-2000:]
+        p.wait_queue_empty()
+        assert p.log().count("status=sent (250") == 2
+    assert count(app, Case) == 1  # the reply is a follow-up, not a new case
+    with db.session_scope(app.engine) as s:
+        msgs = s.exec(select(Message).where(Message.direction == "in")).all()
+        assert {m.message_id for m in msgs} == {"<first@example.org>", "<second@example.org>"}
+        assert {m.case_id for m in msgs} == {s.exec(select(Case.id).where(Case.ref == ref)).one()}
+
+
+@SQLITE_ONLY
+def test_postfix_keeps_the_mail_while_the_database_is_down_then_delivers_it_once(app: App) -> None:
+    good_engine = app.engine
+    with listening(app) as port, postfix_to(port) as p:
+        app.engine = db.make_engine("postgresql+psycopg://postgres@127.0.0.1:1/nowhere?connect_timeout=2")
+        try:
+            p.send("marie.dupont@example.org", ["support@kalra-plus.com"],
+                   mail(message_id="<during-outage@example.org>"))
+            assert wait_for(lambda: "451 4.3.0" in p.log()), p.log()[-2000:]
+            queued = p.queue()
+            assert len(queued) == 1 and queued[0]["queue_name"] == "deferred"
+            assert "451 4.3.0" in queued[0]["recipients"][0]["delay_reason"]
+        finally:
+            app.engine = good_engine
+        assert count(app, Inbound) == 0  # nothing half recorded
+        p.flush()  # (Postfix retries by itself too: maximal_backoff_time is 2 s here)
+        p.wait_queue_empty()
+        assert p.log().count("status=sent (250") == 1
+    assert count(app, Inbound) == 1 and count(app, Case) == 1
+
+
+@SQLITE_ONLY
+def test_postfix_over_lmtp_delivers_one_mail_to_two_brands(make_app: Callable[..., App]) -> None:
+    app = make_app(smtp={"lmtp": True, "port": 0})
+    with listening(app) as port, postfix_to(port, "lmtp:inet:127.0.0.1:{port}") as p:
+        p.send("marie.dupont@example.org", list(BRANDS),
+               mail(to=", ".join(BRANDS), message_id="<both@example.org>"))
+        assert wait_for(lambda: count(app, Case) == 2), p.log()[-2000:]
+        p.wait_queue_empty()
+        assert p.log().count("status=sent (250") == 2  # LMTP: one answer per recipient
+    with db.session_scope(app.engine) as s:
+        assert sorted(s.exec(select(Case.brand)).all()) == ["divikeys", "kalra-plus"]
+    assert count(app, Inbound) == 1  # one mail, recorded once, a case per brand
