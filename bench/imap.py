@@ -19,11 +19,10 @@ import argparse
 import cProfile
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, bench_app
+from _common import ROOT, bench_app, scratch_dir
 from gen_mails import generate_bytes
 
 from mailbot import analysis
@@ -96,7 +95,7 @@ def main() -> None:
     args = ap.parse_args()
 
     raws = generate_bytes(args.n)
-    workdir = tempfile.mkdtemp(prefix="mailbot-bench-imap-")
+    workdir = scratch_dir(prefix="mailbot-bench-imap-")
     with Dovecot() as d:
         base_user, _ = d.new_user("baseline")
         mb_user, _ = d.new_user("mailbot")

@@ -19,10 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import tempfile
 import time
 
-from _common import bench_app, database, db_label, stdlib_handle
+from _common import bench_app, database, db_label, scratch_dir, stdlib_handle
 from gen_mails import generate_bytes
 
 from mailbot import analysis
@@ -114,7 +113,7 @@ def main() -> None:
 
     raws = generate_bytes(args.n)
     base_s = baseline(raws)
-    workdir = tempfile.mkdtemp(prefix="mailbot-bench-")
+    workdir = scratch_dir(prefix="mailbot-bench-")
     with database(args.db, workdir) as url:
         if args.instances > 1:
             mb_s = run_instances(raws, url, args.mode, args.instances, workdir)

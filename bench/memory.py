@@ -27,14 +27,13 @@ import json
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from _common import rss_kb, stdlib_handle
+from _common import rss_kb, scratch_dir, stdlib_handle
 from gen_mails import fake_pdf, generate_bytes
 
 AIM_MB = 250
@@ -135,7 +134,7 @@ def main() -> None:
         print(json.dumps(child(args.child, args.n, args.big, big_size, args.db, Path(args.workdir))))
         return
 
-    workdir = Path(tempfile.mkdtemp(prefix="mailbot-bench-mem-"))
+    workdir = Path(scratch_dir(prefix="mailbot-bench-mem-"))
     try:
         write_big(args.n, args.big, big_size, workdir)
         base = run_child("stdlib", args, workdir)

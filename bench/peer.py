@@ -38,11 +38,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import bench_app, database, db_label, machine
+from _common import bench_app, database, db_label, machine, scratch_dir
 from gen_mails import generate_bytes
 from sqlalchemy import func, select
 
@@ -279,7 +278,7 @@ def main() -> None:
     with Dovecot(users={USER: "secret"}) as d:
         log(f"{version}; Dovecot on 127.0.0.1:{d.port} (pid {d.pid}); {args.n} mails, {args.repeat} rounds")
         for _ in range(max(1, args.repeat)):
-            workdir = Path(tempfile.mkdtemp(prefix="mailbot-bench-peer-"))
+            workdir = Path(scratch_dir(prefix="mailbot-bench-peer-"))
             peers.append(run_peer(vpy, site, d, raws, workdir))
             log(f"peer: {peers[-1]}")
             mbs.append(run_mailbot(d, raws, args.db, workdir, args.batch, args.workers))

@@ -23,11 +23,10 @@ import argparse
 import json
 import random
 import secrets
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 
-from _common import bench_app, database, db_label, machine
+from _common import bench_app, database, db_label, machine, scratch_dir
 from sqlalchemy import func, insert, select
 
 from mailbot.app import App
@@ -128,7 +127,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    workdir = tempfile.mkdtemp(prefix="mailbot-bench-sla-")
+    workdir = scratch_dir(prefix="mailbot-bench-sla-")
     with database(args.db, workdir) as url:
         app = bench_app(url, workdir)
         app.clock = lambda: NOW

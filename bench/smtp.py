@@ -27,12 +27,11 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from _common import ROOT, bench_app, bench_config, database, db_label, machine
+from _common import ROOT, bench_app, bench_config, database, db_label, machine, scratch_dir
 from gen_mails import generate_bytes
 from sqlalchemy import func, select
 
@@ -176,7 +175,7 @@ def main() -> None:
         return
 
     raws = generate_bytes(args.n)
-    workdir = Path(tempfile.mkdtemp(prefix="mailbot-bench-smtp-"))
+    workdir = Path(scratch_dir(prefix="mailbot-bench-smtp-"))
 
     sink = start_sink(free_port())
     try:
