@@ -25,9 +25,11 @@ from functools import lru_cache
 
 import mailparser
 
+from mailbot import mime_boundary
 from mailbot.htmltext import html_to_text
 from mailbot.templating import clean_header
 
+mime_boundary.install()  # no regex compiled per multipart (see mailbot.mime_boundary)
 logging.getLogger("mailparser").setLevel(logging.ERROR)
 log = logging.getLogger("mailbot.parsing")
 
