@@ -28,6 +28,20 @@ from mailbot.app import App  # noqa: E402
 from mailbot.config import parse_config  # noqa: E402
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def mailbot_cpu_seconds() -> dict[str, float]:
+    """CPU time so far of this process (the daemon's part) and of the analysis workers."""
+    from mailbot import analysis
+
+    workers = [pid for pool in analysis._POOL.values() for pid in pool._processes]  # noqa: SLF001
+    return {"daemon": cpu_seconds(os.getpid()), "workers": sum(map(cpu_seconds, workers))}
+
+
 def scratch_dir(prefix: str = "mailbot-bench-") -> str:
     """A temporary directory, removed when the benchmark exits (a 10,000-mail drain
     leaves ~180 MB) unless MAILBOT_BENCH_KEEP is set."""

@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
-import os
 import time
 from pathlib import Path
 
-from _common import ROOT, bench_app, scratch_dir
+from _common import ROOT, bench_app, mailbot_cpu_seconds, scratch_dir
 from gen_mails import generate_bytes
 
 from mailbot import analysis
@@ -47,16 +46,6 @@ def baseline(d: Dovecot, user: str, batch: int) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _worker_pids() -> list[int]:
-    return [pid for pool in analysis._POOL.values() for pid in pool._processes]  # noqa: SLF001
-
-
 def run_mailbot(d: Dovecot, user: str, batch: int, workdir: str,
                 profile: str | None = None) -> tuple[int, float, dict[str, float]]:
     pw_file = d.write_password_file(user, Path(workdir) / "imap.pw")
@@ -67,8 +56,7 @@ def run_mailbot(d: Dovecot, user: str, batch: int, workdir: str,
     analysis.warm_up(app.config)  # as `mailbot run` does at start-up
     app.warm_up()
     prof = cProfile.Profile() if profile else None
-    workers = _worker_pids()
-    cpu0 = {"daemon": _cpu_seconds(os.getpid()), "workers": sum(map(_cpu_seconds, workers))}
+    cpu0 = mailbot_cpu_seconds()
     t0 = time.perf_counter()
     n = 0
     if prof:
@@ -76,8 +64,7 @@ def run_mailbot(d: Dovecot, user: str, batch: int, workdir: str,
     while handled := poller.poll_once():
         n += handled
     elapsed = time.perf_counter() - t0
-    cpu = {"daemon": _cpu_seconds(os.getpid()) - cpu0["daemon"],
-           "workers": sum(map(_cpu_seconds, workers)) - cpu0["workers"]}
+    cpu = {k: v - cpu0[k] for k, v in mailbot_cpu_seconds().items()}
     if prof:
         prof.disable()
         prof.dump_stats(profile)

@@ -22,6 +22,13 @@ with N generated complaint mails (bench/gen_mails.generate_bytes) by MULTIAPPEND
   with acknowledgement and agent notification queued, committed, and only
   then \\Seen + MOVE to Processed (commit before the mailbox is touched).
 
+Also printed: the CPU time per mail of each side (medians; the peer's net of
+its empty run, from the children's rusage; mailbot's daemon + analysis workers,
+from /proc; Dovecot's own CPU not counted on either side). Both sides are
+CPU-bound, so this ratio moves much less with the machine's speed than the
+rates do; `--json` adds `mailbot_cpu_ms_per_mail`, `peer_cpu_ms_per_mail` and
+`cpu_ratio`.
+
 Both sides are checked: N tickets / N inbound rows, nothing left in the INBOX.
 The two sides take turns `--repeat` times (default 3), each starting after an
 `os.sync()` (so neither pays for writing back the other's files), and the
@@ -35,13 +42,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _common import bench_app, database, db_label, machine, scratch_dir
+from _common import bench_app, database, db_label, machine, mailbot_cpu_seconds, scratch_dir
 from gen_mails import generate_bytes
 from sqlalchemy import func, select
 
@@ -213,23 +221,30 @@ def run_peer(vpy: Path, site: Path, d: Dovecot, raws: list[bytes], workdir: Path
     # start-up cost: the same command on an empty mailbox
     d.empty_mailbox(USER)
     sh("peer_db.py", "reset")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _children_cpu()
     sh("manage.py", "get_email")
-    empty_s = time.perf_counter() - t0
+    empty_s, empty_cpu = time.perf_counter() - t0, _children_cpu() - c0
 
     d.empty_mailbox(USER)
     d.append_many(USER, raws)
     sh("peer_db.py", "reset")
     os.sync()  # start with no dirty pages of the other side's run being written back
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _children_cpu()
     out = sh("manage.py", "get_email")
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
     counts = json.loads(sh("peer_db.py", "count").stdout.strip().splitlines()[-1])
     left = len(d.uids(USER))
     errors = sum(1 for line in (out.stdout + out.stderr).splitlines()
                  if any(w in line.lower() for w in ("error", "exception", "traceback")))
     return {"wall_s": wall, "startup_s": empty_s, "tickets": counts["tickets"], "left": left,
-            "error_lines": errors, "per_s": len(raws) / wall, "net_per_s": len(raws) / max(wall - empty_s, 1e-9)}
+            "error_lines": errors, "per_s": len(raws) / wall, "net_per_s": len(raws) / max(wall - empty_s, 1e-9),
+            "cpu_ms_per_mail": (cpu - empty_cpu) / len(raws) * 1000}
+
+
+def _children_cpu() -> float:
+    """User + system CPU of the waited-for children so far (the peer's `manage.py` runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_mailbot(d: Dovecot, raws: list[bytes], db: str, workdir: Path, batch: int, workers: int) -> dict:
@@ -244,18 +259,19 @@ def run_mailbot(d: Dovecot, raws: list[bytes], db: str, workdir: Path, batch: in
         analysis.warm_up(app.config)  # as `mailbot run` does at start-up
         app.warm_up()
         os.sync()  # as for the peer: no dirty pages of the other side's run in the way
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), mailbot_cpu_seconds()
         handled = 0
         while n := poller.poll_once():
             handled += n
         wall = time.perf_counter() - t0
+        cpu = sum(mailbot_cpu_seconds().values()) - sum(cpu0.values())
         poller.close()
         with app.engine.connect() as conn:
             recorded = conn.execute(select(func.count()).select_from(Inbound.__table__)).scalar_one()
         app.close()
     left = len(d.uids(USER))
     return {"wall_s": wall, "handled": handled, "recorded": recorded, "left": left, "per_s": len(raws) / wall,
-            "processed": d.folder_count(USER, cfg.processed_folder)}
+            "processed": d.folder_count(USER, cfg.processed_folder), "cpu_ms_per_mail": cpu / len(raws) * 1000}
 
 
 def main() -> None:
@@ -292,12 +308,16 @@ def main() -> None:
             problems.append(f"mailbot: {mb['recorded']} recorded, {mb['left']} left, {mb['processed']} in Processed")
     mb_rate = statistics.median(mb["per_s"] for mb in mbs)
     peer_rate = statistics.median(p["net_per_s"] for p in peers)
+    mb_cpu = statistics.median(mb["cpu_ms_per_mail"] for mb in mbs)
+    peer_cpu = statistics.median(p["cpu_ms_per_mail"] for p in peers)
     result = {
         "n": args.n, "db": db_label(args.db), "peer": version, "rounds": len(mbs),
         "mailbot_per_s": round(mb_rate, 1), "peer_per_s": round(peer_rate, 1),
         "peer_gross_per_s": round(statistics.median(p["per_s"] for p in peers), 1),
         "peer_startup_s": round(statistics.median(p["startup_s"] for p in peers), 2),
         "ratio": round(mb_rate / peer_rate, 2),
+        "mailbot_cpu_ms_per_mail": round(mb_cpu, 3), "peer_cpu_ms_per_mail": round(peer_cpu, 3),
+        "cpu_ratio": round(peer_cpu / mb_cpu, 2),
         "rounds_mailbot_per_s": [round(mb["per_s"], 1) for mb in mbs],
         "rounds_peer_per_s": [round(p["net_per_s"], 1) for p in peers],
         "problems": problems,
@@ -313,6 +333,9 @@ def main() -> None:
         print(f"  mailbot ImapPoller ({result['db']}, batch {args.batch}): {result['mailbot_per_s']} mails/s "
               f"(rounds: {result['rounds_mailbot_per_s']})")
         print(f"  ratio mailbot/peer (medians, net): {result['ratio']}")
+        print(f"  CPU per mail (medians; Dovecot's not counted): peer {result['peer_cpu_ms_per_mail']} ms "
+              f"net of its start-up, mailbot {result['mailbot_cpu_ms_per_mail']} ms (daemon + analysis "
+              f"workers) -> {result['cpu_ratio']}x less")
     if problems:
         raise SystemExit("incomplete drain: " + "; ".join(problems))
 
