@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """IMAP drain throughput: mailbot's poller against a bare imapclient drain, same mails, same server.
 
-    python bench/imap.py [--n 10000] [--batch 100] [--json] [--profile FILE]
+    python bench/imap.py [--n 10000] [--batch 100] [--json] [--profile FILE] [--timeline]
 
 A private Dovecot (tests/dovecot.py) is filled with N generated complaint
 mails (bench/gen_mails.py) in two mailboxes. Baseline: FETCH BODY.PEEK[] in
@@ -10,12 +10,15 @@ batches + MOVE to Processed, nothing parsed or stored. mailbot:
 database — every mail stored, parsed, routed into a case with its
 acknowledgement queued, committed, then \\Seen and MOVE. The analysis
 workers (mailbot.analysis, `[ingest] workers`) are started before the clock,
-as `mailbot run` starts them at start-up.
+as `mailbot run` starts them at start-up. `--timeline` prints each step of
+the drain (fetch, analysis wait, write, move) in ms since it started
+(bench/timeline.py; try it with `--n 500`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import json
 import time
@@ -23,6 +26,7 @@ from pathlib import Path
 
 from _common import ROOT, bench_app, mailbot_cpu_seconds, scratch_dir
 from gen_mails import generate_bytes
+from timeline import recording
 
 from mailbot import analysis
 from mailbot.channels.imap import ImapPoller, Timings, batched
@@ -46,8 +50,8 @@ def baseline(d: Dovecot, user: str, batch: int) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
-def run_mailbot(d: Dovecot, user: str, batch: int, workdir: str,
-                profile: str | None = None) -> tuple[int, float, dict[str, float]]:
+def run_mailbot(d: Dovecot, user: str, batch: int, workdir: str, profile: str | None = None,
+                timeline: bool = False) -> tuple[int, float, dict[str, float]]:
     pw_file = d.write_password_file(user, Path(workdir) / "imap.pw")
     cfg = ImapConfig(host=d.host, port=d.port, tls=False, username=user, password_file=pw_file,
                      batch_size=batch)
@@ -57,13 +61,16 @@ def run_mailbot(d: Dovecot, user: str, batch: int, workdir: str,
     app.warm_up()
     prof = cProfile.Profile() if profile else None
     cpu0 = mailbot_cpu_seconds()
-    t0 = time.perf_counter()
-    n = 0
-    if prof:
-        prof.enable()
-    while handled := poller.poll_once():
-        n += handled
-    elapsed = time.perf_counter() - t0
+    with recording() if timeline else contextlib.nullcontext() as steps:
+        t0 = time.perf_counter()
+        n = 0
+        if prof:
+            prof.enable()
+        while handled := poller.poll_once():
+            n += handled
+        elapsed = time.perf_counter() - t0
+    if steps is not None:
+        print("\n".join(steps.lines()))
     cpu = {k: v - cpu0[k] for k, v in mailbot_cpu_seconds().items()}
     if prof:
         prof.disable()
@@ -79,6 +86,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100, help="FETCH batch size (mailbot: batch_size)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--profile", metavar="FILE", help="cProfile the poller's thread into FILE")
+    ap.add_argument("--timeline", action="store_true", help="print each step of mailbot's drain")
     args = ap.parse_args()
 
     raws = generate_bytes(args.n)
@@ -89,7 +97,7 @@ def main() -> None:
         d.append_many(base_user, raws)
         d.append_many(mb_user, raws)
         base_n, base_s = baseline(d, base_user, args.batch)
-        mb_n, mb_s, cpu = run_mailbot(d, mb_user, args.batch, workdir, args.profile)
+        mb_n, mb_s, cpu = run_mailbot(d, mb_user, args.batch, workdir, args.profile, args.timeline)
         left = len(d.uids(mb_user))
     if base_n != args.n or mb_n != args.n or left:
         raise SystemExit(f"incomplete drain: baseline {base_n}, mailbot {mb_n}, left in INBOX {left}")
