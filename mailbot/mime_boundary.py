@@ -63,7 +63,7 @@ def boundary_matcher(separator: str) -> Callable[[str], BoundaryMatch | None]:
         linesep: str | None
         if after_ws[:2] == "\r\n":
             linesep, tail = "\r\n", after_ws[2:]
-        elif after_ws[:1] in ("\r", "\n") and after_ws:
+        elif after_ws[:1] in ("\r", "\n"):
             linesep, tail = after_ws[:1], after_ws[1:]
         else:
             linesep, tail = None, after_ws
@@ -75,10 +75,11 @@ def boundary_matcher(separator: str) -> Callable[[str], BoundaryMatch | None]:
 
 
 class _Matcher:
-    __slots__ = ("match", "pattern")
+    """Stands for the compiled pattern: the feedparser only calls its `match`."""
 
-    def __init__(self, pattern: str, separator: str) -> None:
-        self.pattern = pattern
+    __slots__ = ("match",)
+
+    def __init__(self, separator: str) -> None:
         self.match = boundary_matcher(separator)
 
 
@@ -91,7 +92,7 @@ class _FeedparserRe:
     def compile(self, pattern: Any, flags: int = 0) -> Any:
         if (flags == 0 and isinstance(pattern, str) and pattern.startswith(_PREFIX)
                 and pattern.endswith(_SUFFIX)):
-            return _Matcher(pattern, _UNESCAPE.sub(r"\1", pattern[len(_PREFIX):-len(_SUFFIX)]))
+            return _Matcher(_UNESCAPE.sub(r"\1", pattern[len(_PREFIX):-len(_SUFFIX)]))
         return re.compile(pattern, flags)
 
 
