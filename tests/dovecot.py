@@ -125,7 +125,7 @@ def _flatten(resp: object) -> bytes:
     return b""
 
 
-def _live_group_members(pgid: int) -> list[int]:
+def live_group_members(pgid: int) -> list[int]:
     """PIDs of non-zombie processes in process group pgid (Linux /proc)."""
     pids = []
     for entry in os.scandir("/proc"):
@@ -228,7 +228,7 @@ class Dovecot:
         deadline = time.monotonic() + STOP_TIMEOUT
         # Re-signal until done: a child forked during shutdown misses the first signal
         # and the master then waits ~5 s for it.
-        while proc.poll() is None or _live_group_members(pgid):
+        while proc.poll() is None or live_group_members(pgid):
             sig = signal.SIGTERM if time.monotonic() < deadline else signal.SIGKILL
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, sig)
@@ -242,7 +242,7 @@ class Dovecot:
     def leftover_processes(self) -> list[int]:
         """Live (non-zombie) processes of the last stopped/running instance's group."""
         pgid = self.proc.pid if self.proc is not None else self._last_pgid
-        return _live_group_members(pgid) if pgid else []
+        return live_group_members(pgid) if pgid else []
 
     def restart(self) -> None:
         """Stop and start again on the same ports with the same mail store."""

@@ -22,8 +22,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from tests.dovecot import live_group_members
+from tests.procs import free_port, wait_until
 
 HOST = "127.0.0.1"
 INSTALL_HINT = "run `make deps-system` (installs the Debian package postfix)"
@@ -58,12 +61,6 @@ def find_postfix() -> str | None:
         "/usr/sbin/postfix" if os.access("/usr/sbin/postfix", os.X_OK) else None)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 class PostfixError(RuntimeError):
     pass
 
@@ -74,7 +71,7 @@ class Postfix:
 
     def __init__(self, transport: Mapping[str, str]) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="mailbot-postfix-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.transport = dict(transport)
         self.proc: subprocess.Popen[bytes] | None = None
         self.master_pid: int | None = None  # the master starts a session (group) of its own
@@ -94,7 +91,7 @@ class Postfix:
                 raise PostfixError(f"postfix exited {self.proc.returncode}: {self.diagnostics()}")
             with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), timeout=1) as s:
                 if s.recv(100).startswith(b"220"):
-                    self.master_pid = int((self.dir / "queue/pid/master.pid").read_text().split()[0])
+                    self.master_pid = self._pid_file()
                     return
             time.sleep(0.1)
         self.stop()
@@ -103,7 +100,7 @@ class Postfix:
     def stop(self) -> None:
         """End the master's process group (by the PID it wrote), then the wrapper."""
         proc, self.proc = self.proc, None
-        master, self.master_pid = self.master_pid, None
+        master, self.master_pid = self.master_pid or self._pid_file(), None  # (a failed start too)
         if master is not None:
             _end_group(master)
         if proc is not None:  # postfix-script, our child: it leaves with the master
@@ -112,6 +109,12 @@ class Postfix:
             except subprocess.TimeoutExpired:
                 _end_group(proc.pid)
                 proc.wait(10)
+
+    def _pid_file(self) -> int | None:
+        """The PID the master wrote (it starts a session, hence a process group, of its own)."""
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            return int((self.dir / "queue/pid/master.pid").read_text().split()[0])
+        return None
 
     def cleanup(self) -> None:
         self.stop()
@@ -143,12 +146,14 @@ class Postfix:
                        capture_output=True)
 
     def wait_queue_empty(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.queue():
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"still queued after {timeout} s: {self.queue()}\n{self.log()[-3000:]}")
+        self.wait(lambda: not self.queue(), "the queue to empty", timeout)
+
+    def wait(self, predicate: Callable[[], object], what: str, timeout: float = 20.0) -> None:
+        """`tests.procs.wait_until`, with the end of Postfix's log when it times out."""
+        try:
+            wait_until(predicate, timeout=timeout, what=what, every=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; queue {self.queue()}\n{self.log()[-3000:]}") from None
 
     def log(self) -> str:
         path = self.dir / "maillog"
@@ -209,22 +214,12 @@ transport_maps = hash:{d}/transport
                        capture_output=True, timeout=30)
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _end_group(pgid: int, timeout: float = 10.0) -> None:
-    """SIGTERM to the process group, SIGKILL to what is left after `timeout`."""
+    """SIGTERM to the process group, SIGKILL to what is left (zombies aside) after `timeout`."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _group_alive(pgid):
+    while time.monotonic() < deadline and live_group_members(pgid):
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)

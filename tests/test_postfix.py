@@ -5,7 +5,6 @@ recipient. Needs the Debian package postfix (`make deps-system`)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -30,21 +29,12 @@ def postfix_to(port: int, transport: str = "smtp:[127.0.0.1]:{port}") -> Iterato
         yield p
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
-
-
 @SQLITE_ONLY
 def test_postfix_relays_to_the_listener_and_a_token_reply_reaches_its_case(app: App) -> None:
     with listening(app) as port, postfix_to(port) as p:
         p.send("marie.dupont@example.org", ["support@kalra-plus.com"],
                mail(message_id="<first@example.org>"))
-        assert wait_for(lambda: count(app, Case) == 1), p.log()[-2000:]
+        p.wait(lambda: count(app, Case) == 1, "the case")
         with db.session_scope(app.engine) as s:
             case = s.exec(select(Case)).one()
             token, ref = case.reply_token, case.ref
@@ -53,7 +43,7 @@ def test_postfix_relays_to_the_listener_and_a_token_reply_reaches_its_case(app: 
         p.send("marie.dupont@example.org", [f"support+{token}@kalra-plus.com"],
                mail(subject="Re: votre réclamation", message_id="<second@example.org>",
                     body="Voici le relevé demandé."))
-        assert wait_for(lambda: count(app, Inbound) == 2), p.log()[-2000:]
+        p.wait(lambda: count(app, Inbound) == 2, "the reply")
         p.wait_queue_empty()
         assert p.log().count("status=sent (250") == 2
     assert count(app, Case) == 1  # the reply is a follow-up, not a new case
@@ -71,7 +61,7 @@ def test_postfix_keeps_the_mail_while_the_database_is_down_then_delivers_it_once
         try:
             p.send("marie.dupont@example.org", ["support@kalra-plus.com"],
                    mail(message_id="<during-outage@example.org>"))
-            assert wait_for(lambda: "451 4.3.0" in p.log()), p.log()[-2000:]
+            p.wait(lambda: "451 4.3.0" in p.log(), "the 451 in the log")
             queued = p.queue()
             assert len(queued) == 1 and queued[0]["queue_name"] == "deferred"
             assert "451 4.3.0" in queued[0]["recipients"][0]["delay_reason"]
@@ -90,7 +80,7 @@ def test_postfix_over_lmtp_delivers_one_mail_to_two_brands(make_app: Callable[..
     with listening(app) as port, postfix_to(port, "lmtp:inet:127.0.0.1:{port}") as p:
         p.send("marie.dupont@example.org", list(BRANDS),
                mail(to=", ".join(BRANDS), message_id="<both@example.org>"))
-        assert wait_for(lambda: count(app, Case) == 2), p.log()[-2000:]
+        p.wait(lambda: count(app, Case) == 2, "a case per brand")
         p.wait_queue_empty()
         assert p.log().count("status=sent (250") == 2  # LMTP: one answer per recipient
     with db.session_scope(app.engine) as s:
