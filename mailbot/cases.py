@@ -12,7 +12,7 @@ from sqlmodel import Session
 from mailbot import references, sla, writes
 from mailbot.app import App
 from mailbot.config import BrandConfig
-from mailbot.models import Case, Event, Message, StoredMessage, construct, utcnow
+from mailbot.models import Case, Event, Message, StoredMessage, construct, track, utcnow
 from mailbot.prepared import Prepared
 
 STATUSES = ("new", "acknowledged", "in_progress", "waiting_customer", "answered", "closed", "reexamination")
@@ -37,7 +37,7 @@ def set_status(session: Session, case: Case, status: str, *, actor: str = "syste
         return
     log_event(session, case, "status", actor=actor, at=at, **{"from": case.status, "to": status, "reason": reason})
     case.status = status
-    session.add(case)
+    track(session, case)
 
 
 def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email: str,

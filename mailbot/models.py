@@ -13,11 +13,19 @@ from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, Session, SQLModel
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def track(session: Session, obj: SQLModel) -> None:
+    """`session.add(obj)` unless the session already holds it: then `add` would only walk
+    the save-update cascades (these models have no relationships), ~20 µs a call on the
+    ingest path, where a new case is touched four times."""
+    if obj not in session:
+        session.add(obj)
 
 
 class Blob(SQLModel, table=True):

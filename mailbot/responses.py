@@ -21,7 +21,7 @@ from mailbot.app import App
 from mailbot.cases import log_event, note_outgoing, set_status
 from mailbot.compose import new_message_id
 from mailbot.config import BrandConfig
-from mailbot.models import Case, FailingRecipient, Message, Outbox, StoredMessage
+from mailbot.models import Case, FailingRecipient, Message, Outbox, StoredMessage, track
 from mailbot.parsing import ParsedMail
 
 NEVER_ANSWER_LOCALPARTS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply")
@@ -170,7 +170,7 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
                        about_id=about.id if about else None, context=dict(ctx_extra or {}))
     if automatic:
         case.auto_mail_count += 1
-        session.add(case)
+        track(session, case)
     if record:
         note_outgoing(session, case, kind=kind, message_id=message_id, from_addr=brand.addresses[0],
                       from_name=brand.name, sent_at=not_before or now)

@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from mailbot.business_days import BusinessCalendar
 from mailbot.config import BrandConfig
-from mailbot.models import Case, SlaMark
+from mailbot.models import Case, SlaMark, track
 
 OPEN_STATUSES = ("new", "acknowledged", "in_progress", "waiting_customer", "reexamination")
 
@@ -66,4 +66,4 @@ def next_at(case: Case, brand: BrandConfig, done: set[str]) -> datetime | None:
 def reschedule(session: Session, case: Case, brand: BrandConfig) -> None:
     """Recompute `next_sla_at` after any change of status or deadline."""
     case.next_sla_at = next_at(case, brand, marked(session, case) if case.id is not None else set())
-    session.add(case)
+    track(session, case)

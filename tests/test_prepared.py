@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from mailbot import blobs, db
 from mailbot.app import App
 from mailbot.models import Blob, Inbound
-from mailbot.prepared import Prepared
+from mailbot.prepared import Prepared, _fast_equivalent, _sqlite_utc_text
 
 ROW = {
     "dedupe_key": "k1", "message_id": "<m@example.org>", "sha256": "a" * 64, "source": "test",
@@ -69,3 +71,27 @@ def test_a_constraint_violation_is_sqlalchemys_integrity_error_and_rolls_back(ap
     with db.session_scope(app.engine) as s:  # the whole transaction went: no blob "b…"
         assert s.exec(select(Blob.sha256)).all() == ["a" * 64]
         assert len(s.exec(select(Inbound)).all()) == 1
+
+
+def test_utc_datetimes_are_bound_on_sqlite_as_sqlalchemy_binds_them() -> None:
+    """The shortcut for SQLModel's UTCDateTime on SQLite (see mailbot.prepared) gives
+    SQLAlchemy's text for every kind of value, and refuses what it refuses."""
+    dialect = sqlite.dialect()
+    column = Inbound.__table__.c.received_at  # type: ignore[attr-defined]
+    slow = column.type._cached_bind_processor(dialect)  # noqa: SLF001 - what a compiled INSERT uses
+    assert _fast_equivalent(column.type, dialect) is _sqlite_utc_text
+    assert _fast_equivalent(column.type, postgresql.dialect()) is None  # psycopg binds datetimes itself
+    zones = [UTC, ZoneInfo("Europe/Paris"), ZoneInfo("America/St_Johns"), ZoneInfo("Asia/Kolkata"),
+             ZoneInfo("Pacific/Kiritimati")]
+    values = [None, datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=UTC)]
+    for zone in zones:
+        for month, hour, micro in [(1, 0, 0), (3, 2, 1), (3, 3, 999999), (6, 12, 500000), (10, 2, 7), (12, 23, 10)]:
+            values.append(datetime(2026, month, 29 if month == 3 else 25, hour, 30, 15, micro, tzinfo=zone))
+    for value in values:
+        assert _sqlite_utc_text(value) == slow(value), value
+    naive = datetime(2026, 11, 23, 9, 30)
+    with pytest.raises(ValueError, match="timezone information") as fast_err:
+        _sqlite_utc_text(naive)
+    with pytest.raises(ValueError) as slow_err:
+        slow(naive)
+    assert str(fast_err.value) == str(slow_err.value)
