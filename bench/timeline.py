@@ -3,7 +3,9 @@
 Wraps, in the benchmark's process only, the steps of `ImapPoller._pass`: the
 FETCH of a batch and the MOVE of a committed one (the helper thread), the wait
 for a batch's analysis (`Pending.result`, during which the daemon analyses
-chunks itself) and its write (`ingest._record_works`). Prints one line per
+chunks itself) and its write (`ingest._record_works`); before them the
+connection, the UIDVALIDITY check and the RFC822.SIZE FETCH, and after each
+batch the saving of the last UID. Prints one line per
 step, in ms since the drain started, and how many mails the daemon analysed
 itself. Nothing of mailbot is changed outside this process.
 """
@@ -56,7 +58,11 @@ def recording() -> Iterator[Timeline]:
         saved.append((owner, name, original))
         setattr(owner, name, timed)
 
-    wrap(imap.ImapPoller, "_fetch", "fetch", lambda _self, _client, uids, result: f"{len(uids)} mails")
+    wrap(imap.ImapPoller, "_connection", "connect", lambda _self, result: "connect, LOGIN (or the open connection)")
+    wrap(imap, "_sizes", "sizes", lambda _client, uids, _small, result: f"sizes of {len(uids)} mails")
+    wrap(imap.ImapPoller, "_check_uidvalidity", "state", lambda _self, _v, result: "UIDVALIDITY checked")
+    wrap(imap.ImapPoller, "_filed", "state", lambda _self, _v, uids, _r, result: f"last UID saved ({len(uids)} mails)")
+    wrap(imap.ImapPoller, "_fetch", "fetch", lambda _self, _client, uids, result, **_kw: f"{len(uids)} mails")
     wrap(imap.ImapPoller, "_file_away", "move", lambda _self, _client, uids, *_a, result: f"{len(uids)} mails")
     wrap(ingest, "_record_works", "write", lambda _app, works, result: f"{len(works)} mails")
 

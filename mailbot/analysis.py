@@ -166,9 +166,9 @@ class Pending:
     worker was idle a quarter of the time between chunks, with 25 a fifth."""
 
     def __init__(self, config: Config, items: Sequence[Received], pool: ProcessPoolExecutor | None = None,
-                 ahead: int = 2, done: list[Analysis] | None = None) -> None:
+                 ahead: int = 2, done: list[Analysis] | None = None, chunk: int = CHUNK) -> None:
         self.config, self.items, self._done = config, items, done
-        self._chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+        self._chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
         self._futures: dict[int, Future[list[Analysis]] | None] = {}  # None: the pool refused it
         self._local: dict[int, list[Analysis]] = {}  # chunks analysed in this process
         self._lock = threading.Lock()
@@ -253,10 +253,15 @@ def worker_count(config: Config) -> int:
     return wanted
 
 
-def submit(config: Config, items: Sequence[Received]) -> Pending:
+def submit(config: Config, items: Sequence[Received], *, split: bool = False) -> Pending:
     """Start analysing a batch; in workers when it is worth it. Only workers extract
     the facts ahead (for every brand addressed); in this process that is left to
-    ingest, which needs them only when a case is opened."""
+    ingest, which needs them only when a case is opened.
+
+    `split`: the caller has nothing else to do until this batch is analysed (the first
+    batch of an IMAP pass): it is cut into one chunk per worker plus one, which the
+    caller analyses itself in `result()`, instead of chunks of CHUNK all handed to the
+    workers while the caller waits idle."""
     workers = worker_count(config)
     if workers == 0 or len(items) < MIN_BATCH_FOR_WORKERS or any(
             len(it.raw) > MAX_RAW_FOR_WORKERS for it in items):
@@ -267,6 +272,8 @@ def submit(config: Config, items: Sequence[Received]) -> Pending:
         log.error("analysis workers unavailable (%s); analysing here", exc)
         _reset_pool()
         return Pending(config, items, done=_here(config, items))
+    if split:
+        return Pending(config, items, pool, ahead=workers, chunk=-(-len(items) // (workers + 1)))
     return Pending(config, items, pool, ahead=workers + 1)
 
 

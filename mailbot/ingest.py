@@ -115,12 +115,13 @@ def ingest_stream(app: App, batches: Iterable[Sequence[Received]]
         yield pending.items, record(app, pending)
 
 
-def prepare(app: App, items: Sequence[Received]) -> analysis.Pending:
+def prepare(app: App, items: Sequence[Received], *, split: bool = False) -> analysis.Pending:
     """Start the CPU half of ingesting a batch (in worker processes when configured):
-    a channel can fetch the next batch, or write the previous one, meanwhile."""
+    a channel can fetch the next batch, or write the previous one, meanwhile. `split`:
+    the caller will wait for it at once (see `analysis.submit`)."""
     now = app.now()
     stamped = [it if it.received_at else replace(it, received_at=now) for it in items]
-    return analysis.submit(app.config, stamped)
+    return analysis.submit(app.config, stamped, split=split)
 
 
 def record(app: App, pending: analysis.Pending, meanwhile: Sequence[analysis.Pending] = ()) -> list[IngestResult]:

@@ -145,6 +145,25 @@ def test_the_waiting_process_takes_chunks_from_the_tail_while_workers_go_on_from
     assert [r.digest for r in results] == [analysis.analyse(cfg, it).digest for it in items]
 
 
+def test_a_batch_the_caller_waits_for_at_once_is_split_between_it_and_the_worker(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """submit(split=True) (the first batch of an IMAP pass, which the daemon waits for with
+    nothing else to do): one chunk per worker plus one, and the caller analyses the last
+    one itself instead of waiting while one worker does the whole batch."""
+    cfg = make_config(tmp_path)
+    items = [Received(it.raw, it.source, received_at=AT) for it in _items(analysis.CHUNK)]
+    pool = SlowPool(0.3)
+    monkeypatch.setattr(analysis, "worker_count", lambda _config: 1)
+    monkeypatch.setattr(analysis, "_pool", lambda _workers: pool)
+    results = analysis.submit(cfg, items, split=True).result()
+    half = -(-analysis.CHUNK // 2)
+    assert pool.handed == [items[:half]]
+    assert [r.analysed_by == -1 for r in results] == [True] * half + [False] * (len(items) - half)
+    assert [r.digest for r in results] == [analysis.analyse(cfg, it).digest for it in items]
+    unsplit = analysis.submit(cfg, items).result()  # otherwise the whole chunk goes to the worker
+    assert pool.handed[1:] == [items] and all(r.analysed_by == -1 for r in unsplit)
+
+
 def test_while_a_worker_holds_a_chunk_the_caller_analyses_the_next_batch_from_its_tail(
         tmp_path: Path) -> None:
     """result(meanwhile=[next batch]) does not wait idle for a chunk the worker still holds:

@@ -353,15 +353,15 @@ def test_imap_side_runs_while_a_batch_is_written(app: App, dovecot_fresh: Doveco
     fetches: list[int] = []
     seen: dict[str, object] = {}
 
-    def fetch(self: ImapPoller, client: Any, uids: list[int]) -> Any:
+    def fetch(self: ImapPoller, client: Any, uids: list[int], **kwargs: Any) -> Any:
         fetches.append(len(uids))
         if len(fetches) == 4:
             seen["writing 2 when fetching 4"] = writing_2.wait(3)
             seen["moved when fetching 4"] = d.folder_count(cfg.username, "Processed")
-            result = real_fetch(self, client, uids)
+            result = real_fetch(self, client, uids, **kwargs)
             fetched_4.set()
             return result
-        return real_fetch(self, client, uids)
+        return real_fetch(self, client, uids, **kwargs)
 
     def record(app_: App, pending: Any, **kw: Any) -> list:
         seen["records"] = int(seen.get("records", 0)) + 1  # type: ignore[call-overload]
@@ -392,13 +392,44 @@ def test_big_mails_are_fetched_a_few_at_a_time(app: App, dovecot: Dovecot, mailb
     real_fetch = ImapPoller._fetch
     batches: list[int] = []
 
-    def fetch(self: ImapPoller, client: Any, uids: list[int]) -> Any:
+    def fetch(self: ImapPoller, client: Any, uids: list[int], **kwargs: Any) -> Any:
         batches.append(len(uids))
-        return real_fetch(self, client, uids)
+        return real_fetch(self, client, uids, **kwargs)
 
     monkeypatch.setattr(ImapPoller, "_fetch", fetch)
     assert pollers(app, cfg).poll_once() == 10
     assert batches == [2, 2, 2, 2, 1, 1]  # nine of ~100 KB two by two, the ~300 KB one alone
+    assert count(app, Inbound) == 10 and dovecot.folder_count(cfg.username, "Processed") == 10
+
+
+@SQLITE_ONLY
+def test_only_the_big_mails_have_their_size_fetched(app: App, dovecot: Dovecot, mailbox, pollers,
+                                                     monkeypatch) -> None:
+    """Cutting batches by bytes needs the exact size of big mails only: one SEARCH LARGER
+    names them, and every other mail counts as batch_bytes / batch_size (here 60,000), an
+    upper bound, so a batch still holds at most batch_bytes."""
+    cfg = mailbox(dovecot, batch_size=4, batch_bytes=240_000)
+    padding = ("Détail de l'opération contestée, ligne de relevé. " * 20 + "\r\n").encode() * 100
+    raws = [complaint(i) for i in range(6)] + [complaint(6)[:-2] + padding] + [complaint(i) for i in range(7, 10)]
+    dovecot.append_many(cfg.username, raws)
+    real_fetch, real_batch = imap_module.IMAPClient.fetch, ImapPoller._fetch
+    sized: list[int] = []
+    batches: list[int] = []
+
+    def fetch(self: Any, messages: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+        if b"RFC822.SIZE" in data:
+            sized.extend(messages)
+        return real_fetch(self, messages, data, *args, **kwargs)
+
+    def fetch_batch(self: ImapPoller, client: Any, uids: list[int], **kwargs: Any) -> Any:
+        batches.append(len(uids))
+        return real_batch(self, client, uids, **kwargs)
+
+    monkeypatch.setattr(imap_module.IMAPClient, "fetch", fetch)
+    monkeypatch.setattr(ImapPoller, "_fetch", fetch_batch)
+    assert pollers(app, cfg).poll_once() == 10
+    assert sized == [7]  # the ~106 KB one, the seventh appended
+    assert batches == [4, 3, 3]  # 4 × 60,000; then 60,000 + 60,000 + the big one; the rest
     assert count(app, Inbound) == 10 and dovecot.folder_count(cfg.username, "Processed") == 10
 
 

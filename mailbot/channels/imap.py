@@ -206,13 +206,19 @@ def batches_by_size(uids: Sequence[int], sizes: dict[int, int], count: int, max_
         yield batch
 
 
-def _sizes(client: IMAPClient, uids: Sequence[int]) -> dict[int, int]:
-    """RFC822.SIZE of `uids` (asked 1,000 at a time: a command line listing thousands of
-    UIDs could pass the server's line length limit)."""
-    sizes: dict[int, int] = {}
-    for part in batched(uids, 1000):
+def _sizes(client: IMAPClient, uids: Sequence[int], small: int) -> dict[int, int]:
+    """Sizes of `uids` for cutting batches: `small` for a mail of at most `small` bytes
+    (an upper bound, so no batch passes its byte limit), the exact RFC822.SIZE of the
+    others. One `SEARCH LARGER` finds those; only their sizes are fetched (1,000 UIDs a
+    command: a longer command line could pass the server's line length limit). With
+    the defaults (`small` = 32 MB / 100 = 320 KB) that is one round trip instead of
+    one FETCH per 1,000 mails (~14 ms for 500)."""
+    sizes = dict.fromkeys(uids, small)
+    big = sorted(set(client.search(["NOT", "DELETED", "LARGER", str(small)])).intersection(sizes))
+    for part in batched(big, 1000):
         for uid, data in client.fetch(part, [b"RFC822.SIZE"]).items():
-            sizes[uid] = int(data.get(b"RFC822.SIZE", 0))
+            if uid in sizes:
+                sizes[uid] = int(data.get(b"RFC822.SIZE", small))
     return sizes
 
 
@@ -483,19 +489,20 @@ class ImapPoller:
         client = self._connection()
         info = client.select_folder(self.cfg.folder)
         uidvalidity = int(info[b"UIDVALIDITY"])
-        self._check_uidvalidity(uidvalidity)
         _forget_new_mail_signals(client)
         uids = sorted(client.search(["NOT", "DELETED"]))
-        chunks = batches_by_size(uids, _sizes(client, uids), self.cfg.batch_size, self.cfg.batch_bytes,
-                                 first=ramp(self.cfg.batch_size))
+        small = max(1, self.cfg.batch_bytes // self.cfg.batch_size)  # a batch of such mails is within both limits
+        chunks = batches_by_size(uids, _sizes(client, uids, small) if uids else {}, self.cfg.batch_size,
+                                 self.cfg.batch_bytes, first=ramp(self.cfg.batch_size))
 
         def next_chunk() -> list[int] | None:
             return None if self._stop.is_set() else next(chunks, None)
 
         handled = 0
         fetched: deque[tuple[list[int], Pending]] = deque()  # being analysed (mailbot.analysis)
-        if (first := next_chunk()) is not None and (batch := self._fetch(client, first)) is not None:
-            fetched.append(batch)
+        if (first := next_chunk()) is not None and (batch := self._fetch(client, first, split=True)) is not None:
+            fetched.append(batch)  # the workers start on it while the UIDVALIDITY is checked
+        self._check_uidvalidity(uidvalidity)
         committed: tuple[list[int], list[IngestResult]] | None = None  # not filed away yet
         with ThreadPoolExecutor(1, thread_name_prefix="imap-io") as io:
             while True:
@@ -532,7 +539,10 @@ class ImapPoller:
             self._file_away(client, *committed)
         return [batch for chunk in chunks if (batch := self._fetch(client, chunk)) is not None]
 
-    def _fetch(self, client: IMAPClient, uids: list[int]) -> tuple[list[int], Pending] | None:
+    def _fetch(self, client: IMAPClient, uids: list[int], *, split: bool = False
+               ) -> tuple[list[int], Pending] | None:
+        """FETCH a batch and start its analysis (`split`: the first of a pass, which this
+        thread waits for at once and helps to analyse, see `analysis.submit`)."""
         fetched = client.fetch(uids, [b"BODY.PEEK[]", b"INTERNALDATE"])
         present = [uid for uid in uids if BODY in fetched.get(uid, {})]  # others vanished meanwhile
         if not present:
@@ -540,7 +550,7 @@ class ImapPoller:
         items = [Received(fetched[uid][BODY], self.source,
                           received_at=_utc(fetched[uid].get(b"INTERNALDATE")),
                           mailbox_brand=self.brand) for uid in present]
-        return present, prepare(self.app, items)
+        return present, prepare(self.app, items, split=split)
 
     def _filed(self, uidvalidity: int, present: list[int], results: list[IngestResult]) -> int:
         """Bookkeeping once a committed batch is out of the folder."""
