@@ -2,8 +2,9 @@
 
 Everything here is pure (no database, no clock): hash the raw bytes, parse,
 compute the dedupe key, classify, find the brands the mail is for, and extract
-the complaint facts for each of them. `ingest` then writes the result in one
-transaction.
+the complaint facts for each of them, with what a new case there would need
+(its deadlines, `sla.Opening`) and the body as it is stored (masked). `ingest`
+then writes the result in one transaction, copying what was computed ahead.
 
 Batches (IMAP, `mailbot import`) can be analysed in worker processes
 (`[ingest] workers`) while the previous batch is being written: `submit`
@@ -16,6 +17,7 @@ again in the calling process.
 from __future__ import annotations
 
 import email.message
+import functools
 import hashlib
 import logging
 import multiprocessing
@@ -27,11 +29,14 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 
+from mailbot import sla
+from mailbot.business_days import BusinessCalendar
 from mailbot.classify import Verdict, classify
 from mailbot.config import BrandConfig, Config
 from mailbot.extract import Extracted, extract
+from mailbot.masking import stored_body
 from mailbot.parsing import ParsedMail, Unparseable, parse
 from mailbot.routing import route_brands
 from mailbot.tokens import is_agent_token
@@ -57,7 +62,8 @@ class Received:
 
 @dataclass
 class Analysis:
-    """What the pure half found; `facts` holds the extraction per brand key, when done."""
+    """What the pure half found; `facts` holds the extraction per brand key, when done,
+    and `openings` a new case's deadlines there."""
 
     digest: str
     parsed: ParsedMail | None
@@ -65,6 +71,7 @@ class Analysis:
     dedupe_key: str
     verdict: Verdict | None = None
     facts: dict[str, Extracted] = field(default_factory=dict)
+    openings: dict[str, sla.Opening] = field(default_factory=dict)
     analysed_by: int = field(default_factory=os.getpid)  # the process that did it
 
 
@@ -118,15 +125,35 @@ def analyse(config: Config, item: Received, *, with_facts: bool = False) -> Anal
     except Exception:  # noqa: BLE001 - ingest does it again and quarantines what fails
         log.exception("classification failed; ingest will redo it")
         return result
-    if with_facts and item.received_at is not None and not result.verdict.automatic:
+    if not with_facts:
+        return result
+    try:
+        result.parsed = replace(parsed, masked_text=stored_body(parsed.text))
+    except Exception:  # noqa: BLE001 - ingest masks it again
+        log.exception("masking failed; ingest will redo it")
+    if item.received_at is not None and not result.verdict.automatic:
         try:  # a failure here loses only the facts, which ingest extracts again if needed
             for route in route_brands(config, parsed, item.envelope_to, item.mailbox_brand):
                 if not is_agent_token(route.token):
-                    result.facts[route.brand.key] = extract_for(route.brand, parsed, item.received_at)
+                    brand = route.brand
+                    facts = result.facts[brand.key] = extract_for(brand, parsed, item.received_at)
+                    result.openings[brand.key] = sla.opening(brand, calendar(brand), item.received_at,
+                                                             facts.category)
         except Exception:  # noqa: BLE001
             log.exception("extraction failed; ingest will redo it")
-            result.facts = {}
+            result.facts, result.openings = {}, {}
     return result
+
+
+def calendar(brand: BrandConfig) -> BusinessCalendar:
+    """The brand's business calendar, built once per process (App.calendar's, for the
+    processes that have no App: the workers)."""
+    return _calendar(brand.timezone, brand.holidays_country, brand.holidays_subdiv, tuple(brand.closed_days))
+
+
+@functools.lru_cache(maxsize=32)
+def _calendar(timezone: str, country: str, subdiv: str | None, closed_days: tuple[date, ...]) -> BusinessCalendar:
+    return BusinessCalendar(timezone, country, subdiv, closed_days)
 
 
 def _headers_only(msg: email.message.Message) -> email.message.Message:
@@ -285,11 +312,21 @@ def warm_up(config: Config) -> None:
         return
     try:
         pool = _pool(workers)
-        for f in [pool.submit(os.getpid) for _ in range(workers * 2)]:
+        for f in [pool.submit(_warm_worker, config) for _ in range(workers * 2)]:
             f.result()
     except Exception as exc:  # noqa: BLE001 - batches are then analysed in-process
         log.error("analysis workers could not start (%s); analysing in the daemon", exc)
         _reset_pool()
+
+
+def _warm_worker(config: Config) -> int:
+    """In a worker: build the brands' calendars, with this year's and next year's
+    holidays, before the first batch needs them (as App.warm_up does in the daemon)."""
+    year = date.today().year
+    for brand in config.brands:
+        for y in (year, year + 1):
+            calendar(brand).holiday_name(date(y, 1, 1))
+    return os.getpid()
 
 
 _POOL: dict[int, ProcessPoolExecutor] = {}

@@ -43,30 +43,30 @@ def set_status(session: Session, case: Case, status: str, *, actor: str = "syste
 def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email: str,
               customer_name: str, subject: str, received_at: datetime, channel: str = "email",
               category: str | None = None, urgent: bool = False, language: str | None = None,
-              extracted: dict[str, Any] | None = None, actor: str = "system") -> Case:
-    """Create a case with its reference and deadlines (in the caller's transaction)."""
-    year = app.calendar(brand).local(received_at).year
-    cal = app.calendar(brand)
-    tier = brand.category_tier(category)  # categories may start in a given tier
+              extracted: dict[str, Any] | None = None, actor: str = "system",
+              opening: sla.Opening | None = None) -> Case:
+    """Create a case with its reference and deadlines (in the caller's transaction).
+    `opening`: its year, tier and deadlines when the analysis computed them ahead (for
+    the same brand, category and `received_at`)."""
+    o = opening if opening is not None and opening.fits(brand, received_at, category) \
+        else sla.opening(brand, app.calendar(brand), received_at, category)
     # The counter row is locked by next_seq until commit (database lock on SQLite,
     # row lock on PostgreSQL), so the number is ours: no retry loop needed.
-    seq = references.next_seq(session, brand.key, year)
+    seq = references.next_seq(session, brand.key, o.year)
     case = construct(
-        Case, ref=references.format_ref(brand.prefix, year, seq),
-        brand=brand.key, year=year, seq=seq, channel=channel,
+        Case, ref=references.format_ref(brand.prefix, o.year, seq),
+        brand=brand.key, year=o.year, seq=seq, channel=channel,
         category=category or brand.default_category,
-        priority="urgent" if urgent else "normal", tier=tier,
+        priority="urgent" if urgent else "normal", tier=o.tier,
         language=language or brand.language, subject=subject[:1000],
         customer_email=customer_email, customer_name=customer_name[:500],
         reply_token=references.new_reply_token(), extracted=extracted or {},
-        received_at=received_at,
-        ack_due_at=sla.ack_due(brand, cal, received_at),
-        due_at=sla.resolution_due(brand, cal, received_at, tier),
+        received_at=received_at, ack_due_at=o.ack_due_at, due_at=o.due_at,
+        next_sla_at=o.next_sla_at,  # before the INSERT: no UPDATE
     )
-    case.next_sla_at = sla.next_at(case, brand, done=set())  # before the INSERT: no UPDATE
     _insert_case(session, case)
     log_event(session, case, "case_opened", actor=actor, at=app.now(), channel=channel,
-              ref=case.ref, tier=tier, due_at=case.due_at.isoformat() if case.due_at else None)
+              ref=case.ref, tier=o.tier, due_at=o.due_at.isoformat())
     return case
 
 

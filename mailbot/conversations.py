@@ -22,11 +22,12 @@ from mailbot.cases import add_message, log_event, open_case, set_status
 from mailbot.classify import Verdict
 from mailbot.config import BrandConfig
 from mailbot.extract import Extracted
-from mailbot.masking import mask_sensitive
+from mailbot.masking import stored_body
 from mailbot.models import Attachment, Case, FailingRecipient, InboundRow, StoredMessage
 from mailbot.parsing import ParsedMail
 from mailbot.prepared import Prepared
 from mailbot.routing import BrandRoute, CaseRoute, find_case, find_case_for_automatic
+from mailbot.sla import Opening
 from mailbot.tokens import is_agent_token
 
 REOPENING_STATUSES = ("answered", "closed")
@@ -39,9 +40,11 @@ def case_language(brand: BrandConfig, facts: Extracted) -> str:
 
 def handle_customer(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail,
                     routes: Sequence[BrandRoute], received_at: datetime,
-                    facts: Mapping[str, Extracted] | None = None) -> tuple[bool, tuple[str, ...]]:
+                    facts: Mapping[str, Extracted] | None = None,
+                    openings: Mapping[str, Opening] | None = None) -> tuple[bool, tuple[str, ...]]:
     """A human wrote: one case per brand addressed, new or existing. Returns (opened any, refs).
-    `facts`: the extraction per brand, when the analysis already did it."""
+    `facts`, `openings`: the extraction and a new case's deadlines per brand, when the
+    analysis already did them."""
     opened_any = False
     cases: list[Case] = []
     clear_failing(session, parsed.from_addr)
@@ -55,7 +58,7 @@ def handle_customer(session: Session, app: App, inbound: InboundRow, parsed: Par
         found = find_case(session, route, parsed)
         if found.case is None:
             case = _open(session, app, inbound, parsed, route, found, received_at,
-                         (facts or {}).get(route.brand.key))
+                         (facts or {}).get(route.brand.key), (openings or {}).get(route.brand.key))
             opened_any = True
         else:
             case = _follow_up(session, app, inbound, parsed, found, received_at)
@@ -101,13 +104,13 @@ def prepare_batch(session: Session, app: App, customers: Sequence[str]) -> None:
 
 
 def _open(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, route: BrandRoute,
-          found: CaseRoute, received_at: datetime, facts: Extracted | None) -> Case:
+          found: CaseRoute, received_at: datetime, facts: Extracted | None, opening: Opening | None) -> Case:
     brand = route.brand
     facts = facts or extract_for(brand, parsed, received_at)
     case = open_case(
         session, app, brand, customer_email=parsed.from_addr, customer_name=facts.name or parsed.from_name,
         subject=parsed.subject, received_at=received_at, category=facts.category,
-        urgent=facts.urgent, language=case_language(brand, facts), extracted=facts.to_json(),
+        urgent=facts.urgent, language=case_language(brand, facts), extracted=facts.to_json(), opening=opening,
     )
     msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")
     responses.after_new_case(session, app, case, msg, parsed)
@@ -164,7 +167,8 @@ def _store_message(session: Session, app: App, case: Case, inbound: InboundRow, 
     msg = add_message(
         session, case, direction="in", kind=kind, message_id=parsed.message_id,
         subject=parsed.subject, from_addr=parsed.from_addr, from_name=parsed.from_name,
-        body_text=mask_sensitive(parsed.text).replace("\x00", ""), sent_at=parsed.date,
+        body_text=parsed.masked_text if parsed.masked_text is not None else stored_body(parsed.text),
+        sent_at=parsed.date,
         inbound_id=inbound.id, route_signal=route.signal, route_detail=route.detail,
     )
     _store_attachments(session, app, msg, parsed)

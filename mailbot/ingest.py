@@ -366,7 +366,8 @@ def _record(session: Session, app: App, work: _Work) -> IngestResult:
         refs = handle_automatic(session, app, inbound, parsed, routes, verdict, received_at)
         _finish(session, inbound, "automatic")
         return IngestResult(Outcome.AUTOMATIC, verdict.reason, inbound.id, refs, work.a.digest)
-    opened, refs = handle_customer(session, app, inbound, parsed, routes, received_at, work.a.facts)
+    opened, refs = handle_customer(session, app, inbound, parsed, routes, received_at, work.a.facts,
+                                   work.a.openings)
     _finish(session, inbound, "case" if opened else "followup")
     outcome = Outcome.CASE_OPENED if opened else Outcome.FOLLOWUP
     return IngestResult(outcome, _why(verdict, routes), inbound.id, refs, work.a.digest)

@@ -237,6 +237,12 @@ def mask_sensitive(text: str) -> str:
     return mask_cards(mask_ibans(text))
 
 
+def stored_body(text: str) -> str:
+    """A message body as it is stored: IBANs and card numbers masked, no NUL (which
+    PostgreSQL refuses in text)."""
+    return mask_sensitive(text).replace("\x00", "")
+
+
 def mask_and_find(text: str) -> tuple[str, list[str], list[str]]:
     """``mask_sensitive(text)``, ``find_ibans(text)`` and ``find_cards(mask_ibans(text))``
     at once: the text is scanned for IBANs once and for cards once, not twice each."""

@@ -74,6 +74,7 @@ class ParsedMail:
     html: str | None
     attachments: tuple[ParsedAttachment, ...]
     parser: str
+    masked_text: str | None = None  # masking.stored_body(text), when the analysis did it ahead
 
     def header(self, name: str) -> str:
         """A header's decoded value ('' when absent), never raising."""

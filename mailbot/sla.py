@@ -29,6 +29,32 @@ def resolution_due(brand: BrandConfig, cal: BusinessCalendar, received_at: datet
 
 
 @dataclass(frozen=True)
+class Opening:
+    """A new case's year, tier and deadlines: pure functions of its brand, its category
+    and when it was received, so the analysis workers compute them ahead (see
+    mailbot.analysis) and the daemon's write only copies them."""
+
+    brand: str  # what it was computed for
+    received_at: datetime
+    category: str | None
+    year: int
+    tier: str
+    ack_due_at: datetime
+    due_at: datetime
+    next_sla_at: datetime | None
+
+    def fits(self, brand: BrandConfig, received_at: datetime, category: str | None) -> bool:
+        return (self.brand, self.received_at, self.category) == (brand.key, received_at, category)
+
+
+def opening(brand: BrandConfig, cal: BusinessCalendar, received_at: datetime, category: str | None) -> Opening:
+    tier = brand.category_tier(category)  # categories may start in a given tier
+    ack, due = ack_due(brand, cal, received_at), resolution_due(brand, cal, received_at, tier)
+    first = min((p.at for p in _points("new", received_at, ack, due, brand)), default=None)
+    return Opening(brand.key, received_at, category, cal.local(received_at).year, tier, ack, due, first)
+
+
+@dataclass(frozen=True)
 class SlaPoint:
     key: str  # unique per case: e.g. "reminder-50@20261202T2259"
     kind: str  # ack_breach | reminder | escalation
@@ -38,18 +64,23 @@ class SlaPoint:
 
 def sla_points(case: Case, brand: BrandConfig) -> list[SlaPoint]:
     """Every point of the case's current deadline, in time order (pure)."""
-    if case.status not in OPEN_STATUSES or case.due_at is None:
+    return _points(case.status, case.received_at, case.ack_due_at, case.due_at, brand)
+
+
+def _points(status: str, received_at: datetime, ack_due_at: datetime | None, due_at: datetime | None,
+            brand: BrandConfig) -> list[SlaPoint]:
+    if status not in OPEN_STATUSES or due_at is None:
         return []
-    stamp = case.due_at.strftime("%Y%m%dT%H%M")
+    stamp = due_at.strftime("%Y%m%dT%H%M")
     points = []
-    if case.status == "new" and case.ack_due_at is not None:
-        points.append(SlaPoint("ack_breach", "ack_breach", case.ack_due_at))
-    span = case.due_at - case.received_at
+    if status == "new" and ack_due_at is not None:
+        points.append(SlaPoint("ack_breach", "ack_breach", ack_due_at))
+    span = due_at - received_at
     for fraction in brand.sla.reminders:
         pct = round(fraction * 100)
-        points.append(SlaPoint(f"reminder-{pct}@{stamp}", "reminder", case.received_at + span * fraction, pct))
+        points.append(SlaPoint(f"reminder-{pct}@{stamp}", "reminder", received_at + span * fraction, pct))
     if brand.sla.escalate_at_breach:
-        points.append(SlaPoint(f"escalation@{stamp}", "escalation", case.due_at, 100))
+        points.append(SlaPoint(f"escalation@{stamp}", "escalation", due_at, 100))
     return sorted(points, key=lambda p: p.at)
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import Future
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,12 @@ import pytest
 from sqlmodel import Session, col, select
 
 from bench.gen_mails import generate_bytes
-from mailbot import analysis
+from mailbot import analysis, cases, db, sla
 from mailbot.analysis import Received
+from mailbot.business_days import BusinessCalendar
 from mailbot.ingest import Outcome, ingest_batch, ingest_stream, prepare, record
-from mailbot.models import Case, Inbound
+from mailbot.masking import stored_body
+from mailbot.models import Case, Inbound, Message
 from tests.conftest import ROOT, make_config
 from tests.procs import wait_until
 
@@ -37,10 +40,12 @@ def _items(n: int = N) -> list[Received]:
 
 
 def _cases(app: Any) -> list[tuple]:
+    """What a user sees of each case: its fields, deadlines and stored messages."""
     with Session(app.engine) as s:
         rows = s.exec(select(Case).order_by(col(Case.id))).all()
-        return [(c.subject, c.customer_email, c.category, c.priority, c.language, c.status, c.extracted)
-                for c in rows]
+        bodies = {m.case_id: m.body_text for m in s.exec(select(Message).where(Message.direction == "in")).all()}
+        return [(c.ref, c.subject, c.customer_email, c.category, c.priority, c.tier, c.language, c.status,
+                 c.extracted, c.received_at, c.ack_due_at, c.due_at, c.next_sla_at, bodies[c.id]) for c in rows]
 
 
 def _drain(app: Any, items: list[Received], size: int = 20) -> list[Outcome]:
@@ -62,6 +67,11 @@ def test_workers_analyse_in_other_processes_and_find_the_same(tmp_path: Path) ->
             h.parsed.subject, h.parsed.text, h.parsed.html, h.parsed.attachments)
         assert w.parsed.header("Message-ID") == h.parsed.header("Message-ID")  # headers travel back
         assert w.facts == h.facts and set(w.facts) == {"kalra-plus"}
+        # what the write copies instead of computing: the stored body and a new case's deadlines
+        assert w.parsed.masked_text == h.parsed.masked_text == stored_body(h.parsed.text)
+        brand = cfg.brand("kalra-plus")
+        cal = BusinessCalendar(brand.timezone, brand.holidays_country, brand.holidays_subdiv, brand.closed_days)
+        assert w.openings == h.openings == {"kalra-plus": sla.opening(brand, cal, AT, w.facts["kalra-plus"].category)}
 
 
 def test_cases_are_the_same_with_and_without_workers(make_app: Any) -> None:
@@ -75,6 +85,24 @@ def test_cases_are_the_same_with_and_without_workers(make_app: Any) -> None:
         assert _cases(with_workers) == _cases(in_process)
     finally:
         in_process.close()
+
+
+def test_a_case_takes_the_deadlines_computed_ahead_only_when_they_fit(make_app: Any) -> None:
+    """open_case copies an `sla.Opening` computed for the same brand, reception time and
+    category, and computes its own otherwise (a stale or foreign one is never used)."""
+    app = make_app()
+    brand = app.config.brand("kalra-plus")
+    ahead = sla.opening(brand, app.calendar(brand), AT, None)
+    marked = replace(ahead, due_at=datetime(2030, 1, 1, tzinfo=UTC))  # recognisable if copied
+    later = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    with db.session_scope(app.engine) as s:
+        kw = {"customer_email": "a@example.org", "customer_name": "A", "subject": "s"}
+        copied = cases.open_case(s, app, brand, received_at=AT, opening=marked, **kw)
+        refused = cases.open_case(s, app, brand, received_at=later, opening=marked, **kw)
+        other_category = cases.open_case(s, app, brand, received_at=AT, category="frais", opening=marked, **kw)
+    assert copied.due_at == marked.due_at and copied.ack_due_at == ahead.ack_due_at
+    assert refused.due_at == sla.opening(brand, app.calendar(brand), later, None).due_at
+    assert other_category.due_at == sla.opening(brand, app.calendar(brand), AT, "frais").due_at != marked.due_at
 
 
 def _second_app(app: Any, workers: int) -> Any:
