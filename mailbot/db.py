@@ -72,6 +72,18 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+@contextmanager
+def rehearsal_scope(engine: Engine) -> Iterator[Session]:
+    """A transaction like `session_scope`'s, always rolled back: nothing of it stays
+    (`ingest.rehearse`). Pending ORM changes are flushed first, so they run too."""
+    with _writer_lock(engine), Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.flush()
+        finally:
+            session.rollback()
+
+
 _LOCKS: dict[int, threading.RLock] = {}
 
 
