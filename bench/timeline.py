@@ -61,7 +61,7 @@ def recording() -> Iterator[Timeline]:
     wrap(imap.ImapPoller, "_connection", "connect", lambda _self, result: "connect, LOGIN (or the open connection)")
     wrap(imap, "_sizes", "sizes", lambda _client, uids, _small, result: f"sizes of {len(uids)} mails")
     wrap(imap.ImapPoller, "_check_uidvalidity", "state", lambda _self, _v, result: "UIDVALIDITY checked")
-    wrap(imap.ImapPoller, "_filed", "state", lambda _self, _v, uids, _r, result: f"last UID saved ({len(uids)} mails)")
+    wrap(imap.ImapPoller, "_save_state", "state", lambda _self, _v, top, result: f"last UID ({top}) saved")
     wrap(imap.ImapPoller, "_fetch", "fetch", lambda _self, _client, uids, result, **_kw: f"{len(uids)} mails")
     wrap(imap.ImapPoller, "_file_away", "move", lambda _self, _client, uids, *_a, result: f"{len(uids)} mails")
     wrap(ingest, "_record_works", "write", lambda _app, works, result: f"{len(works)} mails")

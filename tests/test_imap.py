@@ -434,6 +434,33 @@ def test_only_the_big_mails_have_their_size_fetched(app: App, dovecot: Dovecot, 
 
 
 @SQLITE_ONLY
+def test_the_last_uid_is_saved_at_the_end_of_a_pass_not_after_each_batch(
+        app: App, dovecot: Dovecot, mailbox, pollers, monkeypatch) -> None:
+    """The last UID filed away is bookkeeping (its own transaction, with an fsync): saved
+    once at the end of a pass, and during a long pass at most every STATE_EVERY seconds."""
+    cfg = mailbox(dovecot, batch_size=10)
+    dovecot.append_many(cfg.username, [complaint(i) for i in range(40)])
+    saved: list[int] = []
+    real_save = ImapPoller._save_state
+
+    def save(self: ImapPoller, uidvalidity: int, top_uid: int) -> None:
+        saved.append(top_uid)
+        real_save(self, uidvalidity, top_uid)
+
+    monkeypatch.setattr(ImapPoller, "_save_state", save)
+    poller = pollers(app, cfg)
+    assert poller.poll_once() == 40
+    assert saved == [40]
+    dovecot.append_many(cfg.username, [complaint(i) for i in range(40, 70)])
+    monkeypatch.setattr(imap_module, "STATE_EVERY", 0.0)  # a pass longer than STATE_EVERY
+    assert poller.poll_once() == 30
+    assert saved == [40, 50, 60, 70]  # after each batch (and nothing left for the end)
+    with Session(app.engine) as s:
+        state = s.get(MailboxState, cfg.account_key)
+    assert state is not None and state.last_uid == 70
+
+
+@SQLITE_ONLY
 def test_a_backlog_starts_with_smaller_batches(app: App, dovecot_fresh: Dovecot, mailbox, pollers,
                                                monkeypatch) -> None:
     """With batch_size 100 (the default), a pass writes 25 mails first, then 50, then

@@ -174,6 +174,7 @@ def move(client: IMAPClient, uids: Sequence[int], folder: str) -> None:
 
 
 FETCH_AHEAD = 2  # batches fetched (and being analysed) ahead of the one being written
+STATE_EVERY = 5.0  # seconds: during a pass, the last UID filed away is saved at most this often
 
 
 def ramp(count: int) -> list[int]:
@@ -363,6 +364,8 @@ class ImapPoller:
                      if app.engine.dialect.name == "postgresql" else None)
         self._client: IMAPClient | None = None
         self._known_uidvalidity: int | None = None
+        self._top_uid = 0  # the highest UID filed away in this pass, and when it was last saved
+        self._saved_at = 0.0
         self._stop = threading.Event()
         self._idling = threading.Event()
         self._thread: threading.Thread | None = None
@@ -489,6 +492,7 @@ class ImapPoller:
         client = self._connection()
         info = client.select_folder(self.cfg.folder)
         uidvalidity = int(info[b"UIDVALIDITY"])
+        self._saved_at = time.monotonic()
         _forget_new_mail_signals(client)
         uids = sorted(client.search(["NOT", "DELETED"]))
         small = max(1, self.cfg.batch_bytes // self.cfg.batch_size)  # a batch of such mails is within both limits
@@ -519,6 +523,7 @@ class ImapPoller:
                     if committed is not None and imap.exception() is None:
                         with contextlib.suppress(Exception):  # filed away: count it if we can
                             handled += self._filed(uidvalidity, *committed)
+                            self._save_progress(uidvalidity)
                     raise
                 upcoming = imap.result()
                 if committed is not None:
@@ -528,6 +533,7 @@ class ImapPoller:
         if committed is not None:
             self._file_away(client, *committed)
             handled += self._filed(uidvalidity, *committed)
+        self._save_progress(uidvalidity)
         return handled
 
     def _imap_step(self, client: IMAPClient, committed: tuple[list[int], list[IngestResult]] | None,
@@ -553,8 +559,13 @@ class ImapPoller:
         return present, prepare(self.app, items, split=split)
 
     def _filed(self, uidvalidity: int, present: list[int], results: list[IngestResult]) -> int:
-        """Bookkeeping once a committed batch is out of the folder."""
-        self._save_state(uidvalidity, max(present))
+        """Bookkeeping once a committed batch is out of the folder. The last UID is saved
+        (its own small transaction, ~2 ms with the fsync) at most every STATE_EVERY
+        seconds and at the end of the pass, not after each batch: it is for people
+        reading the table, nothing depends on it."""
+        self._top_uid = max(self._top_uid, max(present))
+        if time.monotonic() - self._saved_at >= STATE_EVERY:
+            self._save_progress(uidvalidity)
         self.handled += len(present)
         log.info("imap batch ingested", extra={
             **self._log_extra, "count": len(present),
@@ -593,6 +604,12 @@ class ImapPoller:
         except db.TRANSIENT_DB_ERRORS as exc:
             raise TemporaryFailure(str(exc).splitlines()[0][:300]) from exc
         self._known_uidvalidity = uidvalidity
+
+    def _save_progress(self, uidvalidity: int) -> None:
+        if self._top_uid:
+            self._save_state(uidvalidity, self._top_uid)
+            self._top_uid = 0
+        self._saved_at = time.monotonic()
 
     def _save_state(self, uidvalidity: int, top_uid: int) -> None:
         try:
