@@ -36,6 +36,7 @@ from mailbot.business_days import BusinessCalendar
 from mailbot.classify import Verdict, classify
 from mailbot.config import BrandConfig, Config
 from mailbot.extract import Extracted, extract
+from mailbot.gcfreeze import freeze_for_gc
 from mailbot.masking import stored_body
 from mailbot.parsing import ParsedMail, Unparseable, parse
 from mailbot.routing import route_brands
@@ -321,12 +322,19 @@ def warm_up(config: Config) -> None:
 
 def _warm_worker(config: Config) -> int:
     """In a worker: build the brands' calendars, with this year's and next year's
-    holidays, before the first batch needs them (as App.warm_up does in the daemon)."""
+    holidays, before the first batch needs them, and set what is alive aside from the
+    garbage collector (as App.warm_up does in the daemon)."""
     year = date.today().year
     for brand in config.brands:
         for y in (year, year + 1):
             calendar(brand).holiday_name(date(y, 1, 1))
+    if not _FROZEN:  # once per worker: what it imported and built is set aside from the GC
+        freeze_for_gc()
+        _FROZEN.append(True)
     return os.getpid()
+
+
+_FROZEN: list[bool] = []  # (in a worker: freeze_for_gc done)
 
 
 _POOL: dict[int, ProcessPoolExecutor] = {}

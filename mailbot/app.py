@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from mailbot import db, references
 from mailbot.business_days import BusinessCalendar
 from mailbot.config import BrandConfig, Config
+from mailbot.gcfreeze import freeze_for_gc
 from mailbot.templating import Renderer
 
 
@@ -53,7 +54,8 @@ class App:
     def warm_up(self) -> None:
         """Build now what the first mail would otherwise wait for (~0.15 s): each brand's
         calendar, with this year's and next year's public holidays, and the write path's
-        compiled statements (`ingest.rehearse`)."""
+        compiled statements (`ingest.rehearse`). Then everything alive is set aside from
+        the garbage collector (`freeze_for_gc`)."""
         year = self.now().year
         for brand in self.config.brands:
             cal = self.calendar(brand)
@@ -62,6 +64,7 @@ class App:
         from mailbot import ingest  # (ingest imports this module)
 
         ingest.rehearse(self)
+        freeze_for_gc()
 
     def close(self) -> None:
         references.release(self.engine)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -64,6 +65,7 @@ def test_the_start_up_rehearsal_leaves_nothing_behind(app: App) -> None:
     and rolls it back, so the first real batch finds the write path compiled: no row of
     any table stays, and the first real cases are still number 1 of each brand."""
     app.warm_up()
+    gc.unfreeze()  # (warm_up froze this test process's objects: see the next test)
     with db.session_scope(app.engine) as s:
         conn = s.connection()
         left = {t.name: n for t in SQLModel.metadata.sorted_tables
@@ -74,6 +76,18 @@ def test_the_start_up_rehearsal_leaves_nothing_behind(app: App) -> None:
     ingest(app, mail(frm="c@example.org"), "test")
     ingest(app, mail(frm="d@example.org", to="info@divikeys.com"), "test")
     assert [c.ref for c in all_cases(app)] == ["KP-2026-000001", "DK-2026-000001"]
+
+
+def test_warm_up_sets_the_start_up_objects_aside_from_the_garbage_collector(app: App) -> None:
+    """After start-up everything alive is frozen (gc.freeze): a full collection during a
+    drain walks only what was made since, not the ~130,000 objects of the imports and
+    caches (~110 ms with everything stopped, seen once in a few 500-mail drains)."""
+    try:
+        app.warm_up()
+        assert gc.get_freeze_count() > 50_000
+        assert len(gc.get_objects(generation=2)) < 1_000
+    finally:
+        gc.unfreeze()  # (this process goes on with other tests)
 
 
 def test_references_are_sequential_and_per_brand(app: App) -> None:
