@@ -17,7 +17,7 @@ again in the calling process.
 from __future__ import annotations
 
 import email.message
-import functools
+import gc
 import hashlib
 import logging
 import multiprocessing
@@ -31,8 +31,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
-from mailbot import sla
-from mailbot.business_days import BusinessCalendar
+from mailbot import business_days, sla
 from mailbot.classify import Verdict, classify
 from mailbot.config import BrandConfig, Config
 from mailbot.extract import Extracted, extract
@@ -138,23 +137,12 @@ def analyse(config: Config, item: Received, *, with_facts: bool = False) -> Anal
                 if not is_agent_token(route.token):
                     brand = route.brand
                     facts = result.facts[brand.key] = extract_for(brand, parsed, item.received_at)
-                    result.openings[brand.key] = sla.opening(brand, calendar(brand), item.received_at,
-                                                             facts.category)
+                    result.openings[brand.key] = sla.opening(brand, business_days.for_brand(brand),
+                                                             item.received_at, facts.category)
         except Exception:  # noqa: BLE001
             log.exception("extraction failed; ingest will redo it")
             result.facts, result.openings = {}, {}
     return result
-
-
-def calendar(brand: BrandConfig) -> BusinessCalendar:
-    """The brand's business calendar, built once per process (App.calendar's, for the
-    processes that have no App: the workers)."""
-    return _calendar(brand.timezone, brand.holidays_country, brand.holidays_subdiv, tuple(brand.closed_days))
-
-
-@functools.lru_cache(maxsize=32)
-def _calendar(timezone: str, country: str, subdiv: str | None, closed_days: tuple[date, ...]) -> BusinessCalendar:
-    return BusinessCalendar(timezone, country, subdiv, closed_days)
 
 
 def _headers_only(msg: email.message.Message) -> email.message.Message:
@@ -327,14 +315,10 @@ def _warm_worker(config: Config) -> int:
     year = date.today().year
     for brand in config.brands:
         for y in (year, year + 1):
-            calendar(brand).holiday_name(date(y, 1, 1))
-    if not _FROZEN:  # once per worker: what it imported and built is set aside from the GC
+            business_days.for_brand(brand).holiday_name(date(y, 1, 1))
+    if not gc.get_freeze_count():  # once per worker: what it imported and built is set aside
         freeze_for_gc()
-        _FROZEN.append(True)
     return os.getpid()
-
-
-_FROZEN: list[bool] = []  # (in a worker: freeze_for_gc done)
 
 
 _POOL: dict[int, ProcessPoolExecutor] = {}

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cached_property
 
 from sqlalchemy import Engine
 
-from mailbot import db, references
+from mailbot import business_days, db, references
 from mailbot.business_days import BusinessCalendar
 from mailbot.config import BrandConfig, Config
 from mailbot.gcfreeze import freeze_for_gc
@@ -25,7 +25,6 @@ class App:
     config: Config
     engine: Engine
     clock: Callable[[], datetime] = system_clock
-    _calendars: dict[str, BusinessCalendar] = field(default_factory=dict)
 
     @classmethod
     def open(cls, config: Config, *, upgrade: bool | None = None,
@@ -44,12 +43,7 @@ class App:
         return Renderer(self.config.resolve_path(self.config.templates_dir))
 
     def calendar(self, brand: BrandConfig | str) -> BusinessCalendar:
-        b = self.config.brand(brand) if isinstance(brand, str) else brand
-        cal = self._calendars.get(b.key)
-        if cal is None:
-            cal = BusinessCalendar(b.timezone, b.holidays_country, b.holidays_subdiv, b.closed_days)
-            self._calendars[b.key] = cal
-        return cal
+        return business_days.for_brand(self.config.brand(brand) if isinstance(brand, str) else brand)
 
     def warm_up(self) -> None:
         """Build now what the first mail would otherwise wait for (~0.15 s): each brand's

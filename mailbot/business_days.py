@@ -39,9 +39,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import holidays
+
+if TYPE_CHECKING:
+    from mailbot.config import BrandConfig
 
 __all__ = ["BusinessCalendar", "END_OF_DAY"]
 
@@ -55,6 +60,18 @@ def _as_aware(dt: datetime) -> datetime:
     if dt.tzinfo is None or dt.utcoffset() is None:
         return dt.replace(tzinfo=UTC)
     return dt
+
+
+def for_brand(brand: BrandConfig) -> BusinessCalendar:
+    """The brand's calendar, one per process and set of settings (shared by the daemon's
+    App and the analysis workers), so its holiday and deadline caches are built once; a
+    reload that changes the settings gets a new one."""
+    return _shared(brand.timezone, brand.holidays_country, brand.holidays_subdiv, tuple(brand.closed_days))
+
+
+@lru_cache(maxsize=64)
+def _shared(timezone: str, country: str, subdiv: str | None, closed_days: tuple[date, ...]) -> BusinessCalendar:
+    return BusinessCalendar(timezone, country, subdiv, closed_days)
 
 
 class BusinessCalendar:

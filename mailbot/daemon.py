@@ -98,7 +98,6 @@ class Daemon:
             return
         self.app.config = new
         self.app.__dict__.pop("renderer", None)
-        self.app._calendars.clear()
         self.app.warm_up()
         log.info("config reloaded", extra={"path": self.config_path})
 
