@@ -198,7 +198,7 @@ def test_database_down_leaves_mail_untouched(app: App, db_url: str, dovecot: Dov
     broken = create_engine("sqlite:////nonexistent-dir/x.db" if db_url.startswith("sqlite")
                            else "postgresql+psycopg://postgres@127.0.0.1:1/none")
     poller.app = replace(app, engine=broken)
-    poller._known_uidvalidity = None  # make the pass touch the database before fetching
+    poller._known_uidvalidity = None  # the pass checks UIDVALIDITY in the database (after its first FETCH)
     uid = dovecot.append(cfg.username, complaint(1))
 
     with pytest.raises(TemporaryFailure):
