@@ -110,7 +110,11 @@ def machine() -> str:
     import os
     import platform
 
-    return f"{os.cpu_count()} cores, Python {platform.python_version()}"
+    from mailbot.analysis import usable_cpus
+
+    usable = usable_cpus()
+    cores = f"{os.cpu_count()} cores" + (f" ({usable} usable)" if usable != os.cpu_count() else "")
+    return f"{cores}, Python {platform.python_version()}"
 
 
 def stdlib_handle(raw: bytes) -> None:

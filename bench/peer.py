@@ -2,7 +2,7 @@
 """mailbot against a peer: django-helpdesk's `get_email` and mailbot's IMAP poller
 drain the same mails from the same private Dovecot mailbox, in one run.
 
-    python bench/peer.py [--n 500] [--repeat 3] [--db sqlite|pg|URL] [--cache /tmp/mailbot-peer-venv] [--json]
+    python bench/peer.py [--n 500] [--repeat 3] [--db sqlite|pg|URL] [--cpus 0,1] [--cache /tmp/mailbot-peer-venv] [--json]
 
 Adapted from ../shared/peer/run_peer_bench.sh. The peer, django-helpdesk
 (`django-helpdesk>=2,<3`, as the script installs; 2.6.1 when measured), lives in
@@ -35,6 +35,12 @@ The two sides take turns `--repeat` times (default 3), each starting after an
 medians are compared: on a shared machine one run of either side can be off by a third
 (the peer's rate also follows the disk's fsync latency: it commits 5-6 times a mail).
 Dovecot is stopped by its process group when done.
+
+`--cpus` runs everything (this process, Dovecot, the peer's commands and
+mailbot's analysis workers, which inherit the affinity mask) on the CPUs given,
+e.g. `--cpus 0` on one: the peer is one process and uses one CPU whatever the
+machine has, while mailbot starts a worker per usable CPU beyond the first, so
+the ratio grows with the CPUs (bench/README.md has it for one and two).
 """
 
 from __future__ import annotations
@@ -280,12 +286,16 @@ def main() -> None:
     ap.add_argument("--db", default="sqlite", help="mailbot's database: sqlite (default), pg or a URL")
     ap.add_argument("--batch", type=int, default=100, help="mailbot's IMAP batch_size")
     ap.add_argument("--workers", type=int, default=-1,
-                    help="mailbot's [ingest] workers (-1, the default: one per CPU beyond the first)")
+                    help="mailbot's [ingest] workers (-1, the default: one per usable CPU beyond the first)")
+    ap.add_argument("--cpus", help="comma-separated CPU numbers to run everything on (default: all "
+                                   "this process may use)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="rounds, each the peer then mailbot; the medians are compared (default 3)")
     ap.add_argument("--cache", default="/tmp/mailbot-peer-venv", help="where the peer's venv and site live")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.cpus:  # before anything starts: Dovecot, the peer and the workers inherit it
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
 
     vpy, site, version = ensure_peer(Path(args.cache))
     raws = generate_bytes(args.n)
@@ -311,7 +321,7 @@ def main() -> None:
     mb_cpu = statistics.median(mb["cpu_ms_per_mail"] for mb in mbs)
     peer_cpu = statistics.median(p["cpu_ms_per_mail"] for p in peers)
     result = {
-        "n": args.n, "db": db_label(args.db), "peer": version, "rounds": len(mbs),
+        "n": args.n, "db": db_label(args.db), "peer": version, "rounds": len(mbs), "cpus": analysis.usable_cpus(),
         "mailbot_per_s": round(mb_rate, 1), "peer_per_s": round(peer_rate, 1),
         "peer_gross_per_s": round(statistics.median(p["per_s"] for p in peers), 1),
         "peer_startup_s": round(statistics.median(p["startup_s"] for p in peers), 2),

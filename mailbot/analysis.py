@@ -261,11 +261,20 @@ def _here(config: Config, items: Sequence[Received]) -> list[Analysis]:
     return [analyse(config, it) for it in items]
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (systemd's `CPUAffinity=`,
+    `taskset`, a container's cpuset), not every CPU of the machine."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity masks on this platform
+        return os.cpu_count() or 1
+
+
 def worker_count(config: Config) -> int:
-    """`[ingest] workers`: -1 (the default) is one per CPU beyond the first, at most 4."""
+    """`[ingest] workers`: -1 (the default) is one per usable CPU beyond the first, at most 4."""
     wanted = config.ingest.workers
     if wanted < 0:
-        return min(4, max(0, (os.cpu_count() or 1) - 1))
+        return min(4, max(0, usable_cpus() - 1))
     return wanted
 
 

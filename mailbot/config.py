@@ -104,7 +104,7 @@ class LimitsConfig(_Strict):
 class IngestConfig(_Strict):
     workers: int = Field(-1, ge=-1, le=64, description=(
         "processes that parse, classify and extract batches (IMAP, import) while the previous "
-        "batch is written; -1: one per CPU beyond the first (at most 4), 0: none"))
+        "batch is written; -1: one per usable CPU beyond the first (at most 4), 0: none"))
 
 
 class SecurityConfig(_Strict):

@@ -281,6 +281,35 @@ def test_workers_leave_when_their_parent_is_killed(tmp_path: Path) -> None:
     wait_until(lambda: not any(_alive(p) for p in workers), timeout=5, what="workers gone")
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity masks are Linux-only")
+def test_the_default_worker_count_follows_the_cpus_the_daemon_may_run_on(tmp_path: Path) -> None:
+    """`workers = -1` (as shipped) counts the CPUs of the daemon's affinity mask (systemd's
+    `CPUAffinity=`, taskset, a container's cpuset), not the machine's: on the one CPU it
+    may use, a worker would only fight the daemon for it."""
+    mine = sorted(os.sched_getaffinity(0))
+    if len(mine) < 2:
+        pytest.skip("needs two CPUs to tell the affinity mask from the machine")
+    script = tmp_path / "daemon.py"
+    script.write_text(
+        "import os, sys\n"
+        "os.sched_setaffinity(0, {int(c) for c in sys.argv[1].split(',')})  # as taskset does\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from mailbot import analysis\n"
+        "from mailbot.config import load_config\n"
+        "if __name__ == '__main__':\n"
+        f"    analysis.warm_up(load_config({str(ROOT / 'config.toml')!r}))\n"
+        "    print(sum(len(pool._processes) for pool in analysis._POOL.values()))\n"
+        "    analysis.shutdown()\n")
+
+    def workers_started(cpus: list[int]) -> int:
+        out = subprocess.run([sys.executable, str(script), ",".join(map(str, cpus))],
+                             capture_output=True, text=True, timeout=120, check=True)
+        return int(out.stdout.split()[-1])
+
+    assert workers_started(mine[:1]) == 0
+    assert workers_started(mine[:2]) == 1
+
+
 def _child_uses_workers(config_path: str) -> None:
     from mailbot.config import load_config
 
