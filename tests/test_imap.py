@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from imapclient import IMAPClient
 from sqlalchemy import create_engine, event, func, text
 from sqlmodel import Session, select
 
@@ -224,6 +225,35 @@ def test_idle_wakes_poller_within_2s(app: App, dovecot: Dovecot, mailbox, poller
     t1 = time.monotonic()
     poller.stop()
     assert time.monotonic() - t1 < 2.0  # stop() breaks IDLE quickly
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("transport", ["plain", "imaps", "starttls"])
+def test_mail_that_lands_just_before_idle_is_not_left_waiting(app: App, dovecot: Dovecot, mailbox, pollers,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             transport: str) -> None:
+    """A mail that lands after the pass's last SEARCH and before IDLE: Dovecot announces it
+    right behind IDLE's continuation, often in the same packet (or TLS record), so imaplib
+    has read that EXISTS into its buffer already and a poll of the socket never sees it.
+    It was then noticed only at the server's next keepalive (Dovecot: 2 min) or at the
+    IDLE renewal (20 min)."""
+    cfg = {"plain": lambda: mailbox(dovecot),
+           "imaps": lambda: mailbox(dovecot, tls=True, port=dovecot.ssl_port, ca_file=dovecot.cert_path),
+           "starttls": lambda: mailbox(dovecot, starttls=True, ca_file=dovecot.cert_path)}[transport]()
+    poller = pollers(app, cfg, replace(FAST, idle_renew=600.0))
+    idle = IMAPClient.idle
+    landed: list[int] = []
+
+    def mail_lands_first(client: IMAPClient) -> None:  # between the last SEARCH and IDLE
+        if not landed:
+            landed.append(dovecot.append(cfg.username, complaint(1, sender="race@example.test")))
+        idle(client)
+
+    monkeypatch.setattr(IMAPClient, "idle", mail_lands_first)
+    poller.start()
+    wait_until(lambda: cases(app), timeout=5, what="a case from the mail that landed before IDLE")
+    assert cases(app)[0].customer_email == "race@example.test"
+    assert dovecot.uids(cfg.username) == []
 
 
 # ---------------------------------------------------------------- the "database busy" path (SQLite)

@@ -258,6 +258,24 @@ def _new_mail_signalled(client: IMAPClient) -> bool:
     return any(client._imap.untagged_responses.get(k) for k in ("EXISTS", "RECENT"))
 
 
+def _already_read(client: IMAPClient) -> bool:
+    """Has imaplib read server data beyond IDLE's continuation into its buffer?
+
+    The server announces what changed since the last command right behind the
+    `+ idling` line, often in the same packet; imaplib's buffered reader takes
+    both in, and `idle_check` polls the socket, which then has nothing to read:
+    that EXISTS would wait for the server's next keepalive (Dovecot: 2 min)."""
+    sock = client.socket()
+    timeout = sock.gettimeout()
+    sock.setblocking(False)  # peek() then returns what is buffered, or b'' at once
+    try:
+        return bool(client._imap.file.peek())
+    except OSError:
+        return False
+    finally:
+        sock.settimeout(timeout)
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError | IMAPClientAbortError | EOFError)
 
@@ -659,7 +677,7 @@ class ImapPoller:
         client.idle()
         try:
             self._idling.set()
-            if not _new_mail_signalled(client):
+            if not (_new_mail_signalled(client) or _already_read(client)):
                 self._idle_wait(client)
         finally:
             self._idling.clear()
