@@ -34,6 +34,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks so far of the CPUs this process may run on (Linux
+    /proc/stat): busy is user, nice, system, irq and softirq time; total adds idle,
+    iowait and steal. Two readings give how busy those CPUs were in between."""
+    usable = {f"cpu{n}" for n in os.sched_getaffinity(0)}
+    busy = total = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name in usable:
+            user, nice, system, idle, iowait, irq, softirq, steal = map(int, values[:8])
+            busy += user + nice + system + irq + softirq
+            total += user + nice + system + idle + iowait + irq + softirq + steal
+    return busy, total
+
+
 def mailbot_cpu_seconds() -> dict[str, float]:
     """CPU time so far of this process (the daemon's part) and of the analysis workers."""
     from mailbot import analysis

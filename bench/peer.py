@@ -27,7 +27,9 @@ its empty run, from the children's rusage; mailbot's daemon + analysis workers,
 from /proc; Dovecot's own CPU not counted on either side). Both sides are
 CPU-bound, so this ratio moves much less with the machine's speed than the
 rates do; `--json` adds `mailbot_cpu_ms_per_mail`, `peer_cpu_ms_per_mail` and
-`cpu_ratio`.
+`cpu_ratio`. And how busy the CPUs were while mailbot drained
+(`mailbot_cpus_busy`, from /proc/stat, everything on them counted): what is
+left of them is what better parallelism could still win.
 
 Both sides are checked: N tickets / N inbound rows, nothing left in the INBOX.
 The two sides take turns `--repeat` times (default 3), each starting after an
@@ -55,7 +57,15 @@ import sys
 import time
 from pathlib import Path
 
-from _common import bench_app, database, db_label, machine, mailbot_cpu_seconds, scratch_dir
+from _common import (
+    bench_app,
+    cpu_ticks,
+    database,
+    db_label,
+    machine,
+    mailbot_cpu_seconds,
+    scratch_dir,
+)
 from gen_mails import generate_bytes
 from sqlalchemy import func, select
 
@@ -265,19 +275,21 @@ def run_mailbot(d: Dovecot, raws: list[bytes], db: str, workdir: Path, batch: in
         analysis.warm_up(app.config)  # as `mailbot run` does at start-up
         app.warm_up()
         os.sync()  # as for the peer: no dirty pages of the other side's run in the way
-        t0, cpu0 = time.perf_counter(), mailbot_cpu_seconds()
+        t0, cpu0, ticks0 = time.perf_counter(), mailbot_cpu_seconds(), cpu_ticks()
         handled = 0
         while n := poller.poll_once():
             handled += n
         wall = time.perf_counter() - t0
         cpu = sum(mailbot_cpu_seconds().values()) - sum(cpu0.values())
+        busy, total = (b - a for a, b in zip(ticks0, cpu_ticks(), strict=True))
         poller.close()
         with app.engine.connect() as conn:
             recorded = conn.execute(select(func.count()).select_from(Inbound.__table__)).scalar_one()
         app.close()
     left = len(d.uids(USER))
     return {"wall_s": wall, "handled": handled, "recorded": recorded, "left": left, "per_s": len(raws) / wall,
-            "processed": d.folder_count(USER, cfg.processed_folder), "cpu_ms_per_mail": cpu / len(raws) * 1000}
+            "processed": d.folder_count(USER, cfg.processed_folder), "cpu_ms_per_mail": cpu / len(raws) * 1000,
+            "cpus_busy": busy / max(total, 1)}
 
 
 def main() -> None:
@@ -328,6 +340,7 @@ def main() -> None:
         "ratio": round(mb_rate / peer_rate, 2),
         "mailbot_cpu_ms_per_mail": round(mb_cpu, 3), "peer_cpu_ms_per_mail": round(peer_cpu, 3),
         "cpu_ratio": round(peer_cpu / mb_cpu, 2),
+        "mailbot_cpus_busy": round(statistics.median(mb["cpus_busy"] for mb in mbs), 3),
         "rounds_mailbot_per_s": [round(mb["per_s"], 1) for mb in mbs],
         "rounds_peer_per_s": [round(p["net_per_s"], 1) for p in peers],
         "problems": problems,
@@ -346,6 +359,8 @@ def main() -> None:
         print(f"  CPU per mail (medians; Dovecot's not counted): peer {result['peer_cpu_ms_per_mail']} ms "
               f"net of its start-up, mailbot {result['mailbot_cpu_ms_per_mail']} ms (daemon + analysis "
               f"workers) -> {result['cpu_ratio']}x less")
+        print(f"  while mailbot drained, its CPUs were {result['mailbot_cpus_busy']:.0%} busy "
+              f"(everything on them, Dovecot included; /proc/stat)")
     if problems:
         raise SystemExit("incomplete drain: " + "; ".join(problems))
 
