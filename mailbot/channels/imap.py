@@ -265,12 +265,15 @@ def _already_read(client: IMAPClient) -> bool:
     `+ idling` line, often in the same packet; imaplib's buffered reader takes
     both in, and `idle_check` polls the socket, which then has nothing to read:
     that EXISTS would wait for the server's next keepalive (Dovecot: 2 min)."""
+    reader = getattr(client._imap, "file", None)
+    if not hasattr(reader, "peek"):  # not a buffered socket reader: nothing can hide there
+        return False
     sock = client.socket()
     timeout = sock.gettimeout()
     sock.setblocking(False)  # peek() then returns what is buffered, or b'' at once
     try:
-        return bool(client._imap.file.peek())
-    except OSError:
+        return bool(reader.peek())
+    except OSError:  # nothing buffered and nothing to read (TLS: SSLWantReadError)
         return False
     finally:
         sock.settimeout(timeout)
