@@ -192,6 +192,24 @@ def test_a_batch_the_caller_waits_for_at_once_is_split_between_it_and_the_worker
     assert pool.handed[1:] == [items] and all(r.analysed_by == -1 for r in unsplit)
 
 
+def test_a_batch_hands_each_worker_a_chunk_and_queues_more_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch queued behind the one being written: each worker gets a chunk and QUEUED
+    more wait in the pool, so a worker never idles while the hand-over of its next chunk
+    waits for the daemon's GIL; the caller still takes the chunks left from the tail."""
+    cfg = make_config(tmp_path)
+    items = [Received(it.raw, it.source, received_at=AT) for it in _items(6 * analysis.CHUNK)]
+    pool = SlowPool(0.5)
+    monkeypatch.setattr(analysis, "worker_count", lambda _config: 1)
+    monkeypatch.setattr(analysis, "_pool", lambda _workers: pool)
+    pending = analysis.submit(cfg, items)
+    chunks = [items[i:i + analysis.CHUNK] for i in range(0, len(items), analysis.CHUNK)]
+    assert pool.handed == chunks[:1 + analysis.QUEUED]  # before anyone waits for the result
+    results = pending.result()
+    assert [r.analysed_by == -1 for r in results][-analysis.CHUNK:] == [False] * analysis.CHUNK
+    assert [r.digest for r in results] == [analysis.analyse(cfg, it).digest for it in items]
+
+
 def test_while_a_worker_holds_a_chunk_the_caller_analyses_the_next_batch_from_its_tail(
         tmp_path: Path) -> None:
     """result(meanwhile=[next batch]) does not wait idle for a chunk the worker still holds:
