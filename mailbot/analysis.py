@@ -17,6 +17,7 @@ again in the calling process.
 from __future__ import annotations
 
 import email.message
+import functools
 import gc
 import hashlib
 import logging
@@ -262,9 +263,12 @@ def _here(config: Config, items: Sequence[Received]) -> list[Analysis]:
     return [analyse(config, it) for it in items]
 
 
+@functools.cache
 def usable_cpus() -> int:
     """The CPUs this process may run on: its affinity mask (systemd's `CPUAffinity=`,
-    `taskset`, a container's cpuset), not every CPU of the machine."""
+    `taskset`, a container's cpuset), not every CPU of the machine. Read once: the
+    workers are sized when the daemon starts (a mask changed later would otherwise
+    start a second pool beside the first, which stays up idle)."""
     try:
         return len(os.sched_getaffinity(0)) or 1
     except (AttributeError, OSError):  # no affinity masks on this platform
