@@ -305,8 +305,6 @@ def test_the_default_worker_count_follows_the_cpus_the_daemon_may_run_on(tmp_pat
     `CPUAffinity=`, taskset, a container's cpuset), not the machine's: on the one CPU it
     may use, a worker would only fight the daemon for it."""
     mine = sorted(os.sched_getaffinity(0))
-    if len(mine) < 2:
-        pytest.skip("needs two CPUs to tell the affinity mask from the machine")
     script = tmp_path / "daemon.py"
     script.write_text(
         "import os, sys\n"
@@ -325,7 +323,8 @@ def test_the_default_worker_count_follows_the_cpus_the_daemon_may_run_on(tmp_pat
         return int(out.stdout.split()[-1])
 
     assert workers_started(mine[:1]) == 0
-    assert workers_started(mine[:2]) == 1
+    if len(mine) >= 2:  # (on a one-CPU machine the mask and the machine are the same)
+        assert workers_started(mine[:2]) == 1
 
 
 def _child_uses_workers(config_path: str) -> None:
