@@ -2,7 +2,8 @@
 
 What the poller promises (DESIGN.md, guarantees 1 and 2):
 
-- mail is fetched with ``BODY.PEEK[]`` (nothing is marked read by fetching);
+- mail is fetched with ``BODY.PEEK[]`` (nothing is marked read by fetching;
+  the response is read by `mailbot.channels.imap_fetch`, not imapclient);
 - a message is marked ``\\Seen`` and moved out of the folder (to
   ``processed_folder``, or ``quarantine_folder`` when ingest quarantined it)
   only after `ingest.record` returned, i.e. after the commit (meanwhile a
@@ -48,6 +49,7 @@ from sqlmodel import col, select
 from mailbot import db
 from mailbot.analysis import CHUNK, Pending
 from mailbot.app import App
+from mailbot.channels.imap_fetch import fetch_bodies
 from mailbot.config import Config, ImapConfig
 from mailbot.ingest import IngestResult, Received, TemporaryFailure, prepare, record
 from mailbot.models import Inbound, MailboxState, utcnow
@@ -570,12 +572,11 @@ class ImapPoller:
                ) -> tuple[list[int], Pending] | None:
         """FETCH a batch and start its analysis (`split`: the first of a pass, which this
         thread waits for at once and helps to analyse, see `analysis.submit`)."""
-        fetched = client.fetch(uids, [b"BODY.PEEK[]", b"INTERNALDATE"])
-        present = [uid for uid in uids if BODY in fetched.get(uid, {})]  # others vanished meanwhile
+        fetched = fetch_bodies(client, uids)
+        present = [uid for uid in uids if uid in fetched]  # others vanished meanwhile
         if not present:
             return None
-        items = [Received(fetched[uid][BODY], self.source,
-                          received_at=_utc(fetched[uid].get(b"INTERNALDATE")),
+        items = [Received(fetched[uid][0], self.source, received_at=_utc(fetched[uid][1]),
                           mailbox_brand=self.brand) for uid in present]
         return present, prepare(self.app, items, split=split)
 
