@@ -104,7 +104,8 @@ class _FeedparserRe:
         return re.compile(pattern, flags)
 
 
-_REAL_EOL = re.compile(r"(\r\n|\r|\n)\Z")
+_EOL_PATTERN = r"(\r\n|\r|\n)\Z"
+_ORIGINAL_EOL = getattr(email.feedparser, "NLCRE_eol", None)  # the feedparser's own, put back by uninstall
 
 
 class LineEndAtEnd:
@@ -113,19 +114,19 @@ class LineEndAtEnd:
     __slots__ = ()
 
     def search(self, text: str) -> re.Match[str] | None:
-        return _REAL_EOL.search(text, max(0, len(text) - 2))
+        assert _ORIGINAL_EOL is not None  # installed only over that pattern
+        return _ORIGINAL_EOL.search(text, max(0, len(text) - 2))
 
 
 def install() -> None:
     """Give `email.feedparser` the boundary matcher and the line-end search (idempotent;
-    the whole process)."""
+    the whole process). A Python whose feedparser has another line-end pattern keeps it."""
     email.feedparser.re = _FeedparserRe()  # type: ignore[attr-defined,assignment]
-    current = getattr(email.feedparser, "NLCRE_eol", None)
-    if isinstance(current, re.Pattern) and current.pattern == _REAL_EOL.pattern:  # else: a later
-        email.feedparser.NLCRE_eol = LineEndAtEnd()  # type: ignore[attr-defined]  # Python's own
+    if isinstance(_ORIGINAL_EOL, re.Pattern) and _ORIGINAL_EOL.pattern == _EOL_PATTERN:
+        email.feedparser.NLCRE_eol = LineEndAtEnd()  # type: ignore[attr-defined]
 
 
 def uninstall() -> None:
-    """The real `re` and line-end pattern again (tests compare both)."""
+    """The real `re` and the feedparser's own line-end pattern again (tests compare both)."""
     email.feedparser.re = re  # type: ignore[attr-defined]
-    email.feedparser.NLCRE_eol = _REAL_EOL  # type: ignore[attr-defined]
+    email.feedparser.NLCRE_eol = _ORIGINAL_EOL  # type: ignore[attr-defined]

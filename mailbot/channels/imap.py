@@ -49,7 +49,7 @@ from sqlmodel import col, select
 from mailbot import db
 from mailbot.analysis import CHUNK, Pending
 from mailbot.app import App
-from mailbot.channels.imap_fetch import fetch_bodies
+from mailbot.channels.imap_fetch import BODY, fetch_bodies
 from mailbot.config import Config, ImapConfig
 from mailbot.ingest import IngestResult, Received, TemporaryFailure, prepare, record
 from mailbot.models import Inbound, MailboxState, utcnow
@@ -62,7 +62,6 @@ logging.getLogger("imapclient").setLevel(logging.INFO)
 
 SEEN = rb"\Seen"
 DELETED = rb"\Deleted"
-BODY = b"BODY[]"
 MESSAGE_ID_FIELD = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
 
 

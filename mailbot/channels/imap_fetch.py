@@ -56,9 +56,9 @@ def fetch_bodies(client: IMAPClient, uids: Sequence[int]) -> dict[int, Fetched]:
     if not uids:
         return {}
     found = _fetch(client, uids)
-    missing = [uid for uid in uids if uid not in found]
+    missing = {uid for uid in uids if uid not in found}
     if missing:  # not sent as a literal we recognised (or gone): imapclient's general parser
-        for uid, item in client.fetch(missing, [b"BODY.PEEK[]", b"INTERNALDATE"]).items():
+        for uid, item in client.fetch(sorted(missing), [b"BODY.PEEK[]", b"INTERNALDATE"]).items():
             body = item.get(BODY)
             if uid in missing and isinstance(body, bytes):
                 date = item.get(b"INTERNALDATE")
