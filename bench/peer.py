@@ -281,7 +281,7 @@ def run_mailbot(d: Dovecot, raws: list[bytes], db: str, workdir: Path, batch: in
         analysis.warm_up(app.config)  # as `mailbot run` does at start-up
         app.warm_up()
         # start-up cost, as for the peer: a poll of the empty mailbox by a new poller (connect,
-        # LOGIN, Processed/Quarantine created, SELECT, SEARCH); then the same from scratch again
+        # LOGIN, Processed/Quarantine created, SELECT, SEARCH); the drain below starts from scratch too
         probe = ImapPoller(app, cfg, Timings())
         t0 = time.perf_counter()
         probe.poll_once()
