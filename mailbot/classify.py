@@ -47,6 +47,8 @@ from email.header import Header, decode_header, make_header
 from enum import StrEnum
 from functools import cached_property, lru_cache
 
+from mailbot.addresses import simple_address
+
 __all__ = ["Kind", "Verdict", "classify", "RULES"]
 
 log = logging.getLogger(__name__)
@@ -160,8 +162,12 @@ def _parseaddr_cached(value: str) -> tuple[str, str]:
 
 
 def _parseaddr(value: str) -> tuple[str, str]:
-    """``email.utils.parseaddr``, remembered for short values: the same From and own
-    addresses are parsed by several rules, and again for every mail."""
+    """``email.utils.parseaddr``: a plain value by `simple_address`, others remembered
+    for short values (the same own addresses are parsed by several rules, and again for
+    every mail)."""
+    simple = simple_address(value)
+    if simple is not None:
+        return simple
     if len(value) > 500:  # a hostile header is parsed, not kept
         return email.utils.parseaddr(value)
     return _parseaddr_cached(value)

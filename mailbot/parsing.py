@@ -26,6 +26,7 @@ from functools import lru_cache
 import mailparser
 
 from mailbot import mime_boundary
+from mailbot.addresses import simple_address
 from mailbot.htmltext import html_to_text
 from mailbot.templating import clean_header
 
@@ -208,7 +209,8 @@ def _raw(value: object) -> str:
 
 @lru_cache(maxsize=1024)
 def _getaddresses_cached(value: str) -> tuple[tuple[str, str], ...]:
-    return tuple(getaddresses([value]))
+    simple = simple_address(value)
+    return (simple,) if simple is not None else tuple(getaddresses([value]))
 
 
 def _getaddresses(values: Sequence[str]) -> Sequence[tuple[str, str]]:
