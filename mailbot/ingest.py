@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import configure_mappers
 from sqlmodel import Session, col, select
 
-from mailbot import analysis, blobs, db, writes
+from mailbot import analysis, blobs, db, references, writes
 from mailbot.analysis import Analysis, Received
 from mailbot.app import App
 from mailbot.classify import Verdict, classify
@@ -271,8 +271,9 @@ def _write_batch(session: Session, app: App, works: list[_Work]) -> None:
     # brand must not clear a bounce mark (as on the one-mail path).
     prepare_batch(session, app, [w.a.parsed.from_addr for w in works  # type: ignore[union-attr]
                                  if w.is_new_customer_mail(app, known)])
-    for w in works:
-        w.results = [_record(session, app, w)]
+    with references.reserving(session, len(works)):
+        for w in works:
+            w.results = [_record(session, app, w)]
 
 
 def rehearse(app: App) -> None:

@@ -6,8 +6,10 @@ import re
 import secrets
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, bindparam
+from sqlalchemy import Connection, Engine, bindparam, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -36,7 +38,42 @@ def next_seq(session: Session, brand: str, year: int) -> int:
     engine = session.get_bind()
     if engine.dialect.name == "postgresql":
         return _take_autocommitted(engine, brand, year)  # type: ignore[arg-type]
-    return _take(session.connection(), brand, year)
+    blocks: dict[tuple[str, int], list[int]] | None = session.info.get(_BLOCKS_KEY)
+    if blocks is None:
+        return _take(session.connection(), brand, year)
+    block = blocks.get((brand, year))
+    if block is None or block[0] == block[1]:  # none taken yet, or all used: take a block
+        size = session.info[_SIZE_KEY]
+        end = int(_UPSERT_BLOCK.scalar(session.connection(), {"brand": brand, "year": year, "n": size}))
+        block = blocks[(brand, year)] = [end - size, end]
+    seq = block[0]
+    block[0] += 1
+    return seq
+
+
+_BLOCKS_KEY, _SIZE_KEY = "case_number_blocks", "case_number_block_size"
+
+
+@contextmanager
+def reserving(session: Session, size: int) -> Iterator[None]:
+    """Within the block, on SQLite, case numbers are taken `size` at a time (one counter
+    statement per brand for a batch of mails, instead of one per case); when the block
+    ends without error, the numbers not used are given back, so the numbering stays
+    without gaps. (If it ends with an error the transaction is rolled back, counter
+    included.) On PostgreSQL numbers are taken one at a time, as without it."""
+    if size < 2 or session.get_bind().dialect.name != "sqlite" or _BLOCKS_KEY in session.info:
+        yield
+        return
+    blocks: dict[tuple[str, int], list[int]] = {}
+    session.info[_BLOCKS_KEY], session.info[_SIZE_KEY] = blocks, size
+    try:
+        yield
+        for (brand, year), (first_unused, end) in blocks.items():
+            if first_unused < end:
+                session.connection().execute(_GIVE_BACK, {"b": brand, "y": year, "next": first_unused})
+    finally:
+        session.info.pop(_BLOCKS_KEY, None)
+        session.info.pop(_SIZE_KEY, None)
 
 
 _COUNTER_CONNECTIONS: weakref.WeakKeyDictionary[Engine, Connection] = weakref.WeakKeyDictionary()
@@ -79,6 +116,16 @@ _UPSERTS = {
                          .returning(RefCounter.next_seq))
     for postgresql, insert in ((True, pg_insert), (False, sqlite_insert))
 }
+
+
+# The counter created at n + 1 (we take 1..n) or moved on by n; returns the new next_seq.
+_UPSERT_BLOCK = Prepared(sqlite_insert(RefCounter).values(brand=bindparam("brand"), year=bindparam("year"),
+                                                          next_seq=bindparam("n") + 1)
+                         .on_conflict_do_update(index_elements=["brand", "year"],
+                                                set_={"next_seq": RefCounter.next_seq + bindparam("n")})
+                         .returning(RefCounter.next_seq))
+_GIVE_BACK = update(RefCounter).where(RefCounter.brand == bindparam("b"), RefCounter.year == bindparam("y")
+                                      ).values(next_seq=bindparam("next"))
 
 
 def refs_in(text: str) -> list[str]:
