@@ -105,10 +105,10 @@ class Case(SQLModel, table=True):
     )
     id: int | None = Field(default=None, primary_key=True)
     ref: str = Field(unique=True, max_length=40)
-    brand: str = Field(max_length=60, index=True)
+    brand: str = Field(max_length=60)  # indexed by uq_case_brand_year_seq (brand first)
     year: int
     seq: int
-    status: str = Field(default="new", max_length=30, index=True)
+    status: str = Field(default="new", max_length=30)  # indexed by ix_cases_open_due (status first)
     channel: str = Field(default="email", max_length=20)
     category: str | None = Field(default=None, max_length=60)
     priority: str = Field(default="normal", max_length=20)
