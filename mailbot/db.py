@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -111,20 +111,19 @@ def _alembic_config(engine: Engine) -> AlembicConfig:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to `revision` (idempotent)."""
+    _migrate(engine, command.upgrade, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the schema back to `revision` (what `upgrade` did after it is undone)."""
+    _migrate(engine, command.downgrade, revision)
+
+
+def _migrate(engine: Engine, step: Callable[[AlembicConfig, str], None], revision: str) -> None:
     cfg = _alembic_config(engine)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Serialise concurrent upgrades of several instances.
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-
-
-def downgrade(engine: Engine, revision: str) -> None:
-    """Take the schema back to `revision` (what `upgrade` did after it is undone)."""
-    cfg = _alembic_config(engine)
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
+        step(cfg, revision)

@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, bindparam, update
+from sqlalchemy import Connection, Engine, bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -58,9 +58,11 @@ _BLOCKS_KEY, _SIZE_KEY = "case_number_blocks", "case_number_block_size"
 def reserving(session: Session, size: int) -> Iterator[None]:
     """Within the block, on SQLite, case numbers are taken `size` at a time (one counter
     statement per brand for a batch of mails, instead of one per case); when the block
-    ends without error, the numbers not used are given back, so the numbering stays
-    without gaps. (If it ends with an error the transaction is rolled back, counter
-    included.) On PostgreSQL numbers are taken one at a time, as without it."""
+    ends without error, each counter is set to the first number not used, so the
+    numbering stays without gaps. (Set, not moved back: right even if a savepoint
+    rolled back the statement that took the numbers. If the block ends with an error
+    the transaction is rolled back, counter included.) On PostgreSQL numbers are
+    taken one at a time, as without it."""
     if size < 2 or session.get_bind().dialect.name != "sqlite" or _BLOCKS_KEY in session.info:
         yield
         return
@@ -68,9 +70,8 @@ def reserving(session: Session, size: int) -> Iterator[None]:
     session.info[_BLOCKS_KEY], session.info[_SIZE_KEY] = blocks, size
     try:
         yield
-        for (brand, year), (first_unused, end) in blocks.items():
-            if first_unused < end:
-                session.connection().execute(_GIVE_BACK, {"b": brand, "y": year, "next": first_unused})
+        for (brand, year), (first_unused, _end) in blocks.items():
+            _SET_COUNTER.scalar(session.connection(), {"brand": brand, "year": year, "next_seq": first_unused})
     finally:
         session.info.pop(_BLOCKS_KEY, None)
         session.info.pop(_SIZE_KEY, None)
@@ -124,8 +125,10 @@ _UPSERT_BLOCK = Prepared(sqlite_insert(RefCounter).values(brand=bindparam("brand
                          .on_conflict_do_update(index_elements=["brand", "year"],
                                                 set_={"next_seq": RefCounter.next_seq + bindparam("n")})
                          .returning(RefCounter.next_seq))
-_GIVE_BACK = update(RefCounter).where(RefCounter.brand == bindparam("b"), RefCounter.year == bindparam("y")
-                                      ).values(next_seq=bindparam("next"))
+# The counter set to the first number a block did not use (created if a savepoint took it away).
+_SET = sqlite_insert(RefCounter)
+_SET_COUNTER = Prepared(_SET.on_conflict_do_update(index_elements=["brand", "year"],
+                                                   set_={"next_seq": _SET.excluded.next_seq}))
 
 
 def refs_in(text: str) -> list[str]:
