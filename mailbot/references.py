@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, bindparam
+from sqlalchemy import Connection, Engine, Integer, bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -38,20 +38,29 @@ def next_seq(session: Session, brand: str, year: int) -> int:
     engine = session.get_bind()
     if engine.dialect.name == "postgresql":
         return _take_autocommitted(engine, brand, year)  # type: ignore[arg-type]
-    blocks: dict[tuple[str, int], list[int]] | None = session.info.get(_BLOCKS_KEY)
+    blocks: _Blocks | None = session.info.get(_BLOCKS_KEY)
     if blocks is None:
         return _take(session.connection(), brand, year)
-    block = blocks.get((brand, year))
-    if block is None or block[0] == block[1]:  # none taken yet, or all used: take a block
-        size = session.info[_SIZE_KEY]
-        end = int(_UPSERT_BLOCK.scalar(session.connection(), {"brand": brand, "year": year, "n": size}))
-        block = blocks[(brand, year)] = [end - size, end]
-    seq = block[0]
-    block[0] += 1
-    return seq
+    return blocks.take(session.connection(), brand, year)
 
 
-_BLOCKS_KEY, _SIZE_KEY = "case_number_blocks", "case_number_block_size"
+_BLOCKS_KEY = "case_number_blocks"
+
+
+class _Blocks:
+    """The numbers a batch has taken per (brand, year): [next to hand out, end)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.ranges: dict[tuple[str, int], list[int]] = {}
+
+    def take(self, conn: Connection, brand: str, year: int) -> int:
+        block = self.ranges.get((brand, year))
+        if block is None or block[0] == block[1]:  # none taken yet, or all used: take a block
+            first = _take(conn, brand, year, self.size)
+            block = self.ranges[(brand, year)] = [first, first + self.size]
+        block[0] += 1
+        return block[0] - 1
 
 
 @contextmanager
@@ -66,15 +75,13 @@ def reserving(session: Session, size: int) -> Iterator[None]:
     if size < 2 or session.get_bind().dialect.name != "sqlite" or _BLOCKS_KEY in session.info:
         yield
         return
-    blocks: dict[tuple[str, int], list[int]] = {}
-    session.info[_BLOCKS_KEY], session.info[_SIZE_KEY] = blocks, size
+    blocks = session.info[_BLOCKS_KEY] = _Blocks(size)
     try:
         yield
-        for (brand, year), (first_unused, _end) in blocks.items():
+        for (brand, year), (first_unused, _end) in blocks.ranges.items():
             _SET_COUNTER.scalar(session.connection(), {"brand": brand, "year": year, "next_seq": first_unused})
     finally:
         session.info.pop(_BLOCKS_KEY, None)
-        session.info.pop(_SIZE_KEY, None)
 
 
 _COUNTER_CONNECTIONS: weakref.WeakKeyDictionary[Engine, Connection] = weakref.WeakKeyDictionary()
@@ -105,26 +112,21 @@ def release(engine: Engine) -> None:
         conn.close()
 
 
-def _take(conn: Connection, brand: str, year: int) -> int:
-    """One upsert: create the counter at 2 (we take 1) or bump it, and read it back."""
-    return int(_UPSERTS[conn.dialect.name == "postgresql"].scalar(conn, {"brand": brand, "year": year})) - 1
+def _take(conn: Connection, brand: str, year: int, n: int = 1) -> int:
+    """One upsert: create the counter at n + 1 (we take 1..n) or move it on by n, and
+    read it back; returns the first of the n numbers taken."""
+    return int(_UPSERTS[conn.dialect.name == "postgresql"].scalar(conn, {"brand": brand, "year": year, "n": n})) - n
 
 
 _UPSERTS = {
-    postgresql: Prepared(insert(RefCounter).values(brand=bindparam("brand"), year=bindparam("year"), next_seq=2)
+    postgresql: Prepared(insert(RefCounter).values(brand=bindparam("brand"), year=bindparam("year"),
+                                                   next_seq=bindparam("n", type_=Integer) + 1)
                          .on_conflict_do_update(index_elements=["brand", "year"],
-                                                set_={"next_seq": RefCounter.next_seq + 1})
+                                                set_={"next_seq": RefCounter.next_seq + bindparam("n", type_=Integer)})
                          .returning(RefCounter.next_seq))
     for postgresql, insert in ((True, pg_insert), (False, sqlite_insert))
 }
 
-
-# The counter created at n + 1 (we take 1..n) or moved on by n; returns the new next_seq.
-_UPSERT_BLOCK = Prepared(sqlite_insert(RefCounter).values(brand=bindparam("brand"), year=bindparam("year"),
-                                                          next_seq=bindparam("n") + 1)
-                         .on_conflict_do_update(index_elements=["brand", "year"],
-                                                set_={"next_seq": RefCounter.next_seq + bindparam("n")})
-                         .returning(RefCounter.next_seq))
 # The counter set to the first number a block did not use (created if a savepoint took it away).
 _SET = sqlite_insert(RefCounter)
 _SET_COUNTER = Prepared(_SET.on_conflict_do_update(index_elements=["brand", "year"],
