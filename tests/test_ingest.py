@@ -174,6 +174,23 @@ def test_a_batch_takes_its_case_numbers_at_once_and_leaves_no_gap(app: App) -> N
     assert ingest(app, mail(frm="e@example.org", to="info@divikeys.com"), "smtp").case_refs == ("DK-2026-000002",)
 
 
+def test_batches_written_at_once_by_two_instances_take_distinct_numbers(make_app: Callable[..., App]) -> None:
+    """Two instances (engines) on one database each write a batch of new complaints
+    while the other's is under way (the first holds its commit): on SQLite the second
+    waits for the write lock, then takes its block after the first's numbers; on
+    PostgreSQL each number is taken on its own. Every reference is unique; on SQLite
+    they are also consecutive."""
+    first, second = make_app(), make_app()
+    _slow_first_commit(first)
+    batches = [[Received(mail(frm=f"i{i}-{k}@example.org"), "imap:x") for k in range(5)] for i in range(2)]
+    results = _concurrently(2, lambda i: ingest_batch(first if i == 0 else second, batches[i]))
+    refs = sorted(ref for batch in results for r in batch for ref in r.case_refs)
+    assert len(refs) == len(set(refs)) == 10
+    if first.engine.dialect.name == "sqlite":
+        assert refs == [f"KP-2026-{n:06d}" for n in range(1, 11)]
+    assert ingest(second, mail(frm="after@example.org"), "smtp").case_refs[0] > refs[-1]
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # (blocks are taken on SQLite only)
 def test_a_block_of_case_numbers_survives_a_savepoint_that_took_it_away(app: App) -> None:
     """If the statement that took a block is rolled back with a savepoint (no ingest
