@@ -111,6 +111,8 @@ class TemplateSecurityError(TemplateError):
 
 def clean_header(value: str) -> str:
     """One line: CR, LF and other control characters become spaces, whitespace is collapsed."""
+    if isinstance(value, str) and value.isascii() and value.isprintable():  # (no control character)
+        return " ".join(value.split())
     out = []
     for ch in str(value):
         if ch in _BIDI_CONTROLS:
@@ -484,6 +486,7 @@ class Renderer:
                 enabled_extensions=("html", "htm"), default_for_string=False, default=False
             ),
             keep_trailing_newline=True,
+            auto_reload=False,  # no stat() of every template file at each mail: a reload (SIGHUP) reads them again
             finalize=_finalize,
             trim_blocks=True,
             lstrip_blocks=True,
