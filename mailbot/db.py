@@ -35,8 +35,12 @@ def _sqlite_pragmas(busy_timeout: float):  # type: ignore[no-untyped-def]
 
 def _sqlite_begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
     """Take the write lock when the transaction starts: a read transaction that later
-    writes could otherwise fail at once with SQLITE_BUSY under concurrency."""
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    writes could otherwise fail at once with SQLITE_BUSY under concurrency. Except in
+    `read_scope`, which never writes."""
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+_READ_ONLY = "mailbot_read_only"
 
 
 def make_engine(url: str, busy_timeout: float = 10.0) -> Engine:
@@ -70,6 +74,18 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def read_scope(engine: Engine) -> Iterator[Session]:
+    """A transaction that only reads, always rolled back. On SQLite it takes no write
+    lock (a plain BEGIN: in WAL mode it neither waits for the writer nor holds it up)
+    and does not queue behind this process's writers."""
+    with Session(engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False) as session:
+        try:
+            yield session
+        finally:
+            session.rollback()
 
 
 @contextmanager

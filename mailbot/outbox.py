@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, col, select
 
 from mailbot import db, writes
 from mailbot.app import App
 from mailbot.cases import log_event
-from mailbot.models import Case, Outbox, utcnow
+from mailbot.models import Case, Message, Outbox, utcnow
 from mailbot.prepared import Prepared
 from mailbot.transports import Transport, make_transport
+
+if TYPE_CHECKING:
+    from mailbot.drafts import Draft
 
 log = logging.getLogger("mailbot.outbox")
 
@@ -77,48 +81,68 @@ def backoff(cfg_seconds: float, cfg_max: float, attempts: int) -> timedelta:
     return timedelta(seconds=base * random.uniform(0.8, 1.2))
 
 
+CLAIM_ROWS = 50  # due rows taken at once, at most
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A claimed row, as the send needs it (no ORM object outlives its transaction)."""
+
+    row_id: int
+    case_id: int | None
+    kind: str
+    message_id: str
+    from_addr: str
+    to_addr: str
+    raw: bytes
+
+
 def dispatch(app: App, *, now: datetime | None = None, transport: Transport | None = None,
              limit: int | None = None) -> DispatchReport:
     """Send every due row once.
 
-    Each row goes through three short transactions: claim it (render it if
-    needed, count the attempt, and lease it by moving `not_before` forward),
-    send it with no transaction open — no database lock is held during network
-    I/O, so ingest never waits on a slow relay — then record the outcome. A crash
-    after the relay accepted the mail and before the outcome is recorded makes
-    the row due again when the lease ends: at most that one mail is sent twice
-    (the Maildir transport even replaces the first copy). A row that fails is
-    not tried again in the same run.
+    Rows are claimed CLAIM_ROWS at a time (`_claim_batch`): leased (the attempt
+    counted, `not_before` moved forward), then rendered outside any write transaction
+    if they were not yet, their bytes stored. Each is then sent with no transaction open — no
+    database lock is held during network I/O, so ingest never waits on a slow relay
+    — and its outcome recorded in a transaction of its own, before the next is sent.
+    A crash after the relay accepted a mail and before its outcome is recorded makes
+    that row due again when its lease ends: at most that one mail is sent twice (the
+    Maildir transport even replaces the first copy); the claimed rows not sent yet
+    are sent after their lease. A batch whose sends grow slow (half the lease gone)
+    gives its unsent rows back at once. A row that fails is not tried again in the
+    same run.
     """
     transport = transport or make_transport(app.config)
     report = DispatchReport()
     remaining = limit or 1_000_000
-    tried: set[int] = set()
+    tried: set[int] = set()  # failed (or could not be rendered) in this run
+    budget = lease(app).total_seconds() / 2
     try:
         while remaining > 0:
             at = now or app.now()
-            job = _claim_one(app, at, tried, report)
-            if job is None:
+            claimed = _claim_batch(app, at, tried, report, min(CLAIM_ROWS, remaining))
+            if claimed is None:
                 break
-            remaining -= 1
-            if job is _SKIP:
-                continue
-            row_id, from_addr, to_addr, raw = job
-            tried.add(row_id)
-            try:
-                transport.send(from_addr, to_addr, raw)
-            except Exception as exc:
-                with db.session_scope(app.engine) as session:
-                    _record_failure(session, app, session.get(Outbox, row_id), at, exc, report)
-                continue
-            with db.session_scope(app.engine) as session:
-                _record_sent(session, session.get(Outbox, row_id), at, report)
+            taken, jobs = claimed
+            remaining -= taken
+            since = time.monotonic()
+            for i, job in enumerate(jobs):
+                if i and time.monotonic() - since > budget:
+                    _give_back(app, jobs[i:], at)
+                    remaining += len(jobs) - i
+                    break
+                try:
+                    transport.send(job.from_addr, job.to_addr, job.raw)
+                except Exception as exc:
+                    tried.add(job.row_id)
+                    with db.session_scope(app.engine) as session:
+                        _record_failure(session, app, session.get(Outbox, job.row_id), at, exc, report)
+                    continue
+                _record_sent(app, job, at, report)
     finally:
         transport.close()
     return report
-
-
-_SKIP: Any = object()
 
 
 def lease(app: App) -> timedelta:
@@ -128,26 +152,96 @@ def lease(app: App) -> timedelta:
     return timedelta(seconds=cfg.timeout * 2 if cfg.transport == "smtp" else 10.0)
 
 
-def _claim_one(app: App, at: datetime, tried: set[int], report: DispatchReport) -> Any:
-    """(id, from, to, raw) of the next due row, _SKIP if it could not be rendered, None if none."""
+def _claim_batch(app: App, at: datetime, tried: set[int], report: DispatchReport, limit: int
+                 ) -> tuple[int, list[_Job]] | None:
+    """Claim due rows: (how many were taken, the jobs to send), None if none is due.
+
+    Three steps, so that no transaction holding the write lock renders anything: lease
+    the rows (count the attempt, move `not_before` forward); render those without
+    bytes yet in a read-only transaction; store the bytes (and the case's record of
+    each mail) with one statement each. A row that cannot be rendered is taken (its
+    attempt counted and failed) but not sent. A crash between the steps leaves the
+    rows leased: they are due again, and rendered then, when the lease ends."""
     with db.session_scope(app.engine) as session:
-        rows = _claim(session, at, 1, tried)
+        rows = _claim(session, at, limit, tried)
         if not rows:
             return None
-        row = rows[0]
-        row.attempts += 1
-        if row.raw is None:
-            try:
-                from mailbot.drafts import materialise
+        for row in rows:
+            row.attempts += 1
+            row.not_before = at + lease(app)
+            session.add(row)
+    drafts: dict[int, Draft | Exception] = {}
+    if unrendered := [row for row in rows if row.raw is None]:
+        # (imported here: mailbot.drafts imports mailbot.responses, which imports this module)
+        from mailbot.drafts import render_drafts
 
-                row.raw = materialise(session, app, row, at)
-            except Exception as exc:  # a template error shows on the row and the case
-                tried.add(row.id or 0)
-                _record_failure(session, app, row, at, exc, report)
-                return _SKIP
-        row.not_before = at + lease(app)
-        session.add(row)
-        return (row.id, row.from_addr, row.to_addr, row.raw)
+        with db.read_scope(app.engine) as session:
+            drafts = render_drafts(session, app, unrendered, at)
+        with db.session_scope(app.engine) as session:
+            _store_drafts(session, app, at, drafts, tried, report)
+    jobs = []
+    for row in rows:
+        assert row.id is not None
+        draft = drafts.get(row.id)
+        raw = row.raw if draft is None or isinstance(draft, Exception) else draft.raw
+        if raw is not None:
+            jobs.append(_Job(row.id, row.case_id, row.kind, row.message_id, row.from_addr, row.to_addr, raw))
+    return len(rows), jobs
+
+
+_STORE_RAW = Prepared(update(Outbox).where(Outbox.id == bindparam("row_id")).values(raw=bindparam("new_raw")))
+_STORE_RECORD = Prepared(update(Message).where(Message.id == bindparam("record_id")).values(
+    subject=bindparam("new_subject"), body_text=bindparam("new_text")))
+
+
+def _store_drafts(session: Session, app: App, at: datetime, drafts: dict[int, Draft | Exception],
+                  tried: set[int], report: DispatchReport) -> None:
+    """Keep each draft's bytes on its row and its subject and text on the case's record
+    of the mail; a row that could not be rendered gets the error (a template error shows
+    on the row and the case)."""
+    done = {row_id: d for row_id, d in drafts.items() if not isinstance(d, Exception)}
+    conn = session.connection()
+    if done:
+        _STORE_RAW.executemany(conn, [{"row_id": row_id, "new_raw": d.raw} for row_id, d in done.items()])
+        if records := [{"record_id": d.record_id, "new_subject": d.subject, "new_text": d.text}
+                       for d in done.values() if d.record_id is not None]:
+            _STORE_RECORD.executemany(conn, records)
+    for row_id, failure in drafts.items():
+        if isinstance(failure, Exception):
+            tried.add(row_id)
+            _record_failure(session, app, session.get(Outbox, row_id), at, failure, report)
+
+
+_GIVE_BACK = (update(Outbox).where(col(Outbox.id).in_(bindparam("ids", expanding=True)), Outbox.status == "pending")
+              .values(attempts=Outbox.attempts - 1, not_before=bindparam("at")))
+
+
+def _give_back(app: App, jobs: list[_Job], at: datetime) -> None:
+    """Unsend rows claimed but not sent: due again at once, their attempt not counted."""
+    with db.session_scope(app.engine) as session:
+        session.connection().execute(_GIVE_BACK, {"ids": [j.row_id for j in jobs], "at": at})
+
+
+_MARK_SENT = Prepared(update(Outbox).where(Outbox.id == bindparam("row_id"))
+                      .values(status="sent", sent_at=bindparam("at"), last_error=None))
+_CASE_EXISTS = select(Case.id).where(Case.id == bindparam("case_id"))
+
+
+def _record_sent(app: App, job: _Job, at: datetime, report: DispatchReport) -> None:
+    """The row is sent, and the case's trail says so (prepared statements: one per mail sent)."""
+    with db.session_scope(app.engine) as session:
+        _MARK_SENT.scalar(session, {"row_id": job.row_id, "at": at})
+        conn = session.connection()
+        if job.case_id is not None and conn.execute(_CASE_EXISTS, {"case_id": job.case_id}).first():
+            case: Any = _CaseId(job.case_id)  # (all log_event reads of a case is its id)
+            log_event(session, case, "mail_sent", at=at, outbox=job.row_id, kind=job.kind, to=job.to_addr,
+                      message_id=job.message_id)
+    report.sent += 1
+
+
+@dataclass(frozen=True)
+class _CaseId:
+    id: int
 
 
 def _record_failure(session: Session, app: App, row: Outbox | None, at: datetime, exc: Exception,
@@ -166,17 +260,6 @@ def _record_failure(session: Session, app: App, row: Outbox | None, at: datetime
         report.retried += 1
         log.warning("outbox row %s attempt %s failed: %s", row.id, row.attempts, row.last_error[:200])
     session.add(row)
-
-
-def _record_sent(session: Session, row: Outbox | None, at: datetime, report: DispatchReport) -> None:
-    if row is None:
-        return
-    row.status = "sent"
-    row.sent_at = at
-    row.last_error = None
-    session.add(row)
-    report.sent += 1
-    _case_event(session, row, "mail_sent", at, to=row.to_addr, message_id=row.message_id)
 
 
 def _case_event(session: Session, row: Outbox, type_: str, at: datetime, **data: object) -> None:

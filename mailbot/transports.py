@@ -44,6 +44,7 @@ class MaildirTransport:
         for sub in ("tmp", "new", "cur"):
             (path / sub).mkdir(parents=True, exist_ok=True)
         self._n = 0
+        self._cur: set[str] | None = None
 
     def send(self, from_addr: str, to_addr: str, raw: bytes) -> None:
         self._n += 1
@@ -54,7 +55,7 @@ class MaildirTransport:
         else:
             key = hashlib.sha256(f"{mid}\0{to_addr.lower()}".encode()).hexdigest()[:40]
             name = f"mailbot-{key}.{socket.gethostname()}"
-            if any((self.path / "cur").glob(f"{name}:*")):
+            if name in self._read():
                 return  # delivered before, and already read by the mailbox owner
         tmp = self.path / "tmp" / unique
         envelope = f"X-Mailbot-Envelope-From: {from_addr}\r\nX-Mailbot-Envelope-To: {to_addr}\r\n".encode()
@@ -63,6 +64,13 @@ class MaildirTransport:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path / "new" / name)  # atomic; replaces an earlier copy
+
+    def _read(self) -> set[str]:
+        """The mails in `cur` (read by the mailbox owner), by name without their flags:
+        listed once per transport, i.e. per dispatch run (a re-send comes in a later run)."""
+        if self._cur is None:
+            self._cur = {n.partition(":")[0] for n in os.listdir(self.path / "cur")}
+        return self._cur
 
     def close(self) -> None:
         pass

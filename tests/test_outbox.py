@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -19,7 +20,7 @@ from sqlmodel import col, select
 from mailbot import db
 from mailbot.app import App
 from mailbot.ingest import Outcome, Received, ingest, ingest_batch
-from mailbot.models import Case, Event, Outbox
+from mailbot.models import Case, Event, Message, Outbox
 from mailbot.outbox import dispatch
 from tests.conftest import Clock
 from tests.mails import mail
@@ -74,6 +75,24 @@ def test_acknowledgement_is_sent_once_with_threading_headers(app: App) -> None:
     assert ack.get_body(("plain",)).get_content_charset() == "utf-8"
     # A second dispatch sends nothing more.
     assert dispatch(app).sent == 0 and len(to_customer(app)) == 1
+
+
+def test_each_mail_sent_is_on_the_case_timeline_and_its_record_has_what_went_out(app: App, clock: Clock) -> None:
+    ingest(app, mail(message_id="<timeline-1@example.org>"), "smtp")
+    assert dispatch(app).sent == 2
+    case = the_case(app)
+    with db.session_scope(app.engine) as s:
+        events = s.exec(select(Event).where(Event.case_id == case.id, Event.type == "mail_sent")
+                        .order_by(col(Event.id))).all()
+        records = {m.message_id: m for m in s.exec(select(Message).where(Message.direction == "out")).all()}
+    by_kind = {r.kind: r for r in rows(app)}
+    assert [(e.data["kind"], e.data["to"], e.data["message_id"], e.data["outbox"]) for e in events] == [
+        (r.kind, r.to_addr, r.message_id, r.id) for r in rows(app)]
+    assert all(e.at == clock.now for e in events)
+    (ack,) = to_customer(app)
+    record = records[by_kind["acknowledgement"].message_id]
+    assert record.subject == str(ack["Subject"])
+    assert record.body_text == ack.get_body(("plain",)).get_content().replace("\r\n", "\n")
 
 
 def test_acknowledgement_states_dates_and_missing_items(app: App) -> None:
@@ -395,3 +414,126 @@ def test_a_row_in_flight_at_a_crash_is_sent_again_after_its_lease(app: App, cloc
     assert dispatch(app).sent == 1
     assert all(r.status == "sent" for r in rows(app))
     assert len([m for m in sent_mails(app) if m["Message-ID"] == row.message_id]) == 1
+
+
+# -- rows are claimed in batches, rendered with no write lock held ------------------------------
+
+
+def test_ingest_goes_on_while_the_dispatcher_renders(make_app: Callable[..., App],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rendering (templates, MIME) happens in a read-only transaction: a mail received
+    meanwhile is committed at once instead of waiting for the dispatcher's write lock."""
+    app = make_app(database={"busy_timeout": 2})
+    ingest(app, mail(), "smtp")
+    render, during = app.renderer.render, []
+
+    def render_and_receive(*args: object, **kw: object) -> object:
+        done: list[str] = []
+        t = threading.Thread(target=lambda: done.append(
+            ingest(app, mail(frm=f"during-{len(during)}@example.org"), "smtp").outcome))
+        t.start()
+        t.join(5)
+        assert done, "ingest waited for the dispatcher: a write lock is held while rendering"
+        during.append(done[0])
+        return render(*args, **kw)
+
+    monkeypatch.setattr(app.renderer, "render", render_and_receive)
+    assert dispatch(app, limit=2).sent == 2
+    assert during == [Outcome.CASE_OPENED, Outcome.CASE_OPENED]
+
+
+class CrashOnSecond:
+    """A transport that delivers the first mail and 'dies' (SIGKILL) in the second send."""
+
+    def __init__(self, path: Path) -> None:
+        from mailbot.transports import MaildirTransport
+
+        self.maildir, self.sends = MaildirTransport(path), 0
+
+    def send(self, from_addr: str, to_addr: str, raw: bytes) -> None:
+        self.sends += 1
+        self.maildir.send(from_addr, to_addr, raw)
+        if self.sends == 2:
+            raise KeyboardInterrupt  # after the relay took it, before the outcome is recorded
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_crash_in_a_batch_sends_each_mail_once_after_the_lease(app: App, clock: Clock) -> None:
+    """Rows are claimed several at once and their outcomes recorded one by one: a crash
+    re-sends at most the mail in flight (the Maildir replaces that copy), and the rows
+    claimed but not sent yet go out when their lease ends, with one attempt counted."""
+    for i in range(3):
+        ingest(app, mail(frm=f"c{i}@example.org", message_id=f"<batch-{i}@example.org>"), "smtp")
+    maildir = Path(app.config.resolve_path(app.config.outbound.path))
+    with pytest.raises(KeyboardInterrupt):
+        dispatch(app, transport=CrashOnSecond(maildir))
+    assert [r.status for r in rows(app)] == ["sent"] + ["pending"] * 5  # claimed (leased), one in flight
+    assert all(r.attempts == 1 and r.raw is not None for r in rows(app))
+    assert dispatch(app).sent == 0  # leased: not due yet
+    clock.now += timedelta(seconds=11)  # Maildir lease: 10 s
+    assert dispatch(app).sent == 5
+    assert all(r.status == "sent" and r.attempts == 2 for r in rows(app)[1:])
+    sent = [str(m["Message-ID"]) for m in sent_mails(app)]
+    assert sorted(sent) == sorted(r.message_id for r in rows(app))  # six mails, each once
+
+
+class SlowFirstSend:
+    """A transport whose first send takes longer than half the lease."""
+
+    def __init__(self, path: Path, delay: float) -> None:
+        from mailbot.transports import MaildirTransport
+
+        self.maildir, self.delay, self.sends = MaildirTransport(path), delay, 0
+
+    def send(self, from_addr: str, to_addr: str, raw: bytes) -> None:
+        self.sends += 1
+        if self.sends == 1:
+            time.sleep(self.delay)
+        self.maildir.send(from_addr, to_addr, raw)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_batch_whose_sends_grow_slow_gives_its_other_rows_back(app: App,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Half the lease gone before a row is sent: the batch's unsent rows are given back
+    (due again, the attempt not counted) rather than sent after their lease could
+    have let another instance take them; the same run sends them in a new claim."""
+    from mailbot import outbox
+
+    monkeypatch.setattr(outbox, "lease", lambda _app: timedelta(seconds=0.4))
+    for i in range(3):
+        ingest(app, mail(frm=f"c{i}@example.org", message_id=f"<slow-{i}@example.org>"), "smtp")
+    maildir = Path(app.config.resolve_path(app.config.outbound.path))
+    claims: list[int] = []
+    claim = outbox._claim  # noqa: SLF001
+
+    def counted(*args: object, **kw: object) -> list[Outbox]:
+        claimed = claim(*args, **kw)  # type: ignore[arg-type]
+        claims.append(len(claimed))
+        return claimed
+
+    monkeypatch.setattr(outbox, "_claim", counted)
+    report = dispatch(app, transport=SlowFirstSend(maildir, delay=0.3))
+    assert report.sent == 6 and claims == [6, 5, 0]
+    assert all(r.status == "sent" and r.attempts == 1 for r in rows(app))
+    assert len(sent_mails(app)) == 6
+
+
+def test_a_mail_the_owner_has_read_is_not_written_again(tmp_path: Path) -> None:
+    """The Maildir transport: a re-sent mail (same Message-ID and recipient) replaces its
+    copy in new/, and is not written again once the owner moved it to cur/."""
+    from mailbot.transports import MaildirTransport
+
+    raw = mail(message_id="<read-once@example.org>")
+    MaildirTransport(tmp_path).send("support@kalra-plus.com", "marie@example.org", raw)
+    MaildirTransport(tmp_path).send("support@kalra-plus.com", "marie@example.org", raw)
+    (first,) = (tmp_path / "new").iterdir()
+    first.rename(tmp_path / "cur" / f"{first.name}:2,S")
+    MaildirTransport(tmp_path).send("support@kalra-plus.com", "marie@example.org", raw)
+    assert not list((tmp_path / "new").iterdir()) and len(list((tmp_path / "cur").iterdir())) == 1
+    MaildirTransport(tmp_path).send("support@kalra-plus.com", "someone@example.org", raw)  # another recipient
+    assert len(list((tmp_path / "new").iterdir())) == 1
