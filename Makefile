@@ -44,6 +44,7 @@ bench: setup deps-system
 	$(BIN)/python bench/smtp.py --concurrency 100
 	$(BIN)/python bench/imap.py --n 5000
 	$(BIN)/python bench/write.py
+	$(BIN)/python bench/outbox.py
 	$(BIN)/python bench/sla.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/peer.py --n 500
