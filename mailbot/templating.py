@@ -113,6 +113,11 @@ def clean_header(value: str) -> str:
     """One line: CR, LF and other control characters become spaces, whitespace is collapsed."""
     if isinstance(value, str) and value.isascii() and value.isprintable():  # (no control character)
         return " ".join(value.split())
+    return _clean_header_any(value)
+
+
+def _clean_header_any(value: str) -> str:
+    """clean_header for any text (the general path; tests check the fast path against it)."""
     out = []
     for ch in str(value):
         if ch in _BIDI_CONTROLS:
