@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property
 
@@ -25,6 +26,8 @@ class App:
     config: Config
     engine: Engine
     clock: Callable[[], datetime] = system_clock
+    # Set when the daemon stops: long jobs (the dispatcher's backlog) end early, their work left for later.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def open(cls, config: Config, *, upgrade: bool | None = None,

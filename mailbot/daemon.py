@@ -122,6 +122,7 @@ class Daemon:
         await self.stopping.wait()
         log.info("stopping: draining in-flight work")
         sd_notify("STOPPING=1")
+        self.app.stopping.set()  # a dispatcher run with a backlog ends after the mail it is sending
         watchdog.cancel()
         if server is not None:
             server.close()

@@ -110,8 +110,9 @@ def dispatch(app: App, *, now: datetime | None = None, transport: Transport | No
     that row due again when its lease ends: at most that one mail is sent twice (the
     Maildir transport even replaces the first copy); the claimed rows not sent yet
     are sent after their lease. A batch whose sends grow slow (half the lease gone)
-    gives its unsent rows back at once. A row that fails is not tried again in the
-    same run.
+    gives its unsent rows back at once, and so does a run when the daemon stops
+    (`app.stopping`): what is left is sent after the restart. A row that fails is not
+    tried again in the same run.
     """
     transport = transport or make_transport(app.config)
     report = DispatchReport()
@@ -119,7 +120,7 @@ def dispatch(app: App, *, now: datetime | None = None, transport: Transport | No
     tried: set[int] = set()  # failed (or could not be rendered) in this run
     budget = lease(app).total_seconds() / 2
     try:
-        while remaining > 0:
+        while remaining > 0 and not app.stopping.is_set():
             at = now or app.now()
             claimed = _claim_batch(app, at, tried, report, min(CLAIM_ROWS, remaining))
             if claimed is None:
@@ -128,7 +129,7 @@ def dispatch(app: App, *, now: datetime | None = None, transport: Transport | No
             remaining -= taken
             since = time.monotonic()
             for i, job in enumerate(jobs):
-                if i and time.monotonic() - since > budget:
+                if i and (time.monotonic() - since > budget or app.stopping.is_set()):
                     _give_back(app, jobs[i:], at)
                     remaining += len(jobs) - i
                     break

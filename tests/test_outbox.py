@@ -537,3 +537,32 @@ def test_a_mail_the_owner_has_read_is_not_written_again(tmp_path: Path) -> None:
     assert not list((tmp_path / "new").iterdir()) and len(list((tmp_path / "cur").iterdir())) == 1
     MaildirTransport(tmp_path).send("support@kalra-plus.com", "someone@example.org", raw)  # another recipient
     assert len(list((tmp_path / "new").iterdir())) == 1
+
+
+class StopAfterFirst:
+    """A transport that delivers, and has the daemon told to stop during its first send."""
+
+    def __init__(self, app: App, path: Path) -> None:
+        from mailbot.transports import MaildirTransport
+
+        self.app, self.maildir = app, MaildirTransport(path)
+
+    def send(self, from_addr: str, to_addr: str, raw: bytes) -> None:
+        self.app.stopping.set()  # SIGTERM
+        self.maildir.send(from_addr, to_addr, raw)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_stopping_daemon_ends_its_dispatch_after_the_mail_it_is_sending(app: App) -> None:
+    """SIGTERM with a backlog: the run ends after the mail being sent; the rows it had
+    claimed are given back (due at once, no attempt counted) and sent after the restart."""
+    for i in range(3):
+        ingest(app, mail(frm=f"c{i}@example.org", message_id=f"<stop-{i}@example.org>"), "smtp")
+    maildir = Path(app.config.resolve_path(app.config.outbound.path))
+    assert dispatch(app, transport=StopAfterFirst(app, maildir)).sent == 1
+    assert [(r.status, r.attempts) for r in rows(app)] == [("sent", 1)] + [("pending", 0)] * 5
+    app.stopping.clear()  # the restart
+    assert dispatch(app).sent == 5
+    assert all(r.status == "sent" and r.attempts == 1 for r in rows(app)) and len(sent_mails(app)) == 6
