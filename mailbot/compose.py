@@ -167,8 +167,7 @@ def _address_line(name: str, display: str, addr: str) -> str:
     if not display:
         return _fold(f"{name}: {addr}")
     if not display.isascii():
-        words = Header(display, "utf-8", header_name=name).encode(linesep=_CRLF)
-        return f"{name}: {words}{_CRLF} <{addr}>" if len(words) + len(addr) > 60 else f"{name}: {words} <{addr}>"
+        return _fold(f"{name}: {_encoded(display, name)} <{addr}>")
     if _NEEDS_QUOTES.search(display) or display != " ".join(display.split()):
         display = f'"{quote(display)}"'
     return _fold(f"{name}: {display} <{addr}>")
