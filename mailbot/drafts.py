@@ -3,8 +3,8 @@
 Done by the dispatcher just before the first attempt (not on the ingest path);
 the bytes are kept on the row so retries resend exactly the same mail, and the
 case's message record gets the subject and text that went out. `render_drafts`
-renders many rows with four queries for all of them (their cases, the messages
-they answer, the cases' threads, the records of the mails themselves) and writes
+renders many rows with three queries for all of them (their cases, the messages
+they answer, the cases' messages with a Message-ID: threads and records of the mails) and writes
 nothing: the dispatcher renders outside its write transactions and stores the
 drafts with one statement each (mailbot.outbox).
 """
@@ -55,18 +55,16 @@ def render_drafts(session: Session, app: App, rows: Sequence[Outbox], at: dateti
         if about_ids else {}
     threads: dict[int, list[tuple[int, str]]] = defaultdict(list)
     records: dict[tuple[int, str], int] = {}
-    if case_ids:
-        for case_id, msg_id, message_id in session.exec(
-                select(Message.case_id, Message.id, Message.message_id)
-                .where(col(Message.case_id).in_(case_ids), col(Message.message_id).is_not(None),
-                       Message.direction == "in").order_by(col(Message.id))):
-            threads[case_id].append((msg_id, message_id))
-        mids = {r.message_id for r in rows}
-        for case_id, msg_id, message_id in session.exec(
-                select(Message.case_id, Message.id, Message.message_id)
-                .where(col(Message.case_id).in_(case_ids), col(Message.message_id).in_(mids))
+    mids = {r.message_id for r in rows}
+    if case_ids:  # the cases' messages with a Message-ID: the threads, and the records of these mails
+        for case_id, msg_id, message_id, direction in session.exec(
+                select(Message.case_id, Message.id, Message.message_id, Message.direction)
+                .where(col(Message.case_id).in_(case_ids), col(Message.message_id).is_not(None))
                 .order_by(col(Message.id))):
-            records.setdefault((case_id, message_id), msg_id)
+            if direction == "in":
+                threads[case_id].append((msg_id, message_id))
+            if message_id in mids:
+                records.setdefault((case_id, message_id), msg_id)
     out: dict[int, Draft | Exception] = {}
     for row in rows:
         assert row.id is not None
