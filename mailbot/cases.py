@@ -25,7 +25,13 @@ def log_event(session: Session, case: Case | None, type_: str, *, actor: str = "
               at: datetime | None = None, **data: Any) -> None:
     """Append one line to the audit trail (a prepared INSERT in the caller's transaction:
     several per mail, so no ORM object; deferred in ingest batches, see mailbot.writes)."""
-    writes.write(session, _INSERT_EVENT, {"case_id": case.id if case else None, "type": type_,
+    log_case_event(session, case.id if case else None, type_, actor=actor, at=at, **data)
+
+
+def log_case_event(session: Session, case_id: int | None, type_: str, *, actor: str = "system",
+                   at: datetime | None = None, **data: Any) -> None:
+    """`log_event` for a case known by its id."""
+    writes.write(session, _INSERT_EVENT, {"case_id": case_id, "type": type_,
                                           "actor": actor[:500], "data": data, "at": at or utcnow()})
 
 

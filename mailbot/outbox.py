@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 
 from mailbot import db, writes
 from mailbot.app import App
-from mailbot.cases import log_event
+from mailbot.cases import log_case_event
 from mailbot.models import Case, Message, Outbox, utcnow
 from mailbot.prepared import Prepared
 from mailbot.transports import Transport, make_transport
@@ -225,24 +225,15 @@ def _give_back(app: App, jobs: list[_Job], at: datetime) -> None:
 
 _MARK_SENT = Prepared(update(Outbox).where(Outbox.id == bindparam("row_id"))
                       .values(status="sent", sent_at=bindparam("at"), last_error=None))
-_CASE_EXISTS = select(Case.id).where(Case.id == bindparam("case_id"))
 
 
 def _record_sent(app: App, job: _Job, at: datetime, report: DispatchReport) -> None:
     """The row is sent, and the case's trail says so (prepared statements: one per mail sent)."""
     with db.session_scope(app.engine) as session:
         _MARK_SENT.scalar(session, {"row_id": job.row_id, "at": at})
-        conn = session.connection()
-        if job.case_id is not None and conn.execute(_CASE_EXISTS, {"case_id": job.case_id}).first():
-            case: Any = _CaseId(job.case_id)  # (all log_event reads of a case is its id)
-            log_event(session, case, "mail_sent", at=at, outbox=job.row_id, kind=job.kind, to=job.to_addr,
-                      message_id=job.message_id)
+        _case_event(session, job.case_id, job.row_id, job.kind, "mail_sent", at, to=job.to_addr,
+                    message_id=job.message_id)
     report.sent += 1
-
-
-@dataclass(frozen=True)
-class _CaseId:
-    id: int
 
 
 def _record_failure(session: Session, app: App, row: Outbox | None, at: datetime, exc: Exception,
@@ -255,7 +246,8 @@ def _record_failure(session: Session, app: App, row: Outbox | None, at: datetime
         row.status = "failed"
         report.failed += 1
         log.error("outbox row %s failed for good: %s", row.id, row.last_error[:200])
-        _case_event(session, row, "mail_failed", at, error=row.last_error, attempts=row.attempts)
+        _case_event(session, row.case_id, row.id, row.kind, "mail_failed", at, error=row.last_error,
+                    attempts=row.attempts)
     else:
         row.not_before = at + backoff(cfg.backoff_seconds, cfg.backoff_max_seconds, row.attempts)
         report.retried += 1
@@ -263,7 +255,11 @@ def _record_failure(session: Session, app: App, row: Outbox | None, at: datetime
     session.add(row)
 
 
-def _case_event(session: Session, row: Outbox, type_: str, at: datetime, **data: object) -> None:
-    case = session.get(Case, row.case_id) if row.case_id else None
-    if case is not None:
-        log_event(session, case, type_, at=at, outbox=row.id, **{"kind": row.kind, **data})
+_CASE_EXISTS = select(Case.id).where(Case.id == bindparam("case_id"))
+
+
+def _case_event(session: Session, case_id: int | None, row_id: int | None, kind: str, type_: str, at: datetime,
+                **data: object) -> None:
+    """An event about an outbox row on its case's trail, if the case is still there."""
+    if case_id is not None and session.connection().execute(_CASE_EXISTS, {"case_id": case_id}).first():
+        log_case_event(session, case_id, type_, at=at, outbox=row_id, **{"kind": kind, **data})
