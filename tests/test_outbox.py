@@ -566,3 +566,17 @@ def test_a_stopping_daemon_ends_its_dispatch_after_the_mail_it_is_sending(app: A
     app.stopping.clear()  # the restart
     assert dispatch(app).sent == 5
     assert all(r.status == "sent" and r.attempts == 1 for r in rows(app)) and len(sent_mails(app)) == 6
+
+
+def test_our_own_mail_coming_back_verbatim_is_not_answered(app: App) -> None:
+    """No loops: an acknowledgement as the dispatcher built it, delivered back to a brand
+    address (a forward, a misconfigured alias), is recognised as ours and answered by nothing."""
+    ingest(app, mail(frm="boss@example.org"), "smtp")
+    dispatch(app)
+    new = Path(app.config.resolve_path(app.config.outbound.path)) / "new"
+    for path in sorted(new.iterdir()):
+        raw = path.read_bytes().split(b"\r\n", 2)[2]  # without the Maildir transport's envelope lines
+        result = ingest(app, raw, "smtp", envelope_to=("support@kalra-plus.com",))
+        assert result.outcome is Outcome.OWN, result
+    before = len(rows(app))
+    assert dispatch(app).sent == 0 and len(rows(app)) == before
