@@ -51,7 +51,7 @@ def cpu_ticks() -> tuple[int, int]:
 
 def mailbot_cpu_seconds() -> dict[str, float]:
     """CPU time so far of this process (the daemon's part) and of the analysis workers."""
-    from mailbot import analysis
+    from mailbot.ingest import analysis
 
     workers = [pid for pool in analysis._POOL.values() for pid in pool._processes]  # noqa: SLF001
     return {"daemon": cpu_seconds(os.getpid()), "workers": sum(map(cpu_seconds, workers))}
@@ -125,7 +125,7 @@ def machine() -> str:
     import os
     import platform
 
-    from mailbot.analysis import usable_cpus
+    from mailbot.ingest.analysis import usable_cpus
 
     usable = usable_cpus()
     cores = f"{os.cpu_count()} cores" + (f" ({usable} usable)" if usable != os.cpu_count() else "")

@@ -9,7 +9,7 @@ batches + MOVE to Processed, nothing parsed or stored. mailbot:
 `ImapPoller.poll_once()` until the folder is empty, on a fresh SQLite
 database — every mail stored, parsed, routed into a case with its
 acknowledgement queued, committed, then \\Seen and MOVE. The analysis
-workers (mailbot.analysis, `[ingest] workers`) are started before the clock,
+workers (mailbot.ingest.analysis, `[ingest] workers`) are started before the clock,
 as `mailbot run` starts them at start-up. `--timeline` prints each step of
 the drain (fetch, analysis wait, write, move) in ms since it started
 (bench/timeline.py; try it with `--n 500`).
@@ -28,9 +28,9 @@ from _common import ROOT, bench_app, mailbot_cpu_seconds, scratch_dir
 from gen_mails import generate_bytes
 from timeline import recording
 
-from mailbot import analysis
 from mailbot.channels.imap import ImapPoller, Timings, batched
 from mailbot.config import ImapConfig
+from mailbot.ingest import analysis
 from tests.dovecot import Dovecot
 
 assert ROOT  # _common put the repository root on sys.path

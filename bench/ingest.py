@@ -24,8 +24,8 @@ import time
 from _common import bench_app, database, db_label, scratch_dir, stdlib_handle
 from gen_mails import generate_bytes
 
-from mailbot import analysis
-from mailbot.ingest import Received, ingest, ingest_stream
+from mailbot.ingest import analysis
+from mailbot.ingest.pipeline import Received, ingest, ingest_stream
 
 
 def ingest_all(app, raws: list[bytes], mode: str) -> None:  # type: ignore[no-untyped-def]

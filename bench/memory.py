@@ -81,7 +81,7 @@ def child(side: str, n: int, big: int, big_size: int, db: str, workdir: Path) ->
     if side == "mailbot":
         from _common import bench_app, database
 
-        from mailbot.ingest import ingest
+        from mailbot.ingest.pipeline import ingest
 
         ctx = database(db, str(workdir))
         app = bench_app(ctx.__enter__(), str(workdir))

@@ -77,9 +77,9 @@ from _common import (
 from gen_mails import generate_bytes
 from sqlalchemy import func, select
 
-from mailbot import analysis
 from mailbot.channels.imap import ImapPoller, Timings
 from mailbot.config import ImapConfig
+from mailbot.ingest import analysis
 from mailbot.models import Inbound
 from tests.dovecot import Dovecot
 

@@ -9,7 +9,7 @@ SLA points already past marked as done (`sla_marks`), so `next_sla_at` holds
 each case's next pending point; `--due` cases (default 300) have a point that
 came due in the last minutes. Then, with the app's clock fixed:
 
-- first sweep: `mailbot.lifecycle.sla_sweep(app)` fires what is due (reminder
+- first sweep: `mailbot.cases.lifecycle.sla_sweep(app)` fires what is due (reminder
   and escalation mails rendered and queued, points marked, cases rescheduled);
 - second sweep: nothing is due, the work a sweep does on most runs;
 - baseline: `SELECT count(*) FROM cases WHERE next_sla_at <= :now` (indexed).
@@ -30,7 +30,7 @@ from _common import bench_app, database, db_label, machine, scratch_dir
 from sqlalchemy import func, insert, select
 
 from mailbot.app import App
-from mailbot.lifecycle import sla_sweep
+from mailbot.cases.lifecycle import sla_sweep
 from mailbot.models import Case, Outbox, SlaMark
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -38,7 +38,7 @@ CHUNK = 5000
 
 
 def _points(received: datetime, due: datetime, reminders: list[float]) -> list[tuple[str, datetime]]:
-    """Same keys and times as mailbot.sla.sla_points for an acknowledged case."""
+    """Same keys and times as mailbot.cases.sla.sla_points for an acknowledged case."""
     stamp = due.strftime("%Y%m%dT%H%M")
     span = due - received
     pts = [(f"reminder-{round(f * 100)}@{stamp}", received + span * f) for f in reminders]

@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mailbot import analysis, ingest
 from mailbot.channels import imap
+from mailbot.ingest import analysis
+from mailbot.ingest import pipeline as ingest
 
 
 class Timeline:

@@ -33,8 +33,10 @@ from gen_mails import generate_bytes
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
-from mailbot import analysis, ingest, prepared
-from mailbot.analysis import Received
+from mailbot import prepared
+from mailbot.ingest import analysis
+from mailbot.ingest import pipeline as ingest
+from mailbot.ingest.analysis import Received
 
 BATCH = 100
 

@@ -10,11 +10,12 @@ from functools import cached_property
 
 from sqlalchemy import Engine
 
-from mailbot import business_days, db, references
-from mailbot.business_days import BusinessCalendar
+from mailbot import db
+from mailbot.cases import business_days, references
+from mailbot.cases.business_days import BusinessCalendar
 from mailbot.config import BrandConfig, Config
 from mailbot.gcfreeze import freeze_for_gc
-from mailbot.templating import Renderer
+from mailbot.outgoing.templating import Renderer
 
 
 def system_clock() -> datetime:
@@ -58,7 +59,7 @@ class App:
             cal = self.calendar(brand)
             for y in (year, year + 1):
                 cal.holiday_name(date(y, 1, 1))
-        from mailbot import ingest  # (ingest imports this module)
+        from mailbot.ingest import pipeline as ingest  # (ingest imports this module)
 
         ingest.rehearse(self)
         freeze_for_gc()

@@ -317,7 +317,7 @@ def maildir_is_idempotent() -> bool:
     When it does, a kill between the transport's write and the commit marking the
     row sent cannot leave two copies; when it does not, the dispatcher's one-row
     transactions bound the damage to one extra copy per kill."""
-    from mailbot.transports import MaildirTransport
+    from mailbot.outgoing.transports import MaildirTransport
 
     raw = mail(message_id="<idempotence-probe@clients.example.org>")
     with tempfile.TemporaryDirectory() as d:

@@ -1,4 +1,4 @@
-"""`mailbot.addresses.simple_address` gives what the stdlib gives, or stands aside.
+"""`mailbot.mail.addresses.simple_address` gives what the stdlib gives, or stands aside.
 
 The fast path is compared with the running Python's `getaddresses` and `parseaddr`:
 on the shapes it is for, on near misses, on generated values over an alphabet of
@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailbot import classify, parsing
-from mailbot.addresses import simple_address
+from mailbot.mail import classify, parsing
+from mailbot.mail.addresses import simple_address
 
 CORPORA = [Path(__file__).parent / "corpora",  # sisimai and talon
            Path(__file__).resolve().parent.parent.parent / "shared" / "corpora" / "zammad" / "test" / "data" / "mail"]

@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from mailbot import db
 from mailbot.app import App
 from mailbot.models import Case, Event, Message
-from mailbot.outbox import dispatch
+from mailbot.outgoing.outbox import dispatch
 from tests.mails import mail
 from tests.test_smtp import listening
 

@@ -1,4 +1,4 @@
-"""The analysis half of ingest in worker processes (mailbot.analysis).
+"""The analysis half of ingest in worker processes (mailbot.ingest.analysis).
 
 Workers must change nothing a user can see: the same cases, with the same
 extracted facts, as when everything runs in one process; a worker that dies
@@ -22,11 +22,14 @@ import pytest
 from sqlmodel import Session, col, select
 
 from bench.gen_mails import generate_bytes
-from mailbot import analysis, cases, db, sla
-from mailbot.analysis import Received
-from mailbot.business_days import BusinessCalendar
-from mailbot.ingest import Outcome, ingest_batch, ingest_stream, prepare, record
-from mailbot.masking import stored_body
+from mailbot import db
+from mailbot.cases import records as cases
+from mailbot.cases import sla
+from mailbot.cases.business_days import BusinessCalendar
+from mailbot.ingest import analysis
+from mailbot.ingest.analysis import Received
+from mailbot.ingest.pipeline import Outcome, ingest_batch, ingest_stream, prepare, record
+from mailbot.mail.masking import stored_body
 from mailbot.models import Case, Inbound, Message
 from tests.conftest import ROOT, make_config
 from tests.procs import wait_until
@@ -277,7 +280,7 @@ def test_workers_leave_when_their_parent_is_killed(tmp_path: Path) -> None:
     code = (
         "import os, sys\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
-        "from mailbot import analysis\n"
+        "from mailbot.ingest import analysis\n"
         "from mailbot.config import load_config\n"
         "if __name__ == '__main__':\n"
         f"    cfg = load_config({str(ROOT / 'config.toml')!r})\n"
@@ -310,7 +313,7 @@ def test_the_default_worker_count_follows_the_cpus_the_daemon_may_run_on(tmp_pat
         "import os, sys\n"
         "os.sched_setaffinity(0, {int(c) for c in sys.argv[1].split(',')})  # as taskset does\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
-        "from mailbot import analysis\n"
+        "from mailbot.ingest import analysis\n"
         "from mailbot.config import load_config\n"
         "if __name__ == '__main__':\n"
         f"    analysis.warm_up(load_config({str(ROOT / 'config.toml')!r}))\n"

@@ -1,4 +1,4 @@
-"""Tests for mailbot.classify: the "no mail loops" guarantee (DESIGN.md, guarantee 3)."""
+"""Tests for mailbot.mail.classify: the "no mail loops" guarantee (DESIGN.md, guarantee 3)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailbot.classify import (
+from mailbot.mail.classify import (
     _BOUNCE_OPENINGS,
     _BOUNCE_OPENINGS_ALTERNATIVES,
     RULES,

@@ -1,8 +1,8 @@
 """The command line as a user runs it (DESIGN.md, "Command line"): exit codes, what is
 printed, and what each command changes, read back through `cases show --json`.
 
-Most tests call `mailbot.cli.main([...])` in-process on SQLite; `cases show --json` and
-`import` also run on PostgreSQL; a few run `python -m mailbot.cli` as a real process to
+Most tests call `mailbot.cli.main.main([...])` in-process on SQLite; `cases show --json` and
+`import` also run on PostgreSQL; a few run `python -m mailbot.cli.main` as a real process to
 check the exit codes end to end.
 """
 
@@ -27,8 +27,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailbot.cli import main
-from mailbot.jobs import JOBS
+from mailbot.cli.main import main
+from mailbot.ops.jobs import JOBS
 from tests.conftest import ROOT, config_data
 from tests.mails import mail
 from tests.procs import to_toml

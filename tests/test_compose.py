@@ -1,4 +1,4 @@
-"""The mails we send are written out directly (mailbot.compose.build); the standard
+"""The mails we send are written out directly (mailbot.outgoing.compose.build); the standard
 library's EmailMessage (`build_with_email_message`) is the reference: read back by
 a standard parser, both give the same mail, header by header and part by part."""
 
@@ -12,8 +12,8 @@ from email.message import EmailMessage
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mailbot.compose import Outgoing, build, build_with_email_message
-from mailbot.templating import _clean_header_any, clean_header  # noqa: PLC2701 - the general path
+from mailbot.mail.headers import _clean_header_any, clean_header  # noqa: PLC2701 - the general path
+from mailbot.outgoing.compose import Outgoing, build, build_with_email_message
 
 AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 _pieces = st.sampled_from(list("abcXYZ019 -_'!#&+/") + list('"(),.:;<>@[\\]=?') + list("éßÉçœ€中文😀") +
@@ -26,7 +26,7 @@ _body = st.lists(st.sampled_from(list("ab é\n€中") + ["x" * 100, "\r\n", "."
 
 def _meant(value: str) -> str:
     """A header's text as a reader should see it: a literal encoded-word ("=?") in an
-    ASCII word defused (see mailbot.compose._text_line)."""
+    ASCII word defused (see mailbot.outgoing.compose._text_line)."""
     return " ".join(w.replace("=?", "= ?") if w.isascii() else w for w in value.split(" ")).strip()
 
 

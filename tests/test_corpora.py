@@ -28,12 +28,13 @@ import mailparser
 import pytest
 from sqlmodel import func, select
 
-from mailbot import db, parsing
+from mailbot import db
 from mailbot.app import App
-from mailbot.attachments import sanitise_filename
-from mailbot.ingest import IngestResult, Outcome, ingest
+from mailbot.ingest.pipeline import IngestResult, Outcome, ingest
+from mailbot.mail import parsing
+from mailbot.mail.attachments import sanitise_filename
+from mailbot.mail.parsing import parse
 from mailbot.models import Attachment, Inbound, Message, Outbox, Quarantine
-from mailbot.parsing import parse
 from tests.sisimai import SISIMAI, sisimai_labels
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailbot import extract as _x
-from mailbot import masking as _m
-from mailbot.extract import Amount, Extracted, detect_language, extract
-from mailbot.htmltext import html_to_text
-from mailbot.masking import (
+from mailbot.mail import extract as _x
+from mailbot.mail import masking as _m
+from mailbot.mail.extract import Amount, Extracted, detect_language, extract
+from mailbot.mail.htmltext import html_to_text
+from mailbot.mail.masking import (
     find_cards,
     find_ibans,
     luhn_ok,

@@ -41,7 +41,7 @@ from mailbot import db
 from mailbot.app import App
 from mailbot.channels.imap import ImapPoller, Timings
 from mailbot.config import ImapConfig
-from mailbot.ingest import GroupCommit, Received, TemporaryFailure, ingest, ingest_batch
+from mailbot.ingest.pipeline import GroupCommit, Received, TemporaryFailure, ingest, ingest_batch
 from mailbot.models import Case, Inbound, Outbox, Quarantine
 from tests.conftest import ROOT, config_data, make_config
 from tests.dovecot import Dovecot

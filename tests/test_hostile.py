@@ -26,15 +26,15 @@ from sqlmodel import func, select
 
 from mailbot import db
 from mailbot.app import App
-from mailbot.classify import classify
-from mailbot.compose import Outgoing, build
 from mailbot.config import Config
-from mailbot.ingest import Outcome, ingest
-from mailbot.masking import mask_sensitive
+from mailbot.ingest.pipeline import Outcome, ingest
+from mailbot.mail.classify import classify
+from mailbot.mail.headers import clean_header
+from mailbot.mail.masking import mask_sensitive
+from mailbot.mail.parsing import Unparseable, parse
+from mailbot.mail.routing import route_brands
 from mailbot.models import Attachment, Case, Inbound, Message, Outbox
-from mailbot.parsing import Unparseable, parse
-from mailbot.routing import route_brands
-from mailbot.templating import clean_header
+from mailbot.outgoing.compose import Outgoing, build
 from tests.conftest import ROOT, make_config
 from tests.mails import mail
 
@@ -110,7 +110,7 @@ logging.disable(logging.CRITICAL)
 from tests.conftest import make_config
 from tests.test_hostile import BIG
 from mailbot.app import App
-from mailbot.ingest import ingest
+from mailbot.ingest.pipeline import ingest
 tmp = Path({tmp!r})
 app = App.open(make_config(tmp), upgrade=True)
 raw = BIG[{name!r}]()
@@ -432,7 +432,7 @@ def test_compose_subject_with_a_literal_encoded_word() -> None:
 
 
 def test_html_to_text_drops_office_namespaced_tags() -> None:
-    from mailbot.htmltext import html_to_text
+    from mailbot.mail.htmltext import html_to_text
 
     html = ('<p class=MsoNormal>Bonjour<o:p></o:p></p><p><o:p>&nbsp;</o:p></p>'
             '<v:shape id="x"><v:imagedata src="a.png"/></v:shape><p>Cordialement</p>')

@@ -35,7 +35,7 @@ from mailbot.channels.imap import (
     reconcile_all,
 )
 from mailbot.config import ImapConfig
-from mailbot.ingest import Outcome, TemporaryFailure, ingest
+from mailbot.ingest.pipeline import Outcome, TemporaryFailure, ingest
 from mailbot.models import Case, Inbound, MailboxState, Quarantine
 from tests import procs
 from tests.conftest import make_config

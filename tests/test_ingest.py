@@ -14,12 +14,19 @@ from sqlalchemy import event, func, text
 from sqlmodel import SQLModel, col, select
 
 from mailbot import blobs, db
-from mailbot import cases as cases_module
-from mailbot import ingest as ingest_module
 from mailbot.app import App
-from mailbot.ingest import GroupCommit, Outcome, Received, TemporaryFailure, ingest, ingest_batch
+from mailbot.cases import records as cases_module
+from mailbot.ingest import pipeline as ingest_module
+from mailbot.ingest.pipeline import (
+    GroupCommit,
+    Outcome,
+    Received,
+    TemporaryFailure,
+    ingest,
+    ingest_batch,
+)
+from mailbot.ingest.quarantine import retry
 from mailbot.models import Attachment, Case, Event, Inbound, Message, Outbox, Quarantine
-from mailbot.quarantine import retry
 from tests.mails import mail
 
 
@@ -196,7 +203,7 @@ def test_a_block_of_case_numbers_survives_a_savepoint_that_took_it_away(app: App
     """If the statement that took a block is rolled back with a savepoint (no ingest
     path opens a case inside one today), the counter is still right at the end: it is
     set to the first number not used, not moved back by the numbers left."""
-    from mailbot import references
+    from mailbot.cases import references
 
     with db.session_scope(app.engine) as s, references.reserving(s, 10):
         with s.begin_nested() as savepoint:
@@ -209,7 +216,7 @@ def test_a_block_of_case_numbers_survives_a_savepoint_that_took_it_away(app: App
 
 def _break_on_boom(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Handling a customer mail whose subject is "boom" raises (a bug in the handler)."""
-    from mailbot import conversations
+    from mailbot.cases import conversations
 
     real = conversations.handle_customer
 
@@ -436,8 +443,8 @@ def test_bounce_of_our_mail_marks_the_recipient_failing(app: App) -> None:
         assert ev.data["recipients"] == ["marie.dupont@example.org"]
     assert messages_of(app, "KP-2026-000001")[-1].kind == "bounce"
     with db.session_scope(app.engine) as s:
+        from mailbot.cases.views import case_detail
         from mailbot.models import FailingRecipient
-        from mailbot.views import case_detail
 
         assert s.get(FailingRecipient, "marie.dupont@example.org") is not None
         case = s.exec(select(Case)).one()

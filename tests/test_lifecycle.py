@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from mailbot import actions, db
+from mailbot import db
 from mailbot.app import App
-from mailbot.cli import main
-from mailbot.ingest import ingest
+from mailbot.cases import actions
+from mailbot.cli.main import main
+from mailbot.ingest.pipeline import ingest
 from mailbot.models import Case, Event, Outbox
-from mailbot.outbox import dispatch
+from mailbot.outgoing.outbox import dispatch
 from tests.conftest import Clock, config_data
 from tests.mails import mail
 from tests.procs import to_toml

@@ -10,7 +10,7 @@ from sqlmodel import SQLModel
 
 from mailbot import db
 from mailbot.app import App
-from mailbot.ingest import ingest
+from mailbot.ingest.pipeline import ingest
 from tests.mails import mail
 
 

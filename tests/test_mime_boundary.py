@@ -1,4 +1,4 @@
-"""mailbot.mime_boundary: the feedparser's boundary lines matched without a regex per
+"""mailbot.mail.mime_boundary: the feedparser's boundary lines matched without a regex per
 mail must give exactly what the regex gives, line by line and for whole mails."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbot import mime_boundary, parsing
+from mailbot.mail import mime_boundary, parsing
 from tests.test_corpora import _corpus_mails
 
 SUFFIX = r")(?P<end>--)?(?P<ws>[ \t]*)(?P<linesep>\r\n|\r|\n)?$"
@@ -60,7 +60,7 @@ def test_other_patterns_get_real_regexes() -> None:
 
 
 def test_parsing_installs_it() -> None:
-    assert parsing  # imported: mailbot.parsing installs it at import
+    assert parsing  # imported: mailbot.mail.parsing installs it at import
     assert isinstance(email.feedparser.re, mime_boundary._FeedparserRe)  # noqa: SLF001
     assert isinstance(email.feedparser.NLCRE_eol, mime_boundary.LineEndAtEnd)
     mime_boundary.install()  # twice: still installed, nothing wrapped twice

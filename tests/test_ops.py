@@ -26,10 +26,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from mailbot import db, jobs
+from mailbot import db
 from mailbot.app import App
-from mailbot.ingest import ingest
-from mailbot.metrics import collect, start_http
+from mailbot.ingest.pipeline import ingest
+from mailbot.ops import jobs
+from mailbot.ops.metrics import collect, start_http
 from tests.conftest import ROOT, Clock, make_config
 from tests.mails import mail
 from tests.procs import StderrReader, free_port, start_daemon, to_toml, wait_until

@@ -19,9 +19,9 @@ from sqlmodel import col, select
 
 from mailbot import db
 from mailbot.app import App
-from mailbot.ingest import Outcome, Received, ingest, ingest_batch
+from mailbot.ingest.pipeline import Outcome, Received, ingest, ingest_batch
 from mailbot.models import Case, Event, Message, Outbox
-from mailbot.outbox import dispatch
+from mailbot.outgoing.outbox import dispatch
 from tests.conftest import Clock
 from tests.mails import mail
 from tests.procs import free_port
@@ -201,7 +201,7 @@ def test_an_agent_mail_inside_a_batch_does_not_reset_the_ack_count(make_app: Cal
 
 
 def test_a_sender_marked_failing_is_cleared_when_it_writes_in_a_batch(app: App) -> None:
-    from mailbot.conversations import mark_failing
+    from mailbot.cases.conversations import mark_failing
     from mailbot.models import FailingRecipient
 
     with db.session_scope(app.engine) as s:
@@ -216,7 +216,7 @@ def test_a_sender_marked_failing_is_cleared_when_it_writes_in_a_batch(app: App) 
 def test_a_duplicate_or_unroutable_mail_in_a_batch_does_not_clear_a_bounce_mark(app: App) -> None:
     """Only a new mail the sender wrote to us says the address works again: an IMAP
     re-fetch of an old one, or a mail for none of our brands, does not."""
-    from mailbot.conversations import mark_failing
+    from mailbot.cases.conversations import mark_failing
     from mailbot.models import FailingRecipient
 
     old = mail(message_id="<old@example.org>")
@@ -328,7 +328,7 @@ def test_relay_down_then_back_delivers_each_of_100_acks_once(make_app: Callable[
     report = dispatch(app)
     assert report.sent == 0 and report.retried >= 100
     assert all(r.status == "pending" and r.attempts == 1 and r.last_error for r in rows(app))
-    from mailbot.cli import main
+    from mailbot.cli.main import main
 
     assert main(["--config", str(app.config.source_path), "outbox", "list"]) in (0, 2)
     clock.now += timedelta(minutes=5)
@@ -446,7 +446,7 @@ class CrashOnSecond:
     """A transport that delivers the first mail and 'dies' (SIGKILL) in the second send."""
 
     def __init__(self, path: Path) -> None:
-        from mailbot.transports import MaildirTransport
+        from mailbot.outgoing.transports import MaildirTransport
 
         self.maildir, self.sends = MaildirTransport(path), 0
 
@@ -483,7 +483,7 @@ class SlowFirstSend:
     """A transport whose first send takes longer than half the lease."""
 
     def __init__(self, path: Path, delay: float) -> None:
-        from mailbot.transports import MaildirTransport
+        from mailbot.outgoing.transports import MaildirTransport
 
         self.maildir, self.delay, self.sends = MaildirTransport(path), delay, 0
 
@@ -502,7 +502,7 @@ def test_a_batch_whose_sends_grow_slow_gives_its_other_rows_back(app: App,
     """Half the lease gone before a row is sent: the batch's unsent rows are given back
     (due again, the attempt not counted) rather than sent after their lease could
     have let another instance take them; the same run sends them in a new claim."""
-    from mailbot import outbox
+    from mailbot.outgoing import outbox
 
     monkeypatch.setattr(outbox, "lease", lambda _app: timedelta(seconds=0.4))
     for i in range(3):
@@ -526,7 +526,7 @@ def test_a_batch_whose_sends_grow_slow_gives_its_other_rows_back(app: App,
 def test_a_mail_the_owner_has_read_is_not_written_again(tmp_path: Path) -> None:
     """The Maildir transport: a re-sent mail (same Message-ID and recipient) replaces its
     copy in new/, and is not written again once the owner moved it to cur/."""
-    from mailbot.transports import MaildirTransport
+    from mailbot.outgoing.transports import MaildirTransport
 
     raw = mail(message_id="<read-once@example.org>")
     MaildirTransport(tmp_path).send("support@kalra-plus.com", "marie@example.org", raw)
@@ -543,7 +543,7 @@ class StopAfterFirst:
     """A transport that delivers, and has the daemon told to stop during its first send."""
 
     def __init__(self, app: App, path: Path) -> None:
-        from mailbot.transports import MaildirTransport
+        from mailbot.outgoing.transports import MaildirTransport
 
         self.app, self.maildir = app, MaildirTransport(path)
 

@@ -1,5 +1,5 @@
 """Large mails: their large non-text parts are cut at the byte level before parsing
-(mailbot.parsing, "Large parts"), and the result is the one the whole mail gives."""
+(mailbot.mail.parsing, "Large parts"), and the result is the one the whole mail gives."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from email.message import EmailMessage
 
 import pytest
 
-from mailbot import parsing
-from mailbot.analysis import dedupe_key
-from mailbot.classify import classify
-from mailbot.parsing import ParsedMail, parse
+from mailbot.ingest.analysis import dedupe_key
+from mailbot.mail import parsing
+from mailbot.mail.classify import classify
+from mailbot.mail.parsing import ParsedMail, parse
 
 MB = 1_000_000
 TEXT = "Bonjour,\n\nMon virement de 1 250,00 € du 3 mai n'est jamais arrivé. Merci d'avance !\n"

@@ -1,4 +1,4 @@
-"""Reply stripping (mailbot.quotes): the talon corpus, hand-written client layouts,
+"""Reply stripping (mailbot.mail.quotes): the talon corpus, hand-written client layouts,
 agent commands and robustness properties."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailbot.quotes import MAX_CHARS, split_commands, strip_reply
+from mailbot.mail.quotes import MAX_CHARS, split_commands, strip_reply
 
 TALON = Path(__file__).resolve().parent / "corpora" / "talon"
 FIXTURES = TALON / "tests" / "fixtures"
@@ -346,7 +346,7 @@ HTML_REPLIES: list[tuple[str, str, str]] = [
     ("name", "html", "expected"), HTML_REPLIES, ids=[r[0] for r in HTML_REPLIES]
 )
 def test_html_reply(name: str, html: str, expected: str) -> None:
-    # blank lines between blocks are mailbot.htmltext's business: compare loosely
+    # blank lines between blocks are mailbot.mail.htmltext's business: compare loosely
     assert _norm(strip_reply("", html)) == _norm(expected)
     assert _norm(strip_reply("  \n", html)) == _norm(expected)
 
@@ -551,8 +551,8 @@ def test_linear_on_large_inputs(chunk: str) -> None:
 
 
 def test_html_fallback_converter(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without mailbot.htmltext the stdlib fallback gives the same talon results."""
-    from mailbot import quotes
+    """Without mailbot.mail.htmltext the stdlib fallback gives the same talon results."""
+    from mailbot.mail import quotes
 
     monkeypatch.setattr(quotes, "_load_html_to_text", lambda: quotes._fallback_html_to_text)
     rows = [row for row in _talon_rows() if row["compare"].startswith("html")]

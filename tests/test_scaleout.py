@@ -28,9 +28,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from mailbot.cases.sla import sla_points
 from mailbot.db import make_engine, upgrade
 from mailbot.models import Case, Outbox
-from mailbot.sla import sla_points
 from tests.chaos import (
     DaemonProc,
     ImapAppender,

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 
-from mailbot.templating import (
+from mailbot.outgoing.templating import (
     KINDS,
     MISSING_LABELS,
     Renderer,

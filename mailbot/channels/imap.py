@@ -47,13 +47,13 @@ from sqlalchemy import Connection, Engine, text
 from sqlmodel import col, select
 
 from mailbot import db
-from mailbot.analysis import CHUNK, Pending
 from mailbot.app import App
 from mailbot.channels.imap_fetch import BODY, fetch_bodies
 from mailbot.config import Config, ImapConfig
-from mailbot.ingest import IngestResult, Received, TemporaryFailure, prepare, record
+from mailbot.ingest.analysis import CHUNK, Pending
+from mailbot.ingest.pipeline import IngestResult, Received, TemporaryFailure, prepare, record
+from mailbot.mail.parsing import header_str, normalise_message_id
 from mailbot.models import Inbound, MailboxState, utcnow
-from mailbot.parsing import header_str, normalise_message_id
 
 log = logging.getLogger("mailbot.imap")
 # imapclient logs every literal it reads at DEBUG: that would put message
@@ -525,7 +525,7 @@ class ImapPoller:
             return None if self._stop.is_set() else next(chunks, None)
 
         handled = 0
-        fetched: deque[tuple[list[int], Pending]] = deque()  # being analysed (mailbot.analysis)
+        fetched: deque[tuple[list[int], Pending]] = deque()  # being analysed (mailbot.ingest.analysis)
         if (first := next_chunk()) is not None and (batch := self._fetch(client, first, split=True)) is not None:
             fetched.append(batch)  # the workers start on it while the UIDVALIDITY is checked
         self._check_uidvalidity(uidvalidity)

@@ -22,7 +22,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailbot.app import App
-from mailbot.ingest import GroupCommit, IngestResult, Received, TemporaryFailure
+from mailbot.ingest.pipeline import GroupCommit, IngestResult, Received, TemporaryFailure
 
 log = logging.getLogger("mailbot.smtp")
 

@@ -1,0 +1,1 @@
+"""Case records and rules: threading, actions, agent mail, deadlines, lifecycle."""

@@ -1,0 +1,218 @@
+"""What agents do to a case — the same functions behind agent mail commands and
+`mailbot cases reply|assign|extend|close`.
+
+Each action checks everything first and raises `Rejected(reasons)` before
+changing anything, so a malformed or unauthorised command changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session
+
+from mailbot.app import App
+from mailbot.cases import sla
+from mailbot.cases.records import add_message, log_event, set_status
+from mailbot.config import AgentConfig
+from mailbot.models import Case, Message
+from mailbot.outgoing.responses import send_case_mail
+
+SECTION_HEADINGS: dict[str, tuple[str, ...]] = {
+    "summary": ("resume", "resume de la reclamation", "resume de votre reclamation", "summary",
+                "summary of the complaint", "objet de la reclamation"),
+    "explanation": ("explication", "explication du probleme", "explanation", "explanation of the problem",
+                    "analyse", "analysis"),
+    "steps": ("etapes", "etapes suivies", "mesures prises", "demarches", "steps", "steps taken"),
+    "corrective_measures": ("mesures correctives", "actions correctives", "corrective measures",
+                            "corrective actions"),
+    "solution": ("solution", "solution apportee", "decision", "resolution"),
+}
+OUTCOME_HEADINGS = ("issue", "outcome", "resultat")
+OUTCOMES = {"accepte": "accepted", "accepted": "accepted", "favorable": "accepted",
+            "partiel": "partially_accepted", "partielle": "partially_accepted",
+            "partiellement accepte": "partially_accepted", "partially accepted": "partially_accepted",
+            "partial": "partially_accepted", "rejete": "rejected", "refuse": "rejected",
+            "rejected": "rejected", "defavorable": "rejected"}
+TIERS_ALIASES = {"simple": "simple", "complex": "complex", "complexe": "complex",
+                 "exceptional": "exceptional", "exceptionnel": "exceptional", "standard": "standard"}
+
+
+class Rejected(Exception):
+    def __init__(self, command: str, reasons: list[str]) -> None:
+        self.command = command
+        self.reasons = reasons
+        super().__init__(f"{command}: " + "; ".join(reasons))
+
+
+@dataclass(frozen=True)
+class FinalResponse:
+    sections: dict[str, str]
+    outcome: str
+
+
+def _fold(s: str) -> str:
+    s = unicodedata.normalize("NFKD", s.lower())
+    return "".join(ch for ch in s if not unicodedata.combining(ch)).strip(" :*#-_\t")
+
+
+def _heading(line: str) -> tuple[str, str] | None:
+    """'Solution : texte' → ('solution', 'texte'); a heading must end with ':' or stand alone."""
+    head, colon, rest = line.partition(":")
+    if not colon and len(line) > 40:
+        return None
+    key = _fold(head if colon else line)
+    for name, aliases in SECTION_HEADINGS.items():
+        if key in aliases:
+            return name, rest.strip()
+    if key in OUTCOME_HEADINGS:
+        return "outcome", rest.strip()
+    return None
+
+
+def parse_final(text: str) -> FinalResponse:
+    """Split an agent's final response into its sections by simple headings."""
+    sections: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in text.splitlines():
+        found = _heading(line.strip()) if line.strip() else None
+        if found:
+            current = found[0]
+            sections.setdefault(current, [])
+            if found[1]:
+                sections[current].append(found[1])
+        elif current:
+            sections[current].append(line)
+    joined = {k: "\n".join(v).strip() for k, v in sections.items()}
+    outcome_text = _fold(joined.pop("outcome", "accepted").split("\n")[0])
+    outcome = OUTCOMES.get(outcome_text, "accepted")
+    return FinalResponse({k: v for k, v in joined.items() if v}, outcome)
+
+
+def _require_open(case: Case, command: str) -> None:
+    if case.status == "closed":
+        raise Rejected(command, [f"case {case.ref} is closed"])
+
+
+def note(session: Session, app: App, case: Case, actor: str, text: str) -> None:
+    """An internal note: recorded, never sent to the customer."""
+    add_message(session, case, direction="int", kind="note", message_id=None, subject="note",
+                from_addr=actor, body_text=text)
+    log_event(session, case, "note", actor=actor, at=app.now())
+
+
+def reply(session: Session, app: App, case: Case, actor: str, text: str, *, about: Message | None,
+          ask: bool = False) -> None:
+    """Relay the agent's text to the customer in the customer's thread."""
+    _require_open(case, "#ask" if ask else "reply")
+    if not text.strip():
+        raise Rejected("#ask" if ask else "reply", ["the reply has no text for the customer"])
+    kind = "request_info" if ask else "agent_reply"
+    send_case_mail(session, app, case, kind, to_addr=case.customer_email, to_name=case.customer_name,
+                   about=about, automatic=False, ctx_extra={"message": {"text": text}})
+    log_event(session, case, "agent_reply", actor=actor, at=app.now(), ask=ask)
+    set_status(session, case, "waiting_customer" if ask else "in_progress", actor=actor, at=app.now())
+
+
+def final(session: Session, app: App, case: Case, actor: str, text: str, *, about: Message | None,
+          at: datetime | None = None) -> FinalResponse:
+    """The final response: every section the brand's procedure promises, plus recourse."""
+    _require_open(case, "#final")
+    brand = app.config.brand(case.brand)
+    parsed = parse_final(text)
+    missing = [s for s in brand.final_sections if s not in parsed.sections]
+    if missing:
+        raise Rejected("#final", [f"missing section: {m}" for m in missing])
+    reexam = case.status == "reexamination" or any(
+        e for e in [case.outcome] if e == "reexamined")
+    include_mediation = reexam or parsed.outcome == "rejected"
+    send_case_mail(session, app, case, "final_response", to_addr=case.customer_email,
+                   to_name=case.customer_name, about=about, automatic=False, not_before=at,
+                   ctx_extra={"final": {"sections": {**dict.fromkeys(SECTION_HEADINGS, ""), **parsed.sections}, "outcome": parsed.outcome,
+                                        "reexamination": reexam, "include_mediation": include_mediation},
+                              "message": {"text": text}})
+    now = app.now()
+    case.answered_at = at or now
+    case.outcome = parsed.outcome
+    set_status(session, case, "answered", actor=actor, at=now,
+               reason="final response" + (f" scheduled at {at.isoformat()}" if at else ""))
+    log_event(session, case, "final_response", actor=actor, at=now, outcome=parsed.outcome,
+              mediation=include_mediation, scheduled=at.isoformat() if at else None)
+    sla.reschedule(session, case, brand)
+    return parsed
+
+
+def extend(session: Session, app: App, case: Case, actor: str, days: int, reason: str) -> None:
+    """Extend the deadline by N business days and tell the customer why."""
+    _require_open(case, "#extend")
+    if days <= 0 or days > 60:
+        raise Rejected("#extend", [f"N must be between 1 and 60 business days, got {days}"])
+    if not reason.strip():
+        raise Rejected("#extend", ["a reason is required: the customer is told why"])
+    brand = app.config.brand(case.brand)
+    old = case.due_at
+    case.extended_days += days
+    case.due_at = sla.resolution_due(brand, app.calendar(brand), case.received_at, case.tier, case.extended_days)
+    log_event(session, case, "deadline", actor=actor, at=app.now(), old=old.isoformat() if old else None,
+              new=case.due_at.isoformat(), reason=reason, days=days)
+    new_local = app.calendar(brand).local(case.due_at).isoformat()
+    send_case_mail(session, app, case, "extension", to_addr=case.customer_email, to_name=case.customer_name,
+                   automatic=False, ctx_extra={"extension": {"new_due_at": new_local, "reason": reason,
+                                                              "days": days}})
+    sla.reschedule(session, case, brand)
+
+
+def set_tier(session: Session, app: App, case: Case, actor: str, tier: str) -> None:
+    brand = app.config.brand(case.brand)
+    tier = TIERS_ALIASES.get(tier.lower(), tier.lower())
+    if tier not in brand.sla.tiers:
+        raise Rejected("#tier", [f"unknown tier {tier!r}; {brand.name} has {', '.join(brand.sla.tiers)}"])
+    old, case.tier = case.tier, tier
+    case.due_at = sla.resolution_due(brand, app.calendar(brand), case.received_at, tier, case.extended_days)
+    log_event(session, case, "tier", actor=actor, at=app.now(), old=old, new=tier, due_at=case.due_at.isoformat())
+    sla.reschedule(session, case, brand)
+
+
+def set_category(session: Session, app: App, case: Case, actor: str, category: str) -> None:
+    brand = app.config.brand(case.brand)
+    keys = [c.key for c in brand.categories]
+    if category not in keys:
+        raise Rejected("#category", [f"unknown category {category!r}; known: {', '.join(keys)}"])
+    log_event(session, case, "category", actor=actor, at=app.now(), old=case.category, new=category)
+    case.category = category
+    session.add(case)
+
+
+def set_priority(session: Session, app: App, case: Case, actor: str, priority: str) -> None:
+    if priority not in ("urgent", "normal"):
+        raise Rejected("#priority", [f"priority must be urgent or normal, got {priority!r}"])
+    log_event(session, case, "priority", actor=actor, at=app.now(), old=case.priority, new=priority)
+    case.priority = priority
+    session.add(case)
+
+
+def assign(session: Session, app: App, case: Case, actor: str, agent_email: str) -> AgentConfig:
+    agent = app.config.agent(agent_email)
+    if agent is None:
+        raise Rejected("#assign", [f"{agent_email} is not a configured agent"])
+    if case.brand not in agent.brands:
+        raise Rejected("#assign", [f"{agent_email} does not work for {case.brand}"])
+    log_event(session, case, "assigned", actor=actor, at=app.now(), old=case.assignee, new=agent.email)
+    case.assignee = agent.email
+    session.add(case)
+    return agent
+
+
+def close(session: Session, app: App, case: Case, actor: str) -> None:
+    _require_open(case, "#close")
+    now = app.now()
+    case.closed_at = now
+    set_status(session, case, "closed", actor=actor, at=now, reason="closed by agent")
+    sla.reschedule(session, case, app.config.brand(case.brand))
+
+
+_EXTEND = re.compile(r"^#extend\s+(\d{1,3})\s+(.+)$", re.IGNORECASE)
+_FINAL_AT = re.compile(r"^#final(?:\s+at\s+(\S+))?$", re.IGNORECASE)

@@ -1,0 +1,192 @@
+"""What a routed inbound mail does to cases: open one, join one, or only be noted.
+
+Called by `ingest` inside its transaction; everything here writes through the
+caller's session, so the message, its attachments, the events and the
+outgoing mail it causes commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy import bindparam, delete, insert
+from sqlmodel import Session, col
+
+from mailbot import blobs
+from mailbot.app import App
+from mailbot.cases.agent_mail import handle_agent_mail
+from mailbot.cases.records import add_message, log_event, open_case, set_status
+from mailbot.cases.sla import Opening
+from mailbot.cases.tokens import is_agent_token
+from mailbot.config import BrandConfig
+from mailbot.ingest import writes
+from mailbot.ingest.analysis import extract_for
+from mailbot.mail.attachments import drop_reason, sanitise_filename
+from mailbot.mail.classify import Verdict
+from mailbot.mail.extract import Extracted
+from mailbot.mail.masking import stored_body
+from mailbot.mail.parsing import ParsedMail
+from mailbot.mail.routing import BrandRoute, CaseRoute, find_case, find_case_for_automatic
+from mailbot.models import Attachment, Case, FailingRecipient, InboundRow, StoredMessage
+from mailbot.outgoing import responses
+from mailbot.prepared import Prepared
+
+REOPENING_STATUSES = ("answered", "closed")
+
+
+def case_language(brand: BrandConfig, facts: Extracted) -> str:
+    """The brand's language, unless the customer clearly wrote in another one it serves."""
+    return facts.language if facts.language in brand.languages else brand.language
+
+
+def handle_customer(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail,
+                    routes: Sequence[BrandRoute], received_at: datetime,
+                    facts: Mapping[str, Extracted] | None = None,
+                    openings: Mapping[str, Opening] | None = None) -> tuple[bool, tuple[str, ...]]:
+    """A human wrote: one case per brand addressed, new or existing. Returns (opened any, refs).
+    `facts`, `openings`: the extraction and a new case's deadlines per brand, when the
+    analysis already did them."""
+    opened_any = False
+    cases: list[Case] = []
+    clear_failing(session, parsed.from_addr)
+    for route in routes:
+        if is_agent_token(route.token):
+            with writes.immediate(session):  # it uses a savepoint
+                agent_case = handle_agent_mail(session, app, inbound, parsed, route)
+            if agent_case is not None:
+                cases.append(agent_case)
+            continue
+        found = find_case(session, route, parsed)
+        if found.case is None:
+            case = _open(session, app, inbound, parsed, route, found, received_at,
+                         (facts or {}).get(route.brand.key), (openings or {}).get(route.brand.key))
+            opened_any = True
+        else:
+            case = _follow_up(session, app, inbound, parsed, found, received_at)
+        cases.append(case)
+    _link(session, cases)
+    return opened_any, tuple(c.ref for c in cases)
+
+
+def mark_failing(session: Session, address: str, reason: str, at: datetime) -> None:
+    session.info.get("cleared_failing", set()).discard(address.lower())
+    row = session.get(FailingRecipient, address.lower())
+    if row is None:
+        session.add(FailingRecipient(address=address.lower(), since=at, reason=reason[:500]))
+    else:
+        row.bounces += 1
+        session.add(row)
+
+
+_CLEAR_FAILING = delete(FailingRecipient).where(
+    col(FailingRecipient.address).in_(bindparam("a", expanding=True)))
+
+
+def clear_failing(session: Session, address: str) -> None:
+    """The address wrote to us: it works again."""
+    addr = address.lower()
+    if not addr or addr in session.info.get("cleared_failing", ()):
+        return  # cleared earlier in this transaction, and not marked failing since
+    if any(isinstance(o, FailingRecipient) for o in (*session.new, *session.dirty)):
+        session.flush()  # one marked failing earlier in this transaction (IMAP batches)
+    session.connection().execute(_CLEAR_FAILING, {"a": [addr]})
+    session.info.setdefault("cleared_failing", set()).add(addr)
+
+
+def prepare_batch(session: Session, app: App, customers: Sequence[str]) -> None:
+    """What every customer mail of a batch needs, in one statement each instead of one
+    per mail: their addresses work again, and their recent acknowledgements counted."""
+    addrs = sorted({a.lower() for a in customers if a})
+    if not addrs:
+        return
+    session.connection().execute(_CLEAR_FAILING, {"a": addrs})
+    session.info["cleared_failing"] = set(addrs)
+    responses.prefetch_ack_counts(session, app, addrs)
+
+
+def _open(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, route: BrandRoute,
+          found: CaseRoute, received_at: datetime, facts: Extracted | None, opening: Opening | None) -> Case:
+    brand = route.brand
+    facts = facts or extract_for(brand, parsed, received_at)
+    case = open_case(
+        session, app, brand, customer_email=parsed.from_addr, customer_name=facts.name or parsed.from_name,
+        subject=parsed.subject, received_at=received_at, category=facts.category,
+        urgent=facts.urgent, language=case_language(brand, facts), extracted=facts.to_json(), opening=opening,
+    )
+    msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")
+    responses.after_new_case(session, app, case, msg, parsed)
+    return case
+
+
+def _follow_up(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, found: CaseRoute,
+               received_at: datetime) -> Case:
+    case = found.case
+    assert case is not None
+    msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")
+    if case.status in REOPENING_STATUSES:
+        responses.reopen_for_reexamination(session, app, case, msg, received_at)
+    elif case.status == "waiting_customer":
+        set_status(session, case, "in_progress", actor=case.customer_email, reason="customer replied")
+    responses.after_follow_up(session, app, case, msg, parsed)
+    return case
+
+
+def handle_automatic(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail,
+                     routes: Sequence[BrandRoute], verdict: Verdict,
+                     received_at: datetime) -> tuple[str, ...]:
+    """Auto-replies and bounces are attached to the case they concern; they never change
+    its state, never open a case and never get an answer."""
+    refs = []
+    for route in routes:
+        found = find_case_for_automatic(session, route, parsed, verdict.bounced_message_id)
+        if found.case is None:
+            continue
+        _store_message(session, app, found.case, inbound, parsed, found, kind=str(verdict.kind))
+        if verdict.kind == "bounce" and verdict.failed_recipients:
+            log_event(session, found.case, "delivery_failed", at=app.now(),
+                      recipients=list(verdict.failed_recipients), message_id=verdict.bounced_message_id)
+            for address in verdict.failed_recipients:
+                mark_failing(session, address, verdict.reason, app.now())
+        refs.append(found.case.ref)
+    return tuple(refs)
+
+
+def _link(session: Session, cases: list[Case]) -> None:
+    """A mail to two brands opens one case each, linked to each other."""
+    if len(cases) < 2:
+        return
+    for case in cases:
+        if case.linked_case_id is None:
+            other = next(c for c in cases if c.id != case.id)
+            case.linked_case_id = other.id
+            session.add(case)
+            log_event(session, case, "linked", other=other.ref)
+
+
+def _store_message(session: Session, app: App, case: Case, inbound: InboundRow, parsed: ParsedMail,
+                   route: CaseRoute, *, kind: str) -> StoredMessage:
+    msg = add_message(
+        session, case, direction="in", kind=kind, message_id=parsed.message_id,
+        subject=parsed.subject, from_addr=parsed.from_addr, from_name=parsed.from_name,
+        body_text=parsed.masked_text if parsed.masked_text is not None else stored_body(parsed.text),
+        sent_at=parsed.date,
+        inbound_id=inbound.id, route_signal=route.signal, route_detail=route.detail,
+    )
+    _store_attachments(session, app, msg, parsed)
+    log_event(session, case, "message_in", actor=parsed.from_addr or "unknown", at=app.now(),
+              kind=kind, message=msg.id, signal=route.signal)
+    return msg
+
+
+def _store_attachments(session: Session, app: App, msg: StoredMessage, parsed: ParsedMail) -> None:
+    for i, att in enumerate(parsed.attachments, 1):
+        name = sanitise_filename(att.filename, fallback=f"attachment-{i}")
+        reason = drop_reason(name, len(att.data), app.config.limits)
+        digest = None if reason else blobs.put(session, att.data)
+        _INSERT_ATTACHMENT.scalar(session, {
+            "message_id": msg.id, "filename": name, "content_type": att.content_type[:200],
+            "size": len(att.data), "sha256": digest, "dropped_reason": reason})
+
+
+_INSERT_ATTACHMENT = Prepared(insert(Attachment))

@@ -1,0 +1,138 @@
+"""The SLA clock over time: reminders, escalations, acknowledgement breaches,
+auto-close and retention.
+
+Each case carries `next_sla_at`, the next moment the sweep has something to
+do for it (indexed), so a sweep over 100,000 open cases reads only the few
+that are due. Every reminder/escalation is guarded by an `SlaMark` row
+(primary key: case, point) written in the same transaction as the mail it
+causes: a point fires once per case, however often the sweep runs, across
+restarts and across instances.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, delete, select
+
+from mailbot import db
+from mailbot.app import App
+from mailbot.cases.records import log_event, set_status
+from mailbot.cases.sla import SlaPoint, marked, reschedule, sla_points
+from mailbot.config import BrandConfig
+from mailbot.models import Attachment, Case, Inbound, Message, SlaMark
+
+log = logging.getLogger("mailbot.sla")
+SWEEP_BATCH = 500
+
+
+def sla_sweep(app: App) -> str:
+    """Fire every due SLA point once. Returns a short report."""
+    now = app.now()
+    fired = 0
+    while True:
+        with db.session_scope(app.engine) as session:
+            stmt = (select(Case).where(col(Case.next_sla_at) <= now).order_by(col(Case.next_sla_at))
+                    .limit(SWEEP_BATCH))
+            if session.get_bind().dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            cases = list(session.exec(stmt).all())
+            for case in cases:
+                fired += _sweep_case(session, app, case, now)
+        if len(cases) < SWEEP_BATCH:
+            return f"{fired} reminders/escalations"
+
+
+def _sweep_case(session: Session, app: App, case: Case, now: datetime) -> int:
+    brand = app.config.brand(case.brand)
+    done = marked(session, case)
+    due = [p for p in sla_points(case, brand) if p.key not in done and p.at <= now]
+    # Only the latest reminder is worth sending when several came due at once.
+    reminders = [p for p in due if p.kind == "reminder"]
+    fired = 0
+    for point in due:
+        skip = point.kind == "reminder" and (point is not reminders[-1] or case.due_at and now >= case.due_at)
+        if _fire(session, app, case, brand, point, send=not skip):
+            fired += 0 if skip else 1
+    reschedule(session, case, brand)
+    return fired
+
+
+def _fire(session: Session, app: App, case: Case, brand: BrandConfig, point: SlaPoint, *, send: bool) -> bool:
+    from mailbot.outgoing.responses import send_case_mail
+
+    try:
+        with session.begin_nested():
+            session.add(SlaMark(case_id=case.id or 0, point=point.key, at=app.now()))
+            session.flush()
+    except IntegrityError:
+        return False  # another instance fired it
+    if not send:
+        log_event(session, case, "sla_point_skipped", at=app.now(), point=point.key)
+        return True
+    to = _recipient(case, brand, point)
+    if to is None:
+        log_event(session, case, "sla_point_no_recipient", at=app.now(), point=point.key)
+        return True
+    kind = "reminder" if point.kind == "reminder" else "escalation"
+    due_local = app.calendar(brand).local(case.due_at).isoformat() if case.due_at else ""
+    send_case_mail(session, app, case, kind, to_addr=to, automatic=False, record=False,
+                   language=brand.language,
+                   ctx_extra={"reminder": {"percent": point.percent, "due_at": due_local}})
+    log_event(session, case, point.kind, at=app.now(), point=point.key, to=to)
+    return True
+
+
+def _recipient(case: Case, brand: BrandConfig, point: SlaPoint) -> str | None:
+    if point.kind == "reminder":
+        return case.assignee or (brand.team[0] if brand.team else brand.supervisor)
+    return brand.supervisor or (brand.team[0] if brand.team else None)
+
+
+def autoclose(app: App) -> int:
+    """Close answered cases after `autoclose_days` of silence."""
+    now = app.now()
+    closed = 0
+    with db.session_scope(app.engine) as session:
+        for case in session.exec(select(Case).where(Case.status == "answered")).all():
+            brand = app.config.brand(case.brand)
+            if case.answered_at and now >= case.answered_at + timedelta(days=brand.sla.autoclose_days):
+                set_status(session, case, "closed", at=now,
+                           reason=f"no reply {brand.sla.autoclose_days} days after the final response")
+                case.closed_at = now
+                reschedule(session, case, brand)
+                closed += 1
+    return closed
+
+
+def purge_retention(app: App) -> int:
+    """Erase personal data of cases closed more than `retention_years` ago; the
+    register line (reference, dates, category, outcome) stays."""
+    now = app.now()
+    purged = 0
+    with db.session_scope(app.engine) as session:
+        rows = session.exec(select(Case).where(Case.status == "closed", col(Case.purged_at).is_(None))).all()
+        for case in rows:
+            brand = app.config.brand(case.brand)
+            if case.closed_at and now >= case.closed_at + timedelta(days=365 * brand.retention_years):
+                _purge(session, case, now)
+                purged += 1
+    return purged
+
+
+def _purge(session: Session, case: Case, now: datetime) -> None:
+    msg_ids = list(session.exec(select(Message.id).where(Message.case_id == case.id)).all())
+    inbound_ids = [i for i in session.exec(select(Message.inbound_id).where(Message.case_id == case.id)).all() if i]
+    session.exec(delete(Attachment).where(col(Attachment.message_id).in_(msg_ids)))  # type: ignore[call-overload]
+    for m in session.exec(select(Message).where(Message.case_id == case.id)).all():
+        m.body_text, m.from_name, m.subject = "", "", ""
+        session.add(m)
+    for inbound in session.exec(select(Inbound).where(col(Inbound.id).in_(inbound_ids))).all():
+        inbound.envelope_from, inbound.envelope_to = None, []
+        session.add(inbound)
+    case.customer_name, case.customer_email, case.subject, case.extracted = "", "", "", {}
+    case.purged_at = now
+    session.add(case)
+    log_event(session, case, "purged", at=now, reason="retention period over")

@@ -1,0 +1,100 @@
+"""Deadlines of a case from the brand's policy and business-day calendar, and its SLA points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, select
+
+from mailbot.cases.business_days import BusinessCalendar
+from mailbot.config import BrandConfig
+from mailbot.models import Case, SlaMark, track
+
+OPEN_STATUSES = ("new", "acknowledged", "in_progress", "waiting_customer", "reexamination")
+
+
+def ack_due(brand: BrandConfig, cal: BusinessCalendar, received_at: datetime) -> datetime:
+    """When the acknowledgement is due: calendar hours if set, else business hours."""
+    if brand.sla.ack_hours:
+        return received_at + timedelta(hours=brand.sla.ack_hours)
+    return cal.add_business_hours(received_at, brand.sla.ack_business_hours or 24)
+
+
+def resolution_due(brand: BrandConfig, cal: BusinessCalendar, received_at: datetime, tier: str,
+                   extra_days: int = 0) -> datetime:
+    days = brand.sla.tiers.get(tier, brand.sla.tiers[brand.sla.default_tier])
+    return cal.add_business_days(received_at, days + extra_days)
+
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A new case's year, tier and deadlines: pure functions of its brand, its category
+    and when it was received, so the analysis workers compute them ahead (see
+    mailbot.ingest.analysis) and the daemon's write only copies them."""
+
+    brand: str  # what it was computed for
+    received_at: datetime
+    category: str | None
+    year: int
+    tier: str
+    ack_due_at: datetime
+    due_at: datetime
+    next_sla_at: datetime | None
+
+    def fits(self, brand: BrandConfig, received_at: datetime, category: str | None) -> bool:
+        return (self.brand, self.received_at, self.category) == (brand.key, received_at, category)
+
+
+def opening(brand: BrandConfig, cal: BusinessCalendar, received_at: datetime, category: str | None) -> Opening:
+    tier = brand.category_tier(category)  # categories may start in a given tier
+    ack, due = ack_due(brand, cal, received_at), resolution_due(brand, cal, received_at, tier)
+    first = min((p.at for p in _points("new", received_at, ack, due, brand)), default=None)
+    return Opening(brand.key, received_at, category, cal.local(received_at).year, tier, ack, due, first)
+
+
+@dataclass(frozen=True)
+class SlaPoint:
+    key: str  # unique per case: e.g. "reminder-50@20261202T2259"
+    kind: str  # ack_breach | reminder | escalation
+    at: datetime
+    percent: int = 0
+
+
+def sla_points(case: Case, brand: BrandConfig) -> list[SlaPoint]:
+    """Every point of the case's current deadline, in time order (pure)."""
+    return _points(case.status, case.received_at, case.ack_due_at, case.due_at, brand)
+
+
+def _points(status: str, received_at: datetime, ack_due_at: datetime | None, due_at: datetime | None,
+            brand: BrandConfig) -> list[SlaPoint]:
+    if status not in OPEN_STATUSES or due_at is None:
+        return []
+    stamp = due_at.strftime("%Y%m%dT%H%M")
+    points = []
+    if status == "new" and ack_due_at is not None:
+        points.append(SlaPoint("ack_breach", "ack_breach", ack_due_at))
+    span = due_at - received_at
+    for fraction in brand.sla.reminders:
+        pct = round(fraction * 100)
+        points.append(SlaPoint(f"reminder-{pct}@{stamp}", "reminder", received_at + span * fraction, pct))
+    if brand.sla.escalate_at_breach:
+        points.append(SlaPoint(f"escalation@{stamp}", "escalation", due_at, 100))
+    return sorted(points, key=lambda p: p.at)
+
+
+def marked(session: Session, case: Case) -> set[str]:
+    return set(session.exec(select(SlaMark.point).where(SlaMark.case_id == case.id)).all())
+
+
+def next_at(case: Case, brand: BrandConfig, done: set[str]) -> datetime | None:
+    """When the case's first SLA point not in `done` falls due (pure)."""
+    pending = [p.at for p in sla_points(case, brand) if p.key not in done]
+    return min(pending) if pending else None
+
+
+def reschedule(session: Session, case: Case, brand: BrandConfig) -> None:
+    """Recompute `next_sla_at` after any change of status or deadline."""
+    case.next_sla_at = next_at(case, brand, marked(session, case) if case.id is not None else set())
+    track(session, case)

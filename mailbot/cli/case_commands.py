@@ -1,0 +1,160 @@
+"""`mailbot cases …`: list, show, new (postal/phone), reply, assign, extend, close."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, time
+
+from sqlmodel import Session, col, select
+
+from mailbot import db
+from mailbot.app import App
+from mailbot.cases import actions
+from mailbot.cases.records import add_message, log_event, open_case
+from mailbot.cases.views import case_detail, case_summary, format_case
+from mailbot.cli.printing import print_json, read_input
+from mailbot.exitcodes import EX_DATAERR, EX_OK, EX_USAGE
+from mailbot.mail.extract import extract
+from mailbot.models import Case, Message
+
+
+def dispatch(args: argparse.Namespace, app: App) -> int:
+    handler = {"list": cases_list, "show": cases_show, "new": cases_new, "reply": cases_reply,
+               "assign": cases_assign, "extend": cases_extend, "close": cases_close}[args.action]
+    return handler(args, app)
+
+
+def cases_list(args: argparse.Namespace, app: App) -> int:
+    with db.session_scope(app.engine) as s:
+        stmt = select(Case).order_by(col(Case.id).desc()).limit(args.limit)
+        if args.status:
+            stmt = stmt.where(Case.status == args.status)
+        if args.brand:
+            stmt = stmt.where(Case.brand == args.brand)
+        rows = [case_summary(c) for c in s.exec(stmt).all()]
+    if args.json:
+        print_json(rows)
+        return EX_OK
+    for r in rows:
+        print(f"{r['ref']:<16} {r['status']:<17} {r['priority']:<7} {r['category'] or '-':<12} "
+              f"due {(r['due_at'] or '-')[:16]:<16} {r['customer']['email']:<32} {r['subject'][:50]}")
+    return EX_OK
+
+
+def _find(s: Session, ref: str) -> Case | None:
+    case = s.exec(select(Case).where(Case.ref == ref.upper())).first()
+    if case is None:
+        print(f"mailbot: no case {ref}", file=sys.stderr)
+    return case
+
+
+def cases_show(args: argparse.Namespace, app: App) -> int:
+    with db.session_scope(app.engine) as s:
+        case = _find(s, args.ref)
+        if case is None:
+            return EX_USAGE
+        detail = case_detail(s, case)
+    if args.json:
+        print_json(detail)
+    else:
+        print(format_case(detail))
+    return EX_OK
+
+
+def _received(value: str, app: App, brand_key: str) -> datetime:
+    """A date (local noon of the brand) or an ISO time."""
+    tz = app.calendar(brand_key).tz
+    dt = datetime.fromisoformat(value)
+    if len(value) <= 10:
+        dt = datetime.combine(dt.date(), time(12, 0))
+    return dt if dt.tzinfo else dt.replace(tzinfo=tz)
+
+
+def cases_new(args: argparse.Namespace, app: App) -> int:
+    """A complaint received on paper (or by phone): deadlines count from its received date."""
+    try:
+        brand = app.config.brand(args.brand)
+    except KeyError:
+        print(f"mailbot: unknown brand {args.brand!r}", file=sys.stderr)
+        return EX_USAGE
+    try:
+        received = _received(args.received, app, brand.key)
+    except ValueError:
+        print(f"mailbot: --received {args.received!r}: expected YYYY-MM-DD or ISO 8601", file=sys.stderr)
+        return EX_USAGE
+    facts = extract(args.summary, sent_at=received, display_name=args.name, from_addr=args.email or None,
+                    categories=[(c.key, c.keywords) for c in brand.categories],
+                    default_category=brand.default_category, urgent_keywords=brand.urgent_keywords)
+    data = facts.to_json()
+    if args.address:
+        data["postal_address"] = args.address
+    with db.session_scope(app.engine) as s:
+        case = open_case(s, app, brand, customer_email=(args.email or "").lower(), customer_name=args.name,
+                         subject=args.summary.splitlines()[0][:200], received_at=received, channel=args.channel,
+                         category=args.category or facts.category, urgent=facts.urgent, extracted=data,
+                         actor="cli")
+        add_message(s, case, direction="in", kind="customer", message_id=None, subject=case.subject,
+                    from_addr=case.customer_email, from_name=args.name, body_text=args.summary,
+                    sent_at=received, route_signal="manual", route_detail=f"registered by hand ({args.channel})")
+        if case.customer_email:
+            from mailbot.outgoing.responses import acknowledge
+
+            acknowledge(s, app, case, None)
+        else:
+            log_event(s, case, "ack_by_post_required", at=app.now(),
+                      reason="no email address: send the acknowledgement by post")
+        out = case_summary(case)
+    if args.json:
+        print_json(out)
+    else:
+        print(out["ref"])
+    return EX_OK
+
+
+def _act(app: App, ref: str, fn) -> int:  # type: ignore[no-untyped-def]
+    try:
+        with db.session_scope(app.engine) as s:
+            case = _find(s, ref)
+            if case is None:
+                return EX_USAGE
+            fn(s, case)
+    except actions.Rejected as rej:
+        print(f"mailbot: refused: {rej}", file=sys.stderr)
+        return EX_DATAERR
+    return EX_OK
+
+
+def _agent_ok(app: App, agent: str, case: Case) -> None:
+    a = app.config.agent(agent)
+    if a is None or case.brand not in a.brands:
+        raise actions.Rejected("reply", [f"{agent} is not an agent of {case.brand}"])
+
+
+def cases_reply(args: argparse.Namespace, app: App) -> int:
+    text = read_input(args.file).decode("utf-8")
+
+    def go(s: Session, case: Case) -> None:
+        _agent_ok(app, args.agent, case)
+        about = s.exec(select(Message).where(Message.case_id == case.id, Message.direction == "in")
+                       .order_by(col(Message.id).desc())).first()
+        if args.note:
+            actions.note(s, app, case, args.agent, text)
+        elif args.final:
+            actions.final(s, app, case, args.agent, text, about=about)
+        else:
+            actions.reply(s, app, case, args.agent, text, about=about, ask=args.ask)
+
+    return _act(app, args.ref, go)
+
+
+def cases_assign(args: argparse.Namespace, app: App) -> int:
+    return _act(app, args.ref, lambda s, c: actions.assign(s, app, c, args.actor, args.agent))
+
+
+def cases_extend(args: argparse.Namespace, app: App) -> int:
+    return _act(app, args.ref, lambda s, c: actions.extend(s, app, c, args.actor, args.days, args.reason))
+
+
+def cases_close(args: argparse.Namespace, app: App) -> int:
+    return _act(app, args.ref, lambda s, c: actions.close(s, app, c, args.actor))

@@ -1,0 +1,253 @@
+"""Handlers of the command line's subcommands (thin: they call the library and print)."""
+
+from __future__ import annotations
+
+import argparse
+import mailbox
+import sys
+from collections.abc import Iterator
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+from sqlmodel import col, select
+
+from mailbot import db
+from mailbot.app import App
+from mailbot.cli.printing import print_json, read_input
+from mailbot.config import Config
+from mailbot.exitcodes import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_USAGE
+from mailbot.ingest.pipeline import Outcome, Received, TemporaryFailure, ingest, ingest_stream
+from mailbot.models import Case, Outbox, Quarantine
+
+
+def open_app(config: Config, *, upgrade: bool | None = None) -> App:
+    return App.open(config, upgrade=upgrade)
+
+
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.ops.daemon import run_daemon
+
+    return run_daemon(config, config_path=args.config)
+
+
+def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.ops.checks import check_config
+
+    errors, warnings = check_config(config)
+    for w in warnings:
+        print(f"{config.source_path}: warning: {w}", file=sys.stderr)
+    for e in errors:
+        print(f"{config.source_path}: {e}", file=sys.stderr)
+    if errors:
+        return EX_USAGE
+    print(f"{config.source_path}: OK ({len(config.brands)} brands, {len(config.agents)} agents)")
+    return EX_OK
+
+
+def cmd_db(args: argparse.Namespace, config: Config) -> int:
+    engine = db.make_engine(config.database_url(), busy_timeout=config.database.busy_timeout)
+    db.upgrade(engine)
+    print(f"database at head ({engine.url.render_as_string(hide_password=True)})")
+    return EX_OK
+
+
+def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
+    """Pipe mode: sysexits tell the MTA what to do (75 = try again later)."""
+    raw = read_input(args.file)
+    try:
+        app = open_app(config)
+        result = ingest(app, raw, "pipe", envelope_from=args.sender, envelope_to=args.recipient)
+    except (TemporaryFailure, *db.TRANSIENT_DB_ERRORS) as exc:
+        print(f"mailbot: temporary failure, retry later: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
+    refs = " ".join(result.case_refs)
+    print(f"{result.outcome}: {refs} {result.reason}".strip())
+    return EX_DATAERR if result.outcome is Outcome.QUARANTINED else EX_OK
+
+
+def _mails_at(path: Path) -> Iterator[bytes]:
+    if path.is_dir():
+        box: mailbox.Mailbox = mailbox.Maildir(path, factory=None, create=False)
+    else:
+        box = mailbox.mbox(path, factory=None, create=False)
+    for key in box.iterkeys():
+        yield box.get_bytes(key)
+
+
+def _original_date(raw: bytes):  # type: ignore[no-untyped-def]
+    """Imported mail keeps its original received date (the Date header)."""
+    head = raw[:65536].split(b"\n\n", 1)[0].decode("latin-1")
+    for line in head.splitlines():
+        if line.lower().startswith("date:"):
+            try:
+                d = parsedate_to_datetime(line[5:].strip())
+                return d if d.tzinfo else d.replace(tzinfo=UTC)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def cmd_import(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.cli.progress import Progress
+
+    path = Path(args.path)
+    if not path.exists():
+        print(f"mailbot: {path}: no such mbox file or Maildir", file=sys.stderr)
+        return EX_USAGE
+    app = open_app(config)
+    counts: dict[str, int] = {}
+    progress = Progress("import")
+
+    def batches() -> Iterator[list[Received]]:
+        batch: list[Received] = []
+        for raw in _mails_at(path):
+            batch.append(Received(raw, f"import:{path.name}", received_at=_original_date(raw),
+                                  mailbox_brand=args.brand))
+            if len(batch) >= 100:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    try:
+        for items, results in ingest_stream(app, batches()):
+            for r in results:
+                counts[r.outcome] = counts.get(r.outcome, 0) + 1
+            progress.advance(len(items))
+    except TemporaryFailure as exc:
+        print(f"mailbot: database unavailable, import stopped (safe to re-run): {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
+    progress.done()
+    print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing to import")
+    return EX_OK
+
+
+def cmd_cases(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.cli import case_commands
+
+    return case_commands.dispatch(args, open_app(config))
+
+
+def cmd_outbox(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.outgoing.outbox import dispatch
+
+    app = open_app(config)
+    if args.action == "retry":
+        return _retry_outbox(app, args.id)
+    if args.action == "flush":
+        report = dispatch(app)
+        print(report)
+        return EX_OK if report.failed == 0 else 1
+    with db.session_scope(app.engine) as s:
+        stmt = select(Outbox).order_by(col(Outbox.id))
+        if args.status:
+            stmt = stmt.where(Outbox.status == args.status)
+        rows = s.exec(stmt).all()
+        refs = {c.id: c.ref for c in s.exec(select(Case).where(col(Case.id).in_({r.case_id for r in rows}))).all()}
+        data = [{"id": r.id, "case": refs.get(r.case_id), "kind": r.kind, "to": r.to_addr, "status": r.status,
+                 "attempts": r.attempts, "not_before": r.not_before.isoformat(),
+                 "sent_at": r.sent_at.isoformat() if r.sent_at else None, "last_error": r.last_error,
+                 "message_id": r.message_id} for r in rows]
+    if args.json:
+        print_json(data)
+        return EX_OK
+    for d in data:
+        err = f"  last error: {d['last_error']}" if d["last_error"] else ""
+        print(f"#{d['id']:<6} {d['status']:<8} {d['kind']:<20} {d['case'] or '-':<16} {d['to']:<35} "
+              f"attempts={d['attempts']} next={d['not_before']}{err}")
+    return EX_OK
+
+
+def _retry_outbox(app: App, row_id: int | None) -> int:
+    """Give a `failed` row a fresh set of attempts (after fixing the relay or the address)."""
+    from mailbot.cases.records import log_event
+
+    if row_id is None:
+        print("mailbot: outbox retry needs an ID (see outbox list --status failed)", file=sys.stderr)
+        return EX_USAGE
+    with db.session_scope(app.engine) as s:
+        row = s.get(Outbox, row_id)
+        if row is None or row.status != "failed":
+            print(f"mailbot: outbox row #{row_id} is not a failed row", file=sys.stderr)
+            return EX_USAGE
+        row.status, row.attempts, row.not_before = "pending", 0, app.now()
+        s.add(row)
+        case = s.get(Case, row.case_id) if row.case_id else None
+        if case is not None:
+            log_event(s, case, "mail_retry", actor="cli", at=app.now(), outbox=row.id, kind=row.kind)
+    print(f"outbox row #{row_id} pending again")
+    return EX_OK
+
+
+def cmd_quarantine(args: argparse.Namespace, config: Config) -> int:
+    from mailbot import blobs
+
+    app = open_app(config)
+    if args.action == "list":
+        with db.session_scope(app.engine) as s:
+            for q in s.exec(select(Quarantine).order_by(col(Quarantine.id))).all():
+                print(f"#{q.id:<6} {q.status:<8} {q.created_at.isoformat()} {q.source:<20} {q.reason[:120]}")
+        return EX_OK
+    if args.id is None:
+        print("mailbot: quarantine show|retry needs an ID", file=sys.stderr)
+        return EX_USAGE
+    with db.session_scope(app.engine) as s:
+        q = s.get(Quarantine, args.id)
+        if q is None:
+            print(f"mailbot: no quarantine row #{args.id}", file=sys.stderr)
+            return EX_USAGE
+        raw = blobs.get(s, q.sha256) or b""
+    if args.action == "show":
+        if args.raw:
+            sys.stdout.buffer.write(raw)
+            return EX_OK
+        print(f"#{q.id} {q.status} from {q.source} at {q.created_at.isoformat()}\nreason: {q.reason}\n"
+              f"sha256: {q.sha256}  size: {len(raw)} bytes  envelope to: {', '.join(q.envelope_to) or '-'}")
+        return EX_OK
+    return _retry_quarantined(app, q, raw)
+
+
+def _retry_quarantined(app: App, q: Quarantine, raw: bytes) -> int:
+    from mailbot.ingest.quarantine import retry
+
+    result = retry(app, q.id or 0, raw)
+    print(f"{result.outcome}: {' '.join(result.case_refs)} {result.reason}".strip())
+    return EX_DATAERR if result.outcome is Outcome.QUARANTINED else EX_OK
+
+
+def cmd_stats(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.cli.reports import print_stats
+
+    return print_stats(open_app(config), as_json=args.json)
+
+
+def cmd_register(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.cli.reports import export_register
+
+    export_register(open_app(config), sys.stdout)
+    return EX_OK
+
+
+def cmd_imap(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.channels.imap import reconcile_all
+
+    problems = reconcile_all(open_app(config))
+    return EX_OK if problems == 0 else 1
+
+
+def cmd_tick(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.ops.jobs import run_all_jobs
+
+    try:
+        app = open_app(config)
+        if args.now:
+            fixed = args.now  # parsed by the command line (cli.parse_when)
+            app.clock = lambda: fixed
+        report = run_all_jobs(app)
+    except (TemporaryFailure, *db.TRANSIENT_DB_ERRORS) as exc:
+        print(f"mailbot: temporary failure: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
+    for line in report:
+        print(line)
+    return EX_OK

@@ -1,0 +1,169 @@
+"""The command line (a contract: see README and DESIGN.md).
+
+Exit codes: 0 done, 2 usage/config error, 65 data error (quarantined),
+75 temporary failure (retry later), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from mailbot.config import Config, ConfigError, load_config
+from mailbot.exitcodes import EX_OK, EX_TEMPFAIL, EX_USAGE
+
+DEFAULT_CONFIG = os.environ.get("MAILBOT_CONFIG", "config.toml")
+
+Handler = Callable[[argparse.Namespace, Config], int]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mailbot", description="Email-to-case engine for complaint procedures")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="path of config.toml (default: %(default)s)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("run", help="the daemon: listeners, pollers, scheduler, dispatcher")
+    sub.add_parser("check-config", help="validate config and render every template")
+    dbp = sub.add_parser("db", help="database maintenance")
+    dbp.add_argument("action", choices=["upgrade"])
+
+    ing = sub.add_parser("ingest", help="ingest one raw message (MTA pipe transport)")
+    ing.add_argument("file", nargs="?", default="-", help="file, or - for standard input")
+    ing.add_argument("--recipient", "-r", action="append", default=[], help="envelope recipient")
+    ing.add_argument("--sender", "-f", default=None, help="envelope sender (return path)")
+
+    imp = sub.add_parser("import", help="import an mbox file or a Maildir backlog")
+    imp.add_argument("path")
+    imp.add_argument("--brand", default=None, help="brand of the mailbox (default: from recipients)")
+
+    cases = sub.add_parser("cases", help="list, show, create and act on cases")
+    csub = cases.add_subparsers(dest="action", required=True)
+    cl = csub.add_parser("list")
+    cl.add_argument("--status")
+    cl.add_argument("--brand")
+    cl.add_argument("--limit", type=int, default=100)
+    cl.add_argument("--json", action="store_true")
+    cs = csub.add_parser("show")
+    cs.add_argument("ref")
+    cs.add_argument("--json", action="store_true")
+    cn = csub.add_parser("new", help="register a complaint received by post or phone")
+    cn.add_argument("--brand", required=True)
+    cn.add_argument("--channel", default="postal", choices=["postal", "phone", "email", "form"])
+    cn.add_argument("--received", required=True, help="date received, YYYY-MM-DD or ISO 8601")
+    cn.add_argument("--name", required=True)
+    cn.add_argument("--email", default="")
+    cn.add_argument("--address", default="")
+    cn.add_argument("--summary", required=True)
+    cn.add_argument("--category", default=None)
+    cn.add_argument("--json", action="store_true")
+    cr = csub.add_parser("reply", help="answer a case as an agent")
+    cr.add_argument("ref")
+    cr.add_argument("--file", required=True, help="the reply text (- for stdin)")
+    cr.add_argument("--as", dest="agent", required=True, help="agent address")
+    mode = cr.add_mutually_exclusive_group()
+    mode.add_argument("--final", action="store_true")
+    mode.add_argument("--note", action="store_true")
+    mode.add_argument("--ask", action="store_true")
+    ca = csub.add_parser("assign")
+    ca.add_argument("ref")
+    ca.add_argument("agent")
+    ca.add_argument("--as", dest="actor", default="cli")
+    ce = csub.add_parser("extend")
+    ce.add_argument("ref")
+    ce.add_argument("days", type=int)
+    ce.add_argument("reason")
+    ce.add_argument("--as", dest="actor", default="cli")
+    cc = csub.add_parser("close")
+    cc.add_argument("ref")
+    cc.add_argument("--as", dest="actor", default="cli")
+
+    ob = sub.add_parser("outbox", help="outgoing mail")
+    ob.add_argument("action", choices=["list", "flush", "retry"])
+    ob.add_argument("id", nargs="?", type=int, help="retry: the failed row to send again")
+    ob.add_argument("--status", default=None)
+    ob.add_argument("--json", action="store_true")
+
+    q = sub.add_parser("quarantine", help="mail that could not be handled")
+    q.add_argument("action", choices=["list", "show", "retry"])
+    q.add_argument("id", nargs="?", type=int)
+    q.add_argument("--raw", action="store_true", help="show: print the raw bytes")
+
+    st = sub.add_parser("stats", help="counts and SLA compliance per brand/category/status")
+    st.add_argument("--json", action="store_true")
+    reg = sub.add_parser("register", help="the complaint register")
+    reg.add_argument("action", choices=["export"])
+    reg.add_argument("--csv", action="store_true", default=True)
+
+    imc = sub.add_parser("imap", help="IMAP mailboxes")
+    imc.add_argument("action", choices=["check"])
+
+    tk = sub.add_parser("tick", help="one pass of every scheduled job")
+    tk.add_argument("--now", default=None, type=parse_when, help="ISO 8601 time to run the jobs as of")
+    return p
+
+
+def _handlers() -> dict[str, Handler]:
+    from mailbot.cli import commands
+
+    return {
+        "run": commands.cmd_run, "check-config": commands.cmd_check_config, "db": commands.cmd_db,
+        "ingest": commands.cmd_ingest, "import": commands.cmd_import, "cases": commands.cmd_cases,
+        "outbox": commands.cmd_outbox, "quarantine": commands.cmd_quarantine,
+        "stats": commands.cmd_stats, "register": commands.cmd_register, "imap": commands.cmd_imap,
+        "tick": commands.cmd_tick,
+    }
+
+
+def setup_logging(verbose: bool) -> None:
+    from mailbot.ops.logs import JsonFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("mailparser", "mail-parser", "apscheduler", "alembic", "mail_parser"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    # aiosmtpd logs every peer, envelope address and command at INFO: personal data.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{exc.path}: {problem}", file=sys.stderr)
+        return EX_USAGE
+    from mailbot.db import TRANSIENT_DB_ERRORS
+    from mailbot.ingest.pipeline import TemporaryFailure
+
+    try:
+        return _handlers()[args.command](args, config)
+    except (TemporaryFailure, *TRANSIENT_DB_ERRORS) as exc:
+        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        print(f"mailbot: temporary failure (database unavailable?), retry later: {first}", file=sys.stderr)
+        return EX_TEMPFAIL
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EX_OK
+
+
+def parse_when(value: str) -> datetime:
+    """A date or ISO 8601 time; naive values are UTC."""
+    from datetime import UTC
+
+    dt = datetime.fromisoformat(value)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

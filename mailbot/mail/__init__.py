@@ -1,0 +1,1 @@
+"""Pure functions of a mail: parsing, classification, routing, extraction, masking."""

@@ -1,0 +1,135 @@
+"""Routing: which brand(s) a mail is for, and which case it belongs to.
+
+A message joins an existing case only when it proves it belongs (DESIGN.md,
+guarantee 4), checked in this order — the first that matches is recorded on
+the message as its `route_signal`:
+
+1. `reply_token`  — the secret per-case plus-address (support+<token>@…);
+2. `in_reply_to`  — In-Reply-To names a message of a case of that brand;
+3. `references`   — References names one;
+4. `subject_ref`  — the case reference in the subject, *and* the sender is
+   the case's own customer (a stranger quoting a reference gets a new case);
+5. `new`          — otherwise, a new case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+
+from mailbot.cases.references import refs_in
+from mailbot.config import BrandConfig, Config
+from mailbot.mail.parsing import ParsedMail
+from mailbot.models import Case, Message
+
+
+@dataclass(frozen=True)
+class BrandRoute:
+    brand: BrandConfig
+    address: str  # the recipient that matched
+    token: str | None  # the plus part, if any
+    signal: str  # envelope | header | mailbox
+
+
+@dataclass(frozen=True)
+class CaseRoute:
+    case: Case | None
+    signal: str
+    detail: str
+
+
+def split_plus(address: str) -> tuple[str, str | None]:
+    """'support+tok@x' → ('support@x', 'tok')."""
+    local, _, domain = address.lower().rpartition("@")
+    base, plus, token = local.partition("+")
+    return f"{base}@{domain}", (token or None) if plus else None
+
+
+def _routes_from(cfg: Config, addresses: Sequence[str], signal: str) -> list[BrandRoute]:
+    routes: dict[str, BrandRoute] = {}
+    for addr in addresses:
+        brand = cfg.brand_for_address(addr)
+        if brand is None:
+            continue
+        _, token = split_plus(addr)
+        current = routes.get(brand.key)
+        if current is None or (token and not current.token):
+            routes[brand.key] = BrandRoute(brand, addr.lower(), token, signal)
+    return list(routes.values())
+
+
+def route_brands(cfg: Config, parsed: ParsedMail | None, envelope_to: Sequence[str],
+                 mailbox_brand: str | None = None) -> list[BrandRoute]:
+    """The brands a mail is for. The envelope decides when present (Bcc)."""
+    if envelope_to:
+        routes = _routes_from(cfg, envelope_to, "envelope")
+        if routes:
+            return routes
+    if mailbox_brand:
+        brand = cfg.brand(mailbox_brand)
+        header_routes = _routes_from(cfg, _header_recipients(parsed), "header") if parsed else []
+        for r in header_routes:
+            if r.brand.key == brand.key:
+                return [BrandRoute(brand, r.address, r.token, "mailbox")]
+        return [BrandRoute(brand, brand.addresses[0], None, "mailbox")]
+    if parsed is None:
+        return []
+    return _routes_from(cfg, _header_recipients(parsed), "header")
+
+
+def _header_recipients(parsed: ParsedMail) -> list[str]:
+    extra = [parsed.header(h).strip().lower() for h in ("Delivered-To", "X-Original-To")]
+    return [*parsed.to, *parsed.cc, *(a for a in extra if "@" in a)]
+
+
+def find_case(session: Session, route: BrandRoute, parsed: ParsedMail) -> CaseRoute:
+    """The case this customer message belongs to, and the signal that proved it."""
+    brand = route.brand.key
+    if route.token:
+        case = session.exec(select(Case).where(Case.reply_token == route.token, Case.brand == brand)).first()
+        if case is not None:
+            return CaseRoute(case, "reply_token", f"plus-address token of {route.address.split('@')[0]}")
+    for signal, ids in (("in_reply_to", parsed.in_reply_to), ("references", parsed.references[::-1])):
+        case = _case_by_message_ids(session, brand, ids)
+        if case is not None:
+            return CaseRoute(case, signal, f"{signal.replace('_', '-')} names a message of {case.ref}")
+    for ref in refs_in(parsed.subject):
+        case = session.exec(select(Case).where(Case.ref == ref, Case.brand == brand)).first()
+        if case is None:
+            continue
+        if case.customer_email and case.customer_email == parsed.from_addr:
+            return CaseRoute(case, "subject_ref", f"subject quotes {ref}, sender is its customer")
+        return CaseRoute(None, "new", f"subject quotes {ref} but {parsed.from_addr or 'the sender'} "
+                                      "is not its customer: new case")
+    return CaseRoute(None, "new", "no reply token, thread header or own reference: new case")
+
+
+def _case_by_message_ids(session: Session, brand: str, ids: Sequence[str]) -> Case | None:
+    if not ids:
+        return None
+    ids = list(ids)[:50]
+    rows = session.exec(
+        select(Case, Message.message_id)
+        .join(Message, col(Message.case_id) == col(Case.id))
+        .where(col(Message.message_id).in_(ids), Case.brand == brand)
+    ).all()
+    by_id = {mid: case for case, mid in rows}
+    for mid in ids:
+        if mid in by_id:
+            return by_id[mid]
+    return None
+
+
+def find_case_for_automatic(session: Session, route: BrandRoute, parsed: ParsedMail,
+                            bounced_message_id: str | None) -> CaseRoute:
+    """Where an auto-reply or bounce belongs (never opens a case)."""
+    if bounced_message_id:
+        case = _case_by_message_ids(session, route.brand.key, [bounced_message_id])
+        if case is not None:
+            return CaseRoute(case, "bounced_message", f"returns our message {bounced_message_id}")
+    found = find_case(session, route, parsed)
+    if found.case is not None and found.signal != "subject_ref":
+        return found
+    return CaseRoute(None, "none", "automatic mail matching no case")

@@ -1,0 +1,1 @@
+"""Running it: the daemon, scheduled jobs, metrics, logs, config checks."""

@@ -1,0 +1,176 @@
+"""`mailbot run`: the SMTP listener, the IMAP pollers, the scheduler and the
+dispatcher in one process.
+
+SIGTERM/SIGINT: stop accepting, let in-flight SMTP transactions and IMAP
+batches finish (each one commits before it answers), stop the scheduler,
+exit 0. SIGHUP: reload config.toml (brands, templates, limits, agents); a
+config that does not validate is refused and the running one kept.
+Listener address and mailbox changes need a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from mailbot.app import App
+from mailbot.config import Config, ConfigError, load_config
+from mailbot.ingest import analysis
+from mailbot.ops import jobs
+
+log = logging.getLogger("mailbot.daemon")
+DRAIN_SECONDS = 30.0
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) about our state; a no-op outside systemd."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(path)
+            sock.sendall(message.encode())
+        except OSError:
+            pass
+
+
+def _run_job(app: App, name: str) -> None:
+    fn = dict(jobs.JOBS).get(name) or dict(EXTRA_JOBS)[name]
+    try:
+        result = fn(app)
+        log.debug("job done", extra={"job": name, "result": result})
+    except Exception as exc:  # a failing job is retried at its next run
+        log.warning("job failed: %s", exc, extra={"job": name})
+
+
+def _reconcile(app: App) -> str:
+    from mailbot.channels.imap import reconcile_all
+
+    return f"reconcile: {reconcile_all(app)} problems"
+
+
+EXTRA_JOBS = (("reconcile", _reconcile),)
+
+
+def start_scheduler(app: App) -> BackgroundScheduler:
+    sched = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
+    s = app.config.scheduler
+    intervals = {"outbox": s.outbox_interval, "sla_sweep": s.sla_interval,
+                 "autoclose": s.housekeeping_interval, "retention": s.housekeeping_interval}
+    if app.config.imap:
+        intervals["reconcile"] = s.reconcile_interval
+    for name, seconds in intervals.items():
+        sched.add_job(_run_job, "interval", seconds=seconds, args=(app, name), id=name,
+                      replace_existing=True, next_run_time=None if name == "reconcile" else _soon())
+    sched.start()
+    return sched
+
+
+def _soon() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+class Daemon:
+    def __init__(self, config: Config, config_path: str) -> None:
+        self.config_path = config_path
+        self.app = App.open(config)
+        self.stopping = asyncio.Event()
+        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ingest")
+        self.pollers: list[Any] = []
+
+    def reload(self) -> None:
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config: %s", "; ".join(exc.problems))
+            return
+        self.app.config = new
+        self.app.__dict__.pop("renderer", None)
+        self.app.warm_up()
+        log.info("config reloaded", extra={"path": self.config_path})
+
+    async def serve(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        server = handler = None
+        self.app.warm_up()
+        if self.app.config.smtp.enabled:
+            from mailbot.channels.smtp import start_listener
+
+            server, handler = await start_listener(self.app, self.executor)
+        self._start_pollers()
+        sched = start_scheduler(self.app)
+        metrics = self._start_http()
+        log.info("ready", extra={"smtp_port": server.sockets[0].getsockname()[1] if server else None,
+                                 "imap": len(self.pollers)})
+        sd_notify("READY=1")
+        watchdog = asyncio.create_task(self._watchdog())
+        await self.stopping.wait()
+        log.info("stopping: draining in-flight work")
+        sd_notify("STOPPING=1")
+        self.app.stopping.set()  # a dispatcher run with a backlog ends after the mail it is sending
+        watchdog.cancel()
+        if server is not None:
+            server.close()
+            deadline = loop.time() + DRAIN_SECONDS
+            while handler is not None and handler.in_flight and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+        for p in self.pollers:
+            await loop.run_in_executor(None, p.stop)
+        await loop.run_in_executor(None, analysis.shutdown)
+        sched.shutdown(wait=True)
+        if metrics is not None:
+            metrics.shutdown()
+        self.executor.shutdown(wait=True)
+        self.app.close()
+        log.info("stopped")
+        return 0
+
+    def _start_pollers(self) -> None:
+        if not self.app.config.imap:
+            return
+        from mailbot.channels.imap import ImapPoller
+
+        for cfg in self.app.config.imap:
+            poller = ImapPoller(self.app, cfg)
+            poller.start()
+            self.pollers.append(poller)
+        # Analysis workers for IMAP batches: started now, so a backlog waiting at start-up
+        # does not wait for them (mailbot.ingest.analysis).
+        threading.Thread(target=analysis.warm_up, args=(self.app.config,), name="analysis-warm-up",
+                         daemon=True).start()
+
+    def _start_http(self) -> Any:
+        if not self.app.config.http.enabled:
+            return None
+        from mailbot.ops.metrics import start_http
+
+        return start_http(self.app)
+
+    async def _watchdog(self) -> None:
+        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        pid = os.environ.get("WATCHDOG_PID")
+        if not usec or (pid and pid != str(os.getpid())):  # as sd_watchdog_enabled(3)
+            return
+        while True:
+            sd_notify("WATCHDOG=1")
+            await asyncio.sleep(usec / 2_000_000)
+
+
+def run_daemon(config: Config, config_path: str) -> int:
+    return asyncio.run(Daemon(config, config_path).serve())

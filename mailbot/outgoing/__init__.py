@@ -1,0 +1,1 @@
+"""The one send path: responses queued, rendered, composed and sent."""

@@ -1,0 +1,98 @@
+"""Turning outbox rows into the bytes we send: render the template, build the MIME.
+
+Done by the dispatcher just before the first attempt (not on the ingest path);
+the bytes are kept on the row so retries resend exactly the same mail, and the
+case's message record gets the subject and text that went out. `render_drafts`
+renders many rows with three queries for all of them (their cases, the messages
+they answer, the cases' messages with a Message-ID: threads and records of the mails) and writes
+nothing: the dispatcher renders outside its write transactions and stores the
+drafts with one statement each (mailbot.outgoing.outbox).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from mailbot.app import App
+from mailbot.models import Case, Message, Outbox
+from mailbot.outgoing.compose import Outgoing, build
+from mailbot.outgoing.responses import context, reply_address
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A row's mail, and what the case's record of it gets (`record_id`, when there is one)."""
+
+    raw: bytes
+    record_id: int | None
+    subject: str
+    text: str
+
+
+def thread_of(ids: Sequence[tuple[int, str]], about: Message | None) -> list[str]:
+    """References for a reply: the Message-IDs of the case's messages received (`ids`:
+    (id, Message-ID) in order), up to the one answered and ending with it."""
+    if about is not None and about.id is not None:
+        ids = [(i, m) for i, m in ids if i <= about.id]
+    thread = [m for _, m in ids if m]
+    if about is not None and about.message_id:
+        thread = [m for m in thread if m != about.message_id] + [about.message_id]
+    return thread[-20:]
+
+
+def render_drafts(session: Session, app: App, rows: Sequence[Outbox], at: datetime) -> dict[int, Draft | Exception]:
+    """Each row's draft, or the error that kept it from being rendered (a template error,
+    a row without a case), by row id. Reads only."""
+    case_ids = {r.case_id for r in rows if r.case_id}
+    cases = {c.id: c for c in session.exec(select(Case).where(col(Case.id).in_(case_ids)))} if case_ids else {}
+    about_ids = {r.about_id for r in rows if r.about_id}
+    abouts = {m.id: m for m in session.exec(select(Message).where(col(Message.id).in_(about_ids)))} \
+        if about_ids else {}
+    threads: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    records: dict[tuple[int, str], int] = {}
+    mids = {r.message_id for r in rows}
+    if case_ids:  # the cases' messages with a Message-ID: the threads, and the records of these mails
+        for case_id, msg_id, message_id, direction in session.exec(
+                select(Message.case_id, Message.id, Message.message_id, Message.direction)
+                .where(col(Message.case_id).in_(case_ids), col(Message.message_id).is_not(None))
+                .order_by(col(Message.id))):
+            if direction == "in":
+                threads[case_id].append((msg_id, message_id))
+            if message_id in mids:
+                records.setdefault((case_id, message_id), msg_id)
+    out: dict[int, Draft | Exception] = {}
+    for row in rows:
+        assert row.id is not None
+        try:
+            case = cases.get(row.case_id) if row.case_id else None
+            if case is None:
+                raise ValueError(f"outbox row {row.id} has no case and no raw bytes")
+            about = abouts.get(row.about_id) if row.about_id else None
+            out[row.id] = _draft(app, row, case, about, threads[case.id or 0], records, at)
+        except Exception as exc:  # noqa: BLE001 - one row's error is that row's, not the batch's
+            out[row.id] = exc
+    return out
+
+
+def _draft(app: App, row: Outbox, case: Case, about: Message | None, ids: Sequence[tuple[int, str]],
+           records: dict[tuple[int, str], int], at: datetime) -> Draft:
+    brand = app.config.brand(case.brand)
+    extra = dict(row.context or {})
+    if row.reply_to:
+        extra["reply_address"] = row.reply_to
+    rendered = app.renderer.render(brand.key, row.language or case.language, row.kind,
+                                   context(app, case, about, **extra))
+    thread = thread_of(ids, about)
+    out = Outgoing(
+        from_addr=row.from_addr, from_name=brand.name, to_addr=row.to_addr, to_name=row.to_name,
+        subject=f"[{case.ref}] {rendered.subject}", text=rendered.text, html=rendered.html,
+        message_id=row.message_id, in_reply_to=thread[-1] if thread else None, references=thread,
+        reply_to=row.reply_to or reply_address(brand, case.reply_token),
+        auto_submitted="auto-replied" if row.automatic else None,
+    )
+    return Draft(build(out, at), records.get((case.id or 0, row.message_id)), out.subject[:1000], rendered.text)

@@ -1,0 +1,266 @@
+"""The one send path: outbox rows, and the dispatcher that sends what is due.
+
+A row is written in the same transaction as the case change that causes it,
+with its Message-ID fixed at creation. `dispatch` claims due rows (`FOR UPDATE
+SKIP LOCKED` on PostgreSQL, so several instances never send a row twice),
+sends them through the configured transport, and marks them `sent`, or
+schedules a retry with exponential backoff and jitter, or — after
+`max_attempts` — marks them `failed` with the last error and an event.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import bindparam, insert, update
+from sqlmodel import Session, col, select
+
+from mailbot import db
+from mailbot.app import App
+from mailbot.cases.records import log_case_event
+from mailbot.ingest import writes
+from mailbot.models import Case, Message, Outbox, utcnow
+from mailbot.outgoing.transports import Transport, make_transport
+from mailbot.prepared import Prepared
+
+if TYPE_CHECKING:
+    from mailbot.outgoing.drafts import Draft
+
+log = logging.getLogger("mailbot.outbox")
+
+
+INSERT = Prepared(insert(Outbox))
+
+
+def queue(session: Session, *, case: Case | None, kind: str, from_addr: str, to_addr: str,
+          message_id: str, not_before: datetime | None = None, dedupe_key: str | None = None,
+          now: datetime | None = None, raw: bytes | None = None, to_name: str = "",
+          reply_to: str | None = None, language: str | None = None, automatic: bool = True,
+          about_id: int | None = None, context: dict[str, Any] | None = None) -> str:
+    """Add a mail to send, in the caller's transaction; returns its Message-ID.
+    Without `raw`, the dispatcher renders it from (kind, case, context) before the
+    first attempt. A prepared INSERT: this runs for every mail received (deferred in
+    ingest batches, see mailbot.ingest.writes)."""
+    now = now or utcnow()
+    writes.write(session, INSERT, {
+        "case_id": case.id if case else None, "kind": kind, "message_id": message_id,
+        "dedupe_key": dedupe_key, "from_addr": from_addr, "to_addr": to_addr.lower(), "to_name": to_name[:500],
+        "reply_to": reply_to, "language": language, "automatic": automatic, "about_id": about_id,
+        "context": context or {}, "raw": raw, "status": "pending", "attempts": 0,
+        "not_before": not_before or now, "last_error": None, "created_at": now, "sent_at": None,
+    })
+    return message_id
+
+
+@dataclass
+class DispatchReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.sent} sent, {self.retried} to retry, {self.failed} failed"
+
+
+def _claim(session: Session, now: datetime, limit: int, skip: set[int] | None = None) -> list[Outbox]:
+    stmt = (select(Outbox).where(Outbox.status == "pending", col(Outbox.not_before) <= now)
+            .order_by(col(Outbox.not_before), col(Outbox.id)).limit(limit))
+    if skip:
+        stmt = stmt.where(col(Outbox.id).notin_(skip))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(session.exec(stmt).all())
+
+
+def backoff(cfg_seconds: float, cfg_max: float, attempts: int) -> timedelta:
+    base = min(cfg_max, cfg_seconds * (2 ** max(0, attempts - 1)))
+    return timedelta(seconds=base * random.uniform(0.8, 1.2))
+
+
+CLAIM_ROWS = 50  # due rows taken at once, at most
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A claimed row, as the send needs it (no ORM object outlives its transaction)."""
+
+    row_id: int
+    case_id: int | None
+    kind: str
+    message_id: str
+    from_addr: str
+    to_addr: str
+    raw: bytes
+
+
+def dispatch(app: App, *, now: datetime | None = None, transport: Transport | None = None,
+             limit: int | None = None) -> DispatchReport:
+    """Send every due row once.
+
+    Rows are claimed CLAIM_ROWS at a time (`_claim_batch`): leased (the attempt
+    counted, `not_before` moved forward), then rendered outside any write transaction
+    if they were not yet, their bytes stored. Each is then sent with no transaction open — no
+    database lock is held during network I/O, so ingest never waits on a slow relay
+    — and its outcome recorded in a transaction of its own, before the next is sent.
+    A crash after the relay accepted a mail and before its outcome is recorded makes
+    that row due again when its lease ends: at most that one mail is sent twice (the
+    Maildir transport even replaces the first copy); the claimed rows not sent yet
+    are sent after their lease. A batch whose sends grow slow (half the lease gone)
+    gives its unsent rows back at once, and so does a run when the daemon stops
+    (`app.stopping`): what is left is sent after the restart. A row that fails is not
+    tried again in the same run.
+    """
+    transport = transport or make_transport(app.config)
+    report = DispatchReport()
+    remaining = limit or 1_000_000
+    tried: set[int] = set()  # failed (or could not be rendered) in this run
+    budget = lease(app).total_seconds() / 2
+    try:
+        while remaining > 0 and not app.stopping.is_set():
+            at = now or app.now()
+            claimed = _claim_batch(app, at, tried, report, min(CLAIM_ROWS, remaining))
+            if claimed is None:
+                break
+            taken, jobs = claimed
+            remaining -= taken
+            since = time.monotonic()
+            for i, job in enumerate(jobs):
+                if i and (time.monotonic() - since > budget or app.stopping.is_set()):
+                    _give_back(app, jobs[i:], at)
+                    remaining += len(jobs) - i
+                    break
+                try:
+                    transport.send(job.from_addr, job.to_addr, job.raw)
+                except Exception as exc:
+                    tried.add(job.row_id)
+                    with db.session_scope(app.engine) as session:
+                        _record_failure(session, app, session.get(Outbox, job.row_id), at, exc, report)
+                    continue
+                _record_sent(app, job, at, report)
+    finally:
+        transport.close()
+    return report
+
+
+def lease(app: App) -> timedelta:
+    """How long a claimed row is left alone before another run may take it again: longer
+    than a send can take (twice the relay timeout), 10 s for the local Maildir."""
+    cfg = app.config.outbound
+    return timedelta(seconds=cfg.timeout * 2 if cfg.transport == "smtp" else 10.0)
+
+
+def _claim_batch(app: App, at: datetime, tried: set[int], report: DispatchReport, limit: int
+                 ) -> tuple[int, list[_Job]] | None:
+    """Claim due rows: (how many were taken, the jobs to send), None if none is due.
+
+    Three steps, so that no transaction holding the write lock renders anything: lease
+    the rows (count the attempt, move `not_before` forward); render those without
+    bytes yet in a read-only transaction; store the bytes (and the case's record of
+    each mail) with one statement each. A row that cannot be rendered is taken (its
+    attempt counted and failed) but not sent. A crash between the steps leaves the
+    rows leased: they are due again, and rendered then, when the lease ends."""
+    with db.session_scope(app.engine) as session:
+        rows = _claim(session, at, limit, tried)
+        if not rows:
+            return None
+        for row in rows:
+            row.attempts += 1
+            row.not_before = at + lease(app)
+            session.add(row)
+    drafts: dict[int, Draft | Exception] = {}
+    if unrendered := [row for row in rows if row.raw is None]:
+        # (imported here: mailbot.outgoing.drafts imports mailbot.outgoing.responses, which imports this module)
+        from mailbot.outgoing.drafts import render_drafts
+
+        with db.read_scope(app.engine) as session:
+            drafts = render_drafts(session, app, unrendered, at)
+        with db.session_scope(app.engine) as session:
+            _store_drafts(session, app, at, drafts, tried, report)
+    jobs = []
+    for row in rows:
+        assert row.id is not None
+        draft = drafts.get(row.id)
+        raw = row.raw if draft is None or isinstance(draft, Exception) else draft.raw
+        if raw is not None:
+            jobs.append(_Job(row.id, row.case_id, row.kind, row.message_id, row.from_addr, row.to_addr, raw))
+    return len(rows), jobs
+
+
+_STORE_RAW = Prepared(update(Outbox).where(Outbox.id == bindparam("row_id")).values(raw=bindparam("new_raw")))
+_STORE_RECORD = Prepared(update(Message).where(Message.id == bindparam("record_id")).values(
+    subject=bindparam("new_subject"), body_text=bindparam("new_text")))
+
+
+def _store_drafts(session: Session, app: App, at: datetime, drafts: dict[int, Draft | Exception],
+                  tried: set[int], report: DispatchReport) -> None:
+    """Keep each draft's bytes on its row and its subject and text on the case's record
+    of the mail; a row that could not be rendered gets the error (a template error shows
+    on the row and the case)."""
+    done = {row_id: d for row_id, d in drafts.items() if not isinstance(d, Exception)}
+    conn = session.connection()
+    if done:
+        _STORE_RAW.executemany(conn, [{"row_id": row_id, "new_raw": d.raw} for row_id, d in done.items()])
+        if records := [{"record_id": d.record_id, "new_subject": d.subject, "new_text": d.text}
+                       for d in done.values() if d.record_id is not None]:
+            _STORE_RECORD.executemany(conn, records)
+    for row_id, failure in drafts.items():
+        if isinstance(failure, Exception):
+            tried.add(row_id)
+            _record_failure(session, app, session.get(Outbox, row_id), at, failure, report)
+
+
+_GIVE_BACK = (update(Outbox).where(col(Outbox.id).in_(bindparam("ids", expanding=True)), Outbox.status == "pending")
+              .values(attempts=Outbox.attempts - 1, not_before=bindparam("at")))
+
+
+def _give_back(app: App, jobs: list[_Job], at: datetime) -> None:
+    """Unsend rows claimed but not sent: due again at once, their attempt not counted."""
+    with db.session_scope(app.engine) as session:
+        session.connection().execute(_GIVE_BACK, {"ids": [j.row_id for j in jobs], "at": at})
+
+
+_MARK_SENT = Prepared(update(Outbox).where(Outbox.id == bindparam("row_id"))
+                      .values(status="sent", sent_at=bindparam("at"), last_error=None))
+
+
+def _record_sent(app: App, job: _Job, at: datetime, report: DispatchReport) -> None:
+    """The row is sent, and the case's trail says so (prepared statements: one per mail sent)."""
+    with db.session_scope(app.engine) as session:
+        _MARK_SENT.scalar(session, {"row_id": job.row_id, "at": at})
+        _case_event(session, job.case_id, job.row_id, job.kind, "mail_sent", at, to=job.to_addr,
+                    message_id=job.message_id)
+    report.sent += 1
+
+
+def _record_failure(session: Session, app: App, row: Outbox | None, at: datetime, exc: Exception,
+                    report: DispatchReport) -> None:
+    if row is None:
+        return
+    cfg = app.config.outbound
+    row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+    if row.attempts >= cfg.max_attempts:
+        row.status = "failed"
+        report.failed += 1
+        log.error("outbox row %s failed for good: %s", row.id, row.last_error[:200])
+        _case_event(session, row.case_id, row.id, row.kind, "mail_failed", at, error=row.last_error,
+                    attempts=row.attempts)
+    else:
+        row.not_before = at + backoff(cfg.backoff_seconds, cfg.backoff_max_seconds, row.attempts)
+        report.retried += 1
+        log.warning("outbox row %s attempt %s failed: %s", row.id, row.attempts, row.last_error[:200])
+    session.add(row)
+
+
+_CASE_EXISTS = select(Case.id).where(Case.id == bindparam("case_id"))
+
+
+def _case_event(session: Session, case_id: int | None, row_id: int | None, kind: str, type_: str, at: datetime,
+                **data: object) -> None:
+    """An event about an outbox row on its case's trail, if the case is still there."""
+    if case_id is not None and session.connection().execute(_CASE_EXISTS, {"case_id": case_id}).first():
+        log_case_event(session, case_id, type_, at=at, outbox=row_id, **{"kind": kind, **data})

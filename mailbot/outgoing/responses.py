@@ -1,0 +1,247 @@
+"""Mail we write because of a case: acknowledgements, alerts, notices — all via the outbox.
+
+Loop and flood protection lives here, in one place:
+- only mail classified as written by a human is ever answered (ingest decides);
+- never to our own addresses, MAILER-DAEMON/postmaster or an empty address;
+- at most `limits.ack_limit` acknowledgements per sender per hour (later mails
+  are still recorded on their case; the suppression is an event);
+- at most `limits.auto_per_case` automatic mails per case, all kinds together.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam
+from sqlmodel import Session, col, func, select
+
+from mailbot.app import App
+from mailbot.cases.records import log_event, note_outgoing, set_status
+from mailbot.config import BrandConfig
+from mailbot.mail.parsing import ParsedMail
+from mailbot.models import Case, FailingRecipient, Message, Outbox, StoredMessage, track
+from mailbot.outgoing import outbox
+from mailbot.outgoing.compose import new_message_id
+
+NEVER_ANSWER_LOCALPARTS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply")
+COMMANDS = (
+    ("#note", "note interne, jamais envoyée au client / internal note"),
+    ("#ask", "demande d'informations au client / ask the customer for information"),
+    ("#final", "réponse finale (sections obligatoires) / final response"),
+    ("#extend N raison", "prolonger le délai de N jours ouvrés / extend the deadline"),
+    ("#tier simple|complex|exceptional", "changer de palier / change tier"),
+    ("#category X", "changer de catégorie / change category"),
+    ("#priority urgent|normal", "changer de priorité / change priority"),
+    ("#assign agent@…", "assigner / assign"),
+    ("#close", "clore / close"),
+)
+
+
+def reply_address(brand: BrandConfig, token: str) -> str:
+    local, _, domain = brand.addresses[0].partition("@")
+    return f"{local}+{token}@{domain}"
+
+
+def _iso_local(app: App, brand: BrandConfig, dt: datetime | None) -> str:
+    return app.calendar(brand).local(dt).isoformat() if dt else ""
+
+
+def case_context(app: App, case: Case) -> dict[str, Any]:
+    brand = app.config.brand(case.brand)
+    label = next((c.label for c in brand.categories if c.key == case.category), case.category or "")
+    ex = case.extracted or {}
+    return {
+        "ref": case.ref, "subject": case.subject, "status": case.status, "category": case.category or "",
+        "category_label": label, "priority": case.priority, "urgent": case.priority == "urgent",
+        "tier": case.tier, "tier_days": brand.sla.tiers.get(case.tier, 0),
+        "received_at": _iso_local(app, brand, case.received_at),
+        "ack_due_at": _iso_local(app, brand, case.ack_due_at),
+        "due_at": _iso_local(app, brand, case.due_at),
+        "customer_name": case.customer_name, "customer_email": case.customer_email,
+        "language": case.language, "channel": case.channel, "missing": list(ex.get("missing", [])),
+        "extracted": {
+            "amounts": list(ex.get("amounts", [])), "fact_dates": list(ex.get("fact_dates", [])),
+            "references": list(ex.get("references", [])),
+            "operation_types": list(ex.get("operation_types", [])),
+            "phone": ex.get("phone") or "", "customer_number": ex.get("customer_number") or "",
+        },
+    }
+
+
+def context(app: App, case: Case, about: Message | None = None, **extra: Any) -> dict[str, Any]:
+    """The full template context (see mailbot.outgoing.templating for the keys)."""
+    brand = app.config.brand(case.brand)
+    ctx: dict[str, Any] = {
+        "brand": {"key": brand.key, "name": brand.name, "address": brand.addresses[0],
+                  "postal_address": brand.postal_address, "mediation": brand.mediation},
+        "case": case_context(app, case),
+        "message": {
+            "subject": about.subject if about else case.subject,
+            "text": about.body_text if about else "",
+            "from_name": about.from_name if about else case.customer_name,
+            "from_addr": about.from_addr if about else case.customer_email,
+            "at": _iso_local(app, brand, about.created_at) if about else "",
+        },
+        "reply_address": reply_address(brand, case.reply_token),
+        "extension": {"new_due_at": "", "reason": "", "days": 0},
+        "reminder": {"percent": 0, "due_at": ""},
+        "final": {"sections": {k: "" for k in ("summary", "explanation", "steps", "corrective_measures",
+                                                "solution")},
+                  "outcome": "accepted", "reexamination": False, "include_mediation": False},
+        "rejection": {"command": "", "reasons": []},
+        "commands": [{"name": n, "help": h} for n, h in COMMANDS],
+        "agent": {"name": "", "email": ""},
+        "security": {"sender": "", "reason": ""},
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(ctx.get(key), dict):
+            ctx[key] = {**ctx[key], **value}
+        else:
+            ctx[key] = value
+    return ctx
+
+
+def may_auto_answer(address: str, app: App, session: Session | None = None) -> str | None:
+    """Why we must not auto-answer this address (None: we may)."""
+    addr = (address or "").lower()
+    if (session is not None and addr and addr not in session.info.get("cleared_failing", ())
+            and session.connection().execute(_IS_FAILING, {"a": addr}).first()):
+        return "our mail to this address bounced (failing recipient)"
+    if not addr or "@" not in addr:
+        return "no sender address"
+    if app.config.brand_for_address(addr) is not None:
+        return "sender is one of our own addresses"
+    local = addr.split("@", 1)[0]
+    if local.startswith(NEVER_ANSWER_LOCALPARTS):
+        return f"sender {local}@ never gets automatic mail"
+    return None
+
+
+_ACKS_SINCE = select(func.count()).select_from(Outbox).where(
+    Outbox.to_addr == bindparam("to"), Outbox.kind == "acknowledgement",
+    col(Outbox.created_at) > bindparam("since"))
+_IS_FAILING = select(FailingRecipient.address).where(FailingRecipient.address == bindparam("a"))
+
+
+_ACKS_SINCE_MANY = (select(Outbox.to_addr, func.count()).where(
+    col(Outbox.to_addr).in_(bindparam("to", expanding=True)), Outbox.kind == "acknowledgement",
+    col(Outbox.created_at) > bindparam("since")).group_by(Outbox.to_addr))
+
+
+def prefetch_ack_counts(session: Session, app: App, addresses: list[str]) -> None:
+    """Count the batch's senders' acknowledgements of the last hour in one query. The
+    window is taken at the start of the batch (at most a second earlier than each
+    mail's own: a count can only be too high, never too low)."""
+    since = app.now() - timedelta(hours=1)
+    counts = dict(session.connection().execute(_ACKS_SINCE_MANY, {"to": addresses, "since": since}).all())
+    session.info["ack_counts"] = {a: counts.get(a, 0) for a in addresses}
+
+
+def _acks_last_hour(session: Session, to_addr: str, now: datetime) -> int:
+    """Acknowledgements to this address in the last hour, this transaction's own included:
+    read once per transaction (or per batch, `prefetch_ack_counts`), then counted up by
+    `acknowledge` as it queues them (rows may still be deferred, see mailbot.ingest.writes)."""
+    counts = session.info.setdefault("ack_counts", {})
+    to = to_addr.lower()
+    if to not in counts:
+        counts[to] = session.connection().execute(
+            _ACKS_SINCE, {"to": to, "since": now - timedelta(hours=1)}).scalar_one()
+    return int(counts[to])
+
+
+def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr: str,
+                   to_name: str = "", about: Message | StoredMessage | None = None, automatic: bool = True,
+                   ctx_extra: dict[str, Any] | None = None, not_before: datetime | None = None,
+                   reply_to: str | None = None, record: bool = True, dedupe_key: str | None = None,
+                   language: str | None = None) -> str | None:
+    """Queue mail of `kind` about the case (rendered by the dispatcher, see mailbot.outgoing.drafts);
+    automatic mail counts against the per-case cap."""
+    brand = app.config.brand(case.brand)
+    now = app.now()
+    if automatic and case.auto_mail_count >= app.config.limits.auto_per_case:
+        log_event(session, case, "auto_mail_suppressed", at=now, kind=kind,
+                  reason=f"auto_per_case limit {app.config.limits.auto_per_case} reached")
+        return None
+    message_id = new_message_id(brand.addresses[0])
+    queued = outbox.queue(session, case=case, kind=kind, from_addr=brand.addresses[0], to_addr=to_addr,
+                       message_id=message_id, not_before=not_before, dedupe_key=dedupe_key, now=now,
+                       to_name=to_name, reply_to=reply_to, language=language, automatic=automatic,
+                       about_id=about.id if about else None, context=dict(ctx_extra or {}))
+    if automatic:
+        case.auto_mail_count += 1
+        track(session, case)
+    if record:
+        note_outgoing(session, case, kind=kind, message_id=message_id, from_addr=brand.addresses[0],
+                      from_name=brand.name, sent_at=not_before or now)
+    return queued
+
+
+def acknowledge(session: Session, app: App, case: Case, msg: Message | StoredMessage | None, kind: str = "acknowledgement") -> bool:
+    """Queue the acknowledgement unless a loop/flood rule forbids it; returns whether queued."""
+    now = app.now()
+    why_not = may_auto_answer(case.customer_email, app, session)
+    if why_not is None and kind == "acknowledgement":
+        sent = _acks_last_hour(session, case.customer_email, now)
+        if sent >= app.config.limits.ack_limit:
+            why_not = f"ack_limit: {sent} acknowledgements to this sender in the last hour"
+    if why_not is not None:
+        log_event(session, case, "ack_suppressed", at=now, reason=why_not)
+        return False
+    row = send_case_mail(session, app, case, kind, to_addr=case.customer_email,
+                         to_name=case.customer_name, about=msg)
+    if row is None:
+        return False
+    if kind == "acknowledgement":
+        session.info["ack_counts"][case.customer_email.lower()] += 1
+    case.acknowledged_at = now
+    set_status(session, case, "acknowledged", at=now, reason=f"{kind} queued")
+    return True
+
+
+def after_new_case(session: Session, app: App, case: Case, msg: StoredMessage, parsed: ParsedMail) -> None:
+    acknowledge(session, app, case, msg)
+    brand = app.config.brand(case.brand)
+    if case.priority == "urgent" and brand.oncall:
+        send_case_mail(session, app, case, "urgent_alert", to_addr=brand.oncall, about=msg,
+                       record=False, language=brand.language)
+    notify_agents(session, app, case, msg)
+
+
+def after_follow_up(session: Session, app: App, case: Case, msg: StoredMessage, parsed: ParsedMail) -> None:
+    notify_agents(session, app, case, msg)
+
+
+def notify_agents(session: Session, app: App, case: Case, msg: Message | StoredMessage) -> None:
+    """Tell the assignee (or the brand's team) about a customer message."""
+    brand = app.config.brand(case.brand)
+    recipients = [case.assignee] if case.assignee else list(brand.team)
+    for agent_email in recipients:
+        agent = app.config.agent(agent_email)
+        token = agent_token(app, case, agent_email)
+        send_case_mail(session, app, case, "agent_notification", to_addr=agent_email,
+                       to_name=agent.name if agent else "", about=msg, record=False,
+                       reply_to=reply_address(brand, token), language=brand.language,
+                       ctx_extra={"agent": {"name": agent.name if agent else "", "email": agent_email}})
+
+
+def agent_token(app: App, case: Case, agent_email: str) -> str:
+    from mailbot.cases.tokens import make_agent_token
+
+    return make_agent_token(app.config.security.resolved_secret(), case.id or 0, agent_email,
+                            app.now() + timedelta(days=app.config.security.agent_token_days))
+
+
+def reopen_for_reexamination(session: Session, app: App, case: Case, msg: StoredMessage, received_at: datetime) -> None:
+    """A customer reply after the final response: re-examination with its own deadline."""
+    brand = app.config.brand(case.brand)
+    cal = app.calendar(brand)
+    set_status(session, case, "reexamination", actor=case.customer_email, at=app.now(),
+               reason="customer wrote after the final response")
+    case.due_at = cal.add_business_days(received_at, brand.sla.reexamination_days)
+    case.closed_at = None
+    session.add(case)
+    log_event(session, case, "deadline", at=app.now(), due_at=case.due_at.isoformat(), reason="reexamination")
+    acknowledge(session, app, case, msg, kind="reexamination_ack")
+    if case.status == "acknowledged":
+        set_status(session, case, "reexamination", at=app.now(), reason="re-examination acknowledged")

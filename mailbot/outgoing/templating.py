@@ -1,0 +1,633 @@
+"""Mail templates: a Jinja2 sandbox that turns a case context into a subject, a text and an HTML body.
+
+Files
+-----
+``templates/<brand>/<language>/<kind>.txt|.html`` are looked up first, then the shared wording in
+``templates/_default/<language>/``, then the same two directories for the default language
+(``fr``).  A brand template usually
+only overrides blocks of the shared one: ``{% extends "_default/acknowledgement.txt" %}`` (the
+``_default/`` prefix always reaches ``templates/_default/<language>/``).  Files whose name starts with
+``_`` are layouts, partials and macros, not kinds.
+
+The first line of every ``.txt`` kind is ``Subject: ...``, then one blank line, then the body.  The
+subject must not carry the case reference: the mail builder prefixes ``[REF] ``.
+
+Safety
+------
+``ImmutableSandboxedEnvironment`` + ``StrictUndefined``; autoescape is on for ``.html`` and off for
+``.txt``.  Customer text is only ever *data* in the context, never template source.  Subjects go
+through :func:`clean_header` (no CR/LF or other control characters).
+
+Context keys (every template must render with :func:`sample_context`)
+---------------------------------------------------------------------
+- ``brand``: {key, name, address, postal_address, mediation}
+- ``case``: {ref, subject, status, category, category_label, priority, urgent (bool), tier,
+  tier_days (int), received_at, ack_due_at, due_at (ISO 8601 strings in the brand's local time,
+  with offset), customer_name, customer_email, language, channel, missing (list of keys, see
+  ``MISSING_LABELS``), extracted: {amounts: [{value, currency}], fact_dates: [ISO dates],
+  references: [str], operation_types: [str], phone, customer_number}}
+- ``message``: {subject, text, from_name, from_addr, at} - the message the mail is about (the
+  customer's mail for acknowledgement / agent_notification / urgent_alert / reexamination_ack,
+  the agent's text for request_info / final_response)
+- ``reply_address``: the address replies must go to (the case's secret plus-address; for mails to
+  agents, the agent token address)
+- ``extension``: {new_due_at, reason, days}
+- ``reminder``: {percent (0-100, share of the time elapsed), due_at}
+- ``final``: {sections: {summary, explanation, steps, corrective_measures, solution} (strings; when
+  all are empty the agent's ``message.text`` is shown instead), outcome ("accepted" |
+  "partially_accepted" | "rejected" | ""), reexamination (bool: this response concludes a
+  re-examination, so no further re-examination is offered), include_mediation (bool)}
+- ``rejection``: {command, reasons: [str]}
+- ``commands``: [{name, help}] (see :func:`command_help`)
+- ``agent``: {name, email} (the assigned agent / the recipient agent; may be empty strings)
+- ``security``: {sender, reason}
+
+The kind-specific keys (extension, reminder, final, rejection, commands, agent, security) get empty
+defaults when the caller leaves them out.  The renderer adds ``language`` (the language actually
+rendered), ``kind`` and, for the HTML part, ``subject``.
+
+Filters: ``date`` ("mardi 1er décembre 2026" / "Tuesday 1 December 2026"), ``datetime`` (the same
+plus " à 14:00" / " at 14:00"), ``missing_label`` (missing-item key -> human label), ``money``
+({value, currency} -> "1 234,56 EUR" / "EUR 1,234.56").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from mailbot.mail.headers import clean_header
+
+KINDS = (
+    "acknowledgement",
+    "agent_reply",
+    "request_info",
+    "extension",
+    "agent_notification",
+    "reminder",
+    "escalation",
+    "final_response",
+    "reexamination_ack",
+    "command_rejection",
+    "urgent_alert",
+    "security_alert",
+)
+
+DEFAULT_DIR = "_default"
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_LANG_RE = re.compile(r"^[a-z]{2,3}(-[a-zA-Z0-9]{2,8})?$")
+# Line breaks that come from *data* ({{ ... }} output) are swapped for private-use sentinels while
+# rendering, so only a line break written in the template file can end the "Subject:" line.
+_DATA_LF, _DATA_CR = "\ue000", "\ue001"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+class TemplateError(Exception):
+    """A template could not be found, compiled or rendered; the message names the file."""
+
+
+class TemplateSecurityError(TemplateError):
+    """A template tried something the sandbox forbids (unsafe attribute, unsafe call)."""
+
+
+def _finalize(value: Any) -> Any:
+    """Every {{ expression }}: hide its line breaks from the subject split (see _restore)."""
+    if isinstance(value, str):
+        value = value.replace(_DATA_LF, "\ufffd").replace(_DATA_CR, "\ufffd")
+        return value.replace("\n", _DATA_LF).replace("\r", _DATA_CR)
+    return value
+
+
+def _restore(text: str) -> str:
+    return text.replace(_DATA_LF, "\n").replace(_DATA_CR, "\r")
+
+
+# ---------------------------------------------------------------------------
+# Filters (language-bound)
+
+_MONTHS = {
+    "fr": ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
+           "septembre", "octobre", "novembre", "décembre"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"),
+}
+_DAYS = {
+    "fr": ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"),
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+}
+_AT = {"fr": " à ", "en": " at "}
+
+MISSING_LABELS: dict[str, dict[str, str]] = {
+    "fr": {
+        "coordonnees": "vos coordonnées (adresse postale ou téléphone, numéro client)",
+        "date_faits": "la date des faits",
+        "type_operation": "le type d'opération concerné",
+        "montant": "le ou les montants",
+        "references": "les références de l'opération",
+        "pieces_jointes": "tout justificatif utile (captures d'écran, relevés, e-mails)",
+    },
+    "en": {
+        "coordonnees": "your contact details (postal address or phone number, customer number)",
+        "date_faits": "the date of the facts",
+        "type_operation": "the type of operation concerned",
+        "montant": "the amount or amounts",
+        "references": "the references of the operation",
+        "pieces_jointes": "any useful evidence (screenshots, statements, e-mails)",
+    },
+}
+
+
+def _table_lang(language: str) -> str:
+    return language if language in _MONTHS else "en"
+
+
+def _to_datetime(value: Any) -> datetime | date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime | date):
+        return value
+    text = str(value).strip()
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"not an ISO 8601 date: {text!r}") from exc
+
+
+def format_date(value: Any, language: str = "fr") -> str:
+    """'mardi 1er décembre 2026' / 'Tuesday 1 December 2026'; '' for an empty value."""
+    d = _to_datetime(value)
+    if d is None:
+        return ""
+    lang = _table_lang(language)
+    day = "1er" if lang == "fr" and d.day == 1 else str(d.day)
+    return f"{_DAYS[lang][d.weekday()]} {day} {_MONTHS[lang][d.month - 1]} {d.year}"
+
+
+def format_datetime(value: Any, language: str = "fr") -> str:
+    """format_date plus ' à 14:00' / ' at 14:00' (the time as given, in the brand's local time)."""
+    d = _to_datetime(value)
+    if d is None:
+        return ""
+    text = format_date(d, language)
+    if isinstance(d, datetime):
+        text += f"{_AT[_table_lang(language)]}{d:%H:%M}"
+    return text
+
+
+def missing_label(key: Any, language: str = "fr") -> str:
+    labels = MISSING_LABELS.get(language, MISSING_LABELS["en"])
+    return labels.get(str(key), str(key).replace("_", " "))
+
+
+def format_money(amount: Any, language: str = "fr") -> str:
+    """{value, currency} (or a bare number) -> '1 234,56 EUR' (fr) / 'EUR 1,234.56' (en)."""
+    if isinstance(amount, Mapping):
+        value, currency = amount.get("value", ""), str(amount.get("currency", "") or "")
+    else:
+        value, currency = amount, ""
+    try:
+        number = f"{Decimal(str(value)):,.2f}"
+    except (InvalidOperation, ValueError):
+        return " ".join(p for p in (str(value), currency) if p)
+    if language == "fr":
+        number = number.replace(",", "\u202f").replace(".", ",")
+        return f"{number} {currency}".strip()
+    return f"{currency} {number}".strip()
+
+
+# ---------------------------------------------------------------------------
+# Commands help (agent_notification, command_rejection)
+
+_COMMANDS = (
+    ("#note", "note interne, jamais envoyée au client", "internal note, never sent to the customer"),
+    ("#ask", "demande d'informations au client (le texte suit)",
+     "ask the customer for information (the text follows)"),
+    ("#final", "réponse finale au client (le texte suit)",
+     "final response to the customer (the text follows)"),
+    ("#extend N raison", "prolonge le délai de N jours ouvrés, la raison est envoyée au client",
+     "extend the deadline by N business days; the reason is sent to the customer"),
+    ("#tier", "change le niveau de délai (ex. : #tier complex)",
+     "change the deadline tier (e.g. #tier complex)"),
+    ("#category", "change la catégorie (ex. : #category frais)",
+     "change the category (e.g. #category frais)"),
+    ("#priority", "change la priorité (ex. : #priority urgent)",
+     "change the priority (e.g. #priority urgent)"),
+    ("#assign", "assigne la réclamation (ex. : #assign agent@exemple.com)",
+     "assign the case (e.g. #assign agent@example.com)"),
+    ("#close", "clôt la réclamation sans autre envoi", "close the case without sending anything"),
+)
+
+
+def command_help(language: str) -> list[dict[str, str]]:
+    """The agent commands with a one-line help in ``language`` (fr, otherwise en)."""
+    return [{"name": n, "help": fr if language == "fr" else en} for n, fr, en in _COMMANDS]
+
+
+# ---------------------------------------------------------------------------
+# Sample context
+
+
+_SAMPLE_BRANDS: dict[str, dict[str, str]] = {
+    "kalra-plus": {
+        "name": "Kalra-plus",
+        "address": "support@kalra-plus.com",
+        "postal_address": "",
+        "mediation": "Si notre réponse ne vous satisfait pas, vous pouvez saisir gratuitement le "
+        "médiateur indépendant de Kalra-plus. Les informations relatives à la médiation sont "
+        "disponibles sur simple demande auprès de support@kalra-plus.com.",
+        "offset": "+01:00",
+        "tier": "simple",
+        "tier_days": "5",
+        "due": "2026-12-08",
+        "new_due": "2026-12-22",
+    },
+    "divikeys": {
+        "name": "Divikeys",
+        "address": "info@divikeys.com",
+        "postal_address": "Divikeys SAS, 14 rue Anegada, Hope estate, 97150 Saint Martin",
+        "mediation": "En dernier recours, vous pouvez contacter un médiateur indépendant pour "
+        "tenter de trouver une solution amiable. Les coordonnées du médiateur vous sont "
+        "communiquées sur simple demande à info@divikeys.com.",
+        "offset": "-04:00",
+        "tier": "standard",
+        "tier_days": "15",
+        "due": "2026-12-22",
+        "new_due": "2027-01-07",
+    },
+}
+
+
+def _sample_brand(brand_key: str, brand_name: str) -> dict[str, str]:
+    known = _SAMPLE_BRANDS.get(brand_key)
+    if known is None:
+        known = {
+            "address": f"support@{brand_key}.example",
+            "postal_address": f"{brand_name}, 1 rue de l'Exemple, 75001 Paris",
+            "mediation": f"Vous pouvez saisir le médiateur indépendant de {brand_name}.",
+            "offset": "+01:00",
+            "tier": "simple",
+            "tier_days": "5",
+            "due": "2026-12-08",
+            "new_due": "2026-12-22",
+        }
+    return {**known, "key": brand_key, "name": brand_name}
+
+
+def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, Any]:
+    """A complete, realistic context for every kind (used by :meth:`Renderer.check` and tests)."""
+    b = _sample_brand(brand_key, brand_name)
+    off, tier, tier_days = b.pop("offset"), b.pop("tier"), int(b.pop("tier_days"))
+    due, new_due = f"{b.pop('due')}T18:00:00{off}", f"{b.pop('new_due')}T18:00:00{off}"
+    fr = language == "fr"
+    address = b["address"]
+    local, _, domain = address.partition("@")
+    text = (
+        "Bonjour,\n\nLe 27 novembre j'ai fait un virement de 250,00 EUR (réf. VIR-88213) qui "
+        "n'est jamais arrivé.\nMerci de vérifier.\n\nCamille Martin"
+        if fr
+        else "Hello,\n\nOn 27 November I made a transfer of EUR 250.00 (ref. VIR-88213) that "
+        "never arrived.\nPlease check.\n\nCamille Martin"
+    )
+    return {
+        "brand": b,
+        "case": {
+            "ref": "KP-2026-000123" if brand_key == "kalra-plus" else "DK-2026-000123",
+            "subject": "Virement non reçu" if fr else "Transfer not received",
+            "status": "acknowledged",
+            "category": "transaction",
+            "category_label": "Retard ou problème de transaction, virement ou paiement"
+            if fr
+            else "Late or failed transaction, transfer or payment",
+            "priority": "normal",
+            "urgent": False,
+            "tier": tier,
+            "tier_days": tier_days,
+            "received_at": f"2026-12-01T09:30:00{off}",
+            "ack_due_at": f"2026-12-02T09:30:00{off}",
+            "due_at": due,
+            "customer_name": "Camille Martin",
+            "customer_email": "camille.martin@example.org",
+            "language": language,
+            "channel": "email",
+            "missing": ["date_faits", "montant", "pieces_jointes"],
+            "extracted": {
+                "amounts": [{"value": "250.00", "currency": "EUR"}],
+                "fact_dates": ["2026-11-27"],
+                "references": ["VIR-88213"],
+                "operation_types": ["virement"],
+                "phone": "+33 6 12 34 56 78",
+                "customer_number": "C-004512",
+            },
+        },
+        "message": {
+            "subject": "Virement non reçu" if fr else "Transfer not received",
+            "text": text,
+            "from_name": "Camille Martin",
+            "from_addr": "camille.martin@example.org",
+            "at": f"2026-12-01T09:30:00{off}",
+        },
+        "reply_address": f"{local}+r7k2q9x4m1@{domain}",
+        "extension": {
+            "new_due_at": new_due,
+            "reason": "analyse approfondie des opérations avec notre partenaire de paiement"
+            if fr
+            else "in-depth analysis of the operations with our payment partner",
+            "days": 10,
+        },
+        "reminder": {"percent": 80, "due_at": due},
+        "final": {
+            "sections": _sample_sections(fr),
+            "outcome": "accepted",
+            "reexamination": False,
+            "include_mediation": True,
+        },
+        "rejection": {
+            "command": "#extend dix jours",
+            "reasons": ["le nombre de jours doit être un entier" if fr
+                        else "the number of days must be an integer"],
+        },
+        "commands": command_help(language),
+        "agent": {"name": "Alex Dupont", "email": f"agent@{domain}"},
+        "security": {
+            "sender": "intrus@example.net",
+            "reason": "commande d'agent envoyée depuis une adresse non autorisée"
+            if fr
+            else "agent command sent from an address that is not an agent of this brand",
+        },
+    }
+
+
+def _sample_sections(fr: bool) -> dict[str, str]:
+    if fr:
+        return {
+            "summary": "Vous nous avez signalé qu'un virement de 250,00 EUR du 27 novembre "
+            "n'était pas arrivé.",
+            "explanation": "Le virement a été bloqué par un contrôle automatique.",
+            "steps": "Nous avons vérifié l'opération avec notre partenaire de paiement.",
+            "corrective_measures": "Le contrôle a été ajusté pour ce type d'opération.",
+            "solution": "Le virement a été exécuté le 3 décembre.",
+        }
+    return {
+        "summary": "You told us that a transfer of EUR 250.00 made on 27 November never arrived.",
+        "explanation": "The transfer was held by an automatic check.",
+        "steps": "We checked the operation with our payment partner.",
+        "corrective_measures": "The check has been adjusted for this type of operation.",
+        "solution": "The transfer was executed on 3 December.",
+    }
+
+
+def _empty_kind_context() -> dict[str, Any]:
+    return {
+        "extension": {"new_due_at": "", "reason": "", "days": 0},
+        "reminder": {"percent": 0, "due_at": ""},
+        "final": {
+            "sections": dict.fromkeys(
+                ("summary", "explanation", "steps", "corrective_measures", "solution"), ""
+            ),
+            "outcome": "",
+            "reexamination": False,
+            "include_mediation": False,
+        },
+        "rejection": {"command": "", "reasons": []},
+        "commands": [],
+        "agent": {"name": "", "email": ""},
+        "security": {"sender": "", "reason": ""},
+    }
+
+
+# ---------------------------------------------------------------------------
+# Renderer
+
+
+class Renderer:
+    """Renders ``<kind>.txt`` + ``<kind>.html`` for a brand and a language."""
+
+    def __init__(self, templates_dir: Path, default_language: str = "fr") -> None:
+        self.root = Path(templates_dir).resolve()
+        self.default_language = default_language
+        self._envs: dict[tuple[str, str], ImmutableSandboxedEnvironment] = {}
+
+    # -- discovery ---------------------------------------------------------
+
+    def languages(self, brand: str) -> list[str]:
+        """Languages with templates for ``brand`` (its own directory or the shared one)."""
+        found: set[str] = set()
+        for base in (self.root / brand, self.root / DEFAULT_DIR):
+            if _NAME_RE.match(brand) and base.is_dir():
+                found.update(
+                    p.name for p in base.iterdir() if p.is_dir() and _LANG_RE.match(p.name)
+                )
+        return sorted(found)
+
+    def resolve_language(self, brand: str, language: str) -> str:
+        """The requested language when it has templates, else the default language."""
+        return language if language in self.languages(brand) else self.default_language
+
+    def _search_path(self, brand: str, language: str) -> list[str]:
+        dirs = [self.root / brand / language, self.root / DEFAULT_DIR / language]
+        if language != self.default_language:
+            dirs += [
+                self.root / brand / self.default_language,
+                self.root / DEFAULT_DIR / self.default_language,
+            ]
+        return [str(d) for d in dirs]
+
+    def _env(self, brand: str, language: str) -> ImmutableSandboxedEnvironment:
+        key = (brand, language)
+        if key not in self._envs:
+            self._envs[key] = self._make_env(brand, language)
+        return self._envs[key]
+
+    def _make_env(self, brand: str, language: str) -> ImmutableSandboxedEnvironment:
+        default_dirs = [str(self.root / DEFAULT_DIR / language)]
+        if language != self.default_language:
+            default_dirs.append(str(self.root / DEFAULT_DIR / self.default_language))
+        loader = jinja2.ChoiceLoader([
+            jinja2.PrefixLoader({DEFAULT_DIR: jinja2.FileSystemLoader(default_dirs)}),
+            jinja2.FileSystemLoader(self._search_path(brand, language)),
+        ])
+        env = ImmutableSandboxedEnvironment(
+            loader=loader,
+            undefined=jinja2.StrictUndefined,
+            autoescape=jinja2.select_autoescape(
+                enabled_extensions=("html", "htm"), default_for_string=False, default=False
+            ),
+            keep_trailing_newline=True,
+            auto_reload=False,  # no stat() of every template file at each mail: a reload (SIGHUP) reads them again
+            finalize=_finalize,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        env.filters["date"] = partial(format_date, language=language)
+        env.filters["datetime"] = partial(format_datetime, language=language)
+        env.filters["missing_label"] = partial(missing_label, language=language)
+        env.filters["money"] = partial(format_money, language=language)
+        return env
+
+    # -- rendering ---------------------------------------------------------
+
+    def render(
+        self, brand: str, language: str, kind: str, context: Mapping[str, Any]
+    ) -> Rendered:
+        if kind not in KINDS:
+            raise ValueError(f"unknown template kind {kind!r}; expected one of {KINDS}")
+        if not _NAME_RE.match(brand):
+            raise ValueError(f"invalid brand key {brand!r}")
+        lang = self.resolve_language(brand, language)
+        env = self._env(brand, lang)
+        ctx: dict[str, Any] = {**_empty_kind_context(), **context, "language": lang, "kind": kind}
+        txt_name = f"{kind}.txt"
+        raw = self._render_one(env, brand, lang, txt_name, ctx)
+        subject, text = self._split_subject(env, brand, lang, txt_name, raw)
+        html = _restore(
+            self._render_one(env, brand, lang, f"{kind}.html", {**ctx, "subject": subject})
+        )
+        return Rendered(subject=subject, text=text, html=html)
+
+    def _render_one(
+        self,
+        env: ImmutableSandboxedEnvironment,
+        brand: str,
+        lang: str,
+        name: str,
+        ctx: Mapping[str, Any],
+    ) -> str:
+        try:
+            return env.get_template(name).render(ctx)
+        except jinja2.TemplateNotFound as exc:
+            where = self._where(exc) or self._candidates(brand, lang, name)
+            raise TemplateError(f"{where}: template not found: {exc.name}") from exc
+        except jinja2.TemplateSyntaxError as exc:
+            where = self._display(exc.filename) if exc.filename else name
+            raise TemplateError(f"{where}:{exc.lineno}: syntax error: {exc.message}") from exc
+        except SecurityError as exc:
+            where = self._where(exc) or self._top_file(env, name)
+            raise TemplateSecurityError(f"{where}: sandbox security violation: {exc}") from exc
+        except Exception as exc:  # UndefinedError, filter errors, TypeError ...
+            where = self._where(exc) or self._top_file(env, name)
+            raise TemplateError(f"{where}: {type(exc).__name__}: {exc}") from exc
+
+    def _split_subject(
+        self, env: ImmutableSandboxedEnvironment, brand: str, lang: str, name: str, raw: str
+    ) -> tuple[str, str]:
+        first, sep, rest = raw.partition("\n")  # the first line break written in the template
+        first = first.replace(_DATA_LF, " ").replace(_DATA_CR, " ")
+        if not first.startswith("Subject:"):
+            problem = "the first line must be 'Subject: ...'"
+        elif not sep or not rest.startswith("\n"):
+            problem = "the 'Subject:' line must be followed by one blank line"
+        elif not clean_header(first[len("Subject:"):]):
+            problem = "the subject is empty"
+        else:
+            body = _restore(rest[1:])
+            return clean_header(first[len("Subject:"):]), body if body.endswith("\n") else body + "\n"
+        raise TemplateError(f"{self._top_file(env, name)}: {problem}")
+
+    # -- error locations ---------------------------------------------------
+
+    def _display(self, filename: str) -> str:
+        path = Path(filename)
+        try:
+            return str(path.resolve().relative_to(self.root.parent))
+        except ValueError:
+            return str(path)
+
+    def _where(self, exc: BaseException) -> str | None:
+        """'templates/x/fr/kind.txt:12' from the innermost template frame of the traceback."""
+        found: str | None = None
+        tb = exc.__traceback__
+        root = str(self.root)
+        while tb is not None:
+            filename = tb.tb_frame.f_code.co_filename
+            if filename.startswith(root) and filename.endswith((".txt", ".html", ".htm")):
+                found = f"{self._display(filename)}:{tb.tb_lineno}"
+            tb = tb.tb_next
+        return found
+
+    def _top_file(self, env: ImmutableSandboxedEnvironment, name: str) -> str:
+        try:
+            filename = env.get_template(name).filename
+        except jinja2.TemplateError:
+            filename = None
+        return self._display(filename) if filename else name
+
+    def _candidates(self, brand: str, lang: str, name: str) -> str:
+        first, second = self._search_path(brand, lang)[:2]
+        return f"{self._display(first)}/{name} (or {self._display(second)}/{name})"
+
+    # -- check-config ------------------------------------------------------
+
+    def check(self, brands: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
+        """Render every kind x language of each brand against sample contexts; errors, or []."""
+        errors: list[str] = []
+        for brand, languages in brands:
+            available = self.languages(brand)
+            for language in languages:
+                if language not in available:
+                    errors.append(
+                        f"{self._display(str(self.root / brand / language))}: no templates for "
+                        f"language {language!r} of brand {brand!r} "
+                        f"(neither {brand}/{language} nor {DEFAULT_DIR}/{language} exists)"
+                    )
+                    continue
+                for kind in KINDS:
+                    errors.extend(self._check_one(brand, language, kind))
+        return list(dict.fromkeys(errors))
+
+    def _check_one(self, brand: str, language: str, kind: str) -> list[str]:
+        errors = self._check_language_of_files(brand, language, kind)
+        for ctx in _check_variants(brand, language):
+            try:
+                self.render(brand, language, kind, ctx)
+            except TemplateError as exc:
+                errors.append(str(exc))
+                break
+        return errors
+
+    def _check_language_of_files(self, brand: str, language: str, kind: str) -> list[str]:
+        errors = []
+        for ext in ("txt", "html"):
+            own = [self.root / brand / language, self.root / DEFAULT_DIR / language]
+            if not any((d / f"{kind}.{ext}").is_file() for d in own):
+                errors.append(
+                    f"{self._display(str(own[0]))}/{kind}.{ext}: missing (nor in "
+                    f"{self._display(str(own[1]))}); mail would be sent in "
+                    f"{self.default_language!r} instead of {language!r}"
+                )
+        return errors if language != self.default_language else []
+
+
+def _check_variants(brand: str, language: str) -> list[dict[str, Any]]:
+    """The sample context plus variants that exercise the conditional branches."""
+    name = _SAMPLE_BRANDS.get(brand, {}).get("name", brand)
+    base = sample_context(brand, name, language)
+    urgent = sample_context(brand, name, language)
+    urgent["case"].update(urgent=True, priority="urgent", missing=[], tier="complex", tier_days=15)
+    urgent["final"].update(
+        outcome="rejected", reexamination=True, include_mediation=False,
+        sections=dict.fromkeys(base["final"]["sections"], ""),
+    )
+    urgent["brand"]["postal_address"] = ""
+    sparse = {**sample_context(brand, name, language), **_empty_kind_context()}
+    sparse["case"].update(customer_name="", subject="", extracted={
+        "amounts": [], "fact_dates": [], "references": [], "operation_types": [],
+        "phone": "", "customer_number": "",
+    })
+    return [base, urgent, sparse]
