@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy.orm import configure_mappers
 from sqlmodel import Field, Session, SQLModel
 
 
@@ -61,9 +62,10 @@ def construct(cls: type[T], **values: Any) -> T:
     """A table object built as the ORM builds one it loads from a row: the given values
     and the fields' defaults, without pydantic validation (which costs as much as the
     INSERT). For hot paths that pass values of the right types."""
+    defaults = _defaults(cls)  # first: it configures the mappers, which `new_instance` needs
     obj = cls._sa_class_manager.new_instance()  # type: ignore[attr-defined]
     fields = obj.__dict__
-    for name, default, factory in _defaults(cls):
+    for name, default, factory in defaults:
         fields[name] = values.pop(name) if name in values else factory() if factory else default
     if values:
         raise TypeError(f"{cls.__name__} has no field(s) {', '.join(values)}")
@@ -73,7 +75,12 @@ def construct(cls: type[T], **values: Any) -> T:
 @cache
 def _defaults(cls: type[SQLModel]) -> list[tuple[str, Any, Callable[[], Any] | None]]:
     """(name, default, default factory) of each field, looked up once per class (pydantic's
-    `get_default` inspects the factory's signature on every call)."""
+    `get_default` inspects the factory's signature on every call). The ORM's mappers are
+    configured here, once: an instance made by `new_instance` before any query or
+    `Session.add` has configured them would have no attribute instrumentation (a fresh
+    `mailbot cases new` process failed with "'NoneType' object has no attribute
+    'supports_population'")."""
+    configure_mappers()
     return [(name, None if f.default_factory else f.default, f.default_factory)  # type: ignore[misc]
             for name, f in cls.model_fields.items()]
 
