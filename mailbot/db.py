@@ -80,12 +80,13 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 def read_scope(engine: Engine) -> Iterator[Session]:
     """A transaction that only reads, always rolled back. On SQLite it takes no write
     lock (a plain BEGIN: in WAL mode it neither waits for the writer nor holds it up)
-    and does not queue behind this process's writers."""
+    and does not queue behind this process's writers. The objects read stay readable
+    after it (closed, not rolled back: a rollback would expire them)."""
     with Session(engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False) as session:
         try:
             yield session
         finally:
-            session.rollback()
+            session.close()  # ends the transaction (a rollback of nothing) and detaches the objects
 
 
 @contextmanager

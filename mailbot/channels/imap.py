@@ -849,7 +849,7 @@ def _unrecorded(app: App, client: IMAPClient, folder: str,
 def _known(app: App, column: object, values: Iterable[str], chunk: int = 500) -> set[str]:
     values = sorted(v for v in values if v)
     found: set[str] = set()
-    with db.session_scope(app.engine) as session:
+    with db.read_scope(app.engine) as session:
         for i in range(0, len(values), chunk):
             part = values[i:i + chunk]
             found.update(session.exec(select(column).where(col(column).in_(part))).all())

@@ -26,7 +26,7 @@ def dispatch(args: argparse.Namespace, app: App) -> int:
 
 
 def cases_list(args: argparse.Namespace, app: App) -> int:
-    with db.session_scope(app.engine) as s:
+    with db.read_scope(app.engine) as s:
         stmt = select(Case).order_by(col(Case.id).desc()).limit(args.limit)
         if args.status:
             stmt = stmt.where(Case.status == args.status)
@@ -50,7 +50,7 @@ def _find(s: Session, ref: str) -> Case | None:
 
 
 def cases_show(args: argparse.Namespace, app: App) -> int:
-    with db.session_scope(app.engine) as s:
+    with db.read_scope(app.engine) as s:
         case = _find(s, args.ref)
         if case is None:
             return EX_USAGE

@@ -10,8 +10,6 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-from sqlmodel import col, select
-
 from mailbot import db
 from mailbot.app import App
 from mailbot.cli.printing import print_json, read_input
@@ -130,7 +128,7 @@ def cmd_cases(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace, config: Config) -> int:
-    from mailbot.outgoing.outbox import dispatch
+    from mailbot.outgoing.outbox import dispatch, outbox_rows
 
     app = open_app(config)
     if args.action == "retry":
@@ -139,16 +137,7 @@ def cmd_outbox(args: argparse.Namespace, config: Config) -> int:
         report = dispatch(app)
         print(report)
         return EX_OK if report.failed == 0 else 1
-    with db.session_scope(app.engine) as s:
-        stmt = select(Outbox).order_by(col(Outbox.id))
-        if args.status:
-            stmt = stmt.where(Outbox.status == args.status)
-        rows = s.exec(stmt).all()
-        refs = {c.id: c.ref for c in s.exec(select(Case).where(col(Case.id).in_({r.case_id for r in rows}))).all()}
-        data = [{"id": r.id, "case": refs.get(r.case_id), "kind": r.kind, "to": r.to_addr, "status": r.status,
-                 "attempts": r.attempts, "not_before": r.not_before.isoformat(),
-                 "sent_at": r.sent_at.isoformat() if r.sent_at else None, "last_error": r.last_error,
-                 "message_id": r.message_id} for r in rows]
+    data = outbox_rows(app, args.status)
     if args.json:
         print_json(data)
         return EX_OK
@@ -181,23 +170,21 @@ def _retry_outbox(app: App, row_id: int | None) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace, config: Config) -> int:
-    from mailbot import blobs
+    from mailbot.ingest import quarantine
 
     app = open_app(config)
     if args.action == "list":
-        with db.session_scope(app.engine) as s:
-            for q in s.exec(select(Quarantine).order_by(col(Quarantine.id))).all():
-                print(f"#{q.id:<6} {q.status:<8} {q.created_at.isoformat()} {q.source:<20} {q.reason[:120]}")
+        for q in quarantine.held(app):
+            print(f"#{q.id:<6} {q.status:<8} {q.created_at.isoformat()} {q.source:<20} {q.reason[:120]}")
         return EX_OK
     if args.id is None:
         print("mailbot: quarantine show|retry needs an ID", file=sys.stderr)
         return EX_USAGE
-    with db.session_scope(app.engine) as s:
-        q = s.get(Quarantine, args.id)
-        if q is None:
-            print(f"mailbot: no quarantine row #{args.id}", file=sys.stderr)
-            return EX_USAGE
-        raw = blobs.get(s, q.sha256) or b""
+    found = quarantine.held_mail(app, args.id)
+    if found is None:
+        print(f"mailbot: no quarantine row #{args.id}", file=sys.stderr)
+        return EX_USAGE
+    q, raw = found
     if args.action == "show":
         if args.raw:
             sys.stdout.buffer.write(raw)

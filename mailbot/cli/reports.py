@@ -44,7 +44,7 @@ def _group_stats(cases: list[Case]) -> dict[str, Any]:
 
 
 def compute_stats(app: App) -> dict[str, Any]:
-    with db.session_scope(app.engine) as s:
+    with db.read_scope(app.engine) as s:
         cases = list(s.exec(select(Case)).all())
     out: dict[str, Any] = {"total": _group_stats(cases), "by": {}}
     for dim in ("brand", "category", "status", "tier"):
@@ -78,7 +78,7 @@ def export_register(app: App, out: IO[str]) -> None:
     """One line per complaint, what a regulator asks for; kept after retention purges."""
     w = csv.writer(out)
     w.writerow(REGISTER_COLUMNS)
-    with db.session_scope(app.engine) as s:
+    with db.read_scope(app.engine) as s:
         for c in s.exec(select(Case).order_by(col(Case.id))).all():
             met = deadline_met(c)
             w.writerow([c.ref, c.brand, c.channel, _iso(c.received_at), _iso(c.acknowledged_at),

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from mailbot import db
+from mailbot import blobs, db
 from mailbot.app import App
 from mailbot.ingest.pipeline import IngestResult, Outcome, ingest
 from mailbot.models import Inbound, Quarantine
+
+
+def held(app: App) -> list[Quarantine]:
+    """Every quarantine row, oldest first (`quarantine list`), read without the write lock."""
+    with db.read_scope(app.engine) as s:
+        return list(s.exec(select(Quarantine).order_by(col(Quarantine.id))).all())
+
+
+def held_mail(app: App, quarantine_id: int) -> tuple[Quarantine, bytes] | None:
+    """A quarantine row and its raw bytes (`quarantine show|retry`); None if there is no such row."""
+    with db.read_scope(app.engine) as s:
+        q = s.get(Quarantine, quarantine_id)
+        return None if q is None else (q, blobs.get(s, q.sha256) or b"")
 
 
 def retry(app: App, quarantine_id: int, raw: bytes) -> IngestResult:

@@ -17,7 +17,7 @@ from mailbot.models import Case, Event, Inbound, Outbox, Quarantine
 def collect(app: App) -> dict[str, float]:
     """Gauges and counters read from the database (the source of truth, shared by instances)."""
     now = app.now()
-    with db.session_scope(app.engine) as s:
+    with db.read_scope(app.engine) as s:
         def count(model: type, *where: object) -> int:
             return int(s.exec(select(func.count()).select_from(model).where(*where)).one())
 

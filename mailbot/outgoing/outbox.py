@@ -147,6 +147,21 @@ def dispatch(app: App, *, now: datetime | None = None, transport: Transport | No
     return report
 
 
+def outbox_rows(app: App, status: str | None = None) -> list[dict[str, Any]]:
+    """The outbox for `outbox list [--json]`, oldest first, with each row's case
+    reference (read without the write lock)."""
+    with db.read_scope(app.engine) as s:
+        stmt = select(Outbox).order_by(col(Outbox.id))
+        if status:
+            stmt = stmt.where(Outbox.status == status)
+        rows = s.exec(stmt).all()
+        refs = {c.id: c.ref for c in s.exec(select(Case).where(col(Case.id).in_({r.case_id for r in rows}))).all()}
+        return [{"id": r.id, "case": refs.get(r.case_id), "kind": r.kind, "to": r.to_addr, "status": r.status,
+                 "attempts": r.attempts, "not_before": r.not_before.isoformat(),
+                 "sent_at": r.sent_at.isoformat() if r.sent_at else None, "last_error": r.last_error,
+                 "message_id": r.message_id} for r in rows]
+
+
 def lease(app: App) -> timedelta:
     """How long a claimed row is left alone before another run may take it again: longer
     than a send can take (twice the relay timeout), 10 s for the local Maildir."""
