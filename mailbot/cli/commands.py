@@ -10,12 +10,15 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
+
 from mailbot import db
 from mailbot.app import App
 from mailbot.cli.printing import print_json, read_input
 from mailbot.config import Config
 from mailbot.exitcodes import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_USAGE
 from mailbot.ingest.pipeline import Outcome, Received, TemporaryFailure, ingest, ingest_stream
+from mailbot.mail.parsing import clamp_date
 from mailbot.models import Case, Outbox, Quarantine
 
 
@@ -56,6 +59,8 @@ def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
     try:
         app = open_app(config)
         result = ingest(app, raw, "pipe", envelope_from=args.sender, envelope_to=args.recipient)
+    except IntegrityError:
+        raise  # never "retry later": the MTA would deliver it again forever
     except (TemporaryFailure, *db.TRANSIENT_DB_ERRORS) as exc:
         print(f"mailbot: temporary failure, retry later: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
@@ -80,7 +85,7 @@ def _original_date(raw: bytes):  # type: ignore[no-untyped-def]
         if line.lower().startswith("date:"):
             try:
                 d = parsedate_to_datetime(line[5:].strip())
-                return d if d.tzinfo else d.replace(tzinfo=UTC)
+                return clamp_date(d if d.tzinfo else d.replace(tzinfo=UTC))
             except (TypeError, ValueError):
                 return None
     return None

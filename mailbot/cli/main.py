@@ -142,11 +142,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"{exc.path}: {problem}", file=sys.stderr)
         return EX_USAGE
+    from sqlalchemy.exc import IntegrityError
+
     from mailbot.db import TRANSIENT_DB_ERRORS
     from mailbot.ingest.pipeline import TemporaryFailure
 
     try:
         return _handlers()[args.command](args, config)
+    except IntegrityError:
+        raise  # a broken constraint is a bug or bad data: never "retry later"
     except (TemporaryFailure, *TRANSIENT_DB_ERRORS) as exc:
         first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         print(f"mailbot: temporary failure (database unavailable?), retry later: {first}", file=sys.stderr)

@@ -89,12 +89,16 @@ def content_fingerprint(parsed: ParsedMail) -> str:
     return h.hexdigest()[:32]
 
 
-def dedupe_key(digest: str, parsed: ParsedMail | None) -> str:
-    """Message-ID plus content: the same mail twice (MTA retry, IMAP re-fetch) is one
-    record, but two different mails that reuse a Message-ID are both kept."""
+def dedupe_key(digest: str, parsed: ParsedMail | None, brands: Sequence[str] = ()) -> str:
+    """Message-ID plus content, plus the brands the delivery is for: the same mail twice
+    (MTA retry, IMAP re-fetch) is one record, but two different mails that reuse a
+    Message-ID are both kept, and so are the deliveries of one mail to each brand (the
+    pipe transport and one mailbox per brand deliver it once per brand)."""
     if parsed is not None and parsed.message_id:
-        return f"mid:{parsed.message_id[:900]}|{content_fingerprint(parsed)}"
-    return f"sha:{digest}"
+        key = f"mid:{parsed.message_id[:800]}|{content_fingerprint(parsed)}"
+    else:
+        key = f"sha:{digest}"
+    return f"{key}|{','.join(sorted(brands))}" if brands else key
 
 
 def extract_for(brand: BrandConfig, parsed: ParsedMail, sent_at: datetime) -> Extracted:
@@ -118,7 +122,12 @@ def analyse(config: Config, item: Received, *, with_facts: bool = False) -> Anal
         parsed, error = None, str(exc)
     except Exception as exc:  # defensive: parsing must never take ingest down
         parsed, error = None, f"parser crashed: {type(exc).__name__}: {exc}"[:1000]
-    result = Analysis(digest, parsed, error, dedupe_key(digest, parsed))
+    try:
+        routes = route_brands(config, parsed, item.envelope_to, item.mailbox_brand)
+    except Exception:  # noqa: BLE001 - ingest routes again and quarantines what fails
+        log.exception("routing failed; ingest will redo it")
+        routes = []
+    result = Analysis(digest, parsed, error, dedupe_key(digest, parsed, [r.brand.key for r in routes]))
     if parsed is None:
         return result
     try:
@@ -135,7 +144,7 @@ def analyse(config: Config, item: Received, *, with_facts: bool = False) -> Anal
         log.exception("masking failed; ingest will redo it")
     if item.received_at is not None and not result.verdict.automatic:
         try:  # a failure here loses only the facts, which ingest extracts again if needed
-            for route in route_brands(config, parsed, item.envelope_to, item.mailbox_brand):
+            for route in routes:
                 if not is_agent_token(route.token):
                     brand = route.brand
                     facts = result.facts[brand.key] = extract_for(brand, parsed, item.received_at)

@@ -32,6 +32,7 @@ from mailbot.cases.conversations import handle_automatic, handle_customer, prepa
 from mailbot.ingest import analysis, writes
 from mailbot.ingest.analysis import Analysis, Received
 from mailbot.mail.classify import Verdict, classify
+from mailbot.mail.parsing import clamp_date
 from mailbot.mail.routing import BrandRoute, route_brands
 from mailbot.models import Inbound, InboundRow, Quarantine
 from mailbot.prepared import Prepared
@@ -87,7 +88,7 @@ class _Work:
         """Will be handled as a human's mail: parsed, not automatic, not recorded
         already, addressed to a brand."""
         return (self.a.parsed is not None and self.a.verdict is not None and not self.a.verdict.automatic
-                and self.a.dedupe_key not in known and bool(self.routes(app)))
+                and not any(k in known for k in _keys(self)) and bool(self.routes(app)))
 
 
 def ingest(app: App, raw: bytes, source: str, *, envelope_from: str | None = None,
@@ -123,7 +124,7 @@ def prepare(app: App, items: Sequence[Received], *, split: bool = False) -> anal
     a channel can fetch the next batch, or write the previous one, meanwhile. `split`:
     the caller will wait for it at once (see `analysis.submit`)."""
     now = app.now()
-    stamped = [it if it.received_at else replace(it, received_at=now) for it in items]
+    stamped = [replace(it, received_at=clamp_date(it.received_at) if it.received_at else now) for it in items]
     return analysis.submit(app.config, stamped, split=split)
 
 
@@ -202,6 +203,8 @@ class _Slot:
 def _record_works(app: App, works: list[_Work]) -> list[IngestResult]:
     try:
         return _commit_with_retries(app, works)
+    except IntegrityError:
+        raise  # never transient: the same delivery would collide again, forever
     except db.TRANSIENT_DB_ERRORS as exc:
         cause = _transient_cause(exc) or exc  # name the real cause (e.g. disk full)
         raise TemporaryFailure(str(cause).splitlines()[0][:300]) from exc
@@ -209,20 +212,28 @@ def _record_works(app: App, works: list[_Work]) -> list[IngestResult]:
 
 def _commit_with_retries(app: App, works: list[_Work], attempts: int = 6) -> list[IngestResult]:
     """Concurrent writers may collide (same mail delivered twice at once, a new
-    counter row, a deadlock): redo; a mail recorded meanwhile is a duplicate."""
+    counter row, a deadlock): redo; a mail recorded meanwhile is a duplicate. A
+    batch that collides is recorded mail by mail; a mail that still collides after
+    the retries is quarantined (a constraint it breaks every time is not "retry
+    later": the source would deliver it again forever)."""
+    collision: IntegrityError | None = None
     for attempt in range(attempts):
         try:
             return _commit(app, works)
-        except IntegrityError:
+        except IntegrityError as exc:
             if len(works) > 1:
                 return [r for w in works for r in _commit_with_retries(app, [w])]
             if _already_recorded(app, works[0]):
                 return _duplicate(works[0])
+            collision = exc
         except OperationalError as exc:
             if attempt == attempts - 1 or not _is_retryable(exc):
                 raise
         time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
-    return _commit(app, works)
+    assert collision is not None
+    with db.session_scope(app.engine) as session:
+        _quarantine_after_error(session, app, works[0], collision)
+    return works[0].results
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -238,7 +249,7 @@ def _duplicate(work: _Work) -> list[IngestResult]:
 
 def _already_recorded(app: App, work: _Work) -> bool:
     with db.session_scope(app.engine) as session:
-        return session.connection().execute(_FIND_INBOUND, {"k": work.a.dedupe_key}).first() is not None
+        return _find_recorded(session, work) is not None
 
 
 def _commit(app: App, works: list[_Work]) -> list[IngestResult]:
@@ -365,18 +376,29 @@ def _is_transient_one(exc: BaseException) -> bool:
 def _quarantine_after_error(session: Session, app: App, work: _Work, exc: BaseException) -> None:
     log.exception("ingest failed, quarantining sha256=%s", work.a.digest[:12])
     reason = f"internal error while handling: {type(exc).__name__}: {str(exc)[:300]}"
-    work.results[:] = [_quarantine(session, app, work, reason, key_suffix="|error")]
+    work.results[:] = [_quarantine(session, app, work, reason, key_suffix=_ERROR)]
 
 
-_FIND_INBOUND = select(Inbound.id).where(Inbound.dedupe_key == bindparam("k"))
 _FIND_INBOUNDS = select(Inbound.dedupe_key, Inbound.id).where(
     col(Inbound.dedupe_key).in_(bindparam("keys", expanding=True)))
+_ERROR = "|error"  # the key's suffix when the mail was quarantined after handling it failed
+
+
+def _keys(work: _Work) -> tuple[str, str]:
+    """The keys under which this mail may be recorded already: handled, or quarantined
+    after an error (its redelivery is then a duplicate, not the same failure again)."""
+    return work.a.dedupe_key, work.a.dedupe_key + _ERROR
+
+
+def _find_recorded(session: Session, work: _Work) -> int | None:
+    rows = dict(session.connection().execute(_FIND_INBOUNDS, {"keys": list(_keys(work))}).all())
+    return next((rows[k] for k in _keys(work) if k in rows), None)
 
 
 def _prefetch_known(session: Session, works: list[_Work]) -> dict[str, int]:
     """One query for the whole batch instead of one per mail; `_inbound` adds each key
     it writes, so a mail twice in one batch is still recorded once."""
-    keys = sorted({w.a.dedupe_key for w in works})
+    keys = sorted({k for w in works for k in _keys(w)})
     known = session.info["known_inbound"] = dict(session.connection().execute(_FIND_INBOUNDS, {"keys": keys}).all())
     return dict(known)
 
@@ -384,9 +406,9 @@ def _prefetch_known(session: Session, works: list[_Work]) -> dict[str, int]:
 def _record(session: Session, app: App, work: _Work) -> IngestResult:
     known = session.info.get("known_inbound")
     if known is not None:  # the batch's keys were looked up at once
-        existing = known.get(work.a.dedupe_key)
+        existing = next((known[k] for k in _keys(work) if k in known), None)
     else:
-        existing = session.connection().execute(_FIND_INBOUND, {"k": work.a.dedupe_key}).scalar()
+        existing = _find_recorded(session, work)
     if existing is not None:
         return IngestResult(Outcome.DUPLICATE, f"already recorded as inbound #{existing}", existing,
                             (), work.a.digest)

@@ -230,6 +230,13 @@ def _addresses(msg: Message, name: str) -> tuple[str, ...]:
     return tuple(a.lower() for _, a in _getaddresses(values) if "@" in a)
 
 
+# The Date header is the sender's word: one outside these bounds is clamped to the
+# nearest (a `Date: 31 Dec 9999 23:59:59 -1200` is past datetime's range in UTC,
+# and storing it failed; the mail must still become a case).
+EARLIEST_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_DATE = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def _date(msg: Message) -> datetime | None:
     try:
         d = parsedate_to_datetime(header_str(msg.get("Date")))
@@ -237,7 +244,19 @@ def _date(msg: Message) -> datetime | None:
         return None
     if d is None:
         return None
-    return d.replace(tzinfo=UTC) if d.tzinfo is None else d
+    return clamp_date(d.replace(tzinfo=UTC) if d.tzinfo is None else d)
+
+
+def clamp_date(d: datetime) -> datetime:
+    """`d` if it lies between EARLIEST_DATE and LATEST_DATE (and has a UTC time), else
+    the nearer bound."""
+    try:
+        utc = d.astimezone(UTC)
+    except OverflowError:
+        return LATEST_DATE if d.year > 2000 else EARLIEST_DATE
+    if utc < EARLIEST_DATE:
+        return EARLIEST_DATE
+    return LATEST_DATE if utc > LATEST_DATE else d
 
 
 def _display_name(raw: str, name: str, addr: str, hints: Sequence[str]) -> str:

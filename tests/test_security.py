@@ -1,0 +1,151 @@
+"""Security, as an outsider attacks it (issue #20): each test is one threat of
+docs/security.md, and fails on the code before its fix.
+
+In-process on both databases where the database matters; the daemon and the
+command line run as real processes where the threat is about them
+(tests/test_security_daemon.py).
+"""
+
+from __future__ import annotations
+
+import mailbox
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, func, select
+
+from mailbot import db
+from mailbot.app import App
+from mailbot.cases import conversations
+from mailbot.ingest import pipeline
+from mailbot.ingest.pipeline import Outcome, Received, TemporaryFailure, ingest, ingest_batch
+from mailbot.models import Case, Inbound, Quarantine
+from tests.conftest import ROOT, config_data
+from tests.mails import mail
+from tests.procs import to_toml
+
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+def cases(app: App) -> list[Case]:
+    with db.session_scope(app.engine) as s:
+        return list(s.exec(select(Case).order_by(col(Case.id))).all())
+
+
+def run_cli(cfg: Path, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[bytes]:
+    """`mailbot --config CFG ARGS…` as a fresh process."""
+    import os
+
+    return subprocess.run([sys.executable, "-m", "mailbot.cli", "--config", str(cfg), *args], input=stdin,
+                          cwd=ROOT, capture_output=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+# --------------------------------------------------------------------------- 3. one mail, two brands
+
+
+def test_a_mail_delivered_once_per_brand_opens_a_case_at_each(app: App) -> None:
+    """The pipe transport (one recipient per call) and one mailbox per brand deliver a
+    mail to both brands twice: each delivery is for its own brand, not a duplicate."""
+    both = mail(to="support@kalra-plus.com, info@divikeys.com", message_id="<both@example.org>")
+    first = ingest(app, both, "pipe", envelope_to=["support@kalra-plus.com"])
+    second = ingest(app, both, "pipe", envelope_to=["info@divikeys.com"])
+    assert first.outcome is Outcome.CASE_OPENED and first.case_refs[0].startswith("KP-")
+    assert second.outcome is Outcome.CASE_OPENED, second.reason
+    assert second.case_refs[0].startswith("DK-")
+    # an MTA's retry of either delivery is still one record
+    again = ingest(app, both, "pipe", envelope_to=["info@divikeys.com"])
+    assert again.outcome is Outcome.DUPLICATE
+    imap = ingest_batch(app, [Received(both, "imap:kp", mailbox_brand="kalra-plus"),
+                              Received(both, "imap:dk", mailbox_brand="divikeys")])
+    assert [r.outcome for r in imap] == [Outcome.DUPLICATE, Outcome.DUPLICATE]
+    assert sorted(c.brand for c in cases(app)) == ["divikeys", "kalra-plus"]
+
+
+# --------------------------------------------------------------------------- 9. poison mail
+
+POISON_DATE = b"Date: Fri, 31 Dec 9999 23:59:59 -1200"
+
+
+def poison_mail(message_id: str = "<poison@example.org>") -> bytes:
+    raw = mail(message_id=message_id)
+    return raw.replace(b"Date: Mon, 23 Nov 2026 09:00:00 +0000", POISON_DATE)
+
+
+def test_an_absurd_date_is_clamped_and_the_mail_becomes_a_case(app: App) -> None:
+    raw = poison_mail()
+    assert POISON_DATE in raw
+    r = ingest(app, raw, "pipe", envelope_to=["support@kalra-plus.com"])
+    assert r.outcome is Outcome.CASE_OPENED, r.reason
+    assert ingest(app, raw, "pipe", envelope_to=["support@kalra-plus.com"]).outcome is Outcome.DUPLICATE
+
+
+@pytest.fixture
+def failing_subject(monkeypatch: pytest.MonkeyPatch) -> Callable[[BaseException], None]:
+    """Make handling fail, every time, for the mails whose subject is "poison"."""
+
+    def arm(exc: BaseException) -> None:
+        real = conversations.handle_customer
+
+        def handle(session, app, inbound, parsed, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if parsed.subject == "poison":
+                raise exc
+            return real(session, app, inbound, parsed, *args, **kwargs)
+
+        monkeypatch.setattr(pipeline, "handle_customer", handle)
+
+    return arm
+
+
+def test_a_redelivered_quarantined_mail_is_a_duplicate(
+        app: App, failing_subject: Callable[[BaseException], None]) -> None:
+    failing_subject(OverflowError("date value out of range"))
+    raw = mail(subject="poison", message_id="<bad@example.org>")
+    first = ingest(app, raw, "smtp", envelope_to=["support@kalra-plus.com"])
+    assert first.outcome is Outcome.QUARANTINED
+    again = ingest(app, raw, "smtp", envelope_to=["support@kalra-plus.com"])  # was TemporaryFailure: 451 forever
+    assert again.outcome is Outcome.DUPLICATE, again.reason
+    with db.session_scope(app.engine) as s:
+        assert s.exec(select(func.count()).select_from(Quarantine)).one() == 1
+
+
+def test_an_integrity_error_is_never_transient_and_costs_no_other_mail(
+        app: App, failing_subject: Callable[[BaseException], None]) -> None:
+    failing_subject(IntegrityError("INSERT …", {}, Exception("UNIQUE constraint failed: demo")))
+    items = [Received(mail(message_id=f"<good-{i}@example.org>"), "import:box", mailbox_brand="kalra-plus")
+             for i in range(3)]
+    items.insert(1, Received(mail(subject="poison", message_id="<bad@example.org>"), "import:box",
+                             mailbox_brand="kalra-plus"))
+    try:
+        results = ingest_batch(app, items)
+    except TemporaryFailure as exc:  # the old code: the whole batch "retry later", forever
+        pytest.fail(f"an integrity error was taken for a temporary failure: {exc}")
+    assert [r.outcome for r in results] == [Outcome.CASE_OPENED, Outcome.QUARANTINED,
+                                            Outcome.CASE_OPENED, Outcome.CASE_OPENED]
+    assert "IntegrityError" in results[1].reason
+    assert len(cases(app)) == 3
+    again = ingest_batch(app, items)
+    assert [r.outcome for r in again] == [Outcome.DUPLICATE] * 4
+
+
+@SQLITE_ONLY
+def test_import_of_an_mbox_with_a_poison_mail_records_every_mail(app: App, tmp_path: Path) -> None:
+    """`mailbot import` as a process: the poison mail among three good ones, imported twice."""
+    box = mailbox.mbox(tmp_path / "backlog.mbox")
+    for raw in (mail(message_id="<g1@example.org>"), poison_mail(), mail(message_id="<g2@example.org>"),
+                mail(message_id="<g3@example.org>")):
+        box.add(raw)
+    box.flush()
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(to_toml(config_data(tmp_path, str(app.engine.url))))
+    for expected in ("4 case_opened", "4 duplicate"):
+        p = run_cli(cfg, "import", "--brand", "kalra-plus", str(tmp_path / "backlog.mbox"))
+        assert p.returncode == 0, p.stderr.decode()[-2000:]
+        assert expected in p.stdout.decode()
+    with db.session_scope(app.engine) as s:
+        assert s.exec(select(func.count()).select_from(Inbound)).one() == 4
