@@ -461,6 +461,10 @@ def test_html_to_text_drops_office_namespaced_tags() -> None:
     # an MTA forgot to indent a folded Received: the headers after it are not lost
     (b"Received: from a (1.1.1.1) by\r\nb.example.com with SMTP\r\nFrom: k@example.com\r\nSubject: AW\r\n",
      "AW", "", "k@example.com"),
+    # folded before an encoded-word: the space the fold stands for stays (it was "monrelevé")
+    (b"Subject: Erreur sur mon\r\n =?utf-8?q?relev=C3=A9?=\r\nFrom: =?utf-8?q?R=C3=A9mi?=\r\n\t<r@example.com>\r\n",
+     "Erreur sur mon relevé", "Rémi", "r@example.com"),
+    (b"Subject: =?utf-8?q?Relev=C3=A9?=\r\n\tfaux\r\nFrom: r@example.com\r\n", "Relevé faux", "", "r@example.com"),
     # a line of text before the headers
     (b"---- Original email message ----\r\nFrom: c@example.cz\r\nSubject: Contact\r\n",
      "Contact", "", "c@example.cz"),

@@ -580,3 +580,12 @@ def test_our_own_mail_coming_back_verbatim_is_not_answered(app: App) -> None:
         assert result.outcome is Outcome.OWN, result
     before = len(rows(app))
     assert dispatch(app).sent == 0 and len(rows(app)) == before
+
+
+def test_a_folded_subject_is_stored_and_echoed_with_its_space(app: App) -> None:
+    raw = mail(subject="x").replace(b"Subject: x", b"Subject: Erreur sur mon\r\n =?utf-8?q?relev=C3=A9?=")
+    ingest(app, raw, "smtp")
+    assert the_case(app).subject == "Erreur sur mon relevé"
+    dispatch(app)
+    (ack,) = to_customer(app)
+    assert ack["Subject"].endswith("Erreur sur mon relevé")

@@ -95,6 +95,7 @@ _SUPERSETS = {
     "us-ascii": ("utf-8", "cp1252"), "ascii": ("utf-8", "cp1252"), "iso-8859-8-i": ("iso-8859-8",),
 }  # fmt: skip
 _SURROGATES = re.compile("[\udc80-\udcff]")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")  # a line end inside a folded header (RFC 5322 3.2.2)
 
 
 def _codec(charset: str) -> str | None:
@@ -169,7 +170,9 @@ def header_str(value: object, hints: Sequence[str] = ()) -> str:
     if value is None:
         return ""
     try:
-        text = _text(value)
+        # Unfolded first: the decoder drops the white space on either side of an
+        # encoded-word, so "mon\r\n =?utf-8?q?relev=C3=A9?=" would read "monrelevé".
+        text = _FOLD.sub("", _text(value))
         if "=?" not in text:
             return _undo_surrogates(text, hints)
         out: list[str] = []
