@@ -4,7 +4,7 @@ VENV     ?= .venv
 BIN      := $(VENV)/bin
 CONFIG   ?= config.toml
 
-.PHONY: run test setup deps-system lint bench chaos clean
+.PHONY: run test setup deps-system lint docs bench chaos clean
 
 $(BIN)/mailbot: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,11 @@ test: setup deps-system
 
 lint: setup
 	$(BIN)/ruff check mailbot tests bench
+
+# Generated documentation: docs/configuration.md from the config schema (mailbot/config.py).
+# Run it after adding or changing a config key; tests/test_configdoc.py fails when it is stale.
+docs: setup
+	$(BIN)/python -m mailbot.ops.configdoc
 
 bench: setup deps-system
 	$(BIN)/python bench/ingest.py

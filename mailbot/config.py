@@ -1,61 +1,95 @@
 """The admin's configuration: `config.toml`, loaded with tomllib and validated.
 
-Every key has a default or a clear error. `load_config` raises `ConfigError`
-whose `problems` name the file, the key (dotted path) and what is expected.
+Every key has a default or a clear error, and a description: docs/configuration.md
+is generated from this schema (`python -m mailbot.ops.configdoc`). `load_config`
+raises `ConfigError` listing every problem of the file at once (schema errors and
+the checks across keys): each names the line, the key (dotted path), the brand it
+belongs to, what is expected and, for a misspelt name, the closest valid one.
 The resulting `Config` object is passed explicitly; there is no global.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _d(default: Any, description: str, **constraints: Any) -> Any:
+    """A field with its default and its meaning (docs/configuration.md is generated from it)."""
+    return Field(default, description=description, **constraints)
+
+
 class DatabaseConfig(_Strict):
-    url: str = Field("sqlite:///var/mailbot.db", description="SQLAlchemy URL")
-    auto_upgrade: bool = True
-    busy_timeout: float = Field(10.0, gt=0, description="seconds a SQLite writer waits for the lock")
+    """Where cases, messages and outgoing mail are kept."""
+
+    url: str = _d("sqlite:///var/mailbot.db", "SQLAlchemy URL: `sqlite:///relative/path.db`, "
+                  "`sqlite:////absolute/path.db` or `postgresql+psycopg://user@host:5432/db` "
+                  "(the password goes in PGPASSWORD, never in the URL)")
+    auto_upgrade: bool = _d(True, "`run` and `ingest` apply pending migrations when they start "
+                            "(set false on a PostgreSQL fleet and run `mailbot db upgrade` once)")
+    busy_timeout: float = _d(10.0, "seconds a SQLite writer waits for the lock before giving up "
+                             "(then SMTP answers 451 and the pipe exits 75)", gt=0)
 
 
 class SmtpConfig(_Strict):
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = Field(2525, ge=0, le=65535)
-    max_message_size: int = Field(26_214_400, gt=0)
-    lmtp: bool = False
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    require_starttls: bool = False
+    """The inbound SMTP (or LMTP) listener of `mailbot run`."""
+
+    enabled: bool = _d(True, "listen at all (false: mail comes only by IMAP or the pipe)")
+    host: str = _d("127.0.0.1", "address to listen on")
+    port: int = _d(2525, "TCP port (0: any free port, for tests)", ge=0, le=65535)
+    max_message_size: int = _d(26_214_400, "bytes; advertised as SIZE, larger mail gets 552", gt=0)
+    lmtp: bool = _d(False, "speak LMTP (RFC 2033: one reply per recipient), e.g. behind Postfix")
+    tls_cert: str | None = _d(None, "PEM certificate file; setting it enables STARTTLS")
+    tls_key: str | None = _d(None, "PEM private key file (default: the certificate file)")
+    require_starttls: bool = _d(False, "refuse mail sent without STARTTLS (needs tls_cert)")
 
 
 class ImapConfig(_Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(993, ge=1, le=65535)
-    tls: bool = True
-    starttls: bool = False
-    verify_tls: bool = True
-    ca_file: str | None = None
-    username: str
-    password_env: str | None = None
-    password_file: str | None = None
-    folder: str = "INBOX"
-    processed_folder: str = "Processed"
-    quarantine_folder: str = "Quarantine"
-    poll_interval: float = Field(60.0, gt=0)
-    idle: bool = True
-    batch_size: int = Field(100, ge=1, le=10_000)
-    batch_bytes: int = Field(32_000_000, ge=1)  # RFC822.SIZE per batch (a bigger mail goes alone)
-    brand: str | None = None
+    """A mailbox polled over IMAP (zero or more `[[imap]]` tables)."""
+
+    host: str = _d("127.0.0.1", "IMAP server")
+    port: int = _d(993, "IMAP port (993 with tls, 143 with starttls)", ge=1, le=65535)
+    tls: bool = _d(True, "implicit TLS (IMAPS)")
+    starttls: bool = _d(False, "STARTTLS on a plain connection (with tls = false)")
+    verify_tls: bool = _d(True, "verify the server's certificate and host name")
+    ca_file: str | None = _d(None, "CA bundle to verify the server with (a private CA)")
+    username: str = Field(description="login, usually the mailbox's address")
+    password_env: str | None = _d(None, "environment variable holding the password")
+    password_file: str | None = _d(None, "file holding the password (one of password_env, "
+                                   "password_file is required; never inline)")
+    folder: str = _d("INBOX", "folder to fetch from")
+    processed_folder: str = _d("Processed", "folder a mail is moved to once recorded "
+                               "(created if missing; must differ from folder)")
+    quarantine_folder: str = _d("Quarantine", "folder for mail kept in quarantine")
+    poll_interval: float = _d(60.0, "seconds between polls when the server has no IDLE", gt=0)
+    idle: bool = _d(True, "use IDLE when the server offers it (new mail at once)")
+    batch_size: int = _d(100, "mails per fetch and commit batch (a pass starts with 25, then 50)",
+                         ge=1, le=10_000)
+    batch_bytes: int = _d(32_000_000, "at most this much mail (RFC822.SIZE) per batch "
+                          "(a bigger mail goes alone)", ge=1)
+    brand: str | None = _d(None, "brand key of this mailbox (default: the brand owning username)")
 
     @model_validator(mode="after")
     def _one_password_source(self) -> ImapConfig:
@@ -72,21 +106,26 @@ class ImapConfig(_Strict):
 
 
 class OutboundConfig(_Strict):
-    transport: Literal["maildir", "smtp"] = "maildir"
-    path: str = "var/sent"
-    host: str = "127.0.0.1"
-    port: int = Field(25, ge=1, le=65535)
-    tls: bool = False
-    starttls: bool = False
-    verify_tls: bool = True
-    username: str | None = None
-    password_env: str | None = None
-    password_file: str | None = None
-    timeout: float = Field(30.0, gt=0)
-    max_attempts: int = Field(8, ge=1)
-    backoff_seconds: float = Field(30.0, ge=0)
-    backoff_max_seconds: float = Field(3600.0, ge=0)
-    batch_size: int = Field(200, ge=1)
+    """How outgoing mail leaves: a real SMTP relay, or files in a Maildir (demos, tests)."""
+
+    transport: Literal["maildir", "smtp"] = _d("maildir", "`smtp` for a real relay, `maildir` "
+                                               "to write each mail as a file under path")
+    path: str = _d("var/sent", "maildir transport: the Maildir written to")
+    host: str = _d("127.0.0.1", "smtp transport: the relay's host")
+    port: int = _d(25, "smtp transport: the relay's port", ge=1, le=65535)
+    tls: bool = _d(False, "smtp transport: implicit TLS (port 465)")
+    starttls: bool = _d(False, "smtp transport: STARTTLS before sending")
+    verify_tls: bool = _d(True, "smtp transport: verify the relay's certificate and host name")
+    username: str | None = _d(None, "smtp transport: login (none: no AUTH)")
+    password_env: str | None = _d(None, "environment variable holding the relay password")
+    password_file: str | None = _d(None, "file holding the relay password")
+    timeout: float = _d(30.0, "seconds before a silent relay counts as a failed attempt", gt=0)
+    max_attempts: int = _d(8, "attempts before a mail is marked failed (a `mail_failed` event "
+                           "goes on its case)", ge=1)
+    backoff_seconds: float = _d(30.0, "first retry delay, doubled each time (±20 % jitter)", ge=0)
+    backoff_max_seconds: float = _d(3600.0, "longest retry delay", ge=0)
+    batch_size: int = _d(200, "not used (outgoing mail is claimed 50 rows at a time); "
+                         "accepted so older files still load", ge=1)
 
     def password(self) -> str | None:
         if not self.password_env and not self.password_file:
@@ -95,25 +134,38 @@ class OutboundConfig(_Strict):
 
 
 class LimitsConfig(_Strict):
-    ack_limit: int = Field(5, ge=0, description="acknowledgements per sender per hour")
-    auto_per_case: int = Field(20, ge=0, description="automatic mails per case, all kinds")
-    max_attachment_size: int = Field(26_214_400, gt=0)
-    blocked_extensions: list[str] = [".exe", ".bat", ".cmd", ".com", ".scr", ".js", ".vbs", ".ps1", ".msi", ".jar"]
+    """Loop and flood protection, and what is kept of attachments."""
+
+    ack_limit: int = _d(5, "acknowledgements per sender per hour (later mails are recorded, "
+                        "not acknowledged)", ge=0)
+    auto_per_case: int = _d(20, "automatic mails per case, all kinds together", ge=0)
+    max_attachment_size: int = _d(26_214_400, "bytes per attachment kept (a larger one is listed "
+                                  "as dropped)", gt=0)
+    blocked_extensions: list[str] = _d(
+        [".exe", ".bat", ".cmd", ".com", ".scr", ".js", ".vbs", ".ps1", ".msi", ".jar"],
+        "attachment file name endings that are not kept (listed as dropped)")
 
 
 class IngestConfig(_Strict):
-    workers: int = Field(-1, ge=-1, le=64, description=(
-        "processes that parse, classify and extract batches (IMAP, import) while the previous "
-        "batch is written; -1: one per usable CPU beyond the first (at most 4), 0: none"))
+    """The write path's helpers."""
+
+    workers: int = _d(-1, "processes that parse, classify and extract batches (IMAP, import) "
+                      "while the previous batch is written; -1: one per usable CPU beyond the "
+                      "first (at most 4), 0: none", ge=-1, le=64)
 
 
 class SecurityConfig(_Strict):
-    secret_env: str | None = "MAILBOT_SECRET"
-    secret_file: str | None = None
-    secret: str | None = Field(None, description="only for demos and tests")
-    require_authenticated_agents: bool = False
-    trusted_authserv_id: str | None = None
-    agent_token_days: int = Field(90, ge=1)
+    """The secret that signs reply and agent tokens, and who counts as an agent."""
+
+    secret_env: str | None = _d("MAILBOT_SECRET", "environment variable holding the token "
+                                "secret (HMAC key of reply and agent tokens)")
+    secret_file: str | None = _d(None, "file holding the token secret (instead of secret_env)")
+    secret: str | None = _d(None, "the secret inline: only for demos and tests")
+    require_authenticated_agents: bool = _d(False, "agent mail must show DKIM or SPF pass in "
+                                            "the trusted MTA's Authentication-Results")
+    trusted_authserv_id: str | None = _d(None, "authserv-id of your MTA's Authentication-Results "
+                                         "(others are ignored)")
+    agent_token_days: int = _d(90, "days an agent reply token stays valid", ge=1)
 
     def resolved_secret(self) -> str:
         if self.secret:
@@ -125,22 +177,32 @@ class SecurityConfig(_Strict):
 
 
 class Category(_Strict):
-    key: str
-    label: str
-    keywords: list[str] = []
-    tier: str | None = None  # one of the brand's sla.tiers (checked across keys)
+    """A complaint category of a brand (`[[brands.categories]]`)."""
+
+    key: str = Field(description="short name, used by `#category KEY` and in the register")
+    label: str = Field(description="what the customer and agents read")
+    keywords: list[str] = _d([], "words that put a new case in this category (first match wins)")
+    tier: str | None = _d(None, "SLA tier of cases in this category (one of the brand's sla.tiers; "
+                          "default: sla.default_tier)")
 
 
 class SlaConfig(_Strict):
-    ack_business_hours: float | None = Field(24, gt=0)
-    ack_hours: float | None = Field(None, gt=0, description="calendar hours (overrides business hours)")
-    tiers: dict[str, int] = {"simple": 5, "complex": 15, "exceptional": 30}
-    default_tier: str = "simple"
-    reminders: list[float] = [0.5, 0.8]
-    escalate_at_breach: bool = True
-    autoclose_days: int = Field(30, ge=0)
-    reexamination_days: int = Field(15, ge=1)
-    payment_services: bool = False
+    """A brand's deadlines (`[brands.sla]`)."""
+
+    ack_business_hours: float | None = _d(24, "acknowledgement deadline in business hours", gt=0)
+    ack_hours: float | None = _d(None, "acknowledgement deadline in calendar hours (overrides "
+                                 "ack_business_hours)", gt=0)
+    tiers: dict[str, int] = _d({"simple": 5, "complex": 15, "exceptional": 30},
+                               "answer deadline in business days, per tier name")
+    default_tier: str = _d("simple", "tier of a new case (one of tiers)")
+    reminders: list[float] = _d([0.5, 0.8], "reminders to the agent or team at these fractions "
+                                "of the time to the deadline (each between 0 and 1)")
+    escalate_at_breach: bool = _d(True, "tell the supervisor when the deadline passes")
+    autoclose_days: int = _d(30, "days of silence after the final response before a case "
+                             "closes", ge=0)
+    reexamination_days: int = _d(15, "business days to answer a re-examination", ge=1)
+    payment_services: bool = _d(False, "the brand offers payment services: check-config warns "
+                                "beyond the regulator's 15 (35) business days")
 
     @model_validator(mode="after")
     def _tiers_known(self) -> SlaConfig:
@@ -150,31 +212,68 @@ class SlaConfig(_Strict):
         return self
 
 
-class BrandConfig(_Strict):
-    key: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    name: str
-    prefix: str = Field(pattern=r"^[A-Z]{1,6}$")
-    addresses: list[str] = Field(min_length=1)
-    language: str = "fr"
-    languages: list[str] = ["fr", "en"]
-    timezone: str = "Europe/Paris"
-    holidays_country: str = "FR"
-    holidays_subdiv: str | None = None
-    closed_days: list[date] = []
-    categories: list[Category] = []
-    default_category: str = "other"
-    urgent_keywords: list[str] = []
-    team: list[str] = []
-    supervisor: str | None = None
-    oncall: str | None = None
-    mediation: str = ""
-    postal_address: str = ""
-    sla: SlaConfig = SlaConfig()
-    final_sections: list[Literal["summary", "explanation", "steps", "corrective_measures", "solution"]] = [
-        "summary", "explanation", "steps", "corrective_measures", "solution"]
-    retention_years: int = Field(5, ge=1)
+_BRAND_KEY = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_PREFIX = re.compile(r"^[A-Z]{1,6}$")
 
-    @field_validator("addresses")
+
+class BrandConfig(_Strict):
+    """A brand (`[[brands]]`): its addresses, language, calendar, staff and procedure."""
+
+    key: str = Field(description="identifier: lower-case letters, digits and hyphens "
+                     "(`templates/<key>/`, `--brand KEY`)")
+    name: str = Field(description="the name customers read")
+    prefix: str = Field(description="case reference prefix, 1 to 6 capital letters "
+                        "(KP gives KP-2026-000123)")
+    addresses: list[str] = Field(min_length=1, description="the brand's addresses, e.g. "
+                                 "support@example.com (their +token forms are accepted too)")
+    language: str = _d("fr", "language of mail when the customer's is not served")
+    languages: list[str] = _d(["fr", "en"], "languages the brand answers in "
+                              "(`templates/<brand>/<language>/`)")
+    timezone: str = _d("Europe/Paris", "IANA time zone of the brand's business days")
+    holidays_country: str = _d("FR", "country whose public holidays are not business days "
+                               "(ISO 3166 code)")
+    holidays_subdiv: str | None = _d(None, "subdivision adding its own holidays (e.g. MF: "
+                                     "Saint-Martin)")
+    closed_days: list[date] = _d([], "extra days that are not business days (YYYY-MM-DD)")
+    categories: list[Category] = _d([], "complaint categories (`[[brands.categories]]`)")
+    default_category: str = _d("other", "category of a case no keyword matches (one of the "
+                               "category keys)")
+    urgent_keywords: list[str] = _d([], "words that make a case urgent (fraud…): the on-call "
+                                    "address is told at once")
+    team: list[str] = _d([], "agents notified of new mail on unassigned cases; the first also "
+                         "gets their reminders (each a configured agent of this brand)")
+    supervisor: str | None = _d(None, "gets escalations at a deadline breach and security alerts "
+                                "(a configured agent of this brand, or listed in external_staff)")
+    oncall: str | None = _d(None, "told at once of urgent cases (a configured agent of this "
+                            "brand, or listed in external_staff)")
+    external_staff: list[str] = _d([], "staff addresses that are not agents (a pager, a "
+                                   "distribution list): allowed as supervisor or oncall")
+    mediation: str = _d("", "the mediation text a final response carries when it must")
+    postal_address: str = _d("", "the brand's postal address, given in mail")
+    sla: SlaConfig = _d(SlaConfig(), "deadlines (`[brands.sla]`)")
+    final_sections: list[Literal["summary", "explanation", "steps", "corrective_measures",
+                                 "solution"]] = _d(
+        ["summary", "explanation", "steps", "corrective_measures", "solution"],
+        "sections an agent's final response must carry")
+    retention_years: int = _d(5, "years after closing before personal data is erased", ge=1)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        if not _BRAND_KEY.match(v):
+            raise ValueError(f"{v!r} is not a brand key: use lower-case letters, digits and "
+                             "hyphens (e.g. 'kalra-plus')")
+        return v
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not _PREFIX.match(v):
+            raise ValueError(f"{v!r} is not a reference prefix: use 1 to 6 capital letters "
+                             "(e.g. 'KP')")
+        return v
+
+    @field_validator("addresses", "external_staff")
     @classmethod
     def _addresses(cls, v: list[str]) -> list[str]:
         out = []
@@ -184,15 +283,29 @@ class BrandConfig(_Strict):
             out.append(a.lower())
         return out
 
+    @field_validator("supervisor", "oncall")
+    @classmethod
+    def _staff(cls, v: str | None) -> str | None:
+        if v is not None and ("@" not in v or " " in v):
+            raise ValueError(f"{v!r} is not an address like supervisor@example.com")
+        return v.lower() if v else v
+
+    @field_validator("team")
+    @classmethod
+    def _team(cls, v: list[str]) -> list[str]:
+        return [a.lower() for a in v]
+
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo
+        from zoneinfo import ZoneInfo, available_timezones
 
         try:
             ZoneInfo(v)
         except Exception as exc:
-            raise ValueError(f"unknown IANA timezone {v!r}") from exc
+            hint = did_you_mean(v, available_timezones())
+            raise ValueError(f"unknown time zone {v!r}" + (hint or ": expected an IANA name such "
+                             "as 'Europe/Paris' or 'America/Marigot'")) from exc
         return v
 
     def category_tier(self, category: str | None) -> str:
@@ -203,10 +316,13 @@ class BrandConfig(_Strict):
 
 
 class AgentConfig(_Strict):
-    email: str
-    name: str = ""
-    brands: list[str] = Field(min_length=1)
-    role: Literal["agent", "supervisor", "admin"] = "agent"
+    """A member of staff who answers cases by mail (`[[agents]]`)."""
+
+    email: str = Field(description="the agent's address (their replies must come from it)")
+    name: str = _d("", "display name")
+    brands: list[str] = Field(min_length=1, description="keys of the brands the agent works for")
+    role: Literal["agent", "supervisor", "admin"] = _d("agent", "informational today: every "
+                                                       "role may answer its brands' cases")
 
     @field_validator("email")
     @classmethod
@@ -217,31 +333,39 @@ class AgentConfig(_Strict):
 
 
 class SchedulerConfig(_Strict):
-    sla_interval: float = Field(60.0, gt=0)
-    outbox_interval: float = Field(5.0, gt=0)
-    reconcile_interval: float = Field(3600.0, gt=0)
-    housekeeping_interval: float = Field(3600.0, gt=0)
+    """How often `mailbot run` runs each job (a `tick` runs them all once)."""
+
+    sla_interval: float = _d(60.0, "seconds between SLA sweeps (reminders, escalations)", gt=0)
+    outbox_interval: float = _d(5.0, "seconds between outbox dispatches", gt=0)
+    reconcile_interval: float = _d(3600.0, "seconds between IMAP reconciliations", gt=0)
+    housekeeping_interval: float = _d(3600.0, "seconds between auto-close and retention runs",
+                                      gt=0)
 
 
 class HttpConfig(_Strict):
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(9925, ge=0, le=65535)
+    """The health and metrics listener of `mailbot run` (`/healthz`, `/metrics`)."""
+
+    enabled: bool = _d(False, "serve /healthz and /metrics")
+    host: str = _d("127.0.0.1", "address to listen on")
+    port: int = _d(9925, "TCP port (0: any free port)", ge=0, le=65535)
 
 
 class Config(_Strict):
-    database: DatabaseConfig = DatabaseConfig()
-    smtp: SmtpConfig = SmtpConfig()
-    imap: list[ImapConfig] = []
-    outbound: OutboundConfig = OutboundConfig()
-    limits: LimitsConfig = LimitsConfig()
-    ingest: IngestConfig = IngestConfig()
-    security: SecurityConfig = SecurityConfig()
-    scheduler: SchedulerConfig = SchedulerConfig()
-    http: HttpConfig = HttpConfig()
-    templates_dir: str = "templates"
-    brands: list[BrandConfig] = Field(min_length=1)
-    agents: list[AgentConfig] = []
+    """The whole file."""
+
+    database: DatabaseConfig = _d(DatabaseConfig(), "`[database]`")
+    smtp: SmtpConfig = _d(SmtpConfig(), "`[smtp]`")
+    imap: list[ImapConfig] = _d([], "`[[imap]]`")
+    outbound: OutboundConfig = _d(OutboundConfig(), "`[outbound]`")
+    limits: LimitsConfig = _d(LimitsConfig(), "`[limits]`")
+    ingest: IngestConfig = _d(IngestConfig(), "`[ingest]`")
+    security: SecurityConfig = _d(SecurityConfig(), "`[security]`")
+    scheduler: SchedulerConfig = _d(SchedulerConfig(), "`[scheduler]`")
+    http: HttpConfig = _d(HttpConfig(), "`[http]`")
+    templates_dir: str = _d("templates", "directory of the mail templates, "
+                                 "`<brand>/<language>/<kind>.txt` and `.html`")
+    brands: list[BrandConfig] = Field(min_length=1, description="`[[brands]]`, at least one")
+    agents: list[AgentConfig] = _d([], "`[[agents]]`")
     source_path: str = Field("<memory>", exclude=True)
 
     # -- lookups used across the code -------------------------------------
@@ -287,13 +411,40 @@ class Config(_Strict):
         return url
 
 
-class ConfigError(Exception):
-    """A configuration that cannot be used; `problems` lists each one."""
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a config file: the key (a path such as ("brands", 0, "timezone")),
+    what is wrong and expected, and once located, the line and the item it belongs to."""
 
-    def __init__(self, path: str, problems: list[str]):
+    loc: tuple[str | int, ...]
+    message: str
+    line: int | None = None
+    item: str = ""  # "brand kalra-plus", "agent a@b.c", "mailbox u@h" (from the file's data)
+
+    @property
+    def key(self) -> str:
+        return dotted(self.loc)
+
+    def __str__(self) -> str:
+        what = f"key {self.key}" + (f" ({self.item})" if self.item else "") + ": " if self.loc else ""
+        return what + self.message
+
+    def render(self, path: str, label: str = "") -> str:
+        """`path:line: [label: ]key …: message`, as compilers write it (editors jump to the line)."""
+        head = f"{path}:{self.line}: " if self.line else f"{path}: "
+        return head + (f"{label}: " if label else "") + str(self)
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; `problems` lists each one (all of them)."""
+
+    def __init__(self, path: str, problems: Sequence[Problem | str]):
         self.path = path
-        self.problems = problems
-        super().__init__("\n".join(f"{path}: {p}" for p in problems))
+        self.problems = [p if isinstance(p, Problem) else Problem((), p) for p in problems]
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        return [p.render(self.path) for p in self.problems]
 
 
 def read_secret(env: str | None, file: str | None) -> str:
@@ -307,7 +458,8 @@ def read_secret(env: str | None, file: str | None) -> str:
     raise ValueError(f"secret not found (env {env!r} unset, no file)")
 
 
-def _loc(loc: tuple) -> str:
+def dotted(loc: Sequence[str | int]) -> str:
+    """("brands", 0, "sla", "tiers") -> "brands[0].sla.tiers"."""
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -317,74 +469,233 @@ def _loc(loc: tuple) -> str:
     return out or "(top level)"
 
 
-def parse_config(data: dict, path: str = "<memory>") -> Config:
+def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str:
+    """'; did you mean 'x'?' for the closest choice (difflib's ratio at least `cutoff`), or ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+# -- validation: every problem of a file at once --------------------------------------------
+
+@dataclass
+class Parts:
+    """What validated of a config file, item by item, with each item's index in the file.
+
+    When the whole file validates, `config` is it and the lists hold all its items;
+    otherwise the lists hold the items that validate on their own, so that the checks
+    across keys (and `check-config`'s own) still run and report in the same run."""
+
+    config: Config | None
+    brands: list[tuple[int, BrandConfig]]
+    agents: list[tuple[int, AgentConfig]]
+    imap: list[tuple[int, ImapConfig]]
+    brand_keys: set[str]  # every brand key written in the file, valid brand or not
+    sections: dict[str, Any]  # the single tables ([smtp], [security]…) that validate, by name
+
+    def section(self, name: str) -> Any:
+        return self.sections.get(name) or Config.model_fields[name].default
+
+
+_ITEMS = {"brands": BrandConfig, "agents": AgentConfig, "imap": ImapConfig}
+
+
+def examine(data: dict[str, Any], path: str = "<memory>") -> tuple[Parts, list[Problem]]:
+    """Validate `data` (a parsed config file): what validates, and every problem found,
+    schema errors and checks across keys together."""
+    problems: list[Problem] = []
     try:
-        cfg = Config.model_validate({**data, "source_path": path})
+        cfg: Config | None = Config.model_validate({**data, "source_path": path})
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = _loc(err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key (check the spelling against the documented keys)"
-            elif err["type"] == "missing":
-                msg = "required key is missing"
-            shown = err["type"] not in ("missing", "extra_forbidden") and not isinstance(err.get("input"), dict | list)
-            problems.append(f"key {key}: {msg}" + (f" (got {err['input']!r})" if shown else ""))
-        raise ConfigError(path, problems) from None
-    problems = cross_problems(cfg)
-    if problems:
-        raise ConfigError(path, problems)
-    return cfg
+        cfg = None
+        problems += [_schema_problem(err, data) for err in exc.errors()]
+    parts = _parts(cfg, data)
+    problems += cross_problems(parts)
+    return parts, problems
 
 
-def cross_problems(cfg: Config) -> list[str]:
+def _parts(cfg: Config | None, data: dict[str, Any]) -> Parts:
+    keys = {b.get("key") for b in _list(data, "brands") if isinstance(b.get("key"), str)}
+    if cfg is not None:
+        return Parts(cfg, list(enumerate(cfg.brands)), list(enumerate(cfg.agents)), list(enumerate(cfg.imap)),
+                     keys, {name: getattr(cfg, name) for name in Config.model_fields})
+    items: dict[str, list[tuple[int, Any]]] = {}
+    for name, model in _ITEMS.items():
+        items[name] = [(i, item) for i, raw in enumerate(_list(data, name))
+                       if (item := _lenient(model, raw)) is not None]
+    sections: dict[str, Any] = {}
+    for name, field in Config.model_fields.items():
+        if name in data and name not in _ITEMS and name != "source_path":
+            try:
+                sections[name] = TypeAdapter(field.annotation).validate_python(data[name])
+            except ValidationError:
+                pass
+    return Parts(None, items["brands"], items["agents"], items["imap"], keys, sections)
+
+
+def _lenient(model: type[BaseModel], raw: dict[str, Any]) -> Any:
+    """`raw` validated as `model`, its invalid keys left at their defaults; None when a
+    required key is invalid (its problems are reported by the whole file's validation)."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
+    if any(model.model_fields[k].is_required() for k in bad if k in model.model_fields):
+        return None
+    try:
+        return model.model_validate({k: v for k, v in raw.items() if k not in bad})
+    except ValidationError:
+        return None
+
+
+def _list(data: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    value = data.get(name)
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _schema_problem(err: Any, data: dict[str, Any]) -> Problem:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        known = [k for k in _fields_at(loc[:-1]) if k != "source_path"]
+        section = dotted(loc[:-1]) if loc[:-1] else "the top level"
+        msg = (f"unknown key {loc[-1]!r} in {section}{did_you_mean(str(loc[-1]), known)}"
+               f" (valid keys: {', '.join(known)})")
+        return Problem(loc, msg)
+    if kind == "missing":
+        meaning = _description_at(loc)
+        return Problem(loc, "required key is missing" + (f": {meaning}" if meaning else ""))
+    msg = err["msg"].removeprefix("Value error, ")
+    shown = not isinstance(err.get("input"), dict | list) and repr(err.get("input")) not in msg
+    return Problem(loc, msg + (f" (got {err['input']!r})" if shown else ""))
+
+
+def _model_at(loc: Sequence[str | int]) -> Any:
+    """The pydantic model the key path `loc` leads to, or None."""
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        model = _inner_model(field.annotation)
+    return model
+
+
+def _inner_model(annotation: Any) -> Any:
+    for arg in (annotation, *get_args(annotation)):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def _fields_at(loc: Sequence[str | int]) -> list[str]:
+    model = _model_at(loc)
+    return list(model.model_fields) if model is not None else []
+
+
+def _description_at(loc: Sequence[str | int]) -> str:
+    model = _model_at([p for p in loc[:-1]])
+    field = model.model_fields.get(loc[-1]) if model is not None and isinstance(loc[-1], str) else None
+    return (field.description or "") if field is not None else ""
+
+
+def parse_config(data: dict[str, Any], path: str = "<memory>", text: str | None = None) -> Config:
+    """The validated config of `data`; ConfigError with every problem (located in `text`
+    when it is given) otherwise."""
+    parts, problems = examine(data, path)
+    if problems or parts.config is None:
+        raise ConfigError(path, locate(problems, data, text))
+    return parts.config
+
+
+def locate(problems: Sequence[Problem], data: dict[str, Any], text: str | None) -> list[Problem]:
+    """The problems with the line of their key in `text` and the item (brand, agent,
+    mailbox) they belong to."""
+    from mailbot.toml_lines import KeyLines
+
+    lines = KeyLines(text) if text is not None else None
+    return [replace(p, line=p.line or (lines.line(p.loc) if lines else None), item=p.item or _item(p.loc, data))
+            for p in problems]
+
+
+_ITEM_LABEL = {"brands": ("brand", "key"), "agents": ("agent", "email"), "imap": ("mailbox", "username")}
+
+
+def _item(loc: Sequence[str | int], data: dict[str, Any]) -> str:
+    if len(loc) < 2 or loc[0] not in _ITEM_LABEL or not isinstance(loc[1], int):
+        return ""
+    what, name_key = _ITEM_LABEL[str(loc[0])]
+    items = data.get(str(loc[0]))
+    if not isinstance(items, list) or loc[1] >= len(items) or not isinstance(items[loc[1]], dict):
+        return ""
+    name = items[loc[1]].get(name_key)
+    return f"{what} {name}" if isinstance(name, str) and name else ""
+
+
+def cross_problems(parts: Parts) -> list[Problem]:
     """Checks that involve several keys; each names the key at fault."""
-    out: list[str] = []
-    keys = [b.key for b in cfg.brands]
+    out: list[Problem] = []
     seen_keys: set[str] = set()
     seen_prefix: dict[str, str] = {}
     seen_addr: dict[str, str] = {}
-    for i, b in enumerate(cfg.brands):
+    known = sorted(parts.brand_keys)
+    for i, b in parts.brands:
         if b.key in seen_keys:
-            out.append(f"key brands[{i}].key: {b.key!r} is already used by another brand (keys must be unique)")
+            out.append(Problem(("brands", i, "key"),
+                               f"{b.key!r} is already used by another brand (keys must be unique)"))
         seen_keys.add(b.key)
         if b.prefix in seen_prefix:
-            out.append(f"key brands[{i}].prefix: {b.prefix!r} is already the prefix of {seen_prefix[b.prefix]}")
+            out.append(Problem(("brands", i, "prefix"),
+                               f"{b.prefix!r} is already the prefix of {seen_prefix[b.prefix]}"))
         seen_prefix.setdefault(b.prefix, b.key)
         for a in b.addresses:
             if a in seen_addr:
-                out.append(f"key brands[{i}].addresses: {a} already belongs to {seen_addr[a]} "
-                           "(an address routes to one brand)")
+                out.append(Problem(("brands", i, "addresses"), f"{a} already belongs to {seen_addr[a]} "
+                                   "(an address routes to one brand)"))
             seen_addr.setdefault(a, b.key)
+        tiers = sorted(b.sla.tiers)
         if b.sla.default_tier not in b.sla.tiers:
-            out.append(f"key brands[{i}].sla.default_tier: {b.sla.default_tier!r} is not one of "
-                       f"brands[{i}].sla.tiers {sorted(b.sla.tiers)}")
+            out.append(Problem(("brands", i, "sla", "default_tier"),
+                               f"{b.sla.default_tier!r} is not one of brands[{i}].sla.tiers {tiers}"
+                               + did_you_mean(b.sla.default_tier, tiers)))
         for j, c in enumerate(b.categories):
             if c.tier and c.tier not in b.sla.tiers:
-                out.append(f"key brands[{i}].categories[{j}].tier: {c.tier!r} is not one of "
-                           f"brands[{i}].sla.tiers {sorted(b.sla.tiers)}")
-    for i, a in enumerate(cfg.agents):
+                out.append(Problem(("brands", i, "categories", j, "tier"),
+                                   f"{c.tier!r} is not one of brands[{i}].sla.tiers {tiers}"
+                                   + did_you_mean(c.tier, tiers)))
+    for i, a in parts.agents:
         for bk in a.brands:
-            if bk not in keys:
-                out.append(f"key agents[{i}].brands: unknown brand {bk!r} (known: {keys})")
-    for i, im in enumerate(cfg.imap):
-        if im.brand and im.brand not in keys:
-            out.append(f"key imap[{i}].brand: unknown brand {im.brand!r} (known: {keys})")
+            if bk not in parts.brand_keys:
+                out.append(Problem(("agents", i, "brands"),
+                                   f"unknown brand {bk!r} (known: {', '.join(known)}){did_you_mean(bk, known)}"))
+    for i, im in parts.imap:
+        if im.brand and im.brand not in parts.brand_keys:
+            out.append(Problem(("imap", i, "brand"), f"unknown brand {im.brand!r} (known: {', '.join(known)})"
+                               + did_you_mean(im.brand, known)))
         if im.folder in (im.processed_folder, im.quarantine_folder):
-            out.append(f"key imap[{i}].processed_folder: must differ from folder {im.folder!r} "
-                       "(else processed mail would be fetched again)")
+            out.append(Problem(("imap", i, "processed_folder"), f"must differ from folder {im.folder!r} "
+                               "(else processed mail would be fetched again)"))
     return out
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
+def read_config_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], str]:
+    """The parsed TOML of `path` and its text; ConfigError (with the line) when it is
+    unreadable or not TOML."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        text = p.read_bytes().decode("utf-8")
     except OSError as exc:
         raise ConfigError(str(p), [f"cannot read file: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(p), [f"not UTF-8 text: {exc}"]) from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(p), [f"not valid TOML: {exc}"]) from None
-    return parse_config(data, str(p))
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        raise ConfigError(str(p), [Problem((), f"not valid TOML: {exc}", int(m.group(1)) if m else None)]) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    data, text = read_config_file(path)
+    return parse_config(data, str(path), text)

@@ -32,17 +32,22 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     return run_daemon(config, config_path=args.config)
 
 
-def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
-    from mailbot.ops.checks import check_config
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Every problem of the file in one run (it is read here, not by `main`, so that
+    schema errors do not hide the other checks)."""
+    from mailbot.ops.checks import check_file
 
-    errors, warnings = check_config(config)
-    for w in warnings:
-        print(f"{config.source_path}: warning: {w}", file=sys.stderr)
-    for e in errors:
-        print(f"{config.source_path}: {e}", file=sys.stderr)
-    if errors:
+    report = check_file(args.config)
+    for w in report.warnings:
+        print(w.render(report.path, "warning"), file=sys.stderr)
+    for e in report.errors:
+        print(e.render(report.path), file=sys.stderr)
+    if report.errors or report.parts is None or report.parts.config is None:
+        n = len(report.errors)
+        print(f"check-config: {n} error{'s' if n != 1 else ''} in {report.path}", file=sys.stderr)
         return EX_USAGE
-    print(f"{config.source_path}: OK ({len(config.brands)} brands, {len(config.agents)} agents)")
+    config = report.parts.config
+    print(f"{report.path}: OK ({len(config.brands)} brands, {len(config.agents)} agents)")
     return EX_OK
 
 

@@ -111,7 +111,7 @@ def _handlers() -> dict[str, Handler]:
     from mailbot.cli import commands
 
     return {
-        "run": commands.cmd_run, "check-config": commands.cmd_check_config, "db": commands.cmd_db,
+        "run": commands.cmd_run, "db": commands.cmd_db,
         "ingest": commands.cmd_ingest, "import": commands.cmd_import, "cases": commands.cmd_cases,
         "outbox": commands.cmd_outbox, "quarantine": commands.cmd_quarantine,
         "stats": commands.cmd_stats, "register": commands.cmd_register, "imap": commands.cmd_imap,
@@ -136,11 +136,15 @@ def setup_logging(verbose: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(args.verbose)
+    if args.command == "check-config":
+        from mailbot.cli.commands import cmd_check_config
+
+        return cmd_check_config(args)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.path}: {problem}", file=sys.stderr)
+        for line in exc.lines():
+            print(line, file=sys.stderr)
         return EX_USAGE
     from sqlalchemy.exc import IntegrityError
 

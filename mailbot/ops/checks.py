@@ -1,10 +1,26 @@
-"""`check-config`: what cannot work (errors) and what exceeds the regulator's limits (warnings)."""
+"""`check-config`: what cannot work (errors) and what exceeds the regulator's limits (warnings).
+
+`check_file` reports every problem of a file in one run: the schema's, the checks
+across keys, and these (templates rendered, staff addresses, regulator's limits),
+which run on whatever part of the file validated. Each problem carries its line.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
-from mailbot.config import BrandConfig, Config
+from mailbot.config import (
+    BrandConfig,
+    ConfigError,
+    Parts,
+    Problem,
+    did_you_mean,
+    examine,
+    locate,
+    read_config_file,
+)
 from mailbot.outgoing.templating import Renderer
 
 # French regulator's outer limits (ACPR recommendation 2022-R-01; payment services: CMF L.133-45).
@@ -13,46 +29,119 @@ ANSWER_MAX_BUSINESS_DAYS = 42  # two months ≈ 42 business days
 PAYMENT_MAX_DAYS, PAYMENT_MAX_EXCEPTIONAL = 15, 35
 
 
-def sla_warnings(brand: BrandConfig, i: int) -> list[str]:
-    sla, out = brand.sla, []
-    ack_days = (sla.ack_hours or 0) / 24 if sla.ack_hours else (sla.ack_business_hours or 0) / 24
-    if ack_days > ACK_MAX_BUSINESS_DAYS:
-        out.append(f"brands[{i}].sla: acknowledgement limit {ack_days:g} days exceeds the "
-                   f"regulator's {ACK_MAX_BUSINESS_DAYS} business days")
-    for tier, days in sla.tiers.items():
-        if days > ANSWER_MAX_BUSINESS_DAYS:
-            out.append(f"brands[{i}].sla.tiers.{tier}: {days} business days exceeds the "
-                       f"regulator's two months")
-        limit = PAYMENT_MAX_EXCEPTIONAL if tier == "exceptional" else PAYMENT_MAX_DAYS
-        if sla.payment_services and days > limit:
-            out.append(f"brands[{i}].sla.tiers.{tier}: {days} business days exceeds the "
-                       f"payment-services limit of {limit} business days")
+@dataclass
+class Report:
+    """What `check-config` found in one file."""
+
+    path: str
+    errors: list[Problem]
+    warnings: list[Problem]
+    parts: Parts | None
+
+
+def check_file(path: str) -> Report:
+    """Every error and warning of the config file at `path`, with their lines."""
+    try:
+        data, text = read_config_file(path)
+    except ConfigError as exc:
+        return Report(path, exc.problems, [], None)
+    parts, errors = examine(data, path)
+    more, warnings = check_parts(parts, Path(path).resolve().parent)
+    return Report(path, _by_line(locate(errors + more, data, text)), _by_line(locate(warnings, data, text)), parts)
+
+
+def _by_line(problems: list[Problem]) -> list[Problem]:
+    """Top to bottom of the file; those with no line of the file (templates) last."""
+    return sorted(problems, key=lambda p: p.line or 1 << 30)
+
+
+def check_parts(parts: Parts, base_dir: Path) -> tuple[list[Problem], list[Problem]]:
+    """(errors, warnings) beyond the schema: templates, staff, regulator's limits, secrets."""
+    errors: list[Problem] = []
+    warnings = [w for i, b in parts.brands for w in sla_warnings(b, i)]
+    errors += template_problems(parts, base_dir)
+    for i, b in parts.brands:
+        keys = [c.key for c in b.categories]
+        if b.categories and b.default_category not in keys:
+            errors.append(Problem(("brands", i, "default_category"),
+                                  f"{b.default_category!r} is not one of the brand's category keys "
+                                  f"({', '.join(keys)}){did_you_mean(b.default_category, keys)}"))
+        errors += staff_problems(parts, i, b)
+    warnings += secret_warnings(parts)
+    return errors, warnings
+
+
+def template_problems(parts: Parts, base_dir: Path) -> list[Problem]:
+    templates_dir = parts.section("templates_dir")
+    tdir = Path(templates_dir) if Path(templates_dir).is_absolute() else base_dir / templates_dir
+    if not tdir.is_dir():
+        return [Problem(("templates_dir",), f"directory {tdir} does not exist")]
+    # the template's own file and line lead the message: no config line for it
+    return [Problem((), e) for e in Renderer(tdir).check([(b.key, b.languages) for _, b in parts.brands])]
+
+
+def staff_problems(parts: Parts, i: int, brand: BrandConfig) -> list[Problem]:
+    """Every staff address a brand names is an agent of that brand (or, for supervisor
+    and oncall, an address the brand lists as external): else mail to it goes nowhere."""
+    agents = {a.email: a for _, a in parts.agents}
+    ours = sorted(e for e, a in agents.items() if brand.key in a.brands)
+    out = []
+
+    def check(loc: tuple[str | int, ...], address: str, external_ok: bool) -> None:
+        agent = agents.get(address)
+        if agent is not None and brand.key in agent.brands:
+            return
+        if external_ok and address in brand.external_staff:
+            return
+        if agent is not None:
+            why = f"{address} is an agent of {', '.join(agent.brands)}, not of {brand.key}"
+            fix = f"add {brand.key!r} to that agent's brands"
+        else:
+            why = f"{address} is not a configured agent"
+            fix = f"add it to [[agents]] with brands = [{brand.key!r}]"
+        if external_ok:
+            fix += ", or list it in external_staff if it is no agent (a pager, a list)"
+        hint = did_you_mean(address, ours, cutoff=0.9)  # addresses share their domain
+        out.append(Problem(loc, f"{why}, so mail to it would go nowhere{hint}"
+                           + (" Otherwise " if hint else "; ") + fix))
+
+    for j, address in enumerate(brand.team):
+        check(("brands", i, "team", j), address, False)
+    for role in ("supervisor", "oncall"):
+        address = getattr(brand, role)
+        if address:
+            check(("brands", i, role), address, True)
     return out
 
 
-def check_config(config: Config) -> tuple[list[str], list[str]]:
-    """(errors, warnings). Errors name the key or template file and what is expected."""
-    errors: list[str] = []
-    warnings = [w for i, b in enumerate(config.brands) for w in sla_warnings(b, i)]
-    tdir = config.resolve_path(config.templates_dir)
-    if not tdir.is_dir():
-        errors.append(f"key templates_dir: directory {tdir} does not exist")
-    else:
-        renderer = Renderer(tdir)
-        errors += renderer.check([(b.key, b.languages) for b in config.brands])
-    for i, b in enumerate(config.brands):
-        if b.default_category not in {c.key for c in b.categories} and b.categories:
-            errors.append(f"key brands[{i}].default_category: {b.default_category!r} is not a category key")
-        for addr in b.team:
-            if config.agent(addr) is None:
-                errors.append(f"key brands[{i}].team: {addr} is not a configured agent ([[agents]])")
-    sec = config.security
+def secret_warnings(parts: Parts) -> list[Problem]:
+    out = []
+    sec = parts.section("security")
     if not sec.secret and not (sec.secret_env and os.environ.get(sec.secret_env)) and not sec.secret_file:
-        warnings.append(f"security: no secret set ({sec.secret_env} is empty and there is no secret_file): "
-                        "agent tokens use a built-in default key that anyone can read; set it in production")
-    for i, im in enumerate(config.imap):
+        out.append(Problem(("security",), f"no secret set ({sec.secret_env} is empty and there is no "
+                           "secret_file): agent tokens use a built-in default key that anyone can "
+                           "read; set it in production"))
+    for i, im in parts.imap:
         try:
             im.password()
         except ValueError as exc:
-            warnings.append(f"imap[{i}] ({im.username}): {exc}")
-    return errors, warnings
+            out.append(Problem(("imap", i), str(exc)))
+    return out
+
+
+def sla_warnings(brand: BrandConfig, i: int) -> list[Problem]:
+    sla, out = brand.sla, []
+    ack_days = (sla.ack_hours or 0) / 24 if sla.ack_hours else (sla.ack_business_hours or 0) / 24
+    if ack_days > ACK_MAX_BUSINESS_DAYS:
+        loc = ("brands", i, "sla", "ack_hours" if sla.ack_hours else "ack_business_hours")
+        out.append(Problem(loc, f"acknowledgement limit {ack_days:g} days exceeds the "
+                           f"regulator's {ACK_MAX_BUSINESS_DAYS} business days"))
+    for tier, days in sla.tiers.items():
+        loc = ("brands", i, "sla", "tiers", tier)
+        if days > ANSWER_MAX_BUSINESS_DAYS:
+            out.append(Problem(loc, f"{days} business days exceeds the regulator's two months"))
+        limit = PAYMENT_MAX_EXCEPTIONAL if tier == "exceptional" else PAYMENT_MAX_DAYS
+        if sla.payment_services and days > limit:
+            out.append(Problem(loc, f"{days} business days exceeds the payment-services limit of "
+                               f"{limit} business days"))
+    return out

@@ -95,7 +95,7 @@ class Daemon:
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
-            log.error("reload refused, keeping the running config: %s", "; ".join(exc.problems))
+            log.error("reload refused, keeping the running config: %s", "; ".join(exc.lines()))
             return
         self.app.config = new
         self.app.__dict__.pop("renderer", None)
