@@ -6,7 +6,7 @@
 `--n` complaints are ingested first (outside the clock), which queues 2 × n mails:
 each customer's acknowledgement and the agents' notification. Then, timed:
 
-- `mailbot.outgoing.outbox.dispatch(app)` sends every due row through the Maildir
+- `mailbot.cases.deliveries.dispatch(app)` sends every due row through the Maildir
   transport: claim, render (template, MIME, signature), send, record the outcome
   and the case's `mail_sent` event;
 - baseline, same run: the same rendered mails written by the same transport into
@@ -27,10 +27,10 @@ from _common import bench_app, database, db_label, machine, scratch_dir
 from gen_mails import generate_bytes
 from sqlalchemy import func, select
 
+from mailbot.cases.deliveries import dispatch
 from mailbot.ingest.analysis import Received
 from mailbot.ingest.pipeline import ingest_batch
 from mailbot.models import Outbox
-from mailbot.outgoing.outbox import dispatch
 from mailbot.outgoing.transports import MaildirTransport
 
 

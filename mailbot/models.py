@@ -202,7 +202,6 @@ class Outbox(SQLModel, table=True):
     case_id: int | None = Field(default=None, foreign_key="cases.id", index=True)
     kind: str = Field(max_length=40)
     message_id: str = Field(unique=True, max_length=500)
-    dedupe_key: str | None = Field(default=None, unique=True, max_length=500)
     from_addr: str = Field(max_length=500)
     to_addr: str = Field(max_length=500)
     to_name: str = Field(default="", max_length=500)

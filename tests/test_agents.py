@@ -14,8 +14,8 @@ from sqlmodel import col, select
 
 from mailbot import db
 from mailbot.app import App
+from mailbot.cases.deliveries import dispatch
 from mailbot.models import Case, Event, Message
-from mailbot.outgoing.outbox import dispatch
 from tests.mails import mail
 from tests.test_smtp import listening
 

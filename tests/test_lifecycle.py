@@ -14,10 +14,10 @@ from sqlmodel import col, select
 from mailbot import db
 from mailbot.app import App
 from mailbot.cases import actions
+from mailbot.cases.deliveries import dispatch
 from mailbot.cli.main import main
 from mailbot.ingest.pipeline import ingest
 from mailbot.models import Case, Event, Outbox
-from mailbot.outgoing.outbox import dispatch
 from tests.conftest import Clock, config_data
 from tests.mails import mail
 from tests.procs import to_toml

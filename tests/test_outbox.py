@@ -19,9 +19,9 @@ from sqlmodel import col, select
 
 from mailbot import db
 from mailbot.app import App
+from mailbot.cases.deliveries import dispatch
 from mailbot.ingest.pipeline import Outcome, Received, ingest, ingest_batch
 from mailbot.models import Case, Event, Message, Outbox
-from mailbot.outgoing.outbox import dispatch
 from tests.conftest import Clock
 from tests.mails import mail
 from tests.procs import free_port
@@ -278,7 +278,15 @@ class Sink:
     def __init__(self) -> None:
         self.received: list[Envelope] = []
         self.refuse: str | None = None
+        self.unknown: set[str] = set()  # recipients refused with 550 at RCPT
         self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address in self.unknown:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.refuse:
@@ -340,21 +348,48 @@ def test_relay_down_then_back_delivers_each_of_100_acks_once(make_app: Callable[
     assert all(r.status == "sent" and r.attempts == 2 for r in rows(app))
 
 
-def test_relay_answering_5xx_marks_the_row_failed_after_the_limit(make_app: Callable[..., App],
+def test_relay_answering_4xx_marks_the_row_failed_after_the_limit(make_app: Callable[..., App],
                                                                   clock: Clock) -> None:
     port = free_port()
     app = smtp_app(make_app, port)
     ingest(app, mail(), "smtp")
     with relay(port) as sink:
-        sink.refuse = "554 5.7.1 rejected"
+        sink.refuse = "451 4.3.0 try again later"
         for _ in range(4):
             dispatch(app)
             clock.now += timedelta(hours=2)
     ack = rows(app, "acknowledgement")[0]
-    assert ack.status == "failed" and ack.attempts == 4 and "554" in (ack.last_error or "")
+    assert ack.status == "failed" and ack.attempts == 4 and "451" in (ack.last_error or "")
     with db.session_scope(app.engine) as s:
         ev = s.exec(select(Event).where(Event.type == "mail_failed")).all()
-        assert "acknowledgement" in {e.data["kind"] for e in ev}
+        assert {e.data["kind"]: e.data["permanent"] for e in ev}["acknowledgement"] is False
+
+
+def test_a_permanent_refusal_fails_at_once_and_the_staff_hear_of_it(make_app: Callable[..., App]) -> None:
+    """A 5xx from the relay is not retried for hours: the row fails at the first attempt,
+    the case's trail says so, and the brand's team gets a notice (in the brand's
+    language) naming the address that failed, sent in the same run."""
+    port = free_port()
+    app = smtp_app(make_app, port)
+    ingest(app, mail(), "smtp")
+    with relay(port) as sink:
+        sink.unknown = {"marie.dupont@example.org"}
+        report = dispatch(app)
+    ack = rows(app, "acknowledgement")[0]
+    assert ack.status == "failed" and ack.attempts == 1 and "550" in (ack.last_error or "")
+    assert report.failed == 1
+    with db.session_scope(app.engine) as s:
+        (ev,) = s.exec(select(Event).where(Event.type == "mail_failed")).all()
+        assert ev.data["permanent"] is True and ev.data["to"] == "marie.dupont@example.org"
+    team = set(app.config.brand("kalra-plus").team)
+    received = [(e.rcpt_tos[0], email.message_from_bytes(e.original_content, policy=default))  # type: ignore[arg-type]
+                for e in sink.received]
+    notices = [(to, m) for to, m in received if "Échec d'envoi" in m["Subject"]]
+    assert {to for to, _ in notices} == team
+    notice = notices[0][1]
+    text = notice.get_body(("plain",)).get_content()
+    assert "marie.dupont@example.org" in text and "refusé définitivement" in text and "KP-2026-000001" in text
+    assert notice["Auto-Submitted"] is None  # written for people, answered by people
 
 
 # -- the dispatcher holds no database lock while it talks to the relay --------------------------

@@ -138,7 +138,8 @@ def cmd_cases(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace, config: Config) -> int:
-    from mailbot.outgoing.outbox import dispatch, outbox_rows
+    from mailbot.cases.deliveries import dispatch
+    from mailbot.outgoing.outbox import outbox_rows
 
     app = open_app(config)
     if args.action == "retry":

@@ -34,7 +34,7 @@ def job_retention(app: App) -> str:
 
 
 def job_outbox(app: App) -> str:
-    from mailbot.outgoing.outbox import dispatch
+    from mailbot.cases.deliveries import dispatch
 
     return f"outbox: {dispatch(app)}"
 

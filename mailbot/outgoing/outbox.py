@@ -4,8 +4,10 @@ A row is written in the same transaction as the case change that causes it,
 with its Message-ID fixed at creation. `dispatch` claims due rows (`FOR UPDATE
 SKIP LOCKED` on PostgreSQL, so several instances never send a row twice),
 sends them through the configured transport, and marks them `sent`, or
-schedules a retry with exponential backoff and jitter, or — after
-`max_attempts` — marks them `failed` with the last error and an event.
+schedules a retry with exponential backoff and jitter, or marks them `failed`
+with the last error: at once when the relay refuses the mail for good (5xx),
+else after `max_attempts`. What became of each row is handed to the `record`
+function the caller gives (`mailbot.cases.deliveries` writes it on the case).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,10 +25,9 @@ from sqlmodel import Session, col, select
 
 from mailbot import db
 from mailbot.app import App
-from mailbot.cases.records import log_case_event
 from mailbot.ingest import writes
 from mailbot.models import Case, Message, Outbox, utcnow
-from mailbot.outgoing.transports import Transport, make_transport
+from mailbot.outgoing.transports import PermanentError, Transport, make_transport
 from mailbot.prepared import Prepared
 
 if TYPE_CHECKING:
@@ -38,8 +40,7 @@ INSERT = Prepared(insert(Outbox))
 
 
 def queue(session: Session, *, case: Case | None, kind: str, from_addr: str, to_addr: str,
-          message_id: str, not_before: datetime | None = None, dedupe_key: str | None = None,
-          now: datetime | None = None, raw: bytes | None = None, to_name: str = "",
+          message_id: str, not_before: datetime | None = None, now: datetime | None = None, raw: bytes | None = None, to_name: str = "",
           reply_to: str | None = None, language: str | None = None, automatic: bool = True,
           about_id: int | None = None, context: dict[str, Any] | None = None) -> str:
     """Add a mail to send, in the caller's transaction; returns its Message-ID.
@@ -49,12 +50,33 @@ def queue(session: Session, *, case: Case | None, kind: str, from_addr: str, to_
     now = now or utcnow()
     writes.write(session, INSERT, {
         "case_id": case.id if case else None, "kind": kind, "message_id": message_id,
-        "dedupe_key": dedupe_key, "from_addr": from_addr, "to_addr": to_addr.lower(), "to_name": to_name[:500],
+        "from_addr": from_addr, "to_addr": to_addr.lower(), "to_name": to_name[:500],
         "reply_to": reply_to, "language": language, "automatic": automatic, "about_id": about_id,
         "context": context or {}, "raw": raw, "status": "pending", "attempts": 0,
         "not_before": not_before or now, "last_error": None, "created_at": now, "sent_at": None,
     })
     return message_id
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of one outbox row: sent, or failed for good (`permanent`: the relay
+    refused it with a 5xx answer, so it was not tried again)."""
+
+    row_id: int
+    case_id: int | None
+    kind: str
+    to_addr: str
+    message_id: str
+    at: datetime
+    sent: bool
+    error: str = ""
+    attempts: int = 0
+    permanent: bool = False
+
+
+# Called in the transaction that records the outcome (the case's trail, a notice to staff).
+RecordDelivery = Callable[[Session, App, Delivery], None]
 
 
 @dataclass
@@ -98,9 +120,9 @@ class _Job:
     raw: bytes
 
 
-def dispatch(app: App, *, now: datetime | None = None, transport: Transport | None = None,
-             limit: int | None = None) -> DispatchReport:
-    """Send every due row once.
+def dispatch(app: App, *, record: RecordDelivery, now: datetime | None = None,
+             transport: Transport | None = None, limit: int | None = None) -> DispatchReport:
+    """Send every due row once; `record` is told each row sent or failed for good.
 
     Rows are claimed CLAIM_ROWS at a time (`_claim_batch`): leased (the attempt
     counted, `not_before` moved forward), then rendered outside any write transaction
@@ -123,7 +145,7 @@ def dispatch(app: App, *, now: datetime | None = None, transport: Transport | No
     try:
         while remaining > 0 and not app.stopping.is_set():
             at = now or app.now()
-            claimed = _claim_batch(app, at, tried, report, min(CLAIM_ROWS, remaining))
+            claimed = _claim_batch(app, at, tried, report, min(CLAIM_ROWS, remaining), record)
             if claimed is None:
                 break
             taken, jobs = claimed
@@ -139,9 +161,9 @@ def dispatch(app: App, *, now: datetime | None = None, transport: Transport | No
                 except Exception as exc:
                     tried.add(job.row_id)
                     with db.session_scope(app.engine) as session:
-                        _record_failure(session, app, session.get(Outbox, job.row_id), at, exc, report)
+                        _record_failure(session, app, session.get(Outbox, job.row_id), at, exc, report, record)
                     continue
-                _record_sent(app, job, at, report)
+                _record_sent(app, job, at, report, record)
     finally:
         transport.close()
     return report
@@ -169,8 +191,8 @@ def lease(app: App) -> timedelta:
     return timedelta(seconds=cfg.timeout * 2 if cfg.transport == "smtp" else 10.0)
 
 
-def _claim_batch(app: App, at: datetime, tried: set[int], report: DispatchReport, limit: int
-                 ) -> tuple[int, list[_Job]] | None:
+def _claim_batch(app: App, at: datetime, tried: set[int], report: DispatchReport, limit: int,
+                 record: RecordDelivery) -> tuple[int, list[_Job]] | None:
     """Claim due rows: (how many were taken, the jobs to send), None if none is due.
 
     Three steps, so that no transaction holding the write lock renders anything: lease
@@ -195,7 +217,7 @@ def _claim_batch(app: App, at: datetime, tried: set[int], report: DispatchReport
         with db.read_scope(app.engine) as session:
             drafts = render_drafts(session, app, unrendered, at)
         with db.session_scope(app.engine) as session:
-            _store_drafts(session, app, at, drafts, tried, report)
+            _store_drafts(session, app, at, drafts, tried, report, record)
     jobs = []
     for row in rows:
         assert row.id is not None
@@ -212,7 +234,7 @@ _STORE_RECORD = Prepared(update(Message).where(Message.id == bindparam("record_i
 
 
 def _store_drafts(session: Session, app: App, at: datetime, drafts: dict[int, Draft | Exception],
-                  tried: set[int], report: DispatchReport) -> None:
+                  tried: set[int], report: DispatchReport, record: RecordDelivery) -> None:
     """Keep each draft's bytes on its row and its subject and text on the case's record
     of the mail; a row that could not be rendered gets the error (a template error shows
     on the row and the case)."""
@@ -226,7 +248,7 @@ def _store_drafts(session: Session, app: App, at: datetime, drafts: dict[int, Dr
     for row_id, failure in drafts.items():
         if isinstance(failure, Exception):
             tried.add(row_id)
-            _record_failure(session, app, session.get(Outbox, row_id), at, failure, report)
+            _record_failure(session, app, session.get(Outbox, row_id), at, failure, report, record)
 
 
 _GIVE_BACK = (update(Outbox).where(col(Outbox.id).in_(bindparam("ids", expanding=True)), Outbox.status == "pending")
@@ -243,39 +265,35 @@ _MARK_SENT = Prepared(update(Outbox).where(Outbox.id == bindparam("row_id"))
                       .values(status="sent", sent_at=bindparam("at"), last_error=None))
 
 
-def _record_sent(app: App, job: _Job, at: datetime, report: DispatchReport) -> None:
-    """The row is sent, and the case's trail says so (prepared statements: one per mail sent)."""
+def _record_sent(app: App, job: _Job, at: datetime, report: DispatchReport, record: RecordDelivery) -> None:
+    """The row is sent, and `record` is told (in the same transaction)."""
     with db.session_scope(app.engine) as session:
         _MARK_SENT.scalar(session, {"row_id": job.row_id, "at": at})
-        _case_event(session, job.case_id, job.row_id, job.kind, "mail_sent", at, to=job.to_addr,
-                    message_id=job.message_id)
+        record(session, app, Delivery(job.row_id, job.case_id, job.kind, job.to_addr, job.message_id, at,
+                                      sent=True))
     report.sent += 1
 
 
 def _record_failure(session: Session, app: App, row: Outbox | None, at: datetime, exc: Exception,
-                    report: DispatchReport) -> None:
+                    report: DispatchReport, record: RecordDelivery) -> None:
+    """A retry later, or — refused for good by the relay, or out of attempts — `failed`."""
     if row is None:
         return
     cfg = app.config.outbound
     row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-    if row.attempts >= cfg.max_attempts:
+    permanent = isinstance(exc, PermanentError)
+    if permanent or row.attempts >= cfg.max_attempts:
         row.status = "failed"
         report.failed += 1
         log.error("outbox row %s failed for good: %s", row.id, row.last_error[:200])
-        _case_event(session, row.case_id, row.id, row.kind, "mail_failed", at, error=row.last_error,
-                    attempts=row.attempts)
+        assert row.id is not None
+        session.add(row)
+        record(session, app, Delivery(row.id, row.case_id, row.kind, row.to_addr, row.message_id, at,
+                                      sent=False, error=row.last_error, attempts=row.attempts,
+                                      permanent=permanent))
     else:
         row.not_before = at + backoff(cfg.backoff_seconds, cfg.backoff_max_seconds, row.attempts)
         report.retried += 1
         log.warning("outbox row %s attempt %s failed: %s", row.id, row.attempts, row.last_error[:200])
     session.add(row)
 
-
-_CASE_EXISTS = select(Case.id).where(Case.id == bindparam("case_id"))
-
-
-def _case_event(session: Session, case_id: int | None, row_id: int | None, kind: str, type_: str, at: datetime,
-                **data: object) -> None:
-    """An event about an outbox row on its case's trail, if the case is still there."""
-    if case_id is not None and session.connection().execute(_CASE_EXISTS, {"case_id": case_id}).first():
-        log_case_event(session, case_id, type_, at=at, outbox=row_id, **{"kind": kind, **data})

@@ -93,6 +93,7 @@ def context(app: App, case: Case, about: Message | None = None, **extra: Any) ->
         "commands": [{"name": n, "help": h} for n, h in COMMANDS],
         "agent": {"name": "", "email": ""},
         "security": {"sender": "", "reason": ""},
+        "delivery": {"to": "", "kind": "", "error": "", "permanent": False},
     }
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(ctx.get(key), dict):
@@ -153,8 +154,7 @@ def _acks_last_hour(session: Session, to_addr: str, now: datetime) -> int:
 def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr: str,
                    to_name: str = "", about: Message | StoredMessage | None = None, automatic: bool = True,
                    ctx_extra: dict[str, Any] | None = None, not_before: datetime | None = None,
-                   reply_to: str | None = None, record: bool = True, dedupe_key: str | None = None,
-                   language: str | None = None) -> str | None:
+                   reply_to: str | None = None, record: bool = True, language: str | None = None) -> str | None:
     """Queue mail of `kind` about the case (rendered by the dispatcher, see mailbot.outgoing.drafts);
     automatic mail counts against the per-case cap."""
     brand = app.config.brand(case.brand)
@@ -165,7 +165,7 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
         return None
     message_id = new_message_id(brand.addresses[0])
     queued = outbox.queue(session, case=case, kind=kind, from_addr=brand.addresses[0], to_addr=to_addr,
-                       message_id=message_id, not_before=not_before, dedupe_key=dedupe_key, now=now,
+                       message_id=message_id, not_before=not_before, now=now,
                        to_name=to_name, reply_to=reply_to, language=language, automatic=automatic,
                        about_id=about.id if about else None, context=dict(ctx_extra or {}))
     if automatic:

@@ -41,8 +41,10 @@ Context keys (every template must render with :func:`sample_context`)
 - ``commands``: [{name, help}] (see :func:`command_help`)
 - ``agent``: {name, email} (the assigned agent / the recipient agent; may be empty strings)
 - ``security``: {sender, reason}
+- ``delivery``: {to, kind, error, permanent (bool: refused for good by the relay, not retried)} - the
+  mail that failed, for ``delivery_failure``
 
-The kind-specific keys (extension, reminder, final, rejection, commands, agent, security) get empty
+The kind-specific keys (extension, reminder, final, rejection, commands, agent, security, delivery) get empty
 defaults when the caller leaves them out.  The renderer adds ``language`` (the language actually
 rendered), ``kind`` and, for the HTML part, ``subject``.
 
@@ -80,6 +82,7 @@ KINDS = (
     "command_rejection",
     "urgent_alert",
     "security_alert",
+    "delivery_failure",
 )
 
 DEFAULT_DIR = "_default"
@@ -371,6 +374,9 @@ def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, 
             if fr
             else "agent command sent from an address that is not an agent of this brand",
         },
+        "delivery": {"to": "camille.martin@example.org", "kind": "acknowledgement",
+                     "error": "550 5.1.1 <camille.martin@example.org>: Recipient address rejected: User unknown",
+                     "permanent": True},
     }
 
 
@@ -409,6 +415,7 @@ def _empty_kind_context() -> dict[str, Any]:
         "commands": [],
         "agent": {"name": "", "email": ""},
         "security": {"sender": "", "reason": ""},
+        "delivery": {"to": "", "kind": "", "error": "", "permanent": False},
     }
 
 

@@ -109,11 +109,11 @@ class SmtpTransport:
         try:
             self._conn.sendmail(from_addr, [to_addr], raw)
         except smtplib.SMTPRecipientsRefused as exc:
-            code = next(iter(exc.recipients.values()))[0]
-            raise (PermanentError if code >= 500 else RuntimeError)(str(exc)) from exc
+            code, text = next(iter(exc.recipients.values()))
+            raise (PermanentError if code >= 500 else RuntimeError)(_answer(code, text)) from exc
         except smtplib.SMTPResponseException as exc:
             if exc.smtp_code >= 500:
-                raise PermanentError(f"{exc.smtp_code} {exc.smtp_error!r}") from exc
+                raise PermanentError(_answer(exc.smtp_code, exc.smtp_error)) from exc
             raise
         except (smtplib.SMTPServerDisconnected, OSError):
             self.close()
@@ -126,6 +126,11 @@ class SmtpTransport:
             except Exception:
                 pass
             self._conn = None
+
+
+def _answer(code: int, text: bytes | str) -> str:
+    """The relay's answer as an admin reads it: "550 5.1.1 <a@b>: User unknown"."""
+    return f"{code} {text.decode('utf-8', 'replace') if isinstance(text, bytes) else text}"
 
 
 def make_transport(config: Config) -> Transport:

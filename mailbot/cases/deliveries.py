@@ -1,0 +1,63 @@
+"""What became of the mail a case sent, written on the case: the dispatcher
+(`mailbot.outgoing.outbox.dispatch`) hands each row sent or failed for good to
+`record_delivery`, in the transaction that marks the row.
+
+A mail sent is a `mail_sent` event. A mail that failed for good — refused by the
+relay with a 5xx answer (at once: a permanent refusal is not retried) or out of
+attempts — is a `mail_failed` event and a `delivery_failure` notice to the staff
+of the case (its assignee, else the brand's team, else its supervisor), never to
+the address that failed, and never about a notice that itself failed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam
+from sqlmodel import Session, select
+
+from mailbot.app import App
+from mailbot.cases.records import log_case_event, log_event
+from mailbot.models import Case
+from mailbot.outgoing import outbox
+from mailbot.outgoing.outbox import Delivery, DispatchReport
+from mailbot.outgoing.responses import send_case_mail
+
+_CASE_EXISTS = select(Case.id).where(Case.id == bindparam("case_id"))
+
+
+def record_delivery(session: Session, app: App, d: Delivery) -> None:
+    """The case's trail says what became of the mail (the case may have been purged)."""
+    if d.case_id is None:
+        return
+    if d.sent:
+        if session.connection().execute(_CASE_EXISTS, {"case_id": d.case_id}).first():
+            log_case_event(session, d.case_id, "mail_sent", at=d.at, outbox=d.row_id, kind=d.kind,
+                           to=d.to_addr, message_id=d.message_id)
+        return
+    case = session.get(Case, d.case_id)
+    if case is None:
+        return
+    log_event(session, case, "mail_failed", at=d.at, outbox=d.row_id, kind=d.kind, to=d.to_addr,
+              error=d.error, attempts=d.attempts, permanent=d.permanent)
+    _notify_staff(session, app, case, d)
+
+
+def _notify_staff(session: Session, app: App, case: Case, d: Delivery) -> None:
+    if d.kind == "delivery_failure":
+        return
+    brand = app.config.brand(case.brand)
+    staff = [a for a in ([case.assignee] if case.assignee else brand.team) if a and a.lower() != d.to_addr]
+    if not staff and brand.supervisor and brand.supervisor.lower() != d.to_addr:
+        staff = [brand.supervisor]
+    for address in staff:
+        agent = app.config.agent(address)
+        send_case_mail(session, app, case, "delivery_failure", to_addr=address,
+                       to_name=agent.name if agent else "", automatic=False, record=False,
+                       language=brand.language,
+                       ctx_extra={"delivery": {"to": d.to_addr, "kind": d.kind, "error": d.error.removeprefix("PermanentError: ")[:500],
+                                               "permanent": d.permanent},
+                                  "agent": {"name": agent.name if agent else "", "email": address}})
+
+
+def dispatch(app: App, **kwargs: object) -> DispatchReport:
+    """`mailbot.outgoing.outbox.dispatch`, each outcome written on its case."""
+    return outbox.dispatch(app, record=record_delivery, **kwargs)  # type: ignore[arg-type]
