@@ -27,9 +27,15 @@ deps-system:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
 	fi
 
-run: setup
-	mkdir -p var
+run: setup var/secret
 	$(BIN)/mailbot --config $(CONFIG) run
+
+# The token secret of the shipped config (`[security] secret_file`), made once, readable by
+# its owner only. Production sets its own (docs/operations.md); there is no built-in key.
+var/secret:
+	@mkdir -p var
+	@umask 077 && $(PY) -c "import secrets; print(secrets.token_hex(32))" > $@.tmp && mv $@.tmp $@
+	@echo "created $@ (the HMAC key of agent tokens; keep it with the backups)"
 
 test: setup deps-system
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

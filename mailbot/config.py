@@ -154,13 +154,21 @@ class IngestConfig(_Strict):
                       "first (at most 4), 0: none", ge=-1, le=64)
 
 
+MIN_SECRET_LENGTH = 16
+
+
+class MissingSecret(ValueError):
+    """No usable token secret; the message says which keys to set."""
+
+
 class SecurityConfig(_Strict):
-    """The secret that signs reply and agent tokens, and who counts as an agent."""
+    """The secret that signs agent tokens (there is no built-in one), and who counts as an agent."""
 
     secret_env: str | None = _d("MAILBOT_SECRET", "environment variable holding the token "
-                                "secret (HMAC key of reply and agent tokens)")
-    secret_file: str | None = _d(None, "file holding the token secret (instead of secret_env)")
-    secret: str | None = _d(None, "the secret inline: only for demos and tests")
+                                "secret (HMAC key of agent tokens; at least 16 characters)")
+    secret_file: str | None = _d(None, "file holding the token secret, read when secret_env is unset "
+                                 "(relative to the config file)")
+    secret: str | None = _d(None, "the secret inline: only for tests")
     require_authenticated_agents: bool = _d(False, "agent mail must show DKIM or SPF pass in "
                                             "the trusted MTA's Authentication-Results")
     trusted_authserv_id: str | None = _d(None, "authserv-id of your MTA's Authentication-Results "
@@ -168,12 +176,39 @@ class SecurityConfig(_Strict):
     agent_token_days: int = _d(90, "days an agent reply token stays valid", ge=1)
 
     def resolved_secret(self) -> str:
+        """The HMAC key of the agent tokens. There is no built-in key: without one (or
+        with one shorter than MIN_SECRET_LENGTH) this raises `MissingSecret`, and every
+        command that signs or checks a token refuses to start (mailbot.cli.main)."""
+        return self.secret_value
+
+    @cached_property
+    def secret_value(self) -> str:
+        """Read once per loaded config (a reload reads it again)."""
+        where = " or ".join(w for w in (
+            f"the environment variable {self.secret_env} (security.secret_env)" if self.secret_env else "",
+            f"the file {self.secret_file} (security.secret_file)" if self.secret_file else "") if w)
         if self.secret:
-            return self.secret
-        try:
-            return read_secret(self.secret_env, self.secret_file)
-        except ValueError:
-            return "mailbot-insecure-default-secret"
+            value = self.secret
+        elif self.secret_env and os.environ.get(self.secret_env):
+            value = os.environ[self.secret_env]
+        elif self.secret_file:
+            try:
+                value = Path(self.secret_file).read_text().strip()
+            except OSError as exc:
+                raise MissingSecret(f"cannot read the token secret from {where}: {exc.strerror}; "
+                                    f"create it, e.g. `openssl rand -hex 32 > {self.secret_file}`, "
+                                    "readable by mailbot only") from None
+        else:
+            unset = f"the environment variable {self.secret_env} (security.secret_env) is not set" \
+                if self.secret_env else "security.secret_env is not set"
+            raise MissingSecret(f"no token secret: {unset} and there is no security.secret_file; set one "
+                                "of them (e.g. to the output of `openssl rand -hex 32`)")
+        if not value:
+            raise MissingSecret(f"no token secret: {where} is empty")
+        if len(value) < MIN_SECRET_LENGTH:
+            raise MissingSecret(f"the token secret from {where} is shorter than {MIN_SECRET_LENGTH} "
+                                "characters; use e.g. `openssl rand -hex 32`")
+        return value
 
 
 class Category(_Strict):
@@ -367,6 +402,18 @@ class Config(_Strict):
     brands: list[BrandConfig] = Field(min_length=1, description="`[[brands]]`, at least one")
     agents: list[AgentConfig] = _d([], "`[[agents]]`")
     source_path: str = Field("<memory>", exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_file_beside_config(cls, data: object) -> object:
+        """A relative `security.secret_file` is relative to the config file, like every path."""
+        sec = data.get("security") if isinstance(data, dict) else None
+        source = data.get("source_path", "<memory>") if isinstance(data, dict) else "<memory>"
+        if isinstance(sec, dict) and isinstance(sec.get("secret_file"), str) and source != "<memory>":
+            path = Path(sec["secret_file"])
+            if not path.is_absolute():
+                data = {**data, "security": {**sec, "secret_file": str(Path(source).resolve().parent / path)}}
+        return data
 
     # -- lookups used across the code -------------------------------------
     def brand(self, key: str) -> BrandConfig:

@@ -192,7 +192,7 @@ def test_agent_of_the_other_brand_cannot_act(desk: Desk) -> None:
 
 
 def test_forged_from_without_authentication_results_when_required(make_app: Callable[..., App]) -> None:
-    app = make_app(security={"secret": "s3cret", "require_authenticated_agents": True,
+    app = make_app(security={"secret": "s3cret-0123456789", "require_authenticated_agents": True,
                              "trusted_authserv_id": "mx.kalra-plus.com"})
     with listening(app) as port:
         desk = Desk(app, port)

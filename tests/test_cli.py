@@ -132,13 +132,18 @@ def config_lines(err: str, path: Path) -> list[str]:
 # -- check-config --------------------------------------------------------------------
 
 
-def shipped_copy(tmp_path: Path) -> Path:
-    """The shipped config.toml, copied as is, except that its templates are the repo's."""
+def shipped_copy(tmp_path: Path, *, with_secret: bool = True) -> Path:
+    """The shipped config.toml, copied as is, except that its templates are the repo's; with
+    the token secret file `make run` creates beside it (var/secret), unless told otherwise."""
     text = (ROOT / "config.toml").read_text()
     assert 'templates_dir = "templates"' in text
     text = text.replace('templates_dir = "templates"', f"templates_dir = {json.dumps(str(ROOT / 'templates'))}", 1)
     path = tmp_path / "config.toml"
     path.write_text(text)
+    if with_secret:
+        (tmp_path / "var").mkdir(exist_ok=True)
+        (tmp_path / "var" / "secret").write_text("0123456789abcdef0123456789abcdef\n")
+        (tmp_path / "var" / "secret").chmod(0o600)
     return path
 
 
@@ -321,18 +326,25 @@ def test_check_config_warns_beyond_the_regulators_limits(
 
 
 @SQLITE_ONLY
-def test_shipped_config_has_no_warnings_once_the_secret_is_set(
+def test_shipped_config_needs_its_secret_and_has_no_warnings_once_it_is_set(
     tmp_path: Path, cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    path = shipped_copy(tmp_path)
+    path = shipped_copy(tmp_path, with_secret=False)
     monkeypatch.delenv("MAILBOT_SECRET", raising=False)
     r = cli("check-config", config=path)
-    assert r.rc == 0
-    (warning,) = [line for line in r.err.splitlines() if "warning:" in line]
-    assert "MAILBOT_SECRET" in warning  # the only thing a fresh install must still do
+    assert r.rc == 2  # there is no built-in key (issue #20): the only thing a fresh install must do
+    (error,) = [line for line in r.err.splitlines() if "security" in line]
+    assert "MAILBOT_SECRET" in error and "security.secret_file" in error and "var/secret" in error
     monkeypatch.setenv("MAILBOT_SECRET", "a-long-random-secret")
     r = cli("check-config", config=path)
     assert r.rc == 0 and "warning:" not in r.err
+    monkeypatch.delenv("MAILBOT_SECRET")
+    path = shipped_copy(tmp_path)  # the file `make run` makes
+    r = cli("check-config", config=path)
+    assert r.rc == 0 and "warning:" not in r.err
+    (tmp_path / "var" / "secret").chmod(0o644)
+    r = cli("check-config", config=path)
+    assert r.rc == 0 and "readable by every user" in r.err
 
 
 def test_check_config_exit_code_as_a_process(tmp_path: Path) -> None:

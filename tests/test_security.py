@@ -8,10 +8,12 @@ command line run as real processes where the threat is about them
 
 from __future__ import annotations
 
+import logging
 import mailbox
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,112 @@ def run_cli(cfg: Path, *args: str, stdin: bytes = b"", env: dict[str, str] | Non
     return subprocess.run([sys.executable, "-m", "mailbot.cli", "--config", str(cfg), *args], input=stdin,
                           cwd=ROOT, capture_output=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+# --------------------------------------------------------------------------- 1. no built-in secret
+
+NO_SECRET = {"security": {"secret": None, "secret_env": "MAILBOT_TEST_NO_SUCH_VARIABLE", "secret_file": None}}
+PUBLIC_KEY = "mailbot-insecure-default-secret"  # the key every install had when MAILBOT_SECRET was unset
+
+
+def test_the_daemon_and_the_pipe_refuse_to_start_without_a_secret(tmp_path: Path) -> None:
+    """As processes: no key to fall back on, a clear error naming the keys to set, nothing done."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(to_toml(config_data(tmp_path, **NO_SECRET)))
+    run = run_cli(cfg, "run")
+    ingest_ = run_cli(cfg, "ingest", "-r", "support@kalra-plus.com", "-", stdin=mail())
+    for p in (run, ingest_):
+        err = p.stderr.decode()
+        assert p.returncode == 2, err
+        assert "MAILBOT_TEST_NO_SUCH_VARIABLE" in err and "security.secret_env" in err, err
+        assert "security.secret_file" in err and "Traceback" not in err, err
+    assert not (tmp_path / "mailbot.db").exists()  # refused before touching anything
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """`cli.main` installs its own stderr handler on the root logger; put things back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_every_command_that_signs_or_checks_a_token_needs_the_secret(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mailbot.cli.main import NEEDS_SECRET, main
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(to_toml(config_data(tmp_path, **NO_SECRET)))
+    args = {"run": [], "ingest": ["-"], "import": ["x.mbox"], "tick": [], "cases": ["KP-2026-000001"],
+            "quarantine": ["1"], "outbox": []}
+    extra = {("cases", "new"): ["--brand", "kalra-plus", "--received", "2026-12-01", "--name", "N",
+                                "--summary", "S"], ("cases", "reply"): ["--file", "-", "--as", "a@b"],
+             ("cases", "assign"): ["agent@kalra-plus.com"], ("cases", "extend"): ["5", "why"]}
+    for command, action in sorted(NEEDS_SECRET, key=str):
+        argv = [command, *([action] if action else []), *args[command], *extra.get((command, action), [])]
+        if command == "cases" and action == "new":
+            argv = [command, action, *extra[(command, action)]]
+        assert main(["--config", str(cfg), *argv]) == 2, argv
+        assert "refuses to start" in capsys.readouterr().err, argv
+    assert main(["--config", str(cfg), "cases", "list"]) == 0  # reading needs no secret
+
+
+@pytest.mark.parametrize("secret", ["", "short-secret"])
+def test_an_empty_or_short_secret_is_refused(tmp_path: Path, secret: str) -> None:
+    from mailbot.config import MissingSecret, parse_config
+
+    cfg = parse_config(config_data(tmp_path, security={"secret": None, "secret_env": "MAILBOT_TEST_SHORT"}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MAILBOT_TEST_SHORT", secret)
+        with pytest.raises(MissingSecret, match="MAILBOT_TEST_SHORT"):
+            cfg.security.resolved_secret()
+
+
+def test_a_token_signed_with_the_old_public_key_is_refused(app: App) -> None:
+    """The attack of issue #20: a forged supervisor@ closing case 1 with a token signed by
+    the key anyone could read. The key is the configured one, so the forgery fails."""
+    from mailbot.cases.tokens import make_agent_token
+
+    ingest(app, mail(), "smtp", envelope_to=["support@kalra-plus.com"])
+    (case,) = cases(app)
+    token = make_agent_token(PUBLIC_KEY, case.id or 0, "supervisor@kalra-plus.com",
+                             datetime(2040, 1, 1, tzinfo=UTC))
+    forged = mail(frm="supervisor@kalra-plus.com", to=f"support+{token}@kalra-plus.com", body="#close\n")
+    ingest(app, forged, "smtp", envelope_to=[f"support+{token}@kalra-plus.com"])
+    (case,) = cases(app)
+    assert case.status != "closed"
+
+
+def test_make_run_creates_a_private_secret_that_the_shipped_config_reads(tmp_path: Path) -> None:
+    """`make run` on a fresh clone: var/secret is made (0600), then the shipped config.toml
+    runs commands that need it, without MAILBOT_SECRET."""
+    import os
+    import shutil
+    import stat
+
+    shutil.copy(ROOT / "config.toml", tmp_path / "config.toml")
+    text = (tmp_path / "config.toml").read_text()
+    text = text.replace('templates_dir = "templates"', f'templates_dir = "{ROOT / "templates"}"', 1)
+    (tmp_path / "config.toml").write_text(text)
+    env = {k: v for k, v in os.environ.items() if k != "MAILBOT_SECRET"}
+    made = subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), f"PY={sys.executable}", "var/secret"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
+    assert made.returncode == 0, made.stderr
+    secret = tmp_path / "var" / "secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert len(secret.read_text().strip()) == 64
+    p = subprocess.run([sys.executable, "-m", "mailbot.cli", "--config", str(tmp_path / "config.toml"), "tick"],
+                       cwd=tmp_path, capture_output=True, timeout=60, env={**env, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+
+
+def test_the_units_do_not_start_without_their_environment_file() -> None:
+    for unit in ("mailbot.service", "mailbot-tick.service"):
+        lines = (ROOT / "systemd" / unit).read_text().splitlines()
+        assert "EnvironmentFile=/etc/mailbot/env" in lines, unit  # no "-": a missing file is an error
 
 
 # --------------------------------------------------------------------------- 3. one mail, two brands

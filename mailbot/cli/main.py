@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from mailbot.config import Config, ConfigError, load_config
+from mailbot.config import Config, ConfigError, MissingSecret, load_config
 from mailbot.exitcodes import EX_OK, EX_TEMPFAIL, EX_USAGE
 
 DEFAULT_CONFIG = os.environ.get("MAILBOT_CONFIG", "config.toml")
@@ -107,6 +107,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# The commands that sign or check agent tokens: every one that receives mail, changes a
+# case or sends mail. They refuse to start without the secret (there is no built-in key:
+# a public one would let anyone forge agent commands); the read-only ones run without it.
+NEEDS_SECRET = {("run", None), ("ingest", None), ("import", None), ("tick", None), ("cases", "new"),
+                ("cases", "reply"), ("cases", "assign"), ("cases", "extend"), ("cases", "close"),
+                ("quarantine", "retry"), ("outbox", "flush")}
+
+
+def needs_secret(args: argparse.Namespace) -> bool:
+    return (args.command, None) in NEEDS_SECRET or (args.command, getattr(args, "action", None)) in NEEDS_SECRET
+
+
 def _handlers() -> dict[str, Handler]:
     from mailbot.cli import commands
 
@@ -146,6 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.lines():
             print(line, file=sys.stderr)
         return EX_USAGE
+    if needs_secret(args):
+        try:
+            config.security.resolved_secret()
+        except MissingSecret as exc:
+            print(f"{config.source_path}: mailbot {args.command} refuses to start: {exc}", file=sys.stderr)
+            return EX_USAGE
     from sqlalchemy.exc import IntegrityError
 
     from mailbot.db import TRANSIENT_DB_ERRORS

@@ -14,8 +14,10 @@ from pathlib import Path
 from mailbot.config import (
     BrandConfig,
     ConfigError,
+    MissingSecret,
     Parts,
     Problem,
+    SecurityConfig,
     did_you_mean,
     examine,
     locate,
@@ -67,8 +69,8 @@ def check_parts(parts: Parts, base_dir: Path) -> tuple[list[Problem], list[Probl
                                   f"{b.default_category!r} is not one of the brand's category keys "
                                   f"({', '.join(keys)}){did_you_mean(b.default_category, keys)}"))
         errors += staff_problems(parts, i, b)
-    warnings += secret_warnings(parts)
-    return errors, warnings
+    secret_errors, secret_warnings = secret_problems(parts, base_dir)
+    return errors + secret_errors, warnings + secret_warnings
 
 
 def template_problems(parts: Parts, base_dir: Path) -> list[Problem]:
@@ -114,19 +116,40 @@ def staff_problems(parts: Parts, i: int, brand: BrandConfig) -> list[Problem]:
     return out
 
 
-def secret_warnings(parts: Parts) -> list[Problem]:
-    out = []
+def secret_problems(parts: Parts, base_dir: Path) -> tuple[list[Problem], list[Problem]]:
+    """(errors, warnings): no token secret is an error (there is no built-in key, and the
+    commands that sign tokens refuse to start); a secret file every user can read, or a
+    mailbox password that cannot be read, is a warning."""
+    errors, warnings = [], []
     sec = parts.section("security")
-    if not sec.secret and not (sec.secret_env and os.environ.get(sec.secret_env)) and not sec.secret_file:
-        out.append(Problem(("security",), f"no secret set ({sec.secret_env} is empty and there is no "
-                           "secret_file): agent tokens use a built-in default key that anyone can "
-                           "read; set it in production"))
+    if sec.secret_file and not Path(sec.secret_file).is_absolute():  # when the file did not validate whole
+        sec = SecurityConfig.model_validate({**sec.model_dump(), "secret_file": str(base_dir / sec.secret_file)})
+    try:
+        sec.resolved_secret()
+    except MissingSecret as exc:
+        errors.append(Problem(("security",), str(exc)))
+    else:
+        warnings += _readable_secret_file(sec)
     for i, im in parts.imap:
         try:
             im.password()
         except ValueError as exc:
-            out.append(Problem(("imap", i), str(exc)))
-    return out
+            warnings.append(Problem(("imap", i), str(exc)))
+    return errors, warnings
+
+
+def _readable_secret_file(sec: SecurityConfig) -> list[Problem]:
+    """A secret file that every user can read is no secret (when it is the one in use)."""
+    if sec.secret or not sec.secret_file or (sec.secret_env and os.environ.get(sec.secret_env)):
+        return []
+    try:
+        mode = os.stat(sec.secret_file).st_mode
+    except OSError:
+        return []
+    if not mode & 0o004:
+        return []
+    return [Problem(("security", "secret_file"), f"{sec.secret_file} is readable by every user; "
+                    f"chmod o-r it (0600, or 0640 with group mailbot)")]
 
 
 def sla_warnings(brand: BrandConfig, i: int) -> list[Problem]:

@@ -22,7 +22,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from mailbot.app import App
-from mailbot.config import Config, ConfigError, load_config
+from mailbot.config import Config, ConfigError, MissingSecret, load_config
 from mailbot.ingest import analysis
 from mailbot.ops import jobs
 
@@ -94,8 +94,12 @@ class Daemon:
     def reload(self) -> None:
         try:
             new = load_config(self.config_path)
+            new.security.resolved_secret()
         except ConfigError as exc:
             log.error("reload refused, keeping the running config: %s", "; ".join(exc.lines()))
+            return
+        except MissingSecret as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
             return
         self.app.config = new
         self.app.__dict__.pop("renderer", None)
