@@ -23,13 +23,17 @@ SHIPPED = (ROOT / "config.toml").read_text()
 
 
 def edited(tmp_path: Path, *changes: tuple[str, str], name: str = "config.toml") -> tuple[Path, str]:
-    """The shipped config with each (old, new) replaced once, and its templates the repo's."""
+    """The shipped config with each (old, new) replaced once, its templates the repo's, and
+    the token secret file it names (var/secret, as `make run` makes it)."""
     text = SHIPPED.replace('templates_dir = "templates"', f"templates_dir = {json.dumps(str(ROOT / 'templates'))}")
     for old, new in changes:
         assert text.count(old) == 1, old
         text = text.replace(old, new)
     path = tmp_path / name
     path.write_text(text)
+    (tmp_path / "var").mkdir(exist_ok=True)  # the token secret `make run` makes beside it
+    (tmp_path / "var" / "secret").write_text("0123456789abcdef0123456789abcdef\n")
+    (tmp_path / "var" / "secret").chmod(0o600)
     return path, text
 
 
