@@ -107,6 +107,22 @@ def app(make_app: Callable[..., App]) -> App:
     return make_app()
 
 
+# Tests that need a server beside the interpreter: a real Dovecot, Postfix or PostgreSQL
+# (the `servers` marker, set here from what each test uses; `make test-fast` leaves them out).
+_SERVER_FIXTURES = {"dovecot", "dovecot_fresh", "dovecot_user", "dovecot_tls"}
+_SERVER_MODULES = {"test_postfix", "test_scaleout", "test_chaos", "test_faults", "test_dovecot_fixture",
+                   "test_imap", "test_imap_fetch"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_pg = callspec is not None and callspec.params.get("db_url") == "postgresql"
+        if on_pg or _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) \
+                or item.module.__name__.rpartition(".")[2] in _SERVER_MODULES:  # type: ignore[attr-defined]
+            item.add_marker(pytest.mark.servers)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """With MAILBOT_NO_SKIPS=1 (set by .ci/run) a skipped test fails: CI installs Dovecot

@@ -12,8 +12,11 @@ restarts and across instances.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
@@ -22,7 +25,17 @@ from mailbot.app import App
 from mailbot.cases.records import log_event, set_status
 from mailbot.cases.sla import SlaPoint, marked, reschedule, sla_points
 from mailbot.config import BrandConfig
-from mailbot.models import Attachment, Case, Inbound, Message, SlaMark
+from mailbot.models import (
+    Attachment,
+    Blob,
+    Case,
+    Event,
+    Inbound,
+    Message,
+    Outbox,
+    Quarantine,
+    SlaMark,
+)
 
 log = logging.getLogger("mailbot.sla")
 SWEEP_BATCH = 500
@@ -108,31 +121,95 @@ def autoclose(app: App) -> int:
 
 
 def purge_retention(app: App) -> int:
-    """Erase personal data of cases closed more than `retention_years` ago; the
-    register line (reference, dates, category, outcome) stays."""
+    """Erase the personal data of cases closed more than `retention_years` ago: the
+    customer's words and addresses wherever they are kept (messages, the raw mails and
+    attachments, the mails we sent and their context, the trail's addresses). The
+    register line (reference, dates, category, outcome) stays.
+
+    On SQLite the erased bytes are overwritten, not only unlinked (`secure_delete`
+    for the purge), and the WAL is checkpointed and truncated after it: nothing of
+    them is left in the database's files. (PostgreSQL frees the old row versions
+    at its next VACUUM, which autovacuum runs.)"""
     now = app.now()
     purged = 0
-    with db.session_scope(app.engine) as session:
+    with db.session_scope(app.engine) as session, _overwriting_deletes(session):
         rows = session.exec(select(Case).where(Case.status == "closed", col(Case.purged_at).is_(None))).all()
         for case in rows:
             brand = app.config.brand(case.brand)
             if case.closed_at and now >= case.closed_at + timedelta(days=365 * brand.retention_years):
                 _purge(session, case, now)
                 purged += 1
+    if purged and app.engine.dialect.name == "sqlite":
+        _truncate_wal(app)
     return purged
 
 
+@contextmanager
+def _overwriting_deletes(session: Session) -> Iterator[None]:
+    """SQLite: deleted and replaced content is overwritten with zeros (for this transaction)."""
+    if session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    conn = session.connection()
+    conn.exec_driver_sql("PRAGMA secure_delete=ON")
+    try:
+        yield
+        session.flush()  # the ORM's changes are written while it is on
+    finally:
+        conn.exec_driver_sql("PRAGMA secure_delete=OFF")
+
+
+def _truncate_wal(app: App) -> None:
+    """Copy the WAL into the database file and empty it: its frames still hold the pages
+    as they were before the purge. Best effort: a reader in the way only delays it."""
+    raw = app.engine.raw_connection()
+    try:
+        raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        raw.close()
+
+
 def _purge(session: Session, case: Case, now: datetime) -> None:
-    msg_ids = list(session.exec(select(Message.id).where(Message.case_id == case.id)).all())
-    inbound_ids = [i for i in session.exec(select(Message.inbound_id).where(Message.case_id == case.id)).all() if i]
+    messages = list(session.exec(select(Message).where(Message.case_id == case.id)).all())
+    msg_ids = [m.id for m in messages]
+    inbound_ids = [m.inbound_id for m in messages if m.inbound_id]
+    inbounds = list(session.exec(select(Inbound).where(col(Inbound.id).in_(inbound_ids))).all())
+    attachment_blobs = set(session.exec(select(Attachment.sha256).where(
+        col(Attachment.message_id).in_(msg_ids), col(Attachment.sha256).is_not(None))).all())
     session.exec(delete(Attachment).where(col(Attachment.message_id).in_(msg_ids)))  # type: ignore[call-overload]
-    for m in session.exec(select(Message).where(Message.case_id == case.id)).all():
-        m.body_text, m.from_name, m.subject = "", "", ""
+    for m in messages:
+        m.body_text, m.from_name, m.from_addr, m.subject, m.route_detail = "", "", "", "", ""
         session.add(m)
-    for inbound in session.exec(select(Inbound).where(col(Inbound.id).in_(inbound_ids))).all():
+    for inbound in inbounds:
         inbound.envelope_from, inbound.envelope_to = None, []
         session.add(inbound)
+    _erase_blobs(session, case, {i.sha256 for i in inbounds} | attachment_blobs)
+    session.exec(update(Outbox).where(col(Outbox.case_id) == case.id).values(  # type: ignore[call-overload]
+        raw=None, context={}, to_addr="", to_name="", reply_to=None, last_error=None))
+    for event in session.exec(select(Event).where(Event.case_id == case.id)).all():
+        scrubbed = {k: ("" if isinstance(v, str) and "@" in v else v) for k, v in event.data.items()}
+        if scrubbed != event.data:
+            event.data = scrubbed
+            session.add(event)
     case.customer_name, case.customer_email, case.subject, case.extracted = "", "", "", {}
     case.purged_at = now
     session.add(case)
     log_event(session, case, "purged", at=now, reason="retention period over")
+
+
+def _erase_blobs(session: Session, case: Case, digests: set[str]) -> None:
+    """Empty the raw mails and attachments of the case, except those another case not
+    purged yet, or a held quarantine row, still needs (blobs are shared by content)."""
+    if not digests:
+        return
+    still_needed = set(session.exec(
+        select(Inbound.sha256).join(Message, col(Message.inbound_id) == Inbound.id)
+        .join(Case, col(Case.id) == Message.case_id)
+        .where(col(Inbound.sha256).in_(digests), Message.case_id != case.id, col(Case.purged_at).is_(None))).all())
+    still_needed |= set(session.exec(
+        select(Attachment.sha256).where(col(Attachment.sha256).in_(digests))).all())
+    still_needed |= set(session.exec(
+        select(Quarantine.sha256).where(col(Quarantine.sha256).in_(digests), Quarantine.status == "held")).all())
+    if erase := digests - still_needed:
+        session.exec(update(Blob).where(col(Blob.sha256).in_(erase)).values(  # type: ignore[call-overload]
+            data=b"", size=0))
