@@ -291,6 +291,9 @@ class BrandConfig(_Strict):
         ["summary", "explanation", "steps", "corrective_measures", "solution"],
         "sections an agent's final response must carry")
     retention_years: int = _d(5, "years after closing before personal data is erased", ge=1)
+    close_without_final: Literal["supervisor", "agents"] = _d(
+        "supervisor", "who may #close a case before its final response (a reason is required and "
+        "the customer is told): supervisors only, or every agent of the brand")
 
     @field_validator("key")
     @classmethod
@@ -356,8 +359,15 @@ class AgentConfig(_Strict):
     email: str = Field(description="the agent's address (their replies must come from it)")
     name: str = _d("", "display name")
     brands: list[str] = Field(min_length=1, description="keys of the brands the agent works for")
-    role: Literal["agent", "supervisor", "admin"] = _d("agent", "informational today: every "
-                                                       "role may answer its brands' cases")
+    role: Literal["agent", "supervisor", "admin"] = _d("agent", "supervisors and admins may also "
+                                                       "close a case before its final response")
+    language: str | None = _d(None, "language of the staff mail this person gets (default: the "
+                              "language of their first brand)")
+
+    @property
+    def supervises(self) -> bool:
+        """Supervisors and admins may do what only they may (close an unanswered case)."""
+        return self.role in ("supervisor", "admin")
 
     @field_validator("email")
     @classmethod
@@ -442,6 +452,23 @@ class Config(_Strict):
             if a.email == email:
                 return a
         return None
+
+    def staff(self, email: str | None, brand: str) -> AgentConfig | None:
+        """The configured agent at `email` if they work for `brand` now (staff mail goes
+        only to them, and only their replies are taken as staff replies), else None."""
+        agent = self.agent(email) if email else None
+        return agent if agent is not None and brand in agent.brands else None
+
+    def staff_of(self, brand: str) -> list[AgentConfig]:
+        """Every configured agent (supervisors included) of `brand`, in config order."""
+        return [a for a in self.agents if brand in a.brands]
+
+    def receives_staff_mail(self, email: str | None, brand: str) -> bool:
+        """Staff mail about `brand`'s cases may go to `email`: one of its agents now, or one of
+        its `external_staff` (a pager, a list: they get it, but only agents act by replying)."""
+        if not email:
+            return False
+        return self.staff(email, brand) is not None or email.lower() in self.brand(brand).external_staff
 
     def base_dir(self) -> Path:
         return Path(self.source_path).resolve().parent if self.source_path != "<memory>" else Path.cwd()

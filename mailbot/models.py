@@ -211,7 +211,7 @@ class Outbox(SQLModel, table=True):
     about_id: int | None = Field(default=None, foreign_key="messages.id")
     context: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
-    status: str = Field(default="pending", max_length=20)  # pending | sent | failed
+    status: str = Field(default="pending", max_length=20)  # pending | sent | failed | withheld | redirected
     attempts: int = 0
     not_before: datetime = Field(default_factory=utcnow)
     last_error: str | None = Field(default=None, max_length=2000)

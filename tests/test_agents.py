@@ -197,21 +197,21 @@ def test_forged_from_without_authentication_results_when_required(make_app: Call
     with listening(app) as port:
         desk = Desk(app, port)
         notif = customer_writes(desk)
-        raw, reply_to = agent_reply(notif, "#close")
+        raw, reply_to = agent_reply(notif, "#priority urgent")
         desk.send(raw, reply_to, "agent@kalra-plus.com")
-        assert desk.case().status != "closed" and desk.events("security")
+        assert desk.case().priority == "normal" and desk.events("security")
         bad = "mx.kalra-plus.com; dkim=fail header.d=kalra-plus.com; spf=fail smtp.mailfrom=agent@kalra-plus.com"
-        raw, _ = agent_reply(notif, "#close", Authentication_Results=bad)
+        raw, _ = agent_reply(notif, "#priority urgent", Authentication_Results=bad)
         desk.send(raw, reply_to, "agent@kalra-plus.com")
-        assert desk.case().status != "closed"
+        assert desk.case().priority == "normal"
         untrusted = "mx.evil.example; dkim=pass header.d=kalra-plus.com"
-        raw, _ = agent_reply(notif, "#close", Authentication_Results=untrusted)
+        raw, _ = agent_reply(notif, "#priority urgent", Authentication_Results=untrusted)
         desk.send(raw, reply_to, "agent@kalra-plus.com")
-        assert desk.case().status != "closed"
+        assert desk.case().priority == "normal"
         good = "mx.kalra-plus.com; dkim=pass header.d=kalra-plus.com; spf=pass smtp.mailfrom=agent@kalra-plus.com"
-        raw, _ = agent_reply(notif, "#close", Authentication_Results=good)
+        raw, _ = agent_reply(notif, "#priority urgent", Authentication_Results=good)
         desk.send(raw, reply_to, "agent@kalra-plus.com")
-        assert desk.case().status == "closed"
+        assert desk.case().priority == "urgent"
 
 
 def test_customer_writing_close_is_plain_text(desk: Desk) -> None:

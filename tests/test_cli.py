@@ -545,7 +545,7 @@ def test_cases_show_unknown_ref(cli: Callable[..., Result]) -> None:
 def test_cases_list_filters(tmp_path: Path, cli: Callable[..., Result]) -> None:
     kp = ingest_mail(cli, tmp_path, mail(), "a.eml")
     dk = ingest_mail(cli, tmp_path, mail(to="info@divikeys.com", frm="Luc <luc@example.org>"), "b.eml")
-    assert cli("cases", "close", dk).rc == 0
+    assert cli("cases", "close", dk, "--reason", "réclamation retirée par le client").rc == 0
 
     r = cli("cases", "list")
     assert r.rc == 0
@@ -663,12 +663,14 @@ def test_reply_assign_extend_close(tmp_path: Path, cli: Callable[..., Result]) -
     assert deadline["data"]["old"] == before["due_at"] and deadline["data"]["new"] == d["due_at"]
     assert any(m["kind"] == "extension" for m in d["messages"])
 
-    r = cli("cases", "close", ref)
+    r = cli("cases", "close", ref)  # before the final response a reason is required
+    assert r.rc != 0 and "reason" in r.err
+    r = cli("cases", "close", ref, "--reason", "le client a retiré sa réclamation")
     assert r.rc == 0, r.err
     d = show(cli, ref)
     assert d["status"] == "closed" and d["closed_at"]
 
-    r = cli("cases", "close", ref)  # already closed: refused, not a crash
+    r = cli("cases", "close", ref, "--reason", "encore")  # already closed: refused, not a crash
     assert r.rc != 0
     assert "closed" in r.err
 

@@ -12,11 +12,12 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from mailbot.app import App
 from mailbot.cases import sla
 from mailbot.cases.records import add_message, log_event, set_status
+from mailbot.cases.staff_mail import send_staff_mail
 from mailbot.config import AgentConfig
 from mailbot.models import Case, Message
 from mailbot.outgoing.responses import send_case_mail
@@ -203,14 +204,61 @@ def assign(session: Session, app: App, case: Case, actor: str, agent_email: str)
     log_event(session, case, "assigned", actor=actor, at=app.now(), old=case.assignee, new=agent.email)
     case.assignee = agent.email
     session.add(case)
+    if agent.email != actor.lower():
+        send_staff_mail(session, app, case, "assignment", agent.email, about=last_customer_message(session, case),
+                        ctx_extra={"assigned_by": actor})
     return agent
 
 
-def close(session: Session, app: App, case: Case, actor: str) -> None:
+def last_customer_message(session: Session, case: Case) -> Message | None:
+    """The case's latest message from the customer (what a reply answers)."""
+    return session.exec(select(Message).where(Message.case_id == case.id, Message.direction == "in",
+                                              Message.kind == "customer").order_by(col(Message.id).desc())).first()
+
+
+def close(session: Session, app: App, case: Case, actor: str, reason: str = "") -> bool:
+    """Close the case. After the final response any agent may, and the customer hears
+    nothing more. Before it, closing needs a reason and a supervisor (or the brand's
+    `close_without_final = "agents"`), and the customer is told, with the reason.
+    Returns whether the customer was told."""
     _require_open(case, "#close")
+    brand = app.config.brand(case.brand)
+    answered = case.answered_at is not None and case.status == "answered"
+    if not answered:
+        if not reason.strip():
+            raise Rejected("#close", ["no final response was sent: closing needs a reason (#close reason), "
+                                      "which the customer is told"])
+        if brand.close_without_final == "supervisor" and not _supervises(app, actor):
+            raise Rejected("#close", [f"no final response was sent: only a supervisor may close {case.ref} "
+                                      "(send the final response with #final, or ask a supervisor)"])
     now = app.now()
     case.closed_at = now
-    set_status(session, case, "closed", actor=actor, at=now, reason="closed by agent")
+    set_status(session, case, "closed", actor=actor, at=now,
+               reason=reason.strip() or ("closed after the final response" if answered else "closed by agent"))
+    if not answered and case.customer_email:
+        send_case_mail(session, app, case, "closure_notice", to_addr=case.customer_email, to_name=case.customer_name,
+                       about=last_customer_message(session, case), automatic=False,
+                       ctx_extra={"closure": {"reason": reason.strip()}})
+    elif not answered:
+        log_event(session, case, "closure_by_post_required", at=now, reason="no email address: tell the customer by post")
+    sla.reschedule(session, case, brand)
+    return not answered and bool(case.customer_email)
+
+
+CLI_ACTOR = "cli"  # `mailbot cases …` without --as: the operator at the shell, who holds the database
+
+
+def _supervises(app: App, actor: str) -> bool:
+    agent = app.config.agent(actor)
+    return actor == CLI_ACTOR or (agent is not None and agent.supervises)
+
+
+def reopen(session: Session, app: App, case: Case, actor: str, reason: str = "") -> None:
+    """Work on a closed (or answered) case again: back in progress, its clock running."""
+    if case.status not in ("closed", "answered"):
+        raise Rejected("#reopen", [f"{case.ref} is {case.status}, not closed or answered"])
+    case.closed_at = None
+    set_status(session, case, "in_progress", actor=actor, at=app.now(), reason=reason.strip() or "reopened")
     sla.reschedule(session, case, app.config.brand(case.brand))
 
 

@@ -10,6 +10,7 @@ recorded as a security event, never relayed, and the supervisor is told.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from sqlmodel import Session
@@ -17,12 +18,12 @@ from sqlmodel import Session
 from mailbot.app import App
 from mailbot.cases import actions
 from mailbot.cases.records import add_message, log_event
-from mailbot.cases.tokens import check_agent_token
+from mailbot.cases.staff_mail import send_staff_mail, send_to_role
+from mailbot.cases.tokens import TokenCheck, check_agent_token, issued_to, token_case_id
 from mailbot.mail.parsing import ParsedMail
 from mailbot.mail.quotes import split_commands, strip_reply
 from mailbot.mail.routing import BrandRoute
 from mailbot.models import Case, InboundRow, Message
-from mailbot.outgoing.responses import send_case_mail
 
 _AUTH_PASS = re.compile(r"\b(dkim|spf)\s*=\s*pass\b[^;]*", re.IGNORECASE)
 
@@ -48,7 +49,7 @@ def handle_agent_mail(session: Session, app: App, inbound: InboundRow, parsed: P
                       route: BrandRoute) -> Case | None:
     """Record and carry out an agent's reply; returns the case, or None for a forgery."""
     sender = parsed.from_addr
-    check = check_agent_token(app.config.security.resolved_secret(), route.token or "", sender, app.now())
+    check, issued = _check_token(app, route, sender)
     case = session.get(Case, check.case_id) if check.ok else None
     problem = _authorisation_problem(app, parsed, sender, case, route, check.reason)
     if problem is not None:
@@ -57,28 +58,43 @@ def handle_agent_mail(session: Session, app: App, inbound: InboundRow, parsed: P
     assert case is not None
     text = strip_reply(parsed.text, parsed.html)
     commands, body = split_commands(text)
+    detail = f"signed token issued to {issued}" + (f", forwarded to {sender}" if issued != sender.lower() else "")
     msg = add_message(session, case, direction="in", kind="agent", message_id=parsed.message_id,
                       subject=parsed.subject, from_addr=sender, from_name=parsed.from_name, body_text=text,
                       sent_at=parsed.date, inbound_id=inbound.id, route_signal="agent_token",
-                      route_detail=f"signed token issued to {sender}")
+                      route_detail=detail)
     log_event(session, case, "message_in", actor=sender, at=app.now(), kind="agent", message=msg.id)
     try:
         with session.begin_nested():
-            run_commands(session, app, case, sender, commands, body, about=_last_customer_message(session, case))
+            run_commands(session, app, case, sender, commands, body, about=actions.last_customer_message(session, case))
     except actions.Rejected as rej:
         log_event(session, case, "command_rejected", actor=sender, at=app.now(), command=rej.command,
                   reasons=rej.reasons)
-        send_case_mail(session, app, case, "command_rejection", to_addr=sender, automatic=False, record=False,
-                       language=app.config.brand(case.brand).language,
-                       ctx_extra={"rejection": {"command": rej.command, "reasons": rej.reasons}})
+        send_staff_mail(session, app, case, "command_rejection", sender,
+                        ctx_extra={"rejection": {"command": rej.command, "reasons": rej.reasons}})
     return case
+
+
+def _check_token(app: App, route: BrandRoute, sender: str) -> tuple[TokenCheck, str]:
+    """The token's check for the sender, and to whom it was issued: the sender, or (a staff
+    mail forwarded inside the team, e.g. to a supervisor) another agent of the brand, which
+    the sender may then use if they are an agent of the brand too."""
+    secret, token, now = app.config.security.resolved_secret(), route.token or "", app.now()
+    check = check_agent_token(secret, token, sender, now)
+    if check.ok or app.config.staff(sender, route.brand.key) is None:
+        return check, sender.lower()
+    staff = [a.email for a in app.config.staff_of(route.brand.key)] + list(route.brand.external_staff)
+    colleague = issued_to(secret, token, staff, now)
+    if colleague is None:
+        return check, sender.lower()
+    return check_agent_token(secret, token, colleague, now), colleague
 
 
 def _claimed_case(session: Session, route: BrandRoute) -> Case | None:
     """The case a (possibly forged) token names, if it is one of this brand's: the
     supervisor is told about the attempt on it; nothing is done to it."""
-    m = re.match(r"^a(\d{1,12})-", route.token or "")
-    case = session.get(Case, int(m.group(1))) if m else None
+    case_id = token_case_id(route.token)
+    case = session.get(Case, case_id) if case_id else None
     return case if case is not None and case.brand == route.brand.key else None
 
 
@@ -102,30 +118,36 @@ def _forgery(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail
     log_event(session, case, "security", actor=parsed.from_addr or "unknown", at=app.now(),
               reason=reason, inbound=inbound.id, brand=brand.key)
     inbound.reason = f"forged agent mail: {reason}"[:1000]
-    if case is not None and brand.supervisor:
-        send_case_mail(session, app, case, "security_alert", to_addr=brand.supervisor, automatic=False,
-                       record=False, language=brand.language,
-                       ctx_extra={"security": {"sender": parsed.from_addr, "reason": reason}})
+    if case is not None:
+        send_to_role(session, app, case, "security_alert", "supervisor",
+                     ctx_extra={"security": {"sender": parsed.from_addr, "reason": reason}})
 
 
-def _last_customer_message(session: Session, case: Case) -> Message | None:
-    from sqlmodel import col, select
+@dataclass
+class _Plan:
+    """What the text of an agent's mail is for, as its command lines say."""
 
-    return session.exec(select(Message).where(Message.case_id == case.id, Message.direction == "in",
-                                              Message.kind == "customer").order_by(col(Message.id).desc())).first()
+    mode: str = "reply"  # reply | note | ask | final | close
+    inline: str = ""  # text written on the mode's own line (#ask Question ?, #close reason)
+    at: datetime | None = None
 
 
 def run_commands(session: Session, app: App, case: Case, actor: str, commands: list[str], body: str,
                  about: Message | None) -> None:
-    """Apply the command lines, then the text (note / ask / final / plain reply)."""
-    mode, at = "reply", None
+    """Apply the command lines, then the text (note / ask / final / close / plain reply).
+    `#note text` on one line is a note of its own and leaves the rest of the mail as it is;
+    `#note` alone makes the whole text a note. `#ask`, `#close` take their text on their line,
+    below it, or both."""
+    plan = _Plan()
     for line in commands:
         word, _, arg = line.strip().partition(" ")
         word, arg = word.lower(), arg.strip()
-        if word in ("#note", "#ask"):
-            mode = word[1:]
+        if word == "#note" and arg:
+            actions.note(session, app, case, actor, arg)
+        elif word in ("#note", "#ask", "#close"):
+            plan.mode, plan.inline = word[1:], arg
         elif word == "#final":
-            mode, at = "final", _final_at(arg, app.calendar(case.brand).tz)
+            plan.mode, plan.at = "final", _final_at(arg, app.calendar(case.brand).tz)
         elif word == "#extend":
             days, _, reason = arg.partition(" ")
             if not days.isdigit():
@@ -139,27 +161,29 @@ def run_commands(session: Session, app: App, case: Case, actor: str, commands: l
             actions.set_priority(session, app, case, actor, arg.lower())
         elif word == "#assign":
             actions.assign(session, app, case, actor, arg.lower())
-        elif word == "#close":
-            mode = "close"
         else:
             raise actions.Rejected(word, [f"unknown command {word}; known: #note #ask #final #extend #tier "
                                           "#category #priority #assign #close"])
-    _apply_mode(session, app, case, actor, mode, body, about, at, has_commands=bool(commands))
+    _apply_mode(session, app, case, actor, plan, body, about, has_commands=bool(commands))
 
 
-def _apply_mode(session: Session, app: App, case: Case, actor: str, mode: str, body: str,
-                about: Message | None, at: datetime | None, has_commands: bool) -> None:
-    if mode == "note":
-        actions.note(session, app, case, actor, body)
-    elif mode == "ask":
-        actions.reply(session, app, case, actor, body, about=about, ask=True)
-    elif mode == "final":
-        actions.final(session, app, case, actor, body, about=about, at=at)
-    elif mode == "close":
-        if body.strip():
-            actions.note(session, app, case, actor, body)
-        actions.close(session, app, case, actor)
-    elif mode == "reply" and (not has_commands or has_message(body)):
+def _joined(*parts: str) -> str:
+    return "\n\n".join(p.strip() for p in parts if p.strip())
+
+
+def _apply_mode(session: Session, app: App, case: Case, actor: str, plan: _Plan, body: str,
+                about: Message | None, has_commands: bool) -> None:
+    if plan.mode == "note":
+        if not _joined(plan.inline, body):
+            raise actions.Rejected("#note", ["the note is empty: write it on the #note line or below it"])
+        actions.note(session, app, case, actor, _joined(plan.inline, body))
+    elif plan.mode == "ask":
+        actions.reply(session, app, case, actor, _joined(plan.inline, body), about=about, ask=True)
+    elif plan.mode == "final":
+        actions.final(session, app, case, actor, body, about=about, at=plan.at)
+    elif plan.mode == "close":
+        actions.close(session, app, case, actor, reason=_joined(plan.inline, body))
+    elif plan.mode == "reply" and (not has_commands or has_message(body)):
         actions.reply(session, app, case, actor, body, about=about)
 
 

@@ -11,10 +11,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, insert
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from mailbot import blobs
 from mailbot.app import App
+from mailbot.cases import staff_mail
 from mailbot.cases.agent_mail import handle_agent_mail
 from mailbot.cases.records import add_message, log_event, open_case, set_status
 from mailbot.cases.sla import Opening
@@ -28,8 +29,9 @@ from mailbot.mail.extract import Extracted
 from mailbot.mail.masking import stored_body
 from mailbot.mail.parsing import ParsedMail
 from mailbot.mail.routing import BrandRoute, CaseRoute, find_case, find_case_for_automatic
-from mailbot.models import Attachment, Case, FailingRecipient, InboundRow, StoredMessage
+from mailbot.models import Attachment, Case, FailingRecipient, InboundRow, Outbox, StoredMessage
 from mailbot.outgoing import responses
+from mailbot.outgoing.audiences import is_staff_kind
 from mailbot.prepared import Prepared
 
 REOPENING_STATUSES = ("answered", "closed")
@@ -58,6 +60,8 @@ def handle_customer(session: Session, app: App, inbound: InboundRow, parsed: Par
                 cases.append(agent_case)
             continue
         found = find_case(session, route, parsed)
+        if found.case is None and app.config.staff(parsed.from_addr, route.brand.key):
+            found = _staff_thread(session, route, parsed) or found
         if found.case is None:
             case = _open(session, app, inbound, parsed, route, found, received_at,
                          (facts or {}).get(route.brand.key), (openings or {}).get(route.brand.key))
@@ -116,6 +120,7 @@ def _open(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, r
     )
     msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")
     responses.after_new_case(session, app, case, msg, parsed)
+    staff_mail.announce_new_case(session, app, case, msg)
     return case
 
 
@@ -123,12 +128,52 @@ def _follow_up(session: Session, app: App, inbound: InboundRow, parsed: ParsedMa
                received_at: datetime) -> Case:
     case = found.case
     assert case is not None
+    if _from_staff(app, case, parsed):
+        return _hold_staff_message(session, app, inbound, parsed, found)
     msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")
     if case.status in REOPENING_STATUSES:
         responses.reopen_for_reexamination(session, app, case, msg, received_at)
     elif case.status == "waiting_customer":
         set_status(session, case, "in_progress", actor=case.customer_email, reason="customer replied")
-    responses.after_follow_up(session, app, case, msg, parsed)
+    staff_mail.notify_customer_message(session, app, case, msg)
+    return case
+
+
+_STAFF_MAIL_CASE = select(Outbox.case_id, Outbox.kind).where(
+    col(Outbox.message_id).in_(bindparam("ids", expanding=True)), col(Outbox.case_id).is_not(None))
+
+
+def _staff_thread(session: Session, route: BrandRoute, parsed: ParsedMail) -> CaseRoute | None:
+    """The case of a staff mail an agent answered without its token (their client wrote to
+    the From address): found by the thread headers among the mails we sent to staff."""
+    ids = [*parsed.in_reply_to, *parsed.references][:50]
+    if not ids:
+        return None
+    for case_id, kind in session.connection().execute(_STAFF_MAIL_CASE, {"ids": ids}).all():
+        case = session.get(Case, case_id)
+        if case is not None and case.brand == route.brand.key and is_staff_kind(kind):
+            return CaseRoute(case, "staff_thread", f"answers our {kind} mail about {case.ref}")
+    return None
+
+
+def _from_staff(app: App, case: Case, parsed: ParsedMail) -> bool:
+    """Mail from one of the brand's agents (who is not this case's customer)."""
+    sender = (parsed.from_addr or "").lower()
+    return app.config.staff(sender, case.brand) is not None and sender != case.customer_email.lower()
+
+
+def _hold_staff_message(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail,
+                        found: CaseRoute) -> Case:
+    """An agent's mail that reached the case by the customer's way (a forward, an old thread,
+    the customer's reply address): kept on the case as a staff message, never taken for the
+    customer's, nothing relayed; the sender is told how to act (a mail with their own token)."""
+    case = found.case
+    assert case is not None
+    msg = _store_message(session, app, case, inbound, parsed, found, kind="staff_held")
+    inbound.reason = f"held: from {parsed.from_addr}, an agent of {case.brand}, by the customer's way ({found.signal})"
+    log_event(session, case, "staff_mail_held", actor=parsed.from_addr, at=app.now(), message=msg.id,
+              signal=found.signal)
+    staff_mail.send_staff_mail(session, app, case, "staff_held", parsed.from_addr, about=msg)
     return case
 
 

@@ -6,7 +6,9 @@ A mail sent is a `mail_sent` event. A mail that failed for good — refused by t
 relay with a 5xx answer (at once: a permanent refusal is not retried) or out of
 attempts — is a `mail_failed` event and a `delivery_failure` notice to the staff
 of the case (its assignee, else the brand's team, else its supervisor), never to
-the address that failed, and never about a notice that itself failed.
+the address that failed, and never about a notice that itself failed. A staff
+mail withheld because its recipient left the brand goes to whoever stands in
+(`mailbot.cases.staff_mail.redirect_withheld`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from sqlmodel import Session, select
 
 from mailbot.app import App
 from mailbot.cases.records import log_case_event, log_event
+from mailbot.cases.staff_mail import Role, recipients, redirect_withheld, send_staff_mail
 from mailbot.models import Case
 from mailbot.outgoing import outbox
 from mailbot.outgoing.outbox import Delivery, DispatchReport
-from mailbot.outgoing.responses import send_case_mail
 
 _CASE_EXISTS = select(Case.id).where(Case.id == bindparam("case_id"))
 
@@ -36,26 +38,29 @@ def record_delivery(session: Session, app: App, d: Delivery) -> None:
     case = session.get(Case, d.case_id)
     if case is None:
         return
+    if d.withheld:
+        log_event(session, case, "staff_mail_withheld", at=d.at, outbox=d.row_id, kind=d.kind, to=d.to_addr,
+                  reason=d.error)
+        redirect_withheld(session, app, case, d.row_id)
+        return
     log_event(session, case, "mail_failed", at=d.at, outbox=d.row_id, kind=d.kind, to=d.to_addr,
               error=d.error, attempts=d.attempts, permanent=d.permanent)
     _notify_staff(session, app, case, d)
 
 
 def _notify_staff(session: Session, app: App, case: Case, d: Delivery) -> None:
+    """A staff mail (with its token) to the case's staff, none to the address that failed."""
     if d.kind == "delivery_failure":
         return
-    brand = app.config.brand(case.brand)
-    staff = [a for a in ([case.assignee] if case.assignee else brand.team) if a and a.lower() != d.to_addr]
-    if not staff and brand.supervisor and brand.supervisor.lower() != d.to_addr:
-        staff = [brand.supervisor]
+    ctx = {"delivery": {"to": d.to_addr, "kind": d.kind, "error": d.error.removeprefix("PermanentError: ")[:500],
+                        "permanent": d.permanent}}
+    role: Role = "assignee"
+    staff = [a for a in recipients(app, case, role) if a != d.to_addr]
+    if not staff:
+        role = "supervisor"
+        staff = [a for a in recipients(app, case, role) if a != d.to_addr]
     for address in staff:
-        agent = app.config.agent(address)
-        send_case_mail(session, app, case, "delivery_failure", to_addr=address,
-                       to_name=agent.name if agent else "", automatic=False, record=False,
-                       language=brand.language,
-                       ctx_extra={"delivery": {"to": d.to_addr, "kind": d.kind, "error": d.error.removeprefix("PermanentError: ")[:500],
-                                               "permanent": d.permanent},
-                                  "agent": {"name": agent.name if agent else "", "email": address}})
+        send_staff_mail(session, app, case, "delivery_failure", address, ctx_extra=ctx, role=role)
 
 
 def dispatch(app: App, **kwargs: object) -> DispatchReport:

@@ -24,6 +24,7 @@ from mailbot import db
 from mailbot.app import App
 from mailbot.cases.records import log_event, set_status
 from mailbot.cases.sla import SlaPoint, marked, reschedule, sla_points
+from mailbot.cases.staff_mail import send_to_role
 from mailbot.config import BrandConfig
 from mailbot.models import (
     Attachment,
@@ -74,8 +75,6 @@ def _sweep_case(session: Session, app: App, case: Case, now: datetime) -> int:
 
 
 def _fire(session: Session, app: App, case: Case, brand: BrandConfig, point: SlaPoint, *, send: bool) -> bool:
-    from mailbot.outgoing.responses import send_case_mail
-
     try:
         with session.begin_nested():
             session.add(SlaMark(case_id=case.id or 0, point=point.key, at=app.now()))
@@ -85,23 +84,17 @@ def _fire(session: Session, app: App, case: Case, brand: BrandConfig, point: Sla
     if not send:
         log_event(session, case, "sla_point_skipped", at=app.now(), point=point.key)
         return True
-    to = _recipient(case, brand, point)
-    if to is None:
-        log_event(session, case, "sla_point_no_recipient", at=app.now(), point=point.key)
-        return True
     kind = "reminder" if point.kind == "reminder" else "escalation"
     due_local = app.calendar(brand).local(case.due_at).isoformat() if case.due_at else ""
-    send_case_mail(session, app, case, kind, to_addr=to, automatic=False, record=False,
-                   language=brand.language,
-                   ctx_extra={"reminder": {"percent": point.percent, "due_at": due_local}})
-    log_event(session, case, point.kind, at=app.now(), point=point.key, to=to)
+    assignee = app.config.agent(case.assignee) if case.assignee else None
+    sent = send_to_role(session, app, case, kind, "assignee" if kind == "reminder" else "supervisor", ctx_extra={
+        "reminder": {"percent": point.percent, "due_at": due_local},
+        "assignee": {"name": assignee.name if assignee else "", "email": case.assignee or ""}})
+    if not sent:
+        log_event(session, case, "sla_point_no_recipient", at=app.now(), point=point.key)
+        return True
+    log_event(session, case, point.kind, at=app.now(), point=point.key, to=", ".join(sent))
     return True
-
-
-def _recipient(case: Case, brand: BrandConfig, point: SlaPoint) -> str | None:
-    if point.kind == "reminder":
-        return case.assignee or (brand.team[0] if brand.team else brand.supervisor)
-    return brand.supervisor or (brand.team[0] if brand.team else None)
 
 
 def autoclose(app: App) -> int:

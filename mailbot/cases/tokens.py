@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -40,6 +41,21 @@ class TokenCheck:
     @property
     def ok(self) -> bool:
         return self.case_id is not None
+
+
+def token_case_id(token: str | None) -> int | None:
+    """The case id a token names (unverified: only to know which case a forgery aims at)."""
+    m = _TOKEN.match(token or "")
+    return int(m.group(1)) if m else None
+
+
+def issued_to(secret: str, token: str, candidates: Iterable[str], now: datetime) -> str | None:
+    """Which of `candidates` the (unexpired) token was issued to, if any: a staff mail
+    forwarded inside the team is answered by a colleague of its recipient."""
+    for address in candidates:
+        if check_agent_token(secret, token, address, now).ok:
+            return address.lower()
+    return None
 
 
 def check_agent_token(secret: str, token: str, sender: str, now: datetime) -> TokenCheck:

@@ -157,4 +157,4 @@ def cases_extend(args: argparse.Namespace, app: App) -> int:
 
 
 def cases_close(args: argparse.Namespace, app: App) -> int:
-    return _act(app, args.ref, lambda s, c: actions.close(s, app, c, args.actor))
+    return _act(app, args.ref, lambda s, c: actions.close(s, app, c, args.actor, args.reason))

@@ -78,8 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     ce.add_argument("days", type=int)
     ce.add_argument("reason")
     ce.add_argument("--as", dest="actor", default="cli")
-    cc = csub.add_parser("close")
+    cc = csub.add_parser("close", help="close a case (before its final response: --reason, told to the customer)")
     cc.add_argument("ref")
+    cc.add_argument("--reason", default="", help="why; required before the final response")
     cc.add_argument("--as", dest="actor", default="cli")
 
     ob = sub.add_parser("outbox", help="outgoing mail")

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 
 from mailbot.app import App
 from mailbot.models import Case, Message, Outbox
+from mailbot.outgoing.audiences import RecipientNotStaff, is_staff_kind
 from mailbot.outgoing.compose import Outgoing, build
 from mailbot.outgoing.responses import context, reply_address
 
@@ -79,9 +80,19 @@ def render_drafts(session: Session, app: App, rows: Sequence[Outbox], at: dateti
     return out
 
 
+def _check_staff_row(app: App, row: Outbox, case: Case) -> None:
+    """Staff mail goes out only with its staff token, and only to a current agent of the brand."""
+    if not row.reply_to:
+        raise ValueError(f"staff mail {row.kind} without a staff reply address: not sent")
+    if not app.config.receives_staff_mail(row.to_addr, case.brand):
+        raise RecipientNotStaff(f"{row.to_addr} is no longer an agent of {case.brand}: withheld")
+
+
 def _draft(app: App, row: Outbox, case: Case, about: Message | None, ids: Sequence[tuple[int, str]],
            records: dict[tuple[int, str], int], at: datetime) -> Draft:
     brand = app.config.brand(case.brand)
+    if is_staff_kind(row.kind):
+        _check_staff_row(app, row, case)
     extra = dict(row.context or {})
     if row.reply_to:
         extra["reply_address"] = row.reply_to

@@ -27,6 +27,7 @@ from mailbot import db
 from mailbot.app import App
 from mailbot.ingest import writes
 from mailbot.models import Case, Message, Outbox, utcnow
+from mailbot.outgoing.audiences import RecipientNotStaff
 from mailbot.outgoing.transports import PermanentError, Transport, make_transport
 from mailbot.prepared import Prepared
 
@@ -73,6 +74,7 @@ class Delivery:
     error: str = ""
     attempts: int = 0
     permanent: bool = False
+    withheld: bool = False  # a staff mail not sent: its recipient is no longer staff of the brand
 
 
 # Called in the transaction that records the outcome (the case's trail, a notice to staff).
@@ -84,9 +86,11 @@ class DispatchReport:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    withheld: int = 0
 
     def __str__(self) -> str:
-        return f"{self.sent} sent, {self.retried} to retry, {self.failed} failed"
+        withheld = f", {self.withheld} withheld" if self.withheld else ""
+        return f"{self.sent} sent, {self.retried} to retry, {self.failed} failed{withheld}"
 
 
 def _claim(session: Session, now: datetime, limit: int, skip: set[int] | None = None) -> list[Outbox]:
@@ -246,9 +250,26 @@ def _store_drafts(session: Session, app: App, at: datetime, drafts: dict[int, Dr
                        for d in done.values() if d.record_id is not None]:
             _STORE_RECORD.executemany(conn, records)
     for row_id, failure in drafts.items():
-        if isinstance(failure, Exception):
+        if isinstance(failure, RecipientNotStaff):
+            tried.add(row_id)
+            _withhold(session, app, session.get(Outbox, row_id), at, failure, report, record)
+        elif isinstance(failure, Exception):
             tried.add(row_id)
             _record_failure(session, app, session.get(Outbox, row_id), at, failure, report, record)
+
+
+def _withhold(session: Session, app: App, row: Outbox | None, at: datetime, why: RecipientNotStaff,
+              report: DispatchReport, record: RecordDelivery) -> None:
+    """A staff mail whose recipient left the brand is not sent: `withheld`, and `record`
+    is told (mailbot.cases.deliveries sends it to the case's current staff instead)."""
+    if row is None:
+        return
+    row.status, row.last_error = "withheld", str(why)[:2000]
+    session.add(row)
+    report.withheld += 1
+    assert row.id is not None
+    record(session, app, Delivery(row.id, row.case_id, row.kind, row.to_addr, row.message_id, at,
+                                  sent=False, error=row.last_error, withheld=True))
 
 
 _GIVE_BACK = (update(Outbox).where(col(Outbox.id).in_(bindparam("ids", expanding=True)), Outbox.status == "pending")

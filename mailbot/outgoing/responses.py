@@ -92,6 +92,9 @@ def context(app: App, case: Case, about: Message | None = None, **extra: Any) ->
         "rejection": {"command": "", "reasons": []},
         "commands": [{"name": n, "help": h} for n, h in COMMANDS],
         "agent": {"name": "", "email": ""},
+        "assignee": {"name": "", "email": ""},
+        "assigned_by": "",
+        "closure": {"reason": ""},
         "security": {"sender": "", "reason": ""},
         "delivery": {"to": "", "kind": "", "error": "", "permanent": False},
     }
@@ -154,12 +157,16 @@ def _acks_last_hour(session: Session, to_addr: str, now: datetime) -> int:
 def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr: str,
                    to_name: str = "", about: Message | StoredMessage | None = None, automatic: bool = True,
                    ctx_extra: dict[str, Any] | None = None, not_before: datetime | None = None,
-                   reply_to: str | None = None, record: bool = True, language: str | None = None) -> str | None:
-    """Queue mail of `kind` about the case (rendered by the dispatcher, see mailbot.outgoing.drafts);
-    automatic mail counts against the per-case cap."""
+                   reply_to: str | None = None, record: bool = True,
+                   language: str | None = None, capped: bool | None = None) -> str | None:
+    """Queue mail of `kind` about the case (rendered by the dispatcher, see mailbot.outgoing.drafts).
+    Automatic mail carries `Auto-Submitted` and counts against the per-case cap, unless
+    `capped=False` (staff mail: the cap protects customers from floods, not staff
+    from their work)."""
     brand = app.config.brand(case.brand)
     now = app.now()
-    if automatic and case.auto_mail_count >= app.config.limits.auto_per_case:
+    capped = automatic if capped is None else capped
+    if capped and case.auto_mail_count >= app.config.limits.auto_per_case:
         log_event(session, case, "auto_mail_suppressed", at=now, kind=kind,
                   reason=f"auto_per_case limit {app.config.limits.auto_per_case} reached")
         return None
@@ -168,7 +175,7 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
                        message_id=message_id, not_before=not_before, now=now,
                        to_name=to_name, reply_to=reply_to, language=language, automatic=automatic,
                        about_id=about.id if about else None, context=dict(ctx_extra or {}))
-    if automatic:
+    if capped:
         case.auto_mail_count += 1
         track(session, case)
     if record:
@@ -200,36 +207,8 @@ def acknowledge(session: Session, app: App, case: Case, msg: Message | StoredMes
 
 
 def after_new_case(session: Session, app: App, case: Case, msg: StoredMessage, parsed: ParsedMail) -> None:
+    """The customer's side of a new case (staff are told by mailbot.cases.staff_mail)."""
     acknowledge(session, app, case, msg)
-    brand = app.config.brand(case.brand)
-    if case.priority == "urgent" and brand.oncall:
-        send_case_mail(session, app, case, "urgent_alert", to_addr=brand.oncall, about=msg,
-                       record=False, language=brand.language)
-    notify_agents(session, app, case, msg)
-
-
-def after_follow_up(session: Session, app: App, case: Case, msg: StoredMessage, parsed: ParsedMail) -> None:
-    notify_agents(session, app, case, msg)
-
-
-def notify_agents(session: Session, app: App, case: Case, msg: Message | StoredMessage) -> None:
-    """Tell the assignee (or the brand's team) about a customer message."""
-    brand = app.config.brand(case.brand)
-    recipients = [case.assignee] if case.assignee else list(brand.team)
-    for agent_email in recipients:
-        agent = app.config.agent(agent_email)
-        token = agent_token(app, case, agent_email)
-        send_case_mail(session, app, case, "agent_notification", to_addr=agent_email,
-                       to_name=agent.name if agent else "", about=msg, record=False,
-                       reply_to=reply_address(brand, token), language=brand.language,
-                       ctx_extra={"agent": {"name": agent.name if agent else "", "email": agent_email}})
-
-
-def agent_token(app: App, case: Case, agent_email: str) -> str:
-    from mailbot.cases.tokens import make_agent_token
-
-    return make_agent_token(app.config.security.resolved_secret(), case.id or 0, agent_email,
-                            app.now() + timedelta(days=app.config.security.agent_token_days))
 
 
 def reopen_for_reexamination(session: Session, app: App, case: Case, msg: StoredMessage, received_at: datetime) -> None:

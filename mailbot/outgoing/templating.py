@@ -39,7 +39,10 @@ Context keys (every template must render with :func:`sample_context`)
   re-examination, so no further re-examination is offered), include_mediation (bool)}
 - ``rejection``: {command, reasons: [str]}
 - ``commands``: [{name, help}] (see :func:`command_help`)
-- ``agent``: {name, email} (the assigned agent / the recipient agent; may be empty strings)
+- ``agent``: {name, email} (the staff member the mail is for; may be empty strings)
+- ``assignee``: {name, email} (the agent the case is assigned to; empty strings when none)
+- ``assigned_by``: who assigned the case (assignment)
+- ``closure``: {reason} (closure_notice: why a case is closed before any final response)
 - ``security``: {sender, reason}
 - ``delivery``: {to, kind, error, permanent (bool: refused for good by the relay, not retried)} - the
   mail that failed, for ``delivery_failure``
@@ -83,6 +86,9 @@ KINDS = (
     "urgent_alert",
     "security_alert",
     "delivery_failure",
+    "staff_held",
+    "assignment",
+    "closure_notice",
 )
 
 DEFAULT_DIR = "_default"
@@ -368,6 +374,10 @@ def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, 
         },
         "commands": command_help(language),
         "agent": {"name": "Alex Dupont", "email": f"agent@{domain}"},
+        "assignee": {"name": "Alex Dupont", "email": f"agent@{domain}"},
+        "assigned_by": f"supervisor@{domain}",
+        "closure": {"reason": "vous nous avez indiqué que le virement est bien arrivé" if fr
+                    else "you told us the transfer has arrived"},
         "security": {
             "sender": "intrus@example.net",
             "reason": "commande d'agent envoyée depuis une adresse non autorisée"
@@ -414,6 +424,9 @@ def _empty_kind_context() -> dict[str, Any]:
         "rejection": {"command": "", "reasons": []},
         "commands": [],
         "agent": {"name": "", "email": ""},
+        "assignee": {"name": "", "email": ""},
+        "assigned_by": "",
+        "closure": {"reason": ""},
         "security": {"sender": "", "reason": ""},
         "delivery": {"to": "", "kind": "", "error": "", "permanent": False},
     }
