@@ -362,7 +362,7 @@ class AgentConfig(_Strict):
     role: Literal["agent", "supervisor", "admin"] = _d("agent", "supervisors and admins may also "
                                                        "close a case before its final response")
     language: str | None = _d(None, "language of the staff mail this person gets (default: the "
-                              "language of their first brand)")
+                              "brand's)")
 
     @property
     def supervises(self) -> bool:
