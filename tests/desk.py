@@ -13,10 +13,10 @@ from sqlmodel import col, select
 
 from mailbot import db
 from mailbot.app import App
+from mailbot.cases.deliveries import dispatch
 from mailbot.ingest.pipeline import IngestResult, ingest
 from mailbot.models import Case, Event, Message
 from mailbot.ops.jobs import run_all_jobs
-from mailbot.cases.deliveries import dispatch
 from tests.mails import mail
 
 CUSTOMER = "marie.dupont@example.org"

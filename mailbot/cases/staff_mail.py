@@ -58,9 +58,9 @@ def send_staff_mail(session: Session, app: App, case: Case, kind: str, to_addr: 
                     about: Message | StoredMessage | None = None, ctx_extra: dict[str, Any] | None = None,
                     role: Role | None = None) -> str | None:
     """Queue one staff mail with its own token; None (and an event) if `to_addr` may not get
-    staff mail of the case's brand (`Config.receives_staff_mail`). It carries
-    `Auto-Submitted` (no out-of-office answers it) but does not count against the per-case
-    cap on automatic mail."""
+    staff mail of the case's brand (`Config.receives_staff_mail`). Written for people to
+    answer, it carries no `Auto-Submitted` and does not count against the per-case cap on
+    automatic mail."""
     if not app.config.receives_staff_mail(to_addr, case.brand):
         log_event(session, case, "staff_mail_withheld", at=app.now(), kind=kind, to=to_addr,
                   reason=f"{to_addr} is not an agent of {case.brand}")
@@ -74,7 +74,7 @@ def send_staff_mail(session: Session, app: App, case: Case, kind: str, to_addr: 
     if role is not None:
         ctx["staff_role"] = role
     return send_case_mail(session, app, case, kind, to_addr=address, to_name=name, about=about,
-                          automatic=True, capped=False, record=False, reply_to=reply_address(brand, token),
+                          automatic=False, record=False, reply_to=reply_address(brand, token),
                           language=staff_language(app, member, case.brand), ctx_extra=ctx)
 
 

@@ -158,15 +158,12 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
                    to_name: str = "", about: Message | StoredMessage | None = None, automatic: bool = True,
                    ctx_extra: dict[str, Any] | None = None, not_before: datetime | None = None,
                    reply_to: str | None = None, record: bool = True,
-                   language: str | None = None, capped: bool | None = None) -> str | None:
-    """Queue mail of `kind` about the case (rendered by the dispatcher, see mailbot.outgoing.drafts).
-    Automatic mail carries `Auto-Submitted` and counts against the per-case cap, unless
-    `capped=False` (staff mail: the cap protects customers from floods, not staff
-    from their work)."""
+                   language: str | None = None) -> str | None:
+    """Queue mail of `kind` about the case (rendered by the dispatcher, see mailbot.outgoing.drafts);
+    automatic mail counts against the per-case cap."""
     brand = app.config.brand(case.brand)
     now = app.now()
-    capped = automatic if capped is None else capped
-    if capped and case.auto_mail_count >= app.config.limits.auto_per_case:
+    if automatic and case.auto_mail_count >= app.config.limits.auto_per_case:
         log_event(session, case, "auto_mail_suppressed", at=now, kind=kind,
                   reason=f"auto_per_case limit {app.config.limits.auto_per_case} reached")
         return None
@@ -175,7 +172,7 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
                        message_id=message_id, not_before=not_before, now=now,
                        to_name=to_name, reply_to=reply_to, language=language, automatic=automatic,
                        about_id=about.id if about else None, context=dict(ctx_extra or {}))
-    if capped:
+    if automatic:
         case.auto_mail_count += 1
         track(session, case)
     if record:
