@@ -95,6 +95,7 @@ class InboundRow:
     source: str
     envelope_to: list[str]
     reason: str
+    handled: str = ""  # what an agent's mail did: agent_mail, command_rejected, forgery_refused
 
 
 @dataclass(frozen=True)

@@ -201,7 +201,10 @@ def test_healthz_and_metrics_of_the_running_daemon(daemon) -> None:  # type: ign
         http={"enabled": True, "port": hport}, scheduler={"outbox_interval": 0.2},
         outbound={"transport": "smtp", "host": "127.0.0.1", "port": relay_port, "timeout": 2,
                   "max_attempts": 1000, "backoff_seconds": 0.1, "backoff_max_seconds": 0.3})
-    wait_until(lambda: log.has("ready"), what="ready")
+    wait_until(lambda: any(r.get("event") == "daemon.ready" for r in log.records()), what="ready")
+    (ready,) = [r for r in log.records() if r.get("event") == "daemon.ready"]
+    assert ready["listeners"] == [f"smtp 127.0.0.1:{port}", f"http 127.0.0.1:{hport}"]  # every listener
+    assert ready["msg"] == f"ready: smtp 127.0.0.1:{port}, http 127.0.0.1:{hport}"
     assert http_get(hport, "/healthz")[0] == 200
     assert http_get(hport, "/nope")[0] == 404
 
@@ -326,7 +329,10 @@ def test_logs_are_json_lines_without_bodies_or_card_data(daemon, tmp_path: Path)
     records = log.records()  # every line parses as JSON
     assert len(records) == len([line for line in text.splitlines() if line.strip()])
     assert all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
-    assert any(r.get("msg") == "smtp case_opened" and r.get("refs") for r in records)  # case reference
+    opened = [r for r in records if r.get("event") == "mail.case_opened"]
+    ref = opened[0]["refs"][0]  # the case reference
+    assert any(r.get("event") == "outbox.sent" and r["kind"] == "acknowledgement" and r["case"] == ref
+               and r["to_domain"] == "example.org" for r in records)
     for secret in (IBAN, IBAN.replace(" ", ""), CARD, CARD.replace(" ", ""), "Phrase-témoin-du-corps",
                    "prélèvement inconnu", "Opération non reconnue", "marie.dupont@example.org"):
         assert secret not in text, f"{secret!r} leaked into the log"

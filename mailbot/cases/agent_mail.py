@@ -54,8 +54,10 @@ def handle_agent_mail(session: Session, app: App, inbound: InboundRow, parsed: P
     problem = _authorisation_problem(app, parsed, sender, case, route, check.reason)
     if problem is not None:
         _forgery(session, app, inbound, parsed, route, case or _claimed_case(session, route), problem)
+        inbound.handled = "forgery_refused"
         return None
     assert case is not None
+    inbound.handled = "agent_mail"
     text = strip_reply(parsed.text, parsed.html)
     commands, body = split_commands(text)
     detail = f"signed token issued to {issued}" + (f", forwarded to {sender}" if issued != sender.lower() else "")
@@ -68,6 +70,8 @@ def handle_agent_mail(session: Session, app: App, inbound: InboundRow, parsed: P
         with session.begin_nested():
             run_commands(session, app, case, sender, commands, body, about=actions.last_customer_message(session, case))
     except actions.Rejected as rej:
+        inbound.handled = "command_rejected"
+        inbound.reason = f"agent command {rej.command} rejected: {'; '.join(rej.reasons)}"[:1000]
         log_event(session, case, "command_rejected", actor=sender, at=app.now(), command=rej.command,
                   reasons=rej.reasons)
         send_staff_mail(session, app, case, "command_rejection", sender,

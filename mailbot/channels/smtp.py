@@ -63,14 +63,14 @@ class IngestHandler:
             result = await asyncio.get_running_loop().run_in_executor(
                 self.executor, self._ingest, raw, envelope.mail_from, list(envelope.rcpt_tos))
         except TemporaryFailure as exc:
-            log.warning("database unavailable, answering 451: %s", exc)
+            log.warning("database unavailable, answering 451: %s", exc, extra={"event": "smtp.tempfail"})
             return self._per_rcpt(envelope, Reply.TEMPFAIL)
         except Exception:
-            log.exception("unexpected failure in ingest, answering 451")
+            log.exception("unexpected failure in ingest, answering 451", extra={"event": "smtp.tempfail"})
             return self._per_rcpt(envelope, Reply.TEMPFAIL)
         finally:
             self.in_flight -= 1
-        log.info("smtp %s", result.outcome, extra={"refs": list(result.case_refs), "inbound": result.inbound_id})
+        # (the mail's outcome is logged by ingest, as for every channel)
         return self._per_rcpt(envelope, f"{Reply.OK} {result.outcome} {' '.join(result.case_refs)}".strip())
 
     def _ingest(self, raw: bytes, mail_from: str | None, rcpts: list[str]) -> IngestResult:
@@ -109,6 +109,6 @@ async def start_listener(app: App, executor: ThreadPoolExecutor) -> tuple[asynci
     handler = IngestHandler(app, executor, lmtp=cfg.lmtp)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(protocol_factory(app, handler), host=cfg.host, port=cfg.port)
-    log.info("listening", extra={"host": cfg.host, "port": server.sockets[0].getsockname()[1],
+    log.info("listening", extra={"event": "smtp.listening", "host": cfg.host, "port": server.sockets[0].getsockname()[1],
                                  "protocol": "lmtp" if cfg.lmtp else "smtp"})
     return server, handler

@@ -7,7 +7,6 @@ Exit codes: 0 done, 2 usage/config error, 65 data error (quarantined),
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -15,6 +14,7 @@ from datetime import datetime
 
 from mailbot.config import Config, ConfigError, MissingSecret, load_config
 from mailbot.exitcodes import EX_OK, EX_TEMPFAIL, EX_USAGE
+from mailbot.ops.logs import FORMATS, setup_logging
 
 DEFAULT_CONFIG = os.environ.get("MAILBOT_CONFIG", "config.toml")
 
@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mailbot", description="Email-to-case engine for complaint procedures")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="path of config.toml (default: %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--log-format", choices=FORMATS, default=None,
+                   help="json (one object per line) or text; default: json under systemd or when "
+                        "stderr is not a terminal, text at a terminal")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("run", help="the daemon: listeners, pollers, scheduler, dispatcher")
@@ -132,23 +135,9 @@ def _handlers() -> dict[str, Handler]:
     }
 
 
-def setup_logging(verbose: bool) -> None:
-    from mailbot.ops.logs import JsonFormatter
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("mailparser", "mail-parser", "apscheduler", "alembic", "mail_parser"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    # aiosmtpd logs every peer, envelope address and command at INFO: personal data.
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, args.log_format)
     if args.command == "check-config":
         from mailbot.cli.commands import cmd_check_config
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -63,10 +64,37 @@ class IngestResult:
     inbound_id: int | None = None
     case_refs: tuple[str, ...] = ()
     sha256: str = ""
+    detail: str = ""  # finer than the outcome, for the log (an agent's mail: see InboundRow.handled)
 
     @property
     def quarantined(self) -> bool:
         return self.outcome is Outcome.QUARANTINED
+
+    @property
+    def event(self) -> str:
+        """The log's name for what became of the mail (docs/operations.md, "Logs")."""
+        return "mail." + (self.detail or _EVENTS[self.outcome])
+
+
+_EVENTS = {Outcome.CASE_OPENED: "case_opened", Outcome.FOLLOWUP: "customer_reply",
+           Outcome.AUTOMATIC: "automatic", Outcome.OWN: "own_mail", Outcome.DUPLICATE: "duplicate",
+           Outcome.QUARANTINED: "quarantined"}
+# What an admin should look at: the rest is INFO.
+_WARN_EVENTS = frozenset({"mail.quarantined", "mail.command_rejected", "mail.forgery_refused"})
+_ADDRESS = re.compile(r"[^\s<>\"'(),;:]+@(?=[\w.-]+)")
+
+
+def log_results(works: Sequence[_Work], results: Sequence[IngestResult]) -> None:
+    """One line per mail once it is committed: its event, source, inbound row and cases
+    (never its text; addresses in a reason keep only their domain)."""
+    for work, r in zip(works, results, strict=False):
+        extra: dict[str, object] = {"event": r.event, "source": work.item.source, "inbound": r.inbound_id,
+                                    "refs": list(r.case_refs)}
+        if r.outcome in (Outcome.QUARANTINED, Outcome.AUTOMATIC, Outcome.OWN) or r.detail:
+            extra["reason"] = _ADDRESS.sub("…@", r.reason)[:300]
+        level = logging.WARNING if r.event in _WARN_EVENTS else logging.INFO
+        what = r.event.removeprefix("mail.").replace("_", " ")
+        log.log(level, "%s: %s", what, " ".join(r.case_refs) or f"inbound {r.inbound_id}", extra=extra)
 
 
 @dataclass
@@ -202,7 +230,9 @@ class _Slot:
 
 def _record_works(app: App, works: list[_Work]) -> list[IngestResult]:
     try:
-        return _commit_with_retries(app, works)
+        results = _commit_with_retries(app, works)
+        log_results(works, results)
+        return results
     except IntegrityError:
         raise  # never transient: the same delivery would collide again, forever
     except db.TRANSIENT_DB_ERRORS as exc:
@@ -433,7 +463,8 @@ def _record(session: Session, app: App, work: _Work) -> IngestResult:
                                    work.a.openings)
     _finish(session, inbound, "case" if opened else "followup")
     outcome = Outcome.CASE_OPENED if opened else Outcome.FOLLOWUP
-    return IngestResult(outcome, _why(verdict, routes), inbound.id, refs, work.a.digest)
+    return IngestResult(outcome, inbound.reason if inbound.handled else _why(verdict, routes), inbound.id, refs,
+                        work.a.digest, inbound.handled)
 
 
 def _why(verdict: Verdict, routes: Sequence) -> str:
@@ -480,5 +511,4 @@ def _quarantine(session: Session, app: App, work: _Work, reason: str, key_suffix
     inbound = _inbound(session, app, work, "quarantined", reason, key_suffix)
     session.add(Quarantine(inbound_id=inbound.id, sha256=work.a.digest, source=inbound.source,
                            envelope_to=list(inbound.envelope_to), reason=_no_nul(reason)[:2000]))
-    log.warning("quarantined inbound=%s reason=%s", inbound.id, reason[:200])
     return IngestResult(Outcome.QUARANTINED, reason, inbound.id, (), work.a.digest)

@@ -51,7 +51,7 @@ def _run_job(app: App, name: str) -> None:
         result = fn(app)
         log.debug("job done", extra={"job": name, "result": result})
     except Exception as exc:  # a failing job is retried at its next run
-        log.warning("job failed: %s", exc, extra={"job": name})
+        log.warning("job failed: %s", exc, extra={"event": "job.failed", "job": name})
 
 
 def _reconcile(app: App) -> str:
@@ -90,13 +90,15 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ingest")
         self.pollers: list[Any] = []
+        self.listeners: list[str] = []  # "smtp 127.0.0.1:2525"…: what the ready line lists
 
     def reload(self) -> None:
         try:
             new = load_config(self.config_path)
             new.security.resolved_secret()
         except ConfigError as exc:
-            log.error("reload refused, keeping the running config: %s", "; ".join(exc.lines()))
+            log.error("reload refused, keeping the running config: %s", "; ".join(exc.lines()),
+                      extra={"event": "daemon.reload_refused"})
             return
         except MissingSecret as exc:
             log.error("reload refused, keeping the running config: %s", exc)
@@ -104,7 +106,7 @@ class Daemon:
         self.app.config = new
         self.app.__dict__.pop("renderer", None)
         self.app.warm_up()
-        log.info("config reloaded", extra={"path": self.config_path})
+        log.info("config reloaded", extra={"event": "daemon.reloaded", "path": self.config_path})
 
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
@@ -117,15 +119,20 @@ class Daemon:
             from mailbot.channels.smtp import start_listener
 
             server, handler = await start_listener(self.app, self.executor)
+            self.listen("lmtp" if self.app.config.smtp.lmtp else "smtp", server.sockets[0].getsockname())
         self._start_pollers()
         sched = start_scheduler(self.app)
         metrics = self._start_http()
-        log.info("ready", extra={"smtp_port": server.sockets[0].getsockname()[1] if server else None,
-                                 "imap": len(self.pollers)})
+        if metrics is not None:
+            self.listen("http", metrics.server_address)
+        mailboxes = [p.cfg.account_key for p in self.pollers]
+        log.info("ready: %s", ", ".join(self.listeners + [f"imap {m}" for m in mailboxes]) or "no listener",
+                 extra={"event": "daemon.ready", "listeners": self.listeners, "imap": mailboxes,
+                        "smtp_port": server.sockets[0].getsockname()[1] if server else None})
         sd_notify("READY=1")
         watchdog = asyncio.create_task(self._watchdog())
         await self.stopping.wait()
-        log.info("stopping: draining in-flight work")
+        log.info("stopping: draining in-flight work", extra={"event": "daemon.stopping"})
         sd_notify("STOPPING=1")
         self.app.stopping.set()  # a dispatcher run with a backlog ends after the mail it is sending
         watchdog.cancel()
@@ -142,8 +149,13 @@ class Daemon:
             metrics.shutdown()
         self.executor.shutdown(wait=True)
         self.app.close()
-        log.info("stopped")
+        log.info("stopped", extra={"event": "daemon.stopped"})
         return 0
+
+    def listen(self, kind: str, address: Any) -> None:
+        """Note a listener for the ready line: `kind host:port` as bound (port 0 resolved)."""
+        host, port = address[0], address[1]
+        self.listeners.append(f"{kind} {'[' + host + ']' if ':' in host else host}:{port}")
 
     def _start_pollers(self) -> None:
         if not self.app.config.imap:

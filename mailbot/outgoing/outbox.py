@@ -122,6 +122,7 @@ class _Job:
     from_addr: str
     to_addr: str
     raw: bytes
+    case_ref: str | None = None  # for the log
 
 
 def dispatch(app: App, *, record: RecordDelivery, now: datetime | None = None,
@@ -165,9 +166,10 @@ def dispatch(app: App, *, record: RecordDelivery, now: datetime | None = None,
                 except Exception as exc:
                     tried.add(job.row_id)
                     with db.session_scope(app.engine) as session:
-                        _record_failure(session, app, session.get(Outbox, job.row_id), at, exc, report, record)
+                        _record_failure(session, app, session.get(Outbox, job.row_id), at, exc, report, record,
+                                        where=_where(transport))
                     continue
-                _record_sent(app, job, at, report, record)
+                _record_sent(app, job, at, report, record, where=_where(transport))
     finally:
         transport.close()
     return report
@@ -213,6 +215,7 @@ def _claim_batch(app: App, at: datetime, tried: set[int], report: DispatchReport
             row.attempts += 1
             row.not_before = at + lease(app)
             session.add(row)
+        refs = _case_refs(session, {row.case_id for row in rows})
     drafts: dict[int, Draft | Exception] = {}
     if unrendered := [row for row in rows if row.raw is None]:
         # (imported here: mailbot.outgoing.drafts imports mailbot.outgoing.responses, which imports this module)
@@ -228,8 +231,17 @@ def _claim_batch(app: App, at: datetime, tried: set[int], report: DispatchReport
         draft = drafts.get(row.id)
         raw = row.raw if draft is None or isinstance(draft, Exception) else draft.raw
         if raw is not None:
-            jobs.append(_Job(row.id, row.case_id, row.kind, row.message_id, row.from_addr, row.to_addr, raw))
+            jobs.append(_Job(row.id, row.case_id, row.kind, row.message_id, row.from_addr, row.to_addr, raw,
+                             refs.get(row.case_id)))
     return len(rows), jobs
+
+
+def _case_refs(session: Session, case_ids: set[int | None]) -> dict[int | None, str]:
+    """The references of these cases (for the log lines of the mails they send)."""
+    ids = [i for i in case_ids if i is not None]
+    if not ids:
+        return {}
+    return dict(session.exec(select(Case.id, Case.ref).where(col(Case.id).in_(ids))).all())  # type: ignore[arg-type]
 
 
 _STORE_RAW = Prepared(update(Outbox).where(Outbox.id == bindparam("row_id")).values(raw=bindparam("new_raw")))
@@ -255,7 +267,8 @@ def _store_drafts(session: Session, app: App, at: datetime, drafts: dict[int, Dr
             _withhold(session, app, session.get(Outbox, row_id), at, failure, report, record)
         elif isinstance(failure, Exception):
             tried.add(row_id)
-            _record_failure(session, app, session.get(Outbox, row_id), at, failure, report, record)
+            _record_failure(session, app, session.get(Outbox, row_id), at, failure, report, record,
+                            where="rendering")
 
 
 def _withhold(session: Session, app: App, row: Outbox | None, at: datetime, why: RecipientNotStaff,
@@ -286,35 +299,53 @@ _MARK_SENT = Prepared(update(Outbox).where(Outbox.id == bindparam("row_id"))
                       .values(status="sent", sent_at=bindparam("at"), last_error=None))
 
 
-def _record_sent(app: App, job: _Job, at: datetime, report: DispatchReport, record: RecordDelivery) -> None:
-    """The row is sent, and `record` is told (in the same transaction)."""
+def _where(transport: Transport) -> str:
+    # test doubles of the Transport protocol may not say where they send
+    return getattr(transport, "where", type(transport).__name__)
+
+
+def _record_sent(app: App, job: _Job, at: datetime, report: DispatchReport, record: RecordDelivery,
+                 where: str) -> None:
+    """The row is sent, and `record` is told (in the same transaction). The log names the
+    kind, case, recipient's domain and Message-ID, never the text."""
     with db.session_scope(app.engine) as session:
         _MARK_SENT.scalar(session, {"row_id": job.row_id, "at": at})
         record(session, app, Delivery(job.row_id, job.case_id, job.kind, job.to_addr, job.message_id, at,
                                       sent=True))
     report.sent += 1
+    domain = job.to_addr.rpartition("@")[2]
+    log.info("sent %s of %s to …@%s", job.kind, job.case_ref or "no case", domain, extra={
+        "event": "outbox.sent", "kind": job.kind, "case": job.case_ref, "to_domain": domain,
+        "message_id": job.message_id, "outbox": job.row_id, "via": where})
 
 
 def _record_failure(session: Session, app: App, row: Outbox | None, at: datetime, exc: Exception,
-                    report: DispatchReport, record: RecordDelivery) -> None:
-    """A retry later, or — refused for good by the relay, or out of attempts — `failed`."""
+                    report: DispatchReport, record: RecordDelivery, where: str) -> None:
+    """A retry later, or — refused for good by the relay, or out of attempts — `failed`.
+    `where`: the transport (`relay HOST:PORT`) or "rendering"; it leads `last_error`."""
     if row is None:
         return
     cfg = app.config.outbound
-    row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    row.last_error = f"{where}: {error}"[:2000]
     permanent = isinstance(exc, PermanentError)
+    fields = {"kind": row.kind, "outbox": row.id, "attempts": row.attempts, "via": where, "error": error[:300]}
     if permanent or row.attempts >= cfg.max_attempts:
         row.status = "failed"
         report.failed += 1
-        log.error("outbox row %s failed for good: %s", row.id, row.last_error[:200])
+        ref = _case_refs(session, {row.case_id}).get(row.case_id)
+        log.error("outbox row %s failed for good after %s attempt(s) (%s): %s", row.id, row.attempts, where,
+                  error[:300], extra={"event": "outbox.failed", "case": ref, "permanent": permanent, **fields})
         assert row.id is not None
         session.add(row)
         record(session, app, Delivery(row.id, row.case_id, row.kind, row.to_addr, row.message_id, at,
-                                      sent=False, error=row.last_error, attempts=row.attempts,
+                                      sent=False, error=error, attempts=row.attempts,
                                       permanent=permanent))
     else:
         row.not_before = at + backoff(cfg.backoff_seconds, cfg.backoff_max_seconds, row.attempts)
         report.retried += 1
-        log.warning("outbox row %s attempt %s failed: %s", row.id, row.attempts, row.last_error[:200])
+        log.warning("outbox row %s attempt %s failed (%s), retry at %s: %s", row.id, row.attempts, where,
+                    row.not_before.isoformat(timespec="seconds"), error[:300],
+                    extra={"event": "outbox.retry", "retry_at": row.not_before.isoformat(), **fields})
     session.add(row)
 

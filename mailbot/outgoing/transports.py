@@ -21,6 +21,8 @@ class PermanentError(Exception):
 
 
 class Transport(Protocol):
+    where: str  # for logs and errors: "relay HOST:PORT", "maildir PATH"
+
     def send(self, from_addr: str, to_addr: str, raw: bytes) -> None: ...
     def close(self) -> None: ...
 
@@ -41,6 +43,7 @@ class MaildirTransport:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.where = f"maildir {path}"
         for sub in ("tmp", "new", "cur"):
             (path / sub).mkdir(parents=True, exist_ok=True)
         self._n = 0
@@ -81,6 +84,7 @@ class SmtpTransport:
 
     def __init__(self, cfg: OutboundConfig) -> None:
         self.cfg = cfg
+        self.where = f"relay {cfg.host}:{cfg.port}"
         self._conn: smtplib.SMTP | None = None
 
     def _context(self) -> ssl.SSLContext:
