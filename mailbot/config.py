@@ -395,6 +395,69 @@ class HttpConfig(_Strict):
     port: int = _d(9925, "TCP port (0: any free port)", ge=0, le=65535)
 
 
+class ApiClient(_Strict):
+    """A brand's own site or customer area, filing complaints through the intake API."""
+
+    brand: str = Field(description="the brand whose complaints this key files and reads (one brand a key)")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="a short name for the client, "
+                      "recorded as the source of what it files (`web:api:<brand>/<name>`)")
+    key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the client's key, in hex "
+                            "(`printf %s \"$KEY\" | sha256sum`); the key itself is never in the file")
+
+
+class WebConfig(_Strict):
+    """`mailbot web`: the complaint form, the status page, the intake API, the staff console."""
+
+    host: str = _d("127.0.0.1", "address to listen on (`mailbot web --host` overrides it); keep it "
+                   "on loopback behind a TLS reverse proxy")
+    port: int = _d(8080, "TCP port (`mailbot web --port` overrides it)", ge=0, le=65535)
+    public_url: str | None = _d(None, "the address customers and staff reach, e.g. "
+                                "`https://reclamations.example.com`: links in mail point there (every "
+                                "customer mail then carries its status link); https makes cookies `Secure`")
+    secret_env: str | None = _d("MAILBOT_WEB_SECRET", "environment variable holding the key of cookies, "
+                                "CSRF tokens, sign-in and status links (at least 16 characters; no default: "
+                                "`mailbot web` refuses to start without it)")
+    secret_file: str | None = _d(None, "file holding that key (instead of secret_env)")
+    secret: str | None = _d(None, "the key inline: only for demos and tests")
+    signin_minutes: int = _d(15, "life of a staff sign-in link, in minutes (each link works once)", ge=1, le=60)
+    session_hours: float = _d(12, "life of a staff session, in hours", gt=0, le=24 * 30)
+    max_request_size: int = _d(15_728_640, "bytes of one form post, files included (refused with 413 "
+                               "before it is read whole)", gt=0)
+    max_files: int = _d(5, "files per form post", ge=0, le=50)
+    allowed_extensions: list[str] = _d(
+        [".pdf", ".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic", ".txt", ".csv", ".doc", ".docx", ".odt",
+         ".xls", ".xlsx", ".ods", ".eml"], "file name endings the form and the API accept")
+    limit_per_address: int = _d(5, "complaints and uploads per customer address per hour (then 429)", ge=1)
+    limit_per_ip: int = _d(20, "form posts per client IP per hour (then 429)", ge=1)
+    trusted_proxies: list[str] = _d(["127.0.0.1", "::1"], "peers whose `X-Forwarded-For` and "
+                                    "`X-Forwarded-Proto` are believed (the reverse proxy)")
+    api_clients: list[ApiClient] = _d([], "`[[web.api_clients]]`: who may use the intake API")
+
+    @field_validator("public_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", v):
+            raise ValueError(f"{v!r} is not an http(s) URL like https://complaints.example.com")
+        return v.rstrip("/") if v else v
+
+    @property
+    def over_tls(self) -> bool:
+        return bool(self.public_url and self.public_url.startswith("https://"))
+
+    def resolved_secret(self) -> str:
+        """The key of cookies, CSRF tokens, sign-in and status links; no default."""
+        if self.secret:
+            return self.secret
+        try:
+            value = read_secret(self.secret_env, self.secret_file)
+        except ValueError:
+            value = ""
+        if len(value) < 16:
+            raise ValueError(f"the web secret is not set or too short (at least 16 characters): set the "
+                             f"environment variable {self.secret_env} or web.secret_file")
+        return value
+
+
 class Config(_Strict):
     """The whole file."""
 
@@ -407,6 +470,7 @@ class Config(_Strict):
     security: SecurityConfig = _d(SecurityConfig(), "`[security]`")
     scheduler: SchedulerConfig = _d(SchedulerConfig(), "`[scheduler]`")
     http: HttpConfig = _d(HttpConfig(), "`[http]`")
+    web: WebConfig = _d(WebConfig(), "`[web]`")
     templates_dir: str = _d("templates", "directory of the mail templates, "
                                  "`<brand>/<language>/<kind>.txt` and `.html`")
     brands: list[BrandConfig] = Field(min_length=1, description="`[[brands]]`, at least one")
@@ -747,6 +811,11 @@ def cross_problems(parts: Parts) -> list[Problem]:
         if im.brand and im.brand not in parts.brand_keys:
             out.append(Problem(("imap", i, "brand"), f"unknown brand {im.brand!r} (known: {', '.join(known)})"
                                + did_you_mean(im.brand, known)))
+    web = parts.section("web")
+    for i, client in enumerate(web.api_clients):
+        if client.brand not in parts.brand_keys:
+            out.append(Problem(("web", "api_clients", i, "brand"), f"unknown brand {client.brand!r} "
+                               f"(known: {', '.join(known)})" + did_you_mean(client.brand, known)))
         if im.folder in (im.processed_folder, im.quarantine_folder):
             out.append(Problem(("imap", i, "processed_folder"), f"must differ from folder {im.folder!r} "
                                "(else processed mail would be fetched again)"))

@@ -266,3 +266,39 @@ class FailingRecipient(SQLModel, table=True):
     since: datetime = Field(default_factory=utcnow)
     bounces: int = 1
     reason: str = Field(default="", max_length=500)
+
+
+class WebSession(SQLModel, table=True):
+    """A staff member signed in to `mailbot web` (the cookie holds the token; this row its hash),
+    in the database so that any `mailbot web` process serves any request."""
+
+    __tablename__ = "web_sessions"
+    id: str = Field(primary_key=True, max_length=64)  # sha256 of the cookie's token, hex
+    agent: str = Field(max_length=500, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    ended_at: datetime | None = None
+
+
+class WebUsedLink(SQLModel, table=True):
+    """A staff sign-in link already used: each works once."""
+
+    __tablename__ = "web_used_links"
+    nonce: str = Field(primary_key=True, max_length=64)
+    agent: str = Field(max_length=500)
+    used_at: datetime = Field(default_factory=utcnow)
+
+
+class WebSubmission(SQLModel, table=True):
+    """A complaint or document received through the web side, for its rate limits
+    (per customer address and per client IP, over the last hour)."""
+
+    __tablename__ = "web_submissions"
+    __table_args__ = (
+        Index("ix_web_submissions_ip_at", "ip", "at"),
+        Index("ix_web_submissions_email_at", "email", "at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    ip: str = Field(max_length=64)
+    email: str = Field(max_length=500)
+    at: datetime = Field(default_factory=utcnow)

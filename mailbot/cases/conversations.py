@@ -42,6 +42,14 @@ def case_language(brand: BrandConfig, facts: Extracted) -> str:
     return facts.language if facts.language in brand.languages else brand.language
 
 
+WEB_SOURCE = "web:"  # the source of what `mailbot web` hands to ingest ("web:form:<ip>", "web:api:<client>")
+
+
+def channel_of(source: str) -> str:
+    """The case's channel: `form` for what came through the web side, else `email`."""
+    return "form" if source.startswith(WEB_SOURCE) else "email"
+
+
 def handle_customer(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail,
                     routes: Sequence[BrandRoute], received_at: datetime,
                     facts: Mapping[str, Extracted] | None = None,
@@ -117,6 +125,7 @@ def _open(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, r
         session, app, brand, customer_email=parsed.from_addr, customer_name=facts.name or parsed.from_name,
         subject=parsed.subject, received_at=received_at, category=facts.category,
         urgent=facts.urgent, language=case_language(brand, facts), extracted=facts.to_json(), opening=opening,
+        channel=channel_of(inbound.source),
     )
     msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")
     responses.after_new_case(session, app, case, msg, parsed)

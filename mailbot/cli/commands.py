@@ -249,3 +249,9 @@ def cmd_tick(args: argparse.Namespace, config: Config) -> int:
     for line in report:
         print(line)
     return EX_OK
+
+
+def cmd_web(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.web.server import serve
+
+    return serve(config, args.host, args.port)

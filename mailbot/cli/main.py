@@ -106,6 +106,10 @@ def _parser() -> argparse.ArgumentParser:
     imc = sub.add_parser("imap", help="IMAP mailboxes")
     imc.add_argument("action", choices=["check"])
 
+    wb = sub.add_parser("web", help="status page, complaint form, intake API, staff console (uvicorn)")
+    wb.add_argument("--host", default=None, help="bind address (default: web.host)")
+    wb.add_argument("--port", default=None, type=int, help="port (default: web.port)")
+
     tk = sub.add_parser("tick", help="one pass of every scheduled job")
     tk.add_argument("--now", default=None, type=parse_when, help="ISO 8601 time to run the jobs as of")
     return p
@@ -116,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
 # a public one would let anyone forge agent commands); the read-only ones run without it.
 NEEDS_SECRET = {("run", None), ("ingest", None), ("import", None), ("tick", None), ("cases", "new"),
                 ("cases", "reply"), ("cases", "assign"), ("cases", "extend"), ("cases", "close"),
-                ("quarantine", "retry"), ("outbox", "flush")}
+                ("quarantine", "retry"), ("outbox", "flush"), ("web", None)}
 
 
 def needs_secret(args: argparse.Namespace) -> bool:
@@ -131,7 +135,7 @@ def _handlers() -> dict[str, Handler]:
         "ingest": commands.cmd_ingest, "import": commands.cmd_import, "cases": commands.cmd_cases,
         "outbox": commands.cmd_outbox, "quarantine": commands.cmd_quarantine,
         "stats": commands.cmd_stats, "register": commands.cmd_register, "imap": commands.cmd_imap,
-        "tick": commands.cmd_tick,
+        "tick": commands.cmd_tick, "web": commands.cmd_web,
     }
 
 

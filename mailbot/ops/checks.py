@@ -70,7 +70,19 @@ def check_parts(parts: Parts, base_dir: Path) -> tuple[list[Problem], list[Probl
                                   f"({', '.join(keys)}){did_you_mean(b.default_category, keys)}"))
         errors += staff_problems(parts, i, b)
     secret_errors, secret_warnings = secret_problems(parts, base_dir)
-    return errors + secret_errors, warnings + secret_warnings
+    return errors + secret_errors + web_problems(parts), warnings + secret_warnings
+
+
+def web_problems(parts: Parts) -> list[Problem]:
+    """Customer mail links to the status page only with the key that signs the links."""
+    web = parts.section("web")
+    if not web.public_url:
+        return []
+    try:
+        web.resolved_secret()
+    except ValueError as exc:
+        return [Problem(("web", "public_url"), f"customer mail links to the status page, but {exc}")]
+    return []
 
 
 def template_problems(parts: Parts, base_dir: Path) -> list[Problem]:

@@ -23,6 +23,7 @@ from mailbot.mail.parsing import ParsedMail
 from mailbot.models import Case, FailingRecipient, Message, Outbox, StoredMessage, track
 from mailbot.outgoing import outbox
 from mailbot.outgoing.compose import new_message_id
+from mailbot.outgoing.links import status_url
 
 NEVER_ANSWER_LOCALPARTS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply")
 COMMANDS = (
@@ -84,6 +85,7 @@ def context(app: App, case: Case, about: Message | None = None, **extra: Any) ->
             "at": _iso_local(app, brand, about.created_at) if about else "",
         },
         "reply_address": reply_address(brand, case.reply_token),
+        "status_url": status_url(app.config, case.ref, case.reply_token),
         "extension": {"new_due_at": "", "reason": "", "days": 0},
         "reminder": {"percent": 0, "due_at": ""},
         "final": {"sections": {k: "" for k in ("summary", "explanation", "steps", "corrective_measures",

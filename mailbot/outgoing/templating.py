@@ -31,6 +31,8 @@ Context keys (every template must render with :func:`sample_context`)
   the agent's text for request_info / final_response)
 - ``reply_address``: the address replies must go to (the case's secret plus-address; for mails to
   agents, the agent token address)
+- ``status_url``: the case's status page for the customer (signed link; "" without a web side)
+- ``signin``: {url, expires_at, minutes} (the staff sign-in link, ``staff_signin`` only)
 - ``extension``: {new_due_at, reason, days}
 - ``reminder``: {percent (0-100, share of the time elapsed), due_at}
 - ``final``: {sections: {summary, explanation, steps, corrective_measures, solution} (strings; when
@@ -89,7 +91,9 @@ KINDS = (
     "staff_held",
     "assignment",
     "closure_notice",
+    "staff_signin",
 )
+CASELESS_KINDS = ("staff_signin",)  # about no case: rendered without case keys in their text
 
 DEFAULT_DIR = "_default"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -353,6 +357,9 @@ def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, 
             "at": f"2026-12-01T09:30:00{off}",
         },
         "reply_address": f"{local}+r7k2q9x4m1@{domain}",
+        "status_url": f"https://reclamations.{domain}/status/KP-2026-000123/0f3c9a2be1d4",
+        "signin": {"url": f"https://reclamations.{domain}/staff/signin/x7Qm2", "minutes": 15,
+                   "expires_at": f"2026-12-01T09:45:00{off}"},
         "extension": {
             "new_due_at": new_due,
             "reason": "analyse approfondie des opérations avec notre partenaire de paiement"
@@ -411,6 +418,8 @@ def _sample_sections(fr: bool) -> dict[str, str]:
 
 def _empty_kind_context() -> dict[str, Any]:
     return {
+        "status_url": "",
+        "signin": {"url": "", "minutes": 0, "expires_at": ""},
         "extension": {"new_due_at": "", "reason": "", "days": 0},
         "reminder": {"percent": 0, "due_at": ""},
         "final": {

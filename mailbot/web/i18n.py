@@ -1,0 +1,179 @@
+"""The words of the web pages, in French and English (`words(lang)["key"]`).
+
+Mail wording lives in templates/; these are the pages' own labels, buttons and
+errors. A key missing from one language falls back to the other, and a test
+checks that both languages have the same keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LANGUAGES = ("fr", "en")
+
+_FR: dict[str, str] = {
+    "lang_name": "Français", "other_lang": "English", "skip": "Aller au contenu",
+    "complaints_of": "Réclamations", "form_title": "Déposer une réclamation",
+    "form_intro": "Décrivez votre réclamation : vous recevrez par e-mail un accusé de réception avec "
+                  "sa référence, la date de notre réponse et un lien pour suivre son traitement.",
+    "required_note": "Les champs marqués * sont obligatoires.",
+    "you": "Vous", "facts": "Les faits", "your_words": "Votre réclamation", "documents": "Documents",
+    "name": "Nom et prénom", "email": "Adresse e-mail", "phone": "Téléphone",
+    "customer_number": "Numéro client ou de contrat", "subject": "Objet",
+    "description": "Décrivez les faits et ce que vous demandez",
+    "fact_date": "Date des faits", "operation_type": "Type d'opération", "amount": "Montant",
+    "currency": "Devise", "references": "Références (opération, contrat, courrier…)",
+    "steps_taken": "Démarches déjà effectuées (appel, courrier, agence…)",
+    "files": "Pièces justificatives", "files_hint": "Jusqu'à {max_files} fichiers ({types}), {max_mb} Mo au total.",
+    "choose": "— choisir —", "op_virement": "Virement", "op_paiement": "Paiement", "op_prelevement": "Prélèvement",
+    "op_carte": "Carte", "op_retrait": "Retrait", "op_investissement": "Investissement / projet", "op_autre": "Autre",
+    "send": "Envoyer ma réclamation", "website": "Ne pas remplir ce champ",
+    "errors_title": "Votre réclamation n'est pas encore envoyée : corrigez les champs signalés.",
+    "files_again": "Pour votre sécurité, les fichiers choisis ne sont pas conservés : joignez-les de nouveau.",
+    "err_required": "Ce champ est obligatoire.", "err_bad_email": "Cette adresse e-mail n'est pas valide.",
+    "err_own_address": "Indiquez votre propre adresse e-mail.",
+    "err_too_short": "Décrivez les faits en quelques mots au moins.",
+    "err_bad_date": "Date invalide.", "err_future_date": "La date des faits ne peut pas être dans le futur.",
+    "err_bad_choice": "Choix invalide.", "err_bad_amount": "Montant invalide (ex. 1250,00).",
+    "err_too_many_files": "Trop de fichiers.", "err_file_type": "Type de fichier non accepté.",
+    "err_empty_file": "Un fichier est vide.",
+    "done_title": "Réclamation enregistrée", "done_ref": "Votre réclamation est enregistrée sous la référence",
+    "done_mail": "Un accusé de réception vient de vous être envoyé par e-mail : il indique la date de notre "
+                 "réponse et contient le lien pour suivre votre réclamation et nous envoyer d'autres documents.",
+    "status_title": "Suivi de votre réclamation", "status": "Statut", "received": "Reçue le",
+    "promised": "Réponse promise au plus tard le", "answered_on": "Réponse envoyée le",
+    "messages": "Échanges", "from_you": "Vous", "from_us": "Nous", "attachments": "Pièces jointes",
+    "add_documents": "Envoyer d'autres documents", "add_text": "Message (facultatif)",
+    "add_send": "Envoyer", "added": "Merci : vos documents sont joints à votre réclamation.",
+    "reexam_title": "Demander un réexamen",
+    "reexam_intro": "Notre réponse ne vous satisfait pas ? Vous pouvez demander un réexamen de votre réclamation.",
+    "reexam_reason": "Pourquoi demandez-vous un réexamen ?", "reexam_send": "Demander un réexamen",
+    "reexam_done": "Votre demande de réexamen est enregistrée ; vous recevrez un accusé de réception par e-mail.",
+    "reexam_subject": "Demande de réexamen", "documents_subject": "Documents complémentaires",
+    "st_new": "Reçue", "st_acknowledged": "Enregistrée", "st_in_progress": "En cours de traitement",
+    "st_waiting_customer": "En attente d'informations de votre part", "st_answered": "Réponse envoyée",
+    "st_reexamination": "En réexamen", "st_closed": "Clôturée",
+    "err_title_400": "Demande invalide", "err_title_403": "Action refusée", "err_title_404": "Page introuvable",
+    "err_title_410": "Lien expiré", "err_title_413": "Envoi trop volumineux", "err_title_429": "Trop de demandes",
+    "err_title_503": "Service momentanément indisponible", "err_title_401": "Authentification requise",
+    "err_body_400": "La demande n'a pas pu être comprise.",
+    "err_body_403": "Le jeton de sécurité du formulaire manque ou a expiré. Rechargez la page et recommencez.",
+    "err_body_404": "Cette page n'existe pas ou vous n'y avez pas accès.",
+    "err_body_410": "Ce lien n'est plus valable : le dossier n'est plus conservé.",
+    "err_body_413": "Les fichiers envoyés dépassent la taille autorisée ({max_mb} Mo au total).",
+    "err_body_429": "Trop d'envois depuis cette adresse ou cette connexion en une heure. Réessayez plus tard "
+                    "ou écrivez-nous par e-mail.",
+    "err_body_503": "Nous ne pouvons pas enregistrer votre demande pour le moment. Rien n'a été perdu de ce "
+                    "que vous avez saisi : réessayez dans quelques minutes.",
+    "err_body_401": "Connectez-vous pour continuer.",
+    "back_home": "Retour à l'accueil",
+    # staff
+    "console": "Console réclamations", "signin_title": "Connexion du personnel",
+    "signin_intro": "Saisissez votre adresse professionnelle : vous recevrez un lien de connexion valable "
+                    "{minutes} minutes, utilisable une seule fois.",
+    "signin_send": "Recevoir un lien de connexion",
+    "signin_sent": "Si cette adresse est celle d'un membre du personnel, un lien de connexion vient d'y être envoyé.",
+    "signin_confirm": "Se connecter en tant que {agent}", "signin_go": "Se connecter",
+    "signin_bad": "Ce lien de connexion n'est pas valable, a expiré ou a déjà servi. Demandez-en un nouveau.",
+    "signout": "Se déconnecter", "dashboard": "Tableau de bord", "queue": "File", "search": "Recherche",
+    "signed_in_as": "Connecté·e :", "open_cases": "Ouvertes", "overdue": "En retard",
+    "due_this_week": "Échéance cette semaine",
+    "ack_chart": "Délai d'accusé de réception (90 derniers jours)",
+    "answer_chart": "Délai de réponse finale (90 derniers jours)",
+}
+
+_EN: dict[str, str] = {
+    "lang_name": "English", "other_lang": "Français", "skip": "Skip to content",
+    "complaints_of": "Complaints", "form_title": "File a complaint",
+    "form_intro": "Describe your complaint: you will receive an acknowledgement by email with its "
+                  "reference, the date of our answer and a link to follow its handling.",
+    "required_note": "Fields marked * are required.",
+    "you": "You", "facts": "The facts", "your_words": "Your complaint", "documents": "Documents",
+    "name": "Full name", "email": "Email address", "phone": "Phone",
+    "customer_number": "Customer or contract number", "subject": "Subject",
+    "description": "Describe the facts and what you ask for",
+    "fact_date": "Date of the facts", "operation_type": "Type of operation", "amount": "Amount",
+    "currency": "Currency", "references": "References (operation, contract, letter…)",
+    "steps_taken": "Steps already taken (call, letter, branch…)",
+    "files": "Supporting documents", "files_hint": "Up to {max_files} files ({types}), {max_mb} MB in all.",
+    "choose": "— choose —", "op_virement": "Transfer", "op_paiement": "Payment", "op_prelevement": "Direct debit",
+    "op_carte": "Card", "op_retrait": "Withdrawal", "op_investissement": "Investment / project", "op_autre": "Other",
+    "send": "Send my complaint", "website": "Leave this field empty",
+    "errors_title": "Your complaint is not sent yet: please correct the fields shown.",
+    "files_again": "For your security, chosen files are not kept: please attach them again.",
+    "err_required": "This field is required.", "err_bad_email": "This email address is not valid.",
+    "err_own_address": "Give your own email address.",
+    "err_too_short": "Describe the facts in a few words at least.",
+    "err_bad_date": "Invalid date.", "err_future_date": "The date of the facts cannot be in the future.",
+    "err_bad_choice": "Invalid choice.", "err_bad_amount": "Invalid amount (e.g. 1250.00).",
+    "err_too_many_files": "Too many files.", "err_file_type": "This type of file is not accepted.",
+    "err_empty_file": "A file is empty.",
+    "done_title": "Complaint recorded", "done_ref": "Your complaint is recorded under the reference",
+    "done_mail": "An acknowledgement has just been sent to you by email: it gives the date of our answer and "
+                 "the link to follow your complaint and send us more documents.",
+    "status_title": "Your complaint", "status": "Status", "received": "Received on",
+    "promised": "Answer promised by", "answered_on": "Answer sent on",
+    "messages": "Messages", "from_you": "You", "from_us": "Us", "attachments": "Attachments",
+    "add_documents": "Send more documents", "add_text": "Message (optional)",
+    "add_send": "Send", "added": "Thank you: your documents are added to your complaint.",
+    "reexam_title": "Ask for a re-examination",
+    "reexam_intro": "Not satisfied with our answer? You can ask for your complaint to be examined again.",
+    "reexam_reason": "Why do you ask for a re-examination?", "reexam_send": "Ask for a re-examination",
+    "reexam_done": "Your request for re-examination is recorded; you will receive an acknowledgement by email.",
+    "reexam_subject": "Request for re-examination", "documents_subject": "Further documents",
+    "st_new": "Received", "st_acknowledged": "Recorded", "st_in_progress": "Being handled",
+    "st_waiting_customer": "Waiting for information from you", "st_answered": "Answer sent",
+    "st_reexamination": "Being re-examined", "st_closed": "Closed",
+    "err_title_400": "Bad request", "err_title_403": "Action refused", "err_title_404": "Page not found",
+    "err_title_410": "Link expired", "err_title_413": "Upload too large", "err_title_429": "Too many requests",
+    "err_title_503": "Service temporarily unavailable", "err_title_401": "Sign-in required",
+    "err_body_400": "The request could not be understood.",
+    "err_body_403": "The form's security token is missing or has expired. Reload the page and try again.",
+    "err_body_404": "This page does not exist or you do not have access to it.",
+    "err_body_410": "This link is no longer valid: the file is no longer kept.",
+    "err_body_413": "The files sent exceed the allowed size ({max_mb} MB in all).",
+    "err_body_429": "Too many submissions from this address or connection within an hour. Try again later "
+                    "or write to us by email.",
+    "err_body_503": "We cannot record your request right now. Nothing you typed is lost: try again in a few "
+                    "minutes.",
+    "err_body_401": "Sign in to continue.",
+    "back_home": "Back to the start page",
+    "console": "Complaints console", "signin_title": "Staff sign-in",
+    "signin_intro": "Enter your work address: you will receive a sign-in link valid for {minutes} minutes, "
+                    "usable once.",
+    "signin_send": "Send me a sign-in link",
+    "signin_sent": "If this address belongs to a staff member, a sign-in link has just been sent to it.",
+    "signin_confirm": "Sign in as {agent}", "signin_go": "Sign in",
+    "signin_bad": "This sign-in link is not valid, has expired or has been used already. Ask for a new one.",
+    "signout": "Sign out", "dashboard": "Dashboard", "queue": "Queue", "search": "Search",
+    "signed_in_as": "Signed in:", "open_cases": "Open", "overdue": "Overdue",
+    "due_this_week": "Due this week",
+    "ack_chart": "Time to acknowledge (last 90 days)",
+    "answer_chart": "Time to final answer (last 90 days)",
+}
+
+_ALL = {"fr": _FR, "en": _EN}
+
+
+class Words(dict[str, str]):
+    """A language's words; `w.fmt("key", n=1)` fills placeholders."""
+
+    def fmt(self, key: str, **values: Any) -> str:
+        return self[key].format(**values)
+
+
+def words(language: str) -> Words:
+    lang = language if language in _ALL else "fr"
+    other = "en" if lang == "fr" else "fr"
+    return Words({**_ALL[other], **_ALL[lang]})
+
+
+def pick_language(requested: str | None, default: str, offered: list[str] | tuple[str, ...] = LANGUAGES) -> str:
+    """The language asked for (`?lang=`), if offered, else the default."""
+    if requested in offered and requested in LANGUAGES:
+        return requested
+    return default if default in LANGUAGES else "fr"
+
+
+def all_keys() -> dict[str, set[str]]:
+    return {lang: set(d) for lang, d in _ALL.items()}
