@@ -14,13 +14,16 @@ $(BIN)/mailbot: pyproject.toml
 
 setup: $(BIN)/mailbot
 
-# Debian packages the tests need (a real Dovecot IMAP server; a real Postfix in front of mailbot).
+# Debian packages the tests need (a real Dovecot IMAP server; a real Postfix in front of mailbot;
+# Chromium and its driver for the web side's browser journeys, tests/test_browser.py).
 deps-system:
 	@need=""; \
 	command -v dovecot >/dev/null 2>&1 || need="$$need dovecot-imapd dovecot-lmtpd"; \
 	command -v systemd-analyze >/dev/null 2>&1 || need="$$need systemd"; \
 	command -v openssl >/dev/null 2>&1 || need="$$need openssl"; \
 	[ -x /usr/sbin/postfix ] || need="$$need postfix"; \
+	[ -x /usr/bin/chromium ] || need="$$need chromium"; \
+	[ -x /usr/bin/chromedriver ] || need="$$need chromium-driver"; \
 	if [ -n "$$need" ]; then \
 	  echo "installing Debian packages:$$need"; \
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \

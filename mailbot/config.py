@@ -811,14 +811,13 @@ def cross_problems(parts: Parts) -> list[Problem]:
         if im.brand and im.brand not in parts.brand_keys:
             out.append(Problem(("imap", i, "brand"), f"unknown brand {im.brand!r} (known: {', '.join(known)})"
                                + did_you_mean(im.brand, known)))
-    web = parts.section("web")
-    for i, client in enumerate(web.api_clients):
-        if client.brand not in parts.brand_keys:
-            out.append(Problem(("web", "api_clients", i, "brand"), f"unknown brand {client.brand!r} "
-                               f"(known: {', '.join(known)})" + did_you_mean(client.brand, known)))
         if im.folder in (im.processed_folder, im.quarantine_folder):
             out.append(Problem(("imap", i, "processed_folder"), f"must differ from folder {im.folder!r} "
                                "(else processed mail would be fetched again)"))
+    for i, client in enumerate(parts.section("web").api_clients):
+        if client.brand not in parts.brand_keys:
+            out.append(Problem(("web", "api_clients", i, "brand"), f"unknown brand {client.brand!r} "
+                               f"(known: {', '.join(known)})" + did_you_mean(client.brand, known)))
     return out
 
 

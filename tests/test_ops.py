@@ -36,7 +36,7 @@ from tests.mails import mail
 from tests.procs import StderrReader, free_port, start_daemon, to_toml, wait_until
 
 SUPPORT = "support@kalra-plus.com"
-UNITS = ("mailbot.service", "mailbot-tick.service", "mailbot-tick.timer")
+UNITS = ("mailbot.service", "mailbot-tick.service", "mailbot-tick.timer", "mailbot-web@.service")
 INSTALLED_BINARY = "/opt/mailbot/.venv/bin/mailbot"
 
 
@@ -379,3 +379,13 @@ def test_sighup_reloads_config_and_refuses_an_invalid_one(daemon, tmp_path: Path
     wait_until(lambda: len(ack_texts(tmp_path)) == 2, what="the second ack")
     assert all("Kalra-plus Rechargée" in t for t in ack_texts(tmp_path))
     assert stop(proc) == 0
+
+
+def test_web_unit_runs_one_process_per_port_without_privilege() -> None:
+    d = directives("mailbot-web@.service")
+    [start] = d["ExecStart"]
+    assert start.endswith(" web --host 127.0.0.1 --port %i")
+    assert d["User"] == ["mailbot"] and d["ProtectSystem"] == ["strict"] and d["NoNewPrivileges"] == ["yes"]
+    assert d["CapabilityBoundingSet"] == [""] and d["AmbientCapabilities"] == [""]
+    assert d["EnvironmentFile"] == ["/etc/mailbot/env"]  # no "-": without its secret file it does not start
+    assert d["MemoryDenyWriteExecute"] == ["yes"] and d["ProtectProc"] == ["invisible"]

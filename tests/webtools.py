@@ -12,7 +12,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from mailbot.app import App
-from mailbot.outgoing.outbox import dispatch
+from mailbot.cases.deliveries import dispatch
 from mailbot.web.app import create_app
 
 WEB_SECRET = "web-test-secret-0123456789"

@@ -1,0 +1,149 @@
+"""The web side in a real browser (Chromium through Selenium), against a real `mailbot web`
+process: the customer's journey and the staff's. Each page is saved as a screenshot
+(tests/browser.py says where). Kept to these journeys: the security checks are fast
+HTTP tests (tests/test_web*.py)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from mailbot import db
+from mailbot.app import App
+from mailbot.config import load_config
+from mailbot.models import Attachment, Case, Message
+from tests.browser import Browser, open_browser
+from tests.procs import free_port
+from tests.webtools import WEB_SECRET, link_in, sent_mails, start_web, stop, text_of
+
+
+class Site:
+    """A `mailbot web` process on SQLite, and the same database seen from the test."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.tmp = tmp_path
+        self.proc = start_web(tmp_path, self.port, f"sqlite:///{tmp_path}/mailbot.db")
+        self.app = App.open(load_config(tmp_path / "config.toml"))
+
+    def mails_to(self, address: str) -> list:
+        return [m for m in sent_mails(self.app, self.tmp / "sent") if m["To"].addresses[0].addr_spec == address]
+
+    def case(self) -> Case:
+        with db.read_scope(self.app.engine) as s:
+            case = s.exec(select(Case)).one()
+            s.expunge_all()
+        return case
+
+    def close(self) -> None:
+        stop(self.proc)
+        self.app.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    monkeypatch.setenv("MAILBOT_WEB_SECRET", WEB_SECRET)  # the dispatcher signs the status links too
+    s = Site(tmp_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def customer(site: Site) -> Iterator[Browser]:
+    yield from open_browser(site.base, "customer")
+
+
+def _fill_the_form(b: Browser, statement: Path) -> None:
+    b.fill("f-name", "Marie Curie")
+    b.fill("f-email", "marie.curie@example.org")
+    b.fill("f-phone", "06 12 34 56 78")
+    b.fill("f-customer_number", "C-004512")
+    b.set_value("f-fact_date", "2026-11-03")  # the date picker's keys depend on the browser's locale
+    b.choose("f-operation_type", "virement")
+    b.fill("f-amount", "1250,00")
+    b.fill("f-references", "VIR-88213")
+    b.fill("f-subject", "Virement non reçu")
+    b.fill("f-description", "Mon virement de 1 250,00 EUR du 3 novembre n'est jamais arrivé "
+                            "chez le bénéficiaire.")
+    b.fill("f-steps_taken", "J'ai appelé le service client le 5 novembre.")
+    b.attach("f-files", statement)
+
+
+def test_a_customer_files_a_complaint_follows_it_adds_a_document_and_asks_for_re_examination(
+        site: Site, customer: Browser, tmp_path: Path) -> None:
+    b = customer
+    statement = tmp_path / "releve-novembre.pdf"
+    statement.write_bytes(b"%PDF-1.4\n% statement of November\n")
+    b.go("/complaint/kalra-plus")
+    b.shot("form")
+    # A first try with a mistake: everything typed comes back, the error is named.
+    _fill_the_form(b, statement)
+    b.fill("f-email", "marie.curie@")
+    b.press("button.primary")
+    assert "Cette adresse e-mail n'est pas valide." in b.text("#errors")
+    b.shot("form-error")
+    assert b.driver.find_element("id", "f-references").get_attribute("value") == "VIR-88213"
+    assert "n'est jamais arrivé" in b.driver.find_element("id", "f-description").get_attribute("value")
+    b.fill("f-email", "marie.curie@example.org")
+    b.attach("f-files", statement)  # files are chosen again, as the page says
+    b.press("button.primary")
+    ref = b.text("#ref")
+    assert re.fullmatch(r"KP-\d{4}-\d{6}", ref)
+    b.shot("done")
+    case = site.case()
+    assert (case.channel, case.customer_email) == ("form", "marie.curie@example.org")
+    assert case.extracted["fact_dates"][0] == "2026-11-03" and case.extracted["references"] == ["VIR-88213"]
+    # The acknowledgement arrives, with the status link.
+    [ack] = site.mails_to("marie.curie@example.org")
+    assert ref in ack["Subject"] and "Accusé de réception" in ack["Subject"]
+    link = link_in([ack], re.escape(site.base) + r"/status/\S+")
+    b.go(link)
+    assert b.text("#status") == "Enregistrée" and ref in b.text("h1")
+    assert "releve-novembre.pdf" in b.text()
+    b.shot("status")
+    # A further document, from the status page.
+    invoice = tmp_path / "avis-de-virement.pdf"
+    invoice.write_bytes(b"%PDF-1.4\n% transfer notice\n")
+    b.attach("f-docs", invoice)
+    b.fill("f-docs-text", "Voici l'avis de virement de ma banque.")
+    b.press("#docs-send")
+    assert "vos documents sont joints" in b.text("#notice")
+    assert "avis-de-virement.pdf" in b.text()
+    b.shot("status-document-added")
+    with db.read_scope(site.app.engine) as s:
+        names = {a.filename for a in s.exec(select(Attachment))}
+    assert names == {"releve-novembre.pdf", "avis-de-virement.pdf"}
+    # Later: the final response (here from the command line's action), then a re-examination.
+    _final_response(site)
+    b.go(link)
+    assert b.text("#status") == "Réponse envoyée"
+    assert "Le virement a été exécuté le 10 novembre" in b.text()
+    b.shot("status-answered")
+    b.fill("f-reexam", "Je conteste : les frais de retard ne m'ont pas été remboursés.")
+    b.press("#reexam-send")
+    assert "demande de réexamen est enregistrée" in b.text("#notice")
+    assert b.text("#status") == "En réexamen"
+    b.shot("status-reexamination")
+    assert site.case().status == "reexamination"
+    reexam_ack = site.mails_to("marie.curie@example.org")[-1]
+    assert "réexamen" in (reexam_ack["Subject"] + text_of(reexam_ack)).lower()
+
+
+def _final_response(site: Site) -> None:
+    from mailbot.cases import actions
+
+    text = ("Résumé : vous nous avez signalé un virement non reçu.\n"
+            "Explication : le virement était bloqué par un contrôle.\n"
+            "Démarches : nous avons vérifié l'opération.\n"
+            "Mesures correctives : le contrôle a été ajusté.\n"
+            "Solution : Le virement a été exécuté le 10 novembre.\n")
+    with db.session_scope(site.app.engine) as s:
+        case = s.exec(select(Case)).one()
+        about = s.exec(select(Message).where(Message.case_id == case.id, Message.direction == "in")).first()
+        actions.final(s, site.app, case, "agent@kalra-plus.com", text, about=about)
+    sent_mails(site.app, site.tmp / "sent")
