@@ -460,7 +460,7 @@ def _record(session: Session, app: App, work: _Work) -> IngestResult:
         _finish(session, inbound, "automatic")
         return IngestResult(Outcome.AUTOMATIC, verdict.reason, inbound.id, refs, work.a.digest)
     opened, refs = handle_customer(session, app, inbound, parsed, routes, received_at, work.a.facts,
-                                   work.a.openings)
+                                   work.a.openings, item.envelope_from)
     _finish(session, inbound, "case" if opened else "followup")
     outcome = Outcome.CASE_OPENED if opened else Outcome.FOLLOWUP
     return IngestResult(outcome, inbound.reason if inbound.handled else _why(verdict, routes), inbound.id, refs,
@@ -472,9 +472,14 @@ def _why(verdict: Verdict, routes: Sequence) -> str:
 
 
 def _no_nul(text: str) -> str:
-    """PostgreSQL rejects NUL in text columns: a channel value must not make a mail unrecordable
-    (the parsed fields are already NUL-free, see parsing._nul_free)."""
-    return text.replace("\x00", "")
+    """PostgreSQL rejects NUL in text columns, and no database takes a lone surrogate (an
+    SMTP client's 8-bit envelope address, decoded with surrogateescape): a channel value
+    must not make a mail unrecordable (the parsed fields are already clean, see
+    parsing._storable)."""
+    return _UNSTORABLE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", text)
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 _INSERT_INBOUND = Prepared(insert(Inbound).returning(Inbound.id))

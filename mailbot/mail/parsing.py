@@ -29,6 +29,7 @@ from mailbot.mail import mime_boundary
 from mailbot.mail.addresses import simple_address
 from mailbot.mail.headers import clean_header
 from mailbot.mail.htmltext import html_to_text
+from mailbot.mail.senders import loose_address, valid_address
 
 mime_boundary.install()  # no regex compiled per multipart (see mailbot.mail.mime_boundary)
 logging.getLogger("mailparser").setLevel(logging.ERROR)
@@ -76,6 +77,8 @@ class ParsedMail:
     attachments: tuple[ParsedAttachment, ...]
     parser: str
     masked_text: str | None = None  # masking.stored_body(text), when the analysis did it ahead
+    reply_to: tuple[str, ...] = ()  # the valid addresses of Reply-To, lower case
+    from_header: str = ""  # the From header as sent (one line): shown when it holds no valid address
 
     def header(self, name: str) -> str:
         """A header's decoded value ('' when absent), never raising."""
@@ -96,6 +99,10 @@ _SUPERSETS = {
 }  # fmt: skip
 _SURROGATES = re.compile("[\udc80-\udcff]")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")  # a line end inside a folded header (RFC 5322 3.2.2)
+_ANY_SURROGATE = re.compile("[\ud800-\udfff]")
+# An RFC 2047 encoded-word, possibly holding raw 8-bit bytes (as surrogates) that the
+# sender should have encoded: "=?iso-8859-1?Q?Fr\xf6sche?=".
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[QqBb]\?[^?\s]*\?=")
 
 
 def _codec(charset: str) -> str | None:
@@ -105,12 +112,14 @@ def _codec(charset: str) -> str | None:
         return None
 
 
-def _first_decoding(data: bytes, charsets: Sequence[str], tried: set[str]) -> str | None:
+def _first_decoding(data: bytes, charsets: Sequence[str], tried: set[str], declared: str | None = None
+                    ) -> str | None:
     """``data`` decoded with the first of ``charsets`` that works, skipping codecs in
-    ``tried`` (and adding those it tries); None if none does."""
+    ``tried`` (and adding those it tries); None if none does. UTF-7 is only ever the
+    ``declared`` codec: as a guess it would turn any ASCII text with a "+" into garbage."""
     for name in charsets:
         codec = _codec(name) if name else None
-        if codec is None or codec in tried or codec in ("utf-7", "rot-13"):
+        if codec is None or codec in tried or (codec in ("utf-7", "rot-13") and codec != declared):
             continue
         tried.add(codec)
         try:
@@ -126,7 +135,8 @@ def decode_text(data: bytes, charset: str | None = None, hints: Sequence[str] = 
     (multi-byte first), then cp1252/latin-1."""
     declared = (charset or "").strip().strip('"').lower()
     tried: set[str] = set()
-    decoded = _first_decoding(data, [declared, *_SUPERSETS.get(declared, ()), "utf-8"], tried)
+    decoded = _first_decoding(data, [declared, *_SUPERSETS.get(declared, ()), "utf-8"], tried,
+                              _codec(declared) if declared else None)
     if decoded is None:  # only now read the hints (`_LazyCharsets` walks the message)
         extra = [h for h in hints if h] + [s for h in hints for s in _SUPERSETS.get(h, ())]
         order = sorted(extra, key=lambda c: c in ("iso-8859-1", "latin-1", "cp1252", "windows-1252"))
@@ -140,11 +150,27 @@ def decode_text(data: bytes, charset: str | None = None, hints: Sequence[str] = 
 
 
 def _undo_surrogates(value: str, hints: Sequence[str]) -> str:
-    """compat32 keeps raw 8-bit header bytes as lone surrogates: decode them for real."""
-    if not _SURROGATES.search(value):
+    """compat32 keeps raw 8-bit header bytes as lone surrogates: decode them for real
+    (UTF-8 first, as RFC 6532 says; then the message's charsets, then cp1252). Never
+    returns a surrogate: any other one becomes U+FFFD."""
+    if not _ANY_SURROGATE.search(value):
         return value
-    data = value.encode("utf-8", "surrogateescape")
-    return decode_text(data, None, hints)
+    if _SURROGATES.search(value):
+        try:
+            value = decode_text(value.encode("utf-8", "surrogateescape"), None, hints)
+        except UnicodeError:  # other surrogates beside the escaped bytes
+            pass
+    return _ANY_SURROGATE.sub("\ufffd", value)
+
+
+def _bytes_in_encoded_words(text: str) -> str:
+    """Raw 8-bit bytes inside encoded-words as the characters U+0080-U+00FF, which
+    `decode_header` turns back into those bytes (``raw-unicode-escape``), so the word is
+    decoded with its declared charset; as surrogates they came out as the literal text
+    "\\udcf6". Surrogates outside encoded-words are left for `_undo_surrogates`."""
+    if not _SURROGATES.search(text):
+        return text
+    return _ENCODED_WORD.sub(lambda m: _SURROGATES.sub(lambda c: chr(ord(c.group()) - 0xDC00), m.group()), text)
 
 
 def _text(value: object) -> str:
@@ -176,14 +202,14 @@ def header_str(value: object, hints: Sequence[str] = ()) -> str:
         if "=?" not in text:
             return _undo_surrogates(text, hints)
         out: list[str] = []
-        for chunk, charset in decode_header(text):
+        for chunk, charset in decode_header(_bytes_in_encoded_words(text)):
             if charset is None:  # plain text between encoded-words, as raw-unicode-escape bytes
                 out.append(_undo_surrogates(chunk.decode("raw-unicode-escape"), hints))
             else:
                 out.append(decode_text(chunk, charset, hints))
         return "".join(out)
     except Exception:
-        return _undo_surrogates(str(value), hints) if isinstance(value, str) else str(value)
+        return _undo_surrogates(value if isinstance(value, str) else str(value), hints)
 
 
 def message_ids(value: str) -> tuple[str, ...]:
@@ -204,10 +230,18 @@ def normalise_message_id(value: str) -> str | None:
 
 def _raw(value: object) -> str:
     """A header value as sent, encoded-words NOT decoded: addresses are parsed from
-    this, so an encoded display name can never smuggle in another address."""
+    this, so an encoded display name can never smuggle in another address. Raw UTF-8
+    (RFC 6532: ``From: jdö@mächine.example``) is decoded; other 8-bit bytes stay
+    surrogates here (they make no valid address)."""
     if value is None:
         return ""
-    return _text(value)
+    text = _text(value)
+    if _SURROGATES.search(text):
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8")
+        except UnicodeError:
+            return text
+    return text
 
 
 @lru_cache(maxsize=1024)
@@ -273,17 +307,31 @@ def _display_name(raw: str, name: str, addr: str, hints: Sequence[str]) -> str:
 
 
 def _from(msg: Message, hints: Sequence[str] = ()) -> tuple[str, str]:
-    """The sender: the first address of the first From header that has one (a mail may
-    carry a broken From before the real one, or "<>, real"), else Sender, else Reply-To.
-    Addresses are parsed from the raw value, never from decoded encoded-words."""
+    """The sender: the first valid address of the first From header that has one (a mail
+    may carry a broken From before the real one, or "<>, real"), else of Sender, else of
+    Reply-To. An address is a valid addr-spec or nothing (`senders.valid_address`); a
+    value the parser cannot read but that holds one address-like word ("big bug
+    bb@bug.example") gives that word. Addresses are parsed from the raw value, never
+    from decoded encoded-words."""
     for header in ("From", "Sender", "Reply-To"):
         for value in msg.get_all(header, []):
             raw = _raw(value)
             for name, addr in _getaddresses([raw]):
-                if "@" in addr:
-                    return clean_header(_display_name(raw, name, addr, hints)), addr.strip().lower()
+                addr = addr.strip()
+                if valid_address(addr):
+                    return clean_header(_display_name(raw, name, addr, hints)), addr.lower()
+            loose = loose_address(raw)
+            if loose is not None:
+                return clean_header(header_str(loose[0], hints)), loose[1].lower()
     name, _ = parseaddr(_raw(msg.get("From")))
     return clean_header(header_str(name, hints)), ""
+
+
+def _reply_to(msg: Message) -> tuple[str, ...]:
+    """The valid addresses of Reply-To, lower case, in order."""
+    values = [_raw(v) for v in msg.get_all("Reply-To", [])]
+    found = (a.strip().lower() for _, a in _getaddresses(values))
+    return tuple(dict.fromkeys(a for a in found if valid_address(a)))
 
 
 class _LazyCharsets(Sequence[str]):
@@ -326,17 +374,24 @@ def _charsets(msg: Message, limit: int = 50) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _nul_free(parsed: ParsedMail) -> ParsedMail:
-    """No NUL in any text that may reach the database (PostgreSQL rejects it in text
-    columns, so one NUL in a Message-ID or a body would make a mail unrecordable)."""
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(parsed: ParsedMail, hints: Sequence[str] = ()) -> ParsedMail:
+    """No NUL and no surrogate in any text that may reach the database or a mail we send:
+    PostgreSQL rejects NUL in text columns, and a lone surrogate (a raw 8-bit byte the
+    decoders left escaped) cannot be encoded at all, so either would make a mail
+    unrecordable or show "\\udcf6" to its reader. Escaped bytes are decoded
+    (`_undo_surrogates`), other surrogates become U+FFFD, NUL is dropped."""
     texts = [parsed.message_id or "", parsed.subject, parsed.from_addr, parsed.from_name,
              *parsed.to, *parsed.cc, *parsed.in_reply_to, *parsed.references, parsed.text,
-             parsed.html or "", *(t for a in parsed.attachments for t in (a.filename, a.content_type))]
-    if not any("\x00" in t for t in texts):  # the usual case: nothing to rebuild
+             parsed.html or "", *(t for a in parsed.attachments for t in (a.filename, a.content_type)),
+             *parsed.reply_to, parsed.from_header]
+    if not any(_UNSTORABLE.search(t) for t in texts):  # the usual case: nothing to rebuild
         return parsed
 
     def clean(s: str) -> str:
-        return s.replace("\x00", "")
+        return _undo_surrogates(s, hints).replace("\x00", "")
 
     return replace(
         parsed,
@@ -349,6 +404,7 @@ def _nul_free(parsed: ParsedMail) -> ParsedMail:
         text=clean(parsed.text), html=clean(parsed.html) if parsed.html else parsed.html,
         attachments=tuple(replace(a, filename=clean(a.filename), content_type=clean(a.content_type))
                           for a in parsed.attachments),
+        reply_to=tuple(clean(a) for a in parsed.reply_to), from_header=clean(parsed.from_header),
     )
 
 
@@ -357,7 +413,7 @@ def _common(msg: Message, text: str, html: str | None, atts: list[ParsedAttachme
     name, addr = _from(msg, hints)
     if not text.strip() and html:
         text = html_to_text(html[:MAX_TEXT])
-    return _nul_free(ParsedMail(
+    return _storable(ParsedMail(
         message=msg,
         message_id=normalise_message_id(header_str(msg.get("Message-ID"))),
         subject=clean_header(header_str(msg.get("Subject"), hints))[:998],
@@ -372,7 +428,9 @@ def _common(msg: Message, text: str, html: str | None, atts: list[ParsedAttachme
         html=html[:MAX_TEXT] if html else None,
         attachments=tuple(atts),
         parser=parser,
-    ))
+        reply_to=_reply_to(msg),
+        from_header=clean_header(_raw(msg.get("From")))[:998],
+    ), hints)
 
 
 _RANDOM_NAME = re.compile(r"[a-z]{10}\.txt")
@@ -476,6 +534,7 @@ def parse_with_stdlib(raw: bytes) -> ParsedMail:
 
 
 _HEADER_LINE = re.compile(rb"[!-9;-~]{1,200}[ \t]*:")
+_OBS_HEADER_LINE = re.compile(rb"([!-9;-~]{1,200})[ \t]+:")  # RFC 5322 §4.5: blanks before the colon
 _REPAIR_SCAN = 1_000_000  # bytes of the header block looked at
 _REPAIR_LINES = 10_000
 
@@ -483,21 +542,27 @@ _REPAIR_LINES = 10_000
 def repair_headers(raw: bytes) -> bytes:
     """Mend a header block that the parsers would cut short, losing From/Subject:
 
+    * obsolete syntax (RFC 5322 §4.5.1): blanks between a field name and its colon
+      (``From  : …``). The stdlib parser takes such a line for the start of the body
+      (and a first line ``From  :`` for an mbox separator): the blanks are removed;
     * a line that is neither a header nor a continuation (an MTA that forgot to indent
       a folded Received:) ends the headers for the stdlib parser: such lines are
       indented when real headers follow them;
     * leading lines that are not headers ("---- Original email message ----") are
       dropped when headers follow.
 
-    Only the part before the last real header line is touched; otherwise ``raw`` is
-    returned unchanged (the stored raw bytes are never modified).
+    Only the header block is touched (the second mend: only before the last real
+    header line); otherwise ``raw`` is returned unchanged (the stored raw bytes are
+    never modified).
     """
     lines = raw[:_REPAIR_SCAN].splitlines(keepends=True)[:_REPAIR_LINES]
     kinds: list[str] = []
     for i, line in enumerate(lines):
         if not line.strip(b"\r\n"):
             break
-        if i == 0 and line.startswith(b"From "):
+        if _OBS_HEADER_LINE.match(line):
+            kinds.append("obs")
+        elif i == 0 and line.startswith(b"From "):
             kinds.append("mbox")
         elif line[:1] in (b" ", b"\t"):
             kinds.append("cont")
@@ -505,17 +570,18 @@ def repair_headers(raw: bytes) -> bytes:
             kinds.append("header")
         else:
             kinds.append("bad")
-    if "bad" not in kinds or "header" not in kinds:
+    if "obs" not in kinds and ("bad" not in kinds or "header" not in kinds):
         return raw
-    last = len(kinds) - 1 - kinds[::-1].index("header")
-    first = kinds.index("header")
+    headers = [i for i, kind in enumerate(kinds) if kind in ("header", "obs")]
+    first, last = headers[0], headers[-1]
     out: list[bytes] = []
     for i, (kind, line) in enumerate(zip(kinds, lines, strict=False)):
-        if kind == "bad" and i < first:
+        if kind in ("bad", "cont") and i < first:
             continue
-        if kind == "cont" and i < first:
-            continue
-        out.append(b" " + line if kind == "bad" and i < last else line)
+        if kind == "obs":
+            out.append(_OBS_HEADER_LINE.sub(rb"\1:", line, count=1))
+        else:
+            out.append(b" " + line if kind == "bad" and i < last else line)
     consumed = sum(len(line) for line in lines[: len(kinds)])
     return b"".join([*out, memoryview(raw)[consumed:]])  # one copy of the rest, not two
 
