@@ -29,6 +29,7 @@ from mailbot.mail.extract import Extracted
 from mailbot.mail.masking import stored_body
 from mailbot.mail.parsing import ParsedMail
 from mailbot.mail.routing import BrandRoute, CaseRoute, find_case, find_case_for_automatic
+from mailbot.mail.senders import customer_contact
 from mailbot.models import Attachment, Case, FailingRecipient, InboundRow, Outbox, StoredMessage
 from mailbot.outgoing import responses
 from mailbot.outgoing.audiences import is_staff_kind
@@ -53,10 +54,12 @@ def channel_of(source: str) -> str:
 def handle_customer(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail,
                     routes: Sequence[BrandRoute], received_at: datetime,
                     facts: Mapping[str, Extracted] | None = None,
-                    openings: Mapping[str, Opening] | None = None) -> tuple[bool, tuple[str, ...]]:
+                    openings: Mapping[str, Opening] | None = None,
+                    envelope_from: str | None = None) -> tuple[bool, tuple[str, ...]]:
     """A human wrote: one case per brand addressed, new or existing. Returns (opened any, refs).
     `facts`, `openings`: the extraction and a new case's deadlines per brand, when the
-    analysis already did them."""
+    analysis already did them. `envelope_from`: the return path, the customer's address
+    when the headers hold no usable one (`senders.customer_contact`)."""
     opened_any = False
     cases: list[Case] = []
     clear_failing(session, parsed.from_addr)
@@ -72,7 +75,8 @@ def handle_customer(session: Session, app: App, inbound: InboundRow, parsed: Par
             found = _staff_thread(session, route, parsed) or found
         if found.case is None:
             case = _open(session, app, inbound, parsed, route, found, received_at,
-                         (facts or {}).get(route.brand.key), (openings or {}).get(route.brand.key))
+                         (facts or {}).get(route.brand.key), (openings or {}).get(route.brand.key),
+                         envelope_from)
             opened_any = True
         else:
             case = _follow_up(session, app, inbound, parsed, found, received_at)
@@ -118,18 +122,24 @@ def prepare_batch(session: Session, app: App, customers: Sequence[str]) -> None:
 
 
 def _open(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, route: BrandRoute,
-          found: CaseRoute, received_at: datetime, facts: Extracted | None, opening: Opening | None) -> Case:
+          found: CaseRoute, received_at: datetime, facts: Extracted | None, opening: Opening | None,
+          envelope_from: str | None) -> Case:
     brand = route.brand
     facts = facts or extract_for(brand, parsed, received_at)
+    contact = customer_contact(parsed.from_addr, parsed.reply_to, envelope_from,
+                               lambda a: app.config.brand_for_address(a) is not None, parsed.from_header)
     case = open_case(
-        session, app, brand, customer_email=parsed.from_addr, customer_name=facts.name or parsed.from_name,
+        session, app, brand, customer_email=contact.address, customer_name=facts.name or parsed.from_name,
         subject=parsed.subject, received_at=received_at, category=facts.category,
         urgent=facts.urgent, language=case_language(brand, facts), extracted=facts.to_json(), opening=opening,
         channel=channel_of(inbound.source),
     )
+    if contact.source in ("reply-to", "envelope"):
+        log_event(session, case, "customer_address", at=app.now(), address=contact.address,
+                  source=contact.source, reason=f"taken from {contact.source}, not From")
     msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")
-    responses.after_new_case(session, app, case, msg, parsed)
-    staff_mail.announce_new_case(session, app, case, msg)
+    withheld = responses.after_new_case(session, app, case, msg, parsed)
+    staff_mail.announce_new_case(session, app, case, msg, withheld)
     return case
 
 
@@ -189,14 +199,20 @@ def _hold_staff_message(session: Session, app: App, inbound: InboundRow, parsed:
 def handle_automatic(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail,
                      routes: Sequence[BrandRoute], verdict: Verdict,
                      received_at: datetime) -> tuple[str, ...]:
-    """Auto-replies and bounces are attached to the case they concern; they never change
-    its state, never open a case and never get an answer."""
+    """Auto-replies, bounces and read receipts are attached to the case they concern; they
+    never change its state, never open a case and never get an answer. A read receipt is
+    recorded as a `read` event (`receipt` when it says the mail was not displayed, e.g.
+    deleted unread)."""
     refs = []
     for route in routes:
         found = find_case_for_automatic(session, route, parsed, verdict.bounced_message_id)
         if found.case is None:
             continue
         _store_message(session, app, found.case, inbound, parsed, found, kind=str(verdict.kind))
+        if verdict.kind == "receipt":
+            log_event(session, found.case, "read" if verdict.disposition == "displayed" else "receipt",
+                      actor=parsed.from_addr or "unknown", at=app.now(), message_id=verdict.bounced_message_id,
+                      disposition=verdict.disposition)
         if verdict.kind == "bounce" and verdict.failed_recipients:
             log_event(session, found.case, "delivery_failed", at=app.now(),
                       recipients=list(verdict.failed_recipients), message_id=verdict.bounced_message_id)

@@ -25,7 +25,7 @@ from mailbot.cases.records import log_event
 from mailbot.cases.tokens import make_agent_token
 from mailbot.config import AgentConfig
 from mailbot.models import Case, Message, Outbox, StoredMessage
-from mailbot.outgoing.responses import reply_address, send_case_mail
+from mailbot.outgoing.responses import Withheld, reply_address, send_case_mail
 
 Role = Literal["assignee", "supervisor", "oncall"]
 
@@ -95,16 +95,21 @@ def send_to_role(session: Session, app: App, case: Case, kind: str, role: Role, 
     return sent
 
 
-def announce_new_case(session: Session, app: App, case: Case, msg: StoredMessage) -> None:
-    """A new case: the on-call address at once if it is urgent, and the assignee or team."""
+def announce_new_case(session: Session, app: App, case: Case, msg: StoredMessage,
+                      withheld: Withheld | None = None) -> None:
+    """A new case: the on-call address at once if it is urgent, and the assignee or team
+    (told why the customer got no acknowledgement, when it was `withheld`)."""
     if case.priority == "urgent":
         send_to_role(session, app, case, "urgent_alert", "oncall", about=msg)
-    notify_customer_message(session, app, case, msg)
+    notify_customer_message(session, app, case, msg, withheld)
 
 
-def notify_customer_message(session: Session, app: App, case: Case, msg: Message | StoredMessage) -> None:
-    """Tell the assignee (or the brand's team) about a customer message."""
-    send_to_role(session, app, case, "agent_notification", "assignee", about=msg)
+def notify_customer_message(session: Session, app: App, case: Case, msg: Message | StoredMessage,
+                            withheld: Withheld | None = None) -> None:
+    """Tell the assignee (or the brand's team) about a customer message, and why the customer
+    got no acknowledgement when it was `withheld`."""
+    extra = {"ack": {"why": withheld.code, "detail": withheld.detail}} if withheld is not None else None
+    send_to_role(session, app, case, "agent_notification", "assignee", about=msg, ctx_extra=extra)
 
 
 def redirect_withheld(session: Session, app: App, case: Case, row_id: int) -> list[str]:

@@ -16,6 +16,7 @@ from mailbot.cases.views import case_detail, case_summary, format_case
 from mailbot.cli.printing import print_json, read_input
 from mailbot.exitcodes import EX_DATAERR, EX_OK, EX_USAGE
 from mailbot.mail.extract import extract
+from mailbot.mail.senders import valid_address
 from mailbot.models import Case, Message
 
 
@@ -78,6 +79,9 @@ def cases_new(args: argparse.Namespace, app: App) -> int:
     except KeyError:
         print(f"mailbot: unknown brand {args.brand!r}", file=sys.stderr)
         return EX_USAGE
+    if args.email and not valid_address(args.email.strip()):
+        print(f"mailbot: --email {args.email!r} is not a valid address (local@domain)", file=sys.stderr)
+        return EX_USAGE
     try:
         received = _received(args.received, app, brand.key)
     except ValueError:
@@ -90,7 +94,7 @@ def cases_new(args: argparse.Namespace, app: App) -> int:
     if args.address:
         data["postal_address"] = args.address
     with db.session_scope(app.engine) as s:
-        case = open_case(s, app, brand, customer_email=(args.email or "").lower(), customer_name=args.name,
+        case = open_case(s, app, brand, customer_email=(args.email or "").strip().lower(), customer_name=args.name,
                          subject=args.summary.splitlines()[0][:200], received_at=received, channel=args.channel,
                          category=args.category or facts.category, urgent=facts.urgent, extracted=data,
                          actor="cli")

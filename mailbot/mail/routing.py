@@ -99,7 +99,7 @@ def find_case(session: Session, route: BrandRoute, parsed: ParsedMail) -> CaseRo
         case = session.exec(select(Case).where(Case.ref == ref, Case.brand == brand)).first()
         if case is None:
             continue
-        if case.customer_email and case.customer_email == parsed.from_addr:
+        if case.customer_email and case.customer_email in (parsed.from_addr, *parsed.reply_to):
             return CaseRoute(case, "subject_ref", f"subject quotes {ref}, sender is its customer")
         return CaseRoute(None, "new", f"subject quotes {ref} but {parsed.from_addr or 'the sender'} "
                                       "is not its customer: new case")

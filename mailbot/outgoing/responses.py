@@ -2,7 +2,9 @@
 
 Loop and flood protection lives here, in one place:
 - only mail classified as written by a human is ever answered (ingest decides);
-- never to our own addresses, MAILER-DAEMON/postmaster or an empty address;
+- never to our own addresses, to an address nobody reads (no-reply senders, bounce
+  handlers, MAILER-DAEMON, postmaster: `senders.is_noreply`), nor to anything that is
+  not a valid address (no mail of any kind is queued to one);
 - at most `limits.ack_limit` acknowledgements per sender per hour (later mails
   are still recorded on their case; the suppression is an event);
 - at most `limits.auto_per_case` automatic mails per case, all kinds together.
@@ -10,6 +12,7 @@ Loop and flood protection lives here, in one place:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,12 +23,12 @@ from mailbot.app import App
 from mailbot.cases.records import log_event, note_outgoing, set_status
 from mailbot.config import BrandConfig
 from mailbot.mail.parsing import ParsedMail
+from mailbot.mail.senders import is_noreply, valid_address
 from mailbot.models import Case, FailingRecipient, Message, Outbox, StoredMessage, track
 from mailbot.outgoing import outbox
 from mailbot.outgoing.compose import new_message_id
 from mailbot.outgoing.links import status_url
 
-NEVER_ANSWER_LOCALPARTS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply")
 COMMANDS = (
     ("#note", "note interne, jamais envoyée au client / internal note"),
     ("#ask", "demande d'informations au client / ask the customer for information"),
@@ -99,6 +102,7 @@ def context(app: App, case: Case, about: Message | None = None, **extra: Any) ->
         "closure": {"reason": ""},
         "security": {"sender": "", "reason": ""},
         "delivery": {"to": "", "kind": "", "error": "", "permanent": False},
+        "ack": {"why": "", "detail": ""},
     }
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(ctx.get(key), dict):
@@ -108,19 +112,29 @@ def context(app: App, case: Case, about: Message | None = None, **extra: Any) ->
     return ctx
 
 
-def may_auto_answer(address: str, app: App, session: Session | None = None) -> str | None:
+@dataclass(frozen=True)
+class Withheld:
+    """Why an automatic mail was not queued: `code` (no_address, noreply, own, failing,
+    limit, cap: the agent's notification words it in the brand's language), `reason`
+    (the case's event, for admins) and `detail` (the address or header concerned)."""
+
+    code: str
+    reason: str
+    detail: str = ""
+
+
+def may_auto_answer(address: str, app: App, session: Session | None = None) -> Withheld | None:
     """Why we must not auto-answer this address (None: we may)."""
     addr = (address or "").lower()
-    if (session is not None and addr and addr not in session.info.get("cleared_failing", ())
+    if not addr or not valid_address(addr):
+        return Withheld("no_address", "no valid sender address" if addr else "no sender address", addr)
+    if (session is not None and addr not in session.info.get("cleared_failing", ())
             and session.connection().execute(_IS_FAILING, {"a": addr}).first()):
-        return "our mail to this address bounced (failing recipient)"
-    if not addr or "@" not in addr:
-        return "no sender address"
+        return Withheld("failing", "our mail to this address bounced (failing recipient)", addr)
     if app.config.brand_for_address(addr) is not None:
-        return "sender is one of our own addresses"
-    local = addr.split("@", 1)[0]
-    if local.startswith(NEVER_ANSWER_LOCALPARTS):
-        return f"sender {local}@ never gets automatic mail"
+        return Withheld("own", "sender is one of our own addresses", addr)
+    if is_noreply(addr):
+        return Withheld("noreply", f"{addr} is a no-reply address: it never gets automatic mail", addr)
     return None
 
 
@@ -165,6 +179,10 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
     automatic mail counts against the per-case cap."""
     brand = app.config.brand(case.brand)
     now = app.now()
+    if not valid_address(to_addr):
+        log_event(session, case, "mail_not_queued", at=now, kind=kind, to=to_addr[:200],
+                  reason="not a valid address")
+        return None
     if automatic and case.auto_mail_count >= app.config.limits.auto_per_case:
         log_event(session, case, "auto_mail_suppressed", at=now, kind=kind,
                   reason=f"auto_per_case limit {app.config.limits.auto_per_case} reached")
@@ -183,31 +201,40 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
     return queued
 
 
-def acknowledge(session: Session, app: App, case: Case, msg: Message | StoredMessage | None, kind: str = "acknowledgement") -> bool:
-    """Queue the acknowledgement unless a loop/flood rule forbids it; returns whether queued."""
+def acknowledge(session: Session, app: App, case: Case, msg: Message | StoredMessage | None,
+                kind: str = "acknowledgement", sender_header: str = "") -> Withheld | None:
+    """Queue the acknowledgement unless a loop/flood rule forbids it; returns why it was
+    not queued (None: queued). `sender_header`: the From header, named in the reason when
+    it holds no valid address."""
     now = app.now()
-    why_not = may_auto_answer(case.customer_email, app, session)
-    if why_not is None and kind == "acknowledgement":
+    withheld = may_auto_answer(case.customer_email, app, session)
+    if withheld is None and kind == "acknowledgement":
         sent = _acks_last_hour(session, case.customer_email, now)
         if sent >= app.config.limits.ack_limit:
-            why_not = f"ack_limit: {sent} acknowledgements to this sender in the last hour"
-    if why_not is not None:
-        log_event(session, case, "ack_suppressed", at=now, reason=why_not)
-        return False
+            withheld = Withheld("limit", f"ack_limit: {sent} acknowledgements to this sender in the last hour",
+                                case.customer_email)
+    if withheld is not None and withheld.code == "no_address" and sender_header:
+        withheld = replace(withheld, reason=f"no valid sender address in From: {sender_header[:200]!r}",
+                           detail=sender_header[:200])
+    if withheld is not None:
+        log_event(session, case, "ack_suppressed", at=now, reason=withheld.reason)
+        return withheld
     row = send_case_mail(session, app, case, kind, to_addr=case.customer_email,
                          to_name=case.customer_name, about=msg)
     if row is None:
-        return False
+        return Withheld("cap", f"auto_per_case limit {app.config.limits.auto_per_case} reached")
     if kind == "acknowledgement":
         session.info["ack_counts"][case.customer_email.lower()] += 1
     case.acknowledged_at = now
     set_status(session, case, "acknowledged", at=now, reason=f"{kind} queued")
-    return True
+    return None
 
 
-def after_new_case(session: Session, app: App, case: Case, msg: StoredMessage, parsed: ParsedMail) -> None:
-    """The customer's side of a new case (staff are told by mailbot.cases.staff_mail)."""
-    acknowledge(session, app, case, msg)
+def after_new_case(session: Session, app: App, case: Case, msg: StoredMessage, parsed: ParsedMail
+                   ) -> Withheld | None:
+    """The customer's side of a new case (staff are told by mailbot.cases.staff_mail); returns
+    why no acknowledgement went out (None: it is queued), which the staff's notification says."""
+    return acknowledge(session, app, case, msg, sender_header=parsed.from_header)
 
 
 def reopen_for_reexamination(session: Session, app: App, case: Case, msg: StoredMessage, received_at: datetime) -> None:

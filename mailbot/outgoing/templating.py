@@ -48,9 +48,12 @@ Context keys (every template must render with :func:`sample_context`)
 - ``security``: {sender, reason}
 - ``delivery``: {to, kind, error, permanent (bool: refused for good by the relay, not retried)} - the
   mail that failed, for ``delivery_failure``
+- ``ack``: {why, detail} - for agent_notification, why the customer got no acknowledgement:
+  ``why`` is "" (one was sent), "no_address" (``detail``: the From header), "noreply", "failing"
+  (``detail``: the address), "own", "limit" or "cap"
 
-The kind-specific keys (extension, reminder, final, rejection, commands, agent, security, delivery) get empty
-defaults when the caller leaves them out.  The renderer adds ``language`` (the language actually
+The kind-specific keys (extension, reminder, final, rejection, commands, agent, security, delivery,
+ack) get empty defaults when the caller leaves them out.  The renderer adds ``language`` (the language actually
 rendered), ``kind`` and, for the HTML part, ``subject``.
 
 Filters: ``date`` ("mardi 1er décembre 2026" / "Tuesday 1 December 2026"), ``datetime`` (the same
@@ -394,6 +397,7 @@ def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, 
         "delivery": {"to": "camille.martin@example.org", "kind": "acknowledgement",
                      "error": "550 5.1.1 <camille.martin@example.org>: Recipient address rejected: User unknown",
                      "permanent": True},
+        "ack": {"why": "no_address", "detail": "camille.martin@example.org camille@example.net"},
     }
 
 
@@ -438,6 +442,7 @@ def _empty_kind_context() -> dict[str, Any]:
         "closure": {"reason": ""},
         "security": {"sender": "", "reason": ""},
         "delivery": {"to": "", "kind": "", "error": "", "permanent": False},
+        "ack": {"why": "", "detail": ""},
     }
 
 
