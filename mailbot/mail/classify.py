@@ -32,6 +32,11 @@ Decisions worth knowing:
   bounce text quoted after a forward marker) stays :attr:`Kind.CUSTOMER`.
 * A success DSN (``Action: delivered``) is a :attr:`Kind.BOUNCE` too: it is a
   machine report about a mail we sent; ``failed_recipients`` is then empty.
+* Read receipts are :attr:`Kind.RECEIPT`: RFC 8098 disposition notifications
+  (``multipart/report; report-type=disposition-notification``), and the text
+  receipts mail clients send ("Read: …"/"Lu : …" *and* "was read on …"/"a été
+  lu le …" in the text, or Exchange's ``Content-Class: urn:content-classes:mdn``).
+  A subject prefix alone is not enough: "Lu : votre courrier" may be a human.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class Kind(StrEnum):
     FEEDBACK = "feedback"  # ARF reports (RFC 5965), abuse / complaint loops
     LIST = "list"  # mailing lists, bulk mail
     OWN = "own"  # one of our own addresses (a loop from ourselves)
+    RECEIPT = "receipt"  # read receipts (RFC 8098 MDNs, "Read:"/"Lu :" receipts of mail clients)
 
 
 @dataclass(frozen=True)
@@ -71,13 +77,17 @@ class Verdict:
 
     ``bounced_message_id`` and ``failed_recipients`` are filled for bounces when
     they can be found: the Message-ID (normalised ``<...>``) of the returned
-    original, and the lower-case addresses that failed.
+    original, and the lower-case addresses that failed. For a read receipt,
+    ``bounced_message_id`` is the Message-ID of the mail that was read (its
+    ``Original-Message-ID``) and ``disposition`` what became of it ("displayed" =
+    read, "deleted", …; "displayed" for the receipts written as text).
     """
 
     kind: Kind
     reason: str
     bounced_message_id: str | None = None
     failed_recipients: tuple[str, ...] = ()
+    disposition: str = ""
 
     @property
     def automatic(self) -> bool:
@@ -270,6 +280,11 @@ def _attached_headers(part: email.message.Message, ctype: str) -> email.message.
         text = _part_text(part)
     else:
         return None
+    return _header_block(text)
+
+
+def _header_block(text: str) -> email.message.Message | None:
+    """Header lines given as text (a report part's fields), parsed; None when there are none."""
     if not text:
         return None
     try:
@@ -431,6 +446,60 @@ def rule_own_address(mail: _Mail) -> Verdict | None:
     for label, addr in candidates:
         if addr and addr in mail.own:
             return Verdict(Kind.OWN, f"{label} is our own address {addr}")
+    return None
+
+
+# --------------------------------------------------------------------------- RECEIPT
+
+_MDN_PARTS = ("message/disposition-notification", "message/global-disposition-notification")
+_RECEIPT_SUBJECT = re.compile(
+    r"^\s*(read|lu|gelesen|le[ií]do|letto|gelezen|lido|l[äæ]st|lest|luettu|przeczytano|p[řr]e[čc]teno|"
+    r"read receipt|return receipt( \(displayed\))?|accus[ée] de lecture|confirmation de lecture|"
+    r"lesebest[äa]tigung)\s*:", re.IGNORECASE)
+_RECEIPT_TEXT = re.compile(
+    r"\b(was read on|has been read|a [ée]t[ée] lu le|wurde am .{1,80}? gelesen|fue le[ií]do el|"
+    r"[èe] stato letto|is gelezen op|foi lid[ao] em|this is a return receipt|"
+    r"this receipt verifies that the message has been displayed|"
+    r"ce re[çc]u (atteste|confirme) que le message a [ée]t[ée] (affich[ée]|lu))", re.IGNORECASE | re.DOTALL)
+
+
+def _mdn_fields(part: email.message.Message) -> email.message.Message | None:
+    """The fields of a message/disposition-notification part (compat32 parses them as the
+    headers of an inner message; other parsers leave text)."""
+    inner = _children(part)
+    return inner[0] if inner else _header_block(_part_text(part))
+
+
+def _receipt(mail: _Mail, reason: str, fields: email.message.Message | None = None) -> Verdict:
+    """A RECEIPT verdict: the mail it is about (Original-Message-ID, else the last thread
+    id) and its disposition ("displayed" when the receipt does not say)."""
+    msgid = _normalise_msgid(_header(fields, "Original-Message-ID")) if fields is not None else None
+    if msgid is None:
+        thread = mail.header("In-Reply-To") or (mail.header("References").split() or [""])[-1]
+        msgid = _normalise_msgid(thread)
+    disposition = "displayed"
+    if fields is not None:
+        value = _header(fields, "Disposition").lower()
+        disposition = (value.split(";", 1)[-1].split("/")[0].strip() or "displayed") if value else "displayed"
+    return Verdict(Kind.RECEIPT, reason, msgid, (), disposition)
+
+
+def rule_read_receipt(mail: _Mail) -> Verdict | None:
+    """RFC 8098 disposition notifications (multipart/report; report-type=
+    disposition-notification, or a message/disposition-notification part), and the text
+    receipts of mail clients: a receipt subject and a receipt sentence in the mail's own
+    text, or Exchange's ``Content-Class: urn:content-classes:mdn``."""
+    for part, ctype in mail.parts:
+        if ctype in _MDN_PARTS:
+            return _receipt(mail, f"{ctype} part", _mdn_fields(part))
+        if ctype == "multipart/report" and _param(part, "report-type") == "disposition-notification":
+            inner = next((p for p, c in mail.parts if c in _MDN_PARTS), None)
+            return _receipt(mail, "multipart/report disposition-notification",
+                            _mdn_fields(inner) if inner is not None else None)
+    if mail.header("Content-Class").strip().lower() == "urn:content-classes:mdn":
+        return _receipt(mail, "Content-Class: urn:content-classes:mdn")
+    if _RECEIPT_SUBJECT.match(mail.subject) and _RECEIPT_TEXT.search(mail.own_body[:4000]):
+        return _receipt(mail, f"read receipt {mail.subject[:60]!r}")
     return None
 
 
@@ -956,6 +1025,8 @@ RULES: tuple[Rule, ...] = (
     # OWN
     rule_loop_header,
     rule_own_address,
+    # RECEIPT
+    rule_read_receipt,
     # BOUNCE / FEEDBACK
     rule_arf,
     rule_dsn,
