@@ -35,8 +35,8 @@ class JsonFormatter(logging.Formatter):
             "msg": mask_sensitive(record.getMessage())[:2000],
         }
         out.update(_extras(record))
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)[-2000:]
+        if record.exc_info:  # whole: the first frames say where it started (masked like the message)
+            out["exc"] = _traceback(self, record)
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
@@ -52,8 +52,14 @@ class TextFormatter(logging.Formatter):
         line = f"{ts} {record.levelname:<7} {mask_sensitive(record.getMessage())[:2000]}"
         line += f"  [{' '.join(tail)}]" if tail else ""
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)[-2000:]
+            line += "\n" + _traceback(self, record)
         return line
+
+
+def _traceback(formatter: logging.Formatter, record: logging.LogRecord) -> str:
+    """The whole traceback (its first frames say where it started), masked like the message."""
+    assert record.exc_info
+    return mask_sensitive(formatter.formatException(record.exc_info))
 
 
 def _short(value: Any) -> str:
