@@ -6,7 +6,12 @@
 * Sisimai (tests/corpora/sisimai): every bounce / vacation / feedback report is
   AUTOMATIC — no case, no acknowledgement;
 * talon (tests/corpora/talon): every .eml is recorded;
+* tests/corpora/synthetic: the classes of mail issue 26 found mishandled, with what each
+  must become;
 * CPython's own email test data (test.test_email/data/msg_*.txt): every mail is recorded.
+
+After each corpus, everything it made us queue is sent and every stored and sent text is
+scanned for a surrogate escape of an undecodable byte ("\\udcXX", issue 26).
 
 Each corpus prints a one-line report (counts per outcome; match rates for Zammad).
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
+import json
 import logging
 import re
 from collections import Counter
@@ -26,7 +32,8 @@ from typing import Any
 
 import mailparser
 import pytest
-from sqlmodel import func, select
+from sqlalchemy import LargeBinary
+from sqlmodel import SQLModel, func, select
 
 from mailbot import db
 from mailbot.app import App
@@ -34,12 +41,15 @@ from mailbot.ingest.pipeline import IngestResult, Outcome, ingest
 from mailbot.mail import parsing
 from mailbot.mail.attachments import sanitise_filename
 from mailbot.mail.parsing import parse
-from mailbot.models import Attachment, Inbound, Message, Outbox, Quarantine
+from mailbot.mail.senders import is_noreply, valid_address
+from mailbot.models import Attachment, Case, Inbound, Message, Outbox, Quarantine
+from mailbot.outgoing.outbox import dispatch
 from tests.sisimai import SISIMAI, sisimai_labels
 
 ROOT = Path(__file__).resolve().parent.parent
 ZAMMAD = ROOT.parent / "shared" / "corpora" / "zammad" / "test" / "data" / "mail"
 TALON = Path(__file__).parent / "corpora" / "talon"
+SYNTHETIC = Path(__file__).parent / "corpora" / "synthetic"
 BRAND = "kalra-plus"  # as if every mail came from an IMAP mailbox of that brand
 
 # A person forwarded a bounce ("Fwd: Returned mail"): a human mail (see test_classify).
@@ -83,6 +93,43 @@ def _check_recorded(app: App, results: dict[str, IngestResult]) -> None:
                 assert q.reason, name
             elif r.outcome in (Outcome.CASE_OPENED, Outcome.FOLLOWUP):
                 assert r.case_refs, name
+
+
+_ESCAPED = re.compile(r"\\udc[89a-f][0-9a-f]|[\ud800-\udfff]", re.IGNORECASE)
+
+
+def _escapes_in(where: str, value: object) -> list[str]:
+    """`where` for each surrogate, or its literal escape "\\udcXX", found in a stored value."""
+    text = json.dumps(value, ensure_ascii=False, default=str) if isinstance(value, dict | list) else value
+    if isinstance(text, str) and (m := _ESCAPED.search(text)):
+        return [f"{where}: {text[max(0, m.start() - 30):m.end() + 30]!r}"]
+    return []
+
+
+def _assert_nothing_escaped(app: App) -> None:
+    """Issue 26: no surrogate escape of an undecodable byte ever reaches the database or a
+    mail we send. Every mail the corpus made us queue is sent (Maildir transport), then
+    every text and JSON value of every table and every header and text part of every
+    sent mail is scanned."""
+    dispatch(app)
+    found: list[str] = []
+    with db.session_scope(app.engine) as s:
+        conn = s.connection()
+        for table in SQLModel.metadata.sorted_tables:
+            cols = [c for c in table.columns if not isinstance(c.type, LargeBinary)]
+            for row in conn.execute(select(*cols)):
+                for c, value in zip(cols, row, strict=True):
+                    found += _escapes_in(f"{table.name}.{c.name}", value)
+    maildir = Path(app.config.resolve_path(app.config.outbound.path)) / "new"
+    sent = sorted(maildir.iterdir()) if maildir.is_dir() else []
+    for path in sent:
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        for name, value in msg.items():
+            found += _escapes_in(f"sent {path.name} {name}", str(value))
+        for part in msg.walk():
+            if part.get_content_maintype() == "text":
+                found += _escapes_in(f"sent {path.name} {part.get_content_type()}", part.get_content())
+    assert not found, "\n".join(found[:20])
 
 
 def _report(label: str, results: dict[str, IngestResult], extra: str = "") -> str:
@@ -145,7 +192,7 @@ def _expected_attachments(expected: dict[str, Any]) -> list[str]:
     return out
 
 
-ZAMMAD_FLOORS = {"from": 0.95, "from_name": 0.92, "subject": 0.97, "attachments": 0.75}  # achieved: 97 / 95 / 99 / 79 %
+ZAMMAD_FLOORS = {"from": 0.97, "from_name": 0.92, "subject": 0.97, "attachments": 0.75}  # achieved: 100 / 95 / 99 / 78 %
 
 
 @sqlite_only
@@ -156,6 +203,7 @@ def test_zammad_corpus(app: App, capsys: pytest.CaptureFixture[str]) -> None:
     assert len(boxes) >= 100
     results = _ingest_all(app, boxes, ZAMMAD)
     _check_recorded(app, results)
+    _assert_nothing_escaped(app)
 
     hits: Counter[str] = Counter()
     totals: Counter[str] = Counter()
@@ -176,6 +224,10 @@ def test_zammad_corpus(app: App, capsys: pytest.CaptureFixture[str]) -> None:
                 continue
             totals[field] += 1
             same = (_ws(want).lower() == _ws(got).lower()) if field == "from" else _ws(want) == _ws(got)
+            if field == "from" and not valid_address(_ws(want)):
+                # Zammad keeps a broken From verbatim ("Test test@example.com", "MAILER-DAEMON");
+                # mailbot's sender is a valid address or none (issue 26): either is right here.
+                same = got == "" or valid_address(got)
             if same:
                 hits[field] += 1
             else:
@@ -209,6 +261,7 @@ def test_sisimai_bounces_are_automatic(app: App, capsys: pytest.CaptureFixture[s
     files = [SISIMAI / rel for rel in sorted(labels)]
     results = _ingest_all(app, files, SISIMAI)
     _check_recorded(app, results)
+    _assert_nothing_escaped(app)
     wrong = []
     human_cases = 0
     with db.session_scope(app.engine) as s:
@@ -239,9 +292,39 @@ def test_talon_corpus(app: App, capsys: pytest.CaptureFixture[str]) -> None:
     assert len(files) >= 10
     results = _ingest_all(app, files, TALON)
     _check_recorded(app, results)
+    _assert_nothing_escaped(app)
     with capsys.disabled():
         print("\n" + _report("talon", results))
     assert not [r for r in results.values() if r.outcome is Outcome.QUARANTINED]
+
+
+# --------------------------------------------------------------------------- synthetic
+
+
+@sqlite_only
+def test_synthetic_corpus(app: App, capsys: pytest.CaptureFixture[str]) -> None:
+    """The classes of mail issue 26 found mishandled (tests/corpora/synthetic/README.txt):
+    each mail's outcome, customer address and subject, and an acknowledgement exactly to
+    the valid addresses that are not no-reply ones."""
+    expected = [line.split("\t") for line in (SYNTHETIC / "expected.tsv").read_text().splitlines() if line]
+    assert len(expected) >= 12
+    results = _ingest_all(app, [SYNTHETIC / name for name, *_ in expected], SYNTHETIC)
+    _check_recorded(app, results)
+    _assert_nothing_escaped(app)
+    wrong = []
+    with db.session_scope(app.engine) as s:
+        for name, outcome, customer, subject in expected:
+            r = results[name]
+            case = s.exec(select(Case).where(Case.ref == r.case_refs[0])).one() if r.case_refs else None
+            got = (r.outcome.value, case.customer_email if case else "-", case.subject if case else "*")
+            want = (outcome, customer if customer != "-" else ("" if case else "-"), subject if case else "*")
+            if got != want:
+                wrong.append(f"{name}: {got} != {want}")
+        acked = set(s.exec(select(Outbox.to_addr).where(Outbox.kind == "acknowledgement")).all())
+    with capsys.disabled():
+        print("\n" + _report("synthetic", results))
+    assert not wrong, "\n".join(wrong)
+    assert acked == {c for _, o, c, _ in expected if o == "case_opened" and c != "-" and not is_noreply(c)}
 
 
 # --------------------------------------------------------------------------- CPython
@@ -264,6 +347,7 @@ def test_cpython_email_data(app: App, capsys: pytest.CaptureFixture[str]) -> Non
     assert len(files) >= 40
     results = _ingest_all(app, files, data)
     _check_recorded(app, results)
+    _assert_nothing_escaped(app)
     with capsys.disabled():
         print("\n" + _report("cpython-email", results))
 
@@ -273,7 +357,7 @@ def test_cpython_email_data(app: App, capsys: pytest.CaptureFixture[str]) -> Non
 
 def _corpus_mails() -> list[Path]:
     files = sorted(ZAMMAD.glob("*.box")) + sorted((SISIMAI / "set-of-emails").rglob("*.eml"))
-    files += sorted(TALON.rglob("*.eml"))
+    files += sorted(TALON.rglob("*.eml")) + sorted(SYNTHETIC.glob("*.eml"))
     data = _cpython_email_data()
     return files + (sorted(data.glob("msg_*.txt")) if data is not None else [])
 
