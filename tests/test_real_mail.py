@@ -350,3 +350,17 @@ def test_a_quarantined_mail_logs_its_whole_traceback(app: App, json_log: io.Stri
     assert exc.startswith("Traceback (most recent call last):")
     assert "in _commit_one" in exc.splitlines()[1]  # the first frame
     assert exc.rstrip().endswith("RuntimeError: the innermost failure")
+
+
+def test_cases_new_refuses_an_invalid_email(tmp_path: Path) -> None:
+    """`mailbot cases new --email` (a fresh interpreter): an invalid address is a usage error,
+    and nothing is recorded."""
+    from tests.conftest import config_data
+    from tests.test_cli import subprocess_cli, write_config
+
+    cfg = write_config(tmp_path / "config.toml", config_data(tmp_path))
+    p = subprocess_cli("--config", str(cfg), "cases", "new", "--brand", "kalra-plus", "--received", "2026-11-23",
+                       "--name", "Marie Dupont", "--summary", "Frais contestés", "--email", "big bug bb@bug.example")
+    assert p.returncode == 2, p.stderr
+    assert b"is not a valid address" in p.stderr
+    assert subprocess_cli("--config", str(cfg), "cases", "list", "--json").stdout.strip() in (b"[]", b"")
