@@ -37,13 +37,13 @@ from sqlmodel import SQLModel, func, select
 
 from mailbot import db
 from mailbot.app import App
+from mailbot.cases.deliveries import dispatch
 from mailbot.ingest.pipeline import IngestResult, Outcome, ingest
 from mailbot.mail import parsing
 from mailbot.mail.attachments import sanitise_filename
 from mailbot.mail.parsing import parse
 from mailbot.mail.senders import is_noreply, valid_address
 from mailbot.models import Attachment, Case, Inbound, Message, Outbox, Quarantine
-from mailbot.outgoing.outbox import dispatch
 from tests.sisimai import SISIMAI, sisimai_labels
 
 ROOT = Path(__file__).resolve().parent.parent

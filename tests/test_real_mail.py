@@ -24,12 +24,12 @@ from sqlmodel import col, select
 from mailbot import db
 from mailbot.app import App
 from mailbot.cases import conversations
+from mailbot.cases.deliveries import dispatch
 from mailbot.ingest.pipeline import Outcome, ingest
 from mailbot.mail.parsing import parse, repair_headers
 from mailbot.mail.senders import is_noreply, loose_address, valid_address
 from mailbot.models import Case, Event, Message, Outbox
 from mailbot.ops.logs import JsonFormatter
-from mailbot.outgoing.outbox import dispatch
 from tests.mails import mail
 
 
