@@ -46,6 +46,20 @@ class App:
     def renderer(self) -> Renderer:
         return Renderer(self.config.resolve_path(self.config.templates_dir))
 
+    @staticmethod
+    def compiled_renderer(config: Config) -> Renderer:
+        """A renderer of `config`'s templates with every one of them compiled now: a file
+        edited later is not read until the next reload. Raises TemplateError."""
+        renderer = Renderer(config.resolve_path(config.templates_dir))
+        renderer.compile_all([(b.key, b.languages) for b in config.brands])
+        return renderer
+
+    def reconfigure(self, config: Config, renderer: Renderer) -> None:
+        """Use a new config from now on (SIGHUP), with its templates compiled."""
+        self.config = config
+        self.__dict__["renderer"] = renderer
+        self.warm_calendars()
+
     def calendar(self, brand: BrandConfig | str) -> BusinessCalendar:
         return business_days.for_brand(self.config.brand(brand) if isinstance(brand, str) else brand)
 
@@ -54,15 +68,19 @@ class App:
         calendar, with this year's and next year's public holidays, and the write path's
         compiled statements (`ingest.rehearse`). Then everything alive is set aside from
         the garbage collector (`freeze_for_gc`)."""
+        self.warm_calendars()
+        from mailbot.ingest import pipeline as ingest  # (ingest imports this module)
+
+        ingest.rehearse(self)
+        freeze_for_gc()
+
+    def warm_calendars(self) -> None:
+        """Each brand's calendar, with this year's and next year's public holidays."""
         year = self.now().year
         for brand in self.config.brands:
             cal = self.calendar(brand)
             for y in (year, year + 1):
                 cal.holiday_name(date(y, 1, 1))
-        from mailbot.ingest import pipeline as ingest  # (ingest imports this module)
-
-        ingest.rehearse(self)
-        freeze_for_gc()
 
     def close(self) -> None:
         references.release(self.engine)

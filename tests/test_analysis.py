@@ -367,3 +367,21 @@ def _alive(pid: int) -> bool:
 def _no_pool_left() -> Any:
     yield
     analysis.shutdown()
+
+
+def test_a_reload_to_another_worker_count_shuts_the_old_pool_down(tmp_path: Path) -> None:
+    analysis.shutdown()
+    one = make_config(tmp_path, ingest={"workers": 1})
+    analysis.warm_up(one)
+    (old,) = analysis._POOL.values()  # noqa: SLF001
+    pids = list(old._processes)  # noqa: SLF001
+    analysis.resize_pool(one)  # same size: kept
+    assert list(analysis._POOL.values()) == [old]  # noqa: SLF001
+    analysis.resize_pool(make_config(tmp_path, ingest={"workers": 2}))
+    assert analysis._POOL == {}  # noqa: SLF001
+
+    def gone() -> bool:
+        return all(not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+                   for pid in pids)
+
+    wait_until(gone, timeout=30, what="the old workers to leave")

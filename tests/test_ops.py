@@ -13,6 +13,7 @@ import signal
 import smtplib
 import socket
 import subprocess
+import sys
 import time
 import tomllib
 import urllib.error
@@ -389,3 +390,30 @@ def test_web_unit_runs_one_process_per_port_without_privilege() -> None:
     assert d["CapabilityBoundingSet"] == [""] and d["AmbientCapabilities"] == [""]
     assert d["EnvironmentFile"] == ["/etc/mailbot/env"]  # no "-": without its secret file it does not start
     assert d["MemoryDenyWriteExecute"] == ["yes"] and d["ProtectProc"] == ["invisible"]
+
+
+def test_sighup_refuses_a_template_that_does_not_render_and_the_running_ones_go_on(
+        daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A reload checks what check-config checks: a template that fails to render is
+    refused (it was "config reloaded", then the extension notice failed at dispatch).
+    The running templates were all compiled at start, so the broken file is not read."""
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates)
+    proc, port, log = daemon(templates_dir=str(templates), scheduler={"outbox_interval": 0.2})
+    wait_until(lambda: log.has("templates compiled"), timeout=60, what="the templates compiled")
+    send(port, mail(frm="client1@example.org", message_id="<hup-t@example.org>"), "client1@example.org")
+    wait_until(lambda: len(ack_texts(tmp_path)) == 1, what="the ack")
+    broken = templates / "_default" / "fr" / "extension.txt"
+    broken.write_text(broken.read_text().replace("{{ extension.reason }}", "{{ extension.no_such_key }}"))
+    proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: any(r["msg"].startswith("reload refused") for r in log.records()), timeout=60,
+               what="the refusal")
+    (refusal,) = [r for r in log.records() if r["msg"].startswith("reload refused")]
+    assert "extension.txt" in refusal["msg"] and not log.has("config reloaded")
+    cfg = str(tmp_path / "config.toml")
+    out = subprocess.run([sys.executable, "-m", "mailbot.cli", "--config", cfg, "cases", "extend",
+                          "KP-2026-000001", "10", "analyse approfondie"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    wait_until(lambda: any("analyse approfondie" in t for t in ack_texts(tmp_path)), what="the extension notice")
+    assert stop(proc) == 0

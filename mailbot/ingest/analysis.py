@@ -382,6 +382,15 @@ def _worker_init(parent: int) -> None:
 _POOL_LOCK = threading.Lock()
 
 
+def resize_pool(config: Config) -> None:
+    """After a reload: a pool of another size than `config` asks for is shut down (its
+    chunks in hand still finish); the next big batch starts the new one."""
+    wanted = worker_count(config)
+    with _POOL_LOCK:
+        for workers in [w for w in _POOL if w != wanted]:
+            _POOL.pop(workers).shutdown(wait=False)
+
+
 def _reset_pool() -> None:
     for pool in _POOL.values():  # (cancelling work of a broken pool can hang it on Python 3.11)
         pool.shutdown(wait=False)

@@ -3,9 +3,12 @@ dispatcher in one process.
 
 SIGTERM/SIGINT: stop accepting, let in-flight SMTP transactions and IMAP
 batches finish (each one commits before it answers), stop the scheduler,
-exit 0. SIGHUP: reload config.toml (brands, templates, limits, agents); a
-config that does not validate is refused and the running one kept.
-Listener address and mailbox changes need a restart.
+exit 0. SIGHUP: reload config.toml (brands, templates, limits, agents), in a
+thread (the event loop goes on serving): the file is checked as `check-config`
+checks it (every template rendered), and on any problem the reload is refused
+and the running config kept. Every template is compiled when it is loaded, so
+a template file edited later is not read until the next reload. Listener
+address and mailbox changes need a restart.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from mailbot.app import App
 from mailbot.config import Config, ConfigError, MissingSecret, load_config
 from mailbot.ingest import analysis
 from mailbot.ops import jobs
+from mailbot.ops.checks import check_file
+from mailbot.outgoing.templating import TemplateError
 
 log = logging.getLogger("mailbot.daemon")
 DRAIN_SECONDS = 30.0
@@ -91,29 +96,47 @@ class Daemon:
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ingest")
         self.pollers: list[Any] = []
         self.listeners: list[str] = []  # "smtp 127.0.0.1:2525"…: what the ready line lists
+        self._reloading = threading.Lock()
 
     def reload(self) -> None:
+        """SIGHUP, in a thread of its own: check the file, then swap the config."""
+        with self._reloading:
+            report = check_file(self.config_path)
+            try:
+                if report.errors:
+                    raise ConfigError(self.config_path, report.errors)
+                new = load_config(self.config_path)
+                new.security.resolved_secret()
+                renderer = self.app.compiled_renderer(new)
+            except (ConfigError, MissingSecret, TemplateError) as exc:
+                why = "; ".join(exc.lines()) if isinstance(exc, ConfigError) else str(exc)
+                log.error("reload refused, keeping the running config: %s", why,
+                          extra={"event": "daemon.reload_refused"})
+                return
+            self.app.reconfigure(new, renderer)
+            analysis.resize_pool(new)
+            log.info("config reloaded", extra={"event": "daemon.reloaded", "path": self.config_path})
+
+    def _compile_templates(self) -> None:
+        """At start, beside the serving: every template compiled (see the module docstring)."""
         try:
-            new = load_config(self.config_path)
-            new.security.resolved_secret()
-        except ConfigError as exc:
-            log.error("reload refused, keeping the running config: %s", "; ".join(exc.lines()),
-                      extra={"event": "daemon.reload_refused"})
+            renderer = self.app.compiled_renderer(self.app.config)
+        except TemplateError as exc:  # check-config says the same; mail of that kind fails at dispatch
+            log.error("a template does not compile: %s", exc, extra={"event": "daemon.template_error"})
             return
-        except MissingSecret as exc:
-            log.error("reload refused, keeping the running config: %s", exc)
-            return
-        self.app.config = new
-        self.app.__dict__.pop("renderer", None)
-        self.app.warm_up()
-        log.info("config reloaded", extra={"event": "daemon.reloaded", "path": self.config_path})
+        with self._reloading:
+            if self.app.renderer.root == renderer.root:  # (unless a reload came first)
+                self.app.__dict__["renderer"] = renderer
+        log.info("templates compiled", extra={"event": "daemon.templates_compiled"})
 
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGHUP, lambda: threading.Thread(
+            target=self.reload, name="reload", daemon=True).start())
         server = handler = None
+        threading.Thread(target=self._compile_templates, name="templates", daemon=True).start()
         self.app.warm_up()
         if self.app.config.smtp.enabled:
             from mailbot.channels.smtp import start_listener

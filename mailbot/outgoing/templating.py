@@ -606,6 +606,20 @@ class Renderer:
         first, second = self._search_path(brand, lang)[:2]
         return f"{self._display(first)}/{name} (or {self._display(second)}/{name})"
 
+    def compile_all(self, brands: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """Compile every kind of each brand and language now (and keep them: templates are
+        not read again from disk). Raises TemplateError for one that does not compile."""
+        for brand, languages in brands:
+            for language in languages:
+                lang = self.resolve_language(brand, language)
+                env = self._env(brand, lang)
+                for kind in KINDS:
+                    for ext in ("txt", "html"):
+                        try:
+                            env.get_template(f"{kind}.{ext}")
+                        except jinja2.TemplateError as exc:
+                            raise TemplateError(f"{kind}.{ext} of {brand}/{lang}: {exc}") from exc
+
     # -- check-config ------------------------------------------------------
 
     def check(self, brands: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
