@@ -14,11 +14,15 @@ import email.policy
 import io
 import json
 import logging
-from collections.abc import Iterator
+import smtplib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
 from sqlmodel import col, select
 
 from mailbot import db
@@ -28,9 +32,10 @@ from mailbot.cases.deliveries import dispatch
 from mailbot.ingest.pipeline import Outcome, ingest
 from mailbot.mail.parsing import parse, repair_headers
 from mailbot.mail.senders import is_noreply, loose_address, valid_address
-from mailbot.models import Case, Event, Message, Outbox
+from mailbot.models import Case, Event, Inbound, Message, Outbox
 from mailbot.ops.logs import JsonFormatter
 from tests.mails import mail
+from tests.procs import free_port
 
 
 def raw_mail(*headers: bytes, body: bytes = b"Mon virement de 250 EUR du 3 novembre n'est pas arrive.\r\n") -> bytes:
@@ -80,6 +85,88 @@ def test_a_raw_utf8_sender_opens_a_case_and_is_acknowledged(app: App) -> None:
     case = the_case(app)
     assert (case.customer_email, case.customer_name) == ("jdö@mächine.example", "Jürgen Dö")
     assert [row.to_addr for row in outbox(app, "acknowledgement")] == ["jdö@mächine.example"]
+
+
+def test_the_listener_offers_smtputf8_and_takes_an_internationalised_mail(app: App) -> None:
+    from tests.test_smtp import listening
+
+    raw = raw_mail("From: Jürgen Dö <jdö@mächine.example>".encode(), b"Subject: Virement")
+    with listening(app) as port, smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo()
+        assert client.has_extn("smtputf8")
+        client.sendmail("jdö@mächine.example", ["support@kalra-plus.com"], raw, mail_options=["SMTPUTF8"])
+    case = the_case(app)
+    assert case.customer_email == "jdö@mächine.example"
+    with db.session_scope(app.engine) as s:
+        assert s.exec(select(Inbound.envelope_from)).one() == "jdö@mächine.example"
+
+
+@contextmanager
+def relay(smtputf8: bool) -> Iterator[tuple[int, list[Envelope]]]:
+    """A real SMTP relay (aiosmtpd) on loopback, offering SMTPUTF8 or not."""
+    received: list[Envelope] = []
+
+    class Sink:
+        async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+            received.append(envelope)
+            return "250 OK"
+
+    port = free_port()
+    ctl = Controller(Sink(), hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8)
+    ctl.start()
+    try:
+        yield port, received
+    finally:
+        ctl.stop()
+
+
+def _through_relay(make_app: Callable[..., App], port: int) -> App:
+    return make_app(outbound={"transport": "smtp", "host": "127.0.0.1", "port": port, "timeout": 5})
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_an_acknowledgement_to_an_internationalised_address_goes_out_with_smtputf8(
+        make_app: Callable[..., App]) -> None:
+    with relay(smtputf8=True) as (port, received):
+        app = _through_relay(make_app, port)
+        ingest(app, raw_mail("From: Jürgen Dö <jdö@mächine.example>".encode(), b"Subject: Virement"), "test")
+        dispatch(app)
+    (ack,) = [e for e in received if e.rcpt_tos == ["jdö@mächine.example"]]
+    assert ack.smtp_utf8 and "SMTPUTF8" in ack.mail_options
+    raw = ack.original_content.decode("utf-8")  # type: ignore[union-attr] # RFC 6532: UTF-8 headers
+    msg = email.message_from_string(raw, policy=email.policy.default)
+    assert msg["To"].addresses[0].addr_spec == "jdö@mächine.example"
+    assert msg["To"].addresses[0].display_name == "Jürgen Dö"
+    assert [r.status for r in outbox(app, "acknowledgement")] == ["sent"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_without_smtputf8_at_the_relay_the_case_records_why(make_app: Callable[..., App]) -> None:
+    with relay(smtputf8=False) as (port, received):
+        app = _through_relay(make_app, port)
+        ingest(app, raw_mail("From: Jürgen Dö <jdö@mächine.example>".encode(), b"Subject: Virement"), "test")
+        dispatch(app)
+    (ack,) = outbox(app, "acknowledgement")
+    assert ack.status == "failed" and ack.attempts == 1  # not retried: the relay will not take it later
+    (failed,) = events(app, "mail_failed")
+    assert "does not offer SMTPUTF8" in failed.data["error"] and "jdö@mächine.example" in failed.data["error"]
+    assert not [e for e in received if "jdö@mächine.example" in e.rcpt_tos]
+    notices = [e for e in received if e.rcpt_tos == ["agent@kalra-plus.com"]
+               and "SMTPUTF8" in email.message_from_bytes(e.original_content, policy=email.policy.default)
+               .get_body(("plain",)).get_content()]  # type: ignore[arg-type, union-attr]
+    assert notices  # the staff are told, with the reason
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_an_internationalised_domain_alone_needs_no_smtputf8(make_app: Callable[..., App]) -> None:
+    with relay(smtputf8=False) as (port, received):
+        app = _through_relay(make_app, port)
+        ingest(app, raw_mail("From: Jean <jean@mächine.example>".encode(), b"Subject: Virement"), "test")
+        dispatch(app)
+    (ack,) = [e for e in received if e.rcpt_tos == ["jean@xn--mchine-bua.example"]]
+    assert not ack.smtp_utf8
+    msg = email.message_from_bytes(ack.original_content, policy=email.policy.default)  # type: ignore[arg-type]
+    assert msg["To"].addresses[0].addr_spec == "jean@xn--mchine-bua.example"
 
 
 # ------------------------------------------------------------------ 2. undecodable bytes

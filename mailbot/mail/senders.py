@@ -79,6 +79,26 @@ def loose_address(value: str) -> tuple[str, str] | None:
     return name, addr
 
 
+def idna_address(addr: str) -> str:
+    """The address with its domain in IDNA A-labels (``jean@mächine.example`` →
+    ``jean@xn--mchine-kva.example``): an ASCII address needs no SMTPUTF8. A non-ASCII
+    local part stays as it is (only SMTPUTF8 can carry it); so does a domain IDNA
+    refuses."""
+    local, at, domain = addr.rpartition("@")
+    if not at or domain.isascii():
+        return addr
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return addr
+
+
+def needs_smtputf8(*addresses: str) -> bool:
+    """True when one of the addresses cannot be written in ASCII (a non-ASCII local part,
+    RFC 6531), even with its domain in IDNA form."""
+    return not all(idna_address(a).isascii() for a in addresses if a)
+
+
 # Local parts nobody reads: no-reply in its spellings (anywhere in the local part:
 # "gmail-noreply", "noreply.billing"), bounce handlers and mail daemons at its start.
 _NOREPLY = re.compile(

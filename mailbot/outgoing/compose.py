@@ -20,16 +20,17 @@ import re
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.contentmanager import _encode_text  # type: ignore[attr-defined]
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, quote
 
 from mailbot.mail.headers import clean_header
+from mailbot.mail.senders import idna_address, needs_smtputf8
 
 LOOP_HEADER = "X-Mailbot-Loop"
 
@@ -76,9 +77,15 @@ def _set_text_header(msg: EmailMessage, name: str, value: str) -> None:
 
 
 def build(out: Outgoing, date: datetime) -> bytes:
-    """The full RFC 5322 message, CRLF line endings."""
-    if out.extra_headers or not (out.from_addr.isascii() and out.to_addr.isascii()
-                                 and (out.reply_to or "").isascii()):
+    """The full RFC 5322 message, CRLF line endings. An address with a non-ASCII local part
+    makes the mail an internationalised one (RFC 6532: UTF-8 headers, addresses as
+    written), which only a relay offering SMTPUTF8 takes (mailbot.outgoing.transports);
+    otherwise a non-ASCII domain is written in its IDNA form and the mail is ASCII."""
+    if needs_smtputf8(out.from_addr, out.to_addr, out.reply_to or ""):
+        return build_with_email_message(out, date, utf8=True)
+    out = replace(out, from_addr=idna_address(out.from_addr), to_addr=idna_address(out.to_addr),
+                  reply_to=idna_address(out.reply_to) if out.reply_to else out.reply_to)
+    if out.extra_headers:
         return build_with_email_message(out, date)
     head = [
         _address_line("From", out.from_name, out.from_addr),
@@ -191,9 +198,10 @@ def _boundary(content: str) -> str:
             return boundary
 
 
-def build_with_email_message(out: Outgoing, date: datetime) -> bytes:
-    """The same mail through the standard library's `EmailMessage` (see the module docstring)."""
-    msg = EmailMessage(policy=SMTP)
+def build_with_email_message(out: Outgoing, date: datetime, utf8: bool = False) -> bytes:
+    """The same mail through the standard library's `EmailMessage` (see the module docstring);
+    `utf8`: headers in raw UTF-8 (RFC 6532), for a recipient whose address needs it."""
+    msg = EmailMessage(policy=SMTPUTF8 if utf8 else SMTP)
     msg["From"] = _address(out.from_name, out.from_addr)
     msg["To"] = _address(out.to_name, out.to_addr)
     _set_text_header(msg, "Subject", clean_header(out.subject)[:900])

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mailbot.config import Config, OutboundConfig
+from mailbot.mail.senders import idna_address, needs_smtputf8
 
 
 class PermanentError(Exception):
@@ -110,8 +111,17 @@ class SmtpTransport:
     def send(self, from_addr: str, to_addr: str, raw: bytes) -> None:
         if self._conn is None:
             self._conn = self._connect()
+        options: list[str] = []
+        if not needs_smtputf8(from_addr, to_addr):
+            from_addr, to_addr = idna_address(from_addr), idna_address(to_addr)
+        else:  # RFC 6531: only through a relay that offers it
+            self._conn.ehlo_or_helo_if_needed()
+            if not self._conn.has_extn("smtputf8"):
+                raise PermanentError(f"{self.where} does not offer SMTPUTF8, which the address {to_addr} "
+                                     "needs: not sent (the customer must be reached another way)")
+            options = ["SMTPUTF8", "BODY=8BITMIME"]
         try:
-            self._conn.sendmail(from_addr, [to_addr], raw)
+            self._conn.sendmail(from_addr, [to_addr], raw, mail_options=options)
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             raise (PermanentError if code >= 500 else RuntimeError)(_answer(code, text)) from exc
