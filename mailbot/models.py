@@ -302,3 +302,14 @@ class WebSubmission(SQLModel, table=True):
     ip: str = Field(max_length=64)
     email: str = Field(max_length=500)
     at: datetime = Field(default_factory=utcnow)
+
+
+class WebFigures(SQLModel, table=True):
+    """The dashboard's charts of a brand (acknowledgement and answer times over 90 days),
+    computed at most every few minutes by whichever `mailbot web` process needs them:
+    a full pass over the brand's cases is too slow for every page view."""
+
+    __tablename__ = "web_figures"
+    brand: str = Field(primary_key=True, max_length=60)
+    computed_at: datetime
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -163,3 +163,17 @@ def test_the_dashboard_counts_a_supervisors_brands_only(web_app: App, tmp_path: 
 def test_an_agent_has_no_dashboard(web_app: App, tmp_path: Path) -> None:
     c = sign_in(web_app, tmp_path, DK_AGENT)
     assert c.get("/staff/dashboard").status_code == 404
+
+
+def test_the_dashboard_counts_are_live_and_its_charts_at_most_five_minutes_old(
+        web_app: App, tmp_path: Path, clock: Clock) -> None:
+    c = sign_in(web_app, tmp_path, SUPERVISOR)
+    assert post_complaint(client(web_app)).status_code == 303
+    assert re.search(r'id="open-kalra-plus"><a [^>]*>1<', c.get("/staff/dashboard").text)
+    assert post_complaint(client(web_app), email="deux@example.org").status_code == 303
+    page = c.get("/staff/dashboard").text
+    assert re.search(r'id="open-kalra-plus"><a [^>]*>2<', page)  # counts: live
+    assert re.search(r"&lt; 1 h</text><rect[^>]*/><text[^>]*>1</text>", page)  # chart: as computed
+    clock.now += timedelta(minutes=6)
+    page = c.get("/staff/dashboard").text
+    assert re.search(r"&lt; 1 h</text><rect[^>]*/><text[^>]*>2</text>", page)
