@@ -15,7 +15,8 @@ $(BIN)/mailbot: pyproject.toml
 setup: $(BIN)/mailbot
 
 # Debian packages the tests need (a real Dovecot IMAP server; a real Postfix in front of mailbot;
-# Chromium and its driver for the web side's browser journeys, tests/test_browser.py).
+# Chromium and its driver for the web side's browser journeys, tests/test_browser.py; faketime, to start `mailbot`
+# processes at a scenario's date in tests/procedures).
 deps-system:
 	@need=""; \
 	command -v dovecot >/dev/null 2>&1 || need="$$need dovecot-imapd dovecot-lmtpd"; \
@@ -24,6 +25,7 @@ deps-system:
 	[ -x /usr/sbin/postfix ] || need="$$need postfix"; \
 	[ -x /usr/bin/chromium ] || need="$$need chromium"; \
 	[ -x /usr/bin/chromedriver ] || need="$$need chromium-driver"; \
+	command -v faketime >/dev/null 2>&1 || need="$$need faketime"; \
 	if [ -n "$$need" ]; then \
 	  echo "installing Debian packages:$$need"; \
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \

@@ -238,6 +238,16 @@ class SlaConfig(_Strict):
     reexamination_days: int = _d(15, "business days to answer a re-examination", ge=1)
     payment_services: bool = _d(False, "the brand offers payment services: check-config warns "
                                 "beyond the regulator's 15 (35) business days")
+    # Legal caps on the answer date (mailbot.cases.rounds): a change of the promised date
+    # past them is refused.
+    cap_months: int = _d(2, "any complaint is answered at most this many months after its "
+                         "receipt (ACPR recommendation 2022-R-01)", ge=1, le=12)
+    payment_days: int = _d(15, "payment services: business days to answer (PSD2, CMF "
+                           "L.133-45); beyond them only with a notice giving the reasons", ge=1)
+    payment_days_max: int = _d(35, "payment services: business days to answer at most, with "
+                               "the reasons given", ge=1)
+    reasons_required: bool = _d(False, "every change of the promised date tells the customer "
+                                "its reason (a tier change too, not only an extension)")
 
     @model_validator(mode="after")
     def _tiers_known(self) -> SlaConfig:

@@ -130,6 +130,8 @@ class Case(SQLModel, table=True):
     linked_case_id: int | None = Field(default=None, foreign_key="cases.id")
     extracted: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     received_at: datetime
+    received_date_only: bool = False  # received on paper on a day, at no known time
+    round_number: int = 1  # the current round: 1 the complaint, then each re-examination (rounds)
     created_at: datetime = Field(default_factory=utcnow)
     ack_due_at: datetime | None = None
     due_at: datetime | None = None
@@ -141,6 +143,32 @@ class Case(SQLModel, table=True):
     extended_days: int = 0
     next_sla_at: datetime | None = Field(default=None, index=True)
     purged_at: datetime | None = None
+
+
+class Round(SQLModel, table=True):
+    """One round of a complaint, as the register keeps it: the complaint itself (number 1),
+    then each re-examination. Its times are when things really happened: acknowledged and
+    answered when the mail was sent or the letter posted (letters count by their day:
+    the start of the local day they were posted), not when they were queued."""
+
+    __tablename__ = "rounds"
+    __table_args__ = (UniqueConstraint("case_id", "number", name="uq_round_case_number"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id")  # indexed by uq_round_case_number (case_id first)
+    number: int
+    kind: str = Field(max_length=20)  # complaint | reexamination
+    received_at: datetime
+    ack_due_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    ack_via: str | None = Field(default=None, max_length=10)  # email | letter
+    promised_at: datetime  # the first answer date promised in this round
+    due_at: datetime  # the answer date promised now (after extensions, tier changes)
+    cap_at: datetime  # the latest answer date the law allows (see mailbot.cases.rounds)
+    late_since: datetime | None = None  # a deadline passed unanswered, whatever moved it later
+    answered_at: datetime | None = None
+    answer_via: str | None = Field(default=None, max_length=10)
+    outcome: str | None = Field(default=None, max_length=40)
+    mediation_offered: bool = False
 
 
 class Message(SQLModel, table=True):

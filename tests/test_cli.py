@@ -840,6 +840,7 @@ def _answered_and_open_cases(tmp_path: Path, cli: Callable[..., Result]) -> tupl
     f = tmp_path / "final.txt"
     f.write_text(FINAL_KP)
     assert cli("cases", "reply", kp1, "--file", str(f), "--as", "agent@kalra-plus.com", "--final").rc == 0
+    assert cli("outbox", "flush").rc == 0  # answered once the final response is sent
     return kp1, kp2, dk
 
 
@@ -868,7 +869,7 @@ def test_stats_json(tmp_path: Path, cli: Callable[..., Result]) -> None:
 
     text = cli("stats")
     assert text.rc == 0
-    assert text.out.startswith("3 cases; answered 1; within deadline: 100.0 %")
+    assert text.out.startswith("3 cases (3 rounds); open 2, overdue 0; answered 1, on time 1: 100.0 %")
     assert "by brand:" in text.out and "by tier:" in text.out
 
 
@@ -879,15 +880,15 @@ def test_register_export_csv(tmp_path: Path, cli: Callable[..., Result]) -> None
     assert r.rc == 0, r.err
     rows = list(csv.DictReader(io.StringIO(r.out)))
     header = r.out.splitlines()[0].split(",")
-    for col in ("reference", "received_at", "acknowledged_at", "answered_at", "category", "outcome",
-                "deadline_met"):
+    for col in ("reference", "round", "received_at", "acknowledged_at", "answered_at", "category", "outcome",
+                "ack_met", "answer_met", "cap_met", "mediation_offered"):
         assert col in header
     assert [row["reference"] for row in rows] == [kp1, kp2, dk]
     first = rows[0]
     assert first["category"] == "transaction"
-    assert first["outcome"] == "accepted" and first["deadline_met"] == "yes"
+    assert first["outcome"] == "accepted" and first["answer_met"] == "yes" and first["cap_met"] == "yes"
     assert first["received_at"] and first["acknowledged_at"] and first["answered_at"]
-    assert rows[1]["answered_at"] == "" and rows[1]["deadline_met"] == ""
+    assert rows[1]["answered_at"] == "" and rows[1]["answer_met"] == ""
     assert rows[2]["brand"] == "divikeys"
 
 

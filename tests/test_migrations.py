@@ -44,3 +44,19 @@ def test_lookups_by_status_or_brand_alone_still_use_an_index(app: App) -> None:
         for where in ("status = 'answered'", "status IN ('new', 'acknowledged')", "brand = 'kalra-plus'"):
             plan = " ".join(str(r[-1]) for r in conn.execute(text(f"EXPLAIN QUERY PLAN SELECT id FROM cases WHERE {where}")))
             assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, (where, plan)
+
+
+def test_0004_gives_every_existing_case_its_first_round(app: App) -> None:
+    from sqlmodel import select
+
+    from mailbot.models import Round
+
+    ingest(app, mail(), "smtp")
+    db.downgrade(app.engine, "0003")
+    db.upgrade(app.engine)
+    assert _differences(app) == []
+    with db.session_scope(app.engine) as s:
+        [first] = s.exec(select(Round)).all()
+    assert (first.number, first.kind, first.outcome) == (1, "complaint", None)
+    assert first.ack_due_at is not None and first.due_at == first.promised_at < first.cap_at
+    assert ingest(app, mail(frm="b@example.org"), "smtp").case_refs == ("KP-2026-000002",)

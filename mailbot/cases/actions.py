@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from mailbot.app import App
-from mailbot.cases import sla
+from mailbot.cases import rounds, sla
 from mailbot.cases.records import add_message, log_event, set_status
 from mailbot.cases.staff_mail import send_staff_mail
 from mailbot.config import AgentConfig
@@ -140,6 +140,7 @@ def final(session: Session, app: App, case: Case, actor: str, text: str, *, abou
     case.outcome = parsed.outcome
     set_status(session, case, "answered", actor=actor, at=now,
                reason="final response" + (f" scheduled at {at.isoformat()}" if at else ""))
+    rounds.answer_queued(session, case, outcome=parsed.outcome, mediation=include_mediation)
     log_event(session, case, "final_response", actor=actor, at=now, outcome=parsed.outcome,
               mediation=include_mediation, scheduled=at.isoformat() if at else None)
     sla.reschedule(session, case, brand)
@@ -155,10 +156,12 @@ def extend(session: Session, app: App, case: Case, actor: str, days: int, reason
         raise Rejected("#extend", ["a reason is required: the customer is told why"])
     brand = app.config.brand(case.brand)
     old = case.due_at
-    case.extended_days += days
-    case.due_at = sla.resolution_due(brand, app.calendar(brand), case.received_at, case.tier, case.extended_days)
+    if case.round_number == 1:
+        case.extended_days += days
+    late = rounds.move_due(session, case, app.calendar(brand).add_business_days(case.due_at or app.now(), days),
+                           app.now())
     log_event(session, case, "deadline", actor=actor, at=app.now(), old=old.isoformat() if old else None,
-              new=case.due_at.isoformat(), reason=reason, days=days)
+              new=case.due_at.isoformat(), reason=reason, days=days, late=late)
     new_local = app.calendar(brand).local(case.due_at).isoformat()
     send_case_mail(session, app, case, "extension", to_addr=case.customer_email, to_name=case.customer_name,
                    automatic=False, ctx_extra={"extension": {"new_due_at": new_local, "reason": reason,
@@ -172,8 +175,10 @@ def set_tier(session: Session, app: App, case: Case, actor: str, tier: str) -> N
     if tier not in brand.sla.tiers:
         raise Rejected("#tier", [f"unknown tier {tier!r}; {brand.name} has {', '.join(brand.sla.tiers)}"])
     old, case.tier = case.tier, tier
-    case.due_at = sla.resolution_due(brand, app.calendar(brand), case.received_at, tier, case.extended_days)
-    log_event(session, case, "tier", actor=actor, at=app.now(), old=old, new=tier, due_at=case.due_at.isoformat())
+    late = rounds.move_due(session, case, sla.resolution_due(brand, app.calendar(brand), case.received_at, tier,
+                                                              case.extended_days), app.now())
+    log_event(session, case, "tier", actor=actor, at=app.now(), old=old, new=tier, due_at=case.due_at.isoformat(),
+              late=late)
     sla.reschedule(session, case, brand)
 
 

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from mailbot import blobs
 from mailbot.app import App
-from mailbot.cases import staff_mail
+from mailbot.cases import reexamination, staff_mail
 from mailbot.cases.agent_mail import handle_agent_mail
 from mailbot.cases.records import add_message, log_event, open_case, set_status
 from mailbot.cases.sla import Opening
@@ -151,7 +151,8 @@ def _follow_up(session: Session, app: App, inbound: InboundRow, parsed: ParsedMa
         return _hold_staff_message(session, app, inbound, parsed, found)
     msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")
     if case.status in REOPENING_STATUSES:
-        responses.reopen_for_reexamination(session, app, case, msg, received_at)
+        reexamination.reopen(session, app, case, msg, received_at, actor=case.customer_email,
+                             reason="customer wrote after the final response")
     elif case.status == "waiting_customer":
         set_status(session, case, "in_progress", actor=case.customer_email, reason="customer replied")
     staff_mail.notify_customer_message(session, app, case, msg)

@@ -2,7 +2,8 @@
 (`mailbot.outgoing.outbox.dispatch`) hands each row sent or failed for good to
 `record_delivery`, in the transaction that marks the row.
 
-A mail sent is a `mail_sent` event. A mail that failed for good — refused by the
+A mail sent is a `mail_sent` event; an acknowledgement or final response sent is also
+the time its round of the register was acknowledged or answered (mailbot.cases.rounds). A mail that failed for good — refused by the
 relay with a 5xx answer (at once: a permanent refusal is not retried) or out of
 attempts — is a `mail_failed` event and a `delivery_failure` notice to the staff
 of the case (its assignee, else the brand's team, else its supervisor), never to
@@ -17,6 +18,7 @@ from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
 from mailbot.app import App
+from mailbot.cases import rounds
 from mailbot.cases.records import log_case_event, log_event
 from mailbot.cases.staff_mail import Role, recipients, redirect_withheld, send_staff_mail
 from mailbot.models import Case
@@ -34,6 +36,8 @@ def record_delivery(session: Session, app: App, d: Delivery) -> None:
         if session.connection().execute(_CASE_EXISTS, {"case_id": d.case_id}).first():
             log_case_event(session, d.case_id, "mail_sent", at=d.at, outbox=d.row_id, kind=d.kind,
                            to=d.to_addr, message_id=d.message_id)
+            rounds.delivered(session, case_id=d.case_id, kind=d.kind, round_number=d.round_number, at=d.at,
+                             via="email")
         return
     case = session.get(Case, d.case_id)
     if case is None:

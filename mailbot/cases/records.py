@@ -10,7 +10,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session
 
 from mailbot.app import App
-from mailbot.cases import references, sla
+from mailbot.cases import references, rounds, sla
 from mailbot.config import BrandConfig
 from mailbot.ingest import writes
 from mailbot.models import Case, Event, Message, StoredMessage, construct, track, utcnow
@@ -51,10 +51,11 @@ def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email:
               customer_name: str, subject: str, received_at: datetime, channel: str = "email",
               category: str | None = None, urgent: bool = False, language: str | None = None,
               extracted: dict[str, Any] | None = None, actor: str = "system",
-              opening: sla.Opening | None = None) -> Case:
-    """Create a case with its reference and deadlines (in the caller's transaction).
-    `opening`: its year, tier and deadlines when the analysis computed them ahead (for
-    the same brand, category and `received_at`)."""
+              opening: sla.Opening | None = None, received_date_only: bool = False) -> Case:
+    """Create a case with its reference, deadlines and first round (in the caller's
+    transaction). `opening`: its year, tier and deadlines when the analysis computed them
+    ahead (for the same brand, category and `received_at`). `received_date_only`: only
+    the day of receipt is known (a letter), `received_at` is a time on that day."""
     o = opening if opening is not None and opening.fits(brand, received_at, category) \
         else sla.opening(brand, app.calendar(brand), received_at, category)
     # The counter row is locked by next_seq until commit (database lock on SQLite,
@@ -70,8 +71,11 @@ def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email:
         reply_token=references.new_reply_token(), extracted=extracted or {},
         received_at=received_at, ack_due_at=o.ack_due_at, due_at=o.due_at,
         next_sla_at=o.next_sla_at,  # before the INSERT: no UPDATE
+        received_date_only=received_date_only,
     )
     _insert_case(session, case)
+    rounds.open_round(session, case, brand, app.calendar(brand), kind="complaint", received_at=received_at,
+                      ack_due_at=o.ack_due_at, due_at=o.due_at)
     log_event(session, case, "case_opened", actor=actor, at=app.now(), channel=channel,
               ref=case.ref, tier=o.tier, due_at=o.due_at.isoformat())
     return case

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from mailbot.models import Attachment, Case, Event, FailingRecipient, Message
+from mailbot.models import Attachment, Case, Event, FailingRecipient, Message, Round
 
 
 def _iso(dt: Any) -> str | None:
@@ -32,6 +32,7 @@ def case_detail(session: Session, case: Case) -> dict[str, Any]:
             {"filename": a.filename, "content_type": a.content_type, "size": a.size,
              "kept": a.sha256 is not None, "dropped_reason": a.dropped_reason})
     events = session.exec(select(Event).where(Event.case_id == case.id).order_by(col(Event.id))).all()
+    rounds = session.exec(select(Round).where(Round.case_id == case.id).order_by(col(Round.number))).all()
     linked = session.get(Case, case.linked_case_id) if case.linked_case_id else None
     failing = session.get(FailingRecipient, case.customer_email) if case.customer_email else None
     summary = case_summary(case)
@@ -42,6 +43,14 @@ def case_detail(session: Session, case: Case) -> dict[str, Any]:
         "acknowledged_at": _iso(case.acknowledged_at), "answered_at": _iso(case.answered_at),
         "closed_at": _iso(case.closed_at), "outcome": case.outcome,
         "linked_case": linked.ref if linked else None,
+        "rounds": [
+            {"number": r.number, "kind": r.kind, "received_at": _iso(r.received_at), "ack_due_at": _iso(r.ack_due_at),
+             "acknowledged_at": _iso(r.acknowledged_at), "ack_via": r.ack_via, "promised_at": _iso(r.promised_at),
+             "due_at": _iso(r.due_at), "cap_at": _iso(r.cap_at), "late_since": _iso(r.late_since),
+             "answered_at": _iso(r.answered_at), "answer_via": r.answer_via, "outcome": r.outcome,
+             "mediation_offered": r.mediation_offered}
+            for r in rounds
+        ],
         "messages": [
             {"direction": m.direction, "kind": m.kind, "message_id": m.message_id, "subject": m.subject,
              "from": m.from_addr, "at": _iso(m.sent_at or m.created_at),
@@ -68,6 +77,10 @@ def format_case(detail: dict[str, Any]) -> str:
     ]
     if c["linked_case"]:
         lines.append(f"  linked:    {c['linked_case']}")
+    for r in c.get("rounds", []):
+        late = f"  late since {r['late_since']}" if r["late_since"] else ""
+        lines.append(f"  round {r['number']} ({r['kind']}): received {r['received_at']}, promised {r['promised_at']}"
+                     f", due {r['due_at']}, legal cap {r['cap_at']}, answered {r['answered_at'] or '-'}{late}")
     ex = c["extracted"] or {}
     facts = {k: v for k, v in ex.items() if v and k not in ("language",)}
     if facts:

@@ -221,10 +221,9 @@ def cmd_stats(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_register(args: argparse.Namespace, config: Config) -> int:
-    from mailbot.cli.reports import export_register
+    from mailbot.cli.reports import cmd_export
 
-    export_register(open_app(config), sys.stdout)
-    return EX_OK
+    return cmd_export(open_app(config), args.format, args.out)
 
 
 def cmd_imap(args: argparse.Namespace, config: Config) -> int:

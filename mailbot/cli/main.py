@@ -99,9 +99,11 @@ def _parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("stats", help="counts and SLA compliance per brand/category/status")
     st.add_argument("--json", action="store_true")
-    reg = sub.add_parser("register", help="the complaint register")
+    reg = sub.add_parser("register", help="the complaint register: one line per round of each case")
     reg.add_argument("action", choices=["export"])
-    reg.add_argument("--csv", action="store_true", default=True)
+    reg.add_argument("--format", choices=["csv", "xlsx"], default="csv", help="default: %(default)s")
+    reg.add_argument("--csv", dest="format", action="store_const", const="csv", help="same as --format csv")
+    reg.add_argument("--out", default=None, help="write to FILE (default: standard output)")
 
     imc = sub.add_parser("imap", help="IMAP mailboxes")
     imc.add_argument("action", choices=["check"])

@@ -1,58 +1,24 @@
-"""`mailbot stats` and `mailbot register export --csv` (the complaint register)."""
+"""`mailbot stats` and `mailbot register export` (the complaint register: CSV, or XLSX for
+the spreadsheets regulators and auditors work in)."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-from collections import defaultdict
-from datetime import datetime
-from statistics import median
+import sys
+from pathlib import Path
 from typing import IO, Any
-
-from sqlmodel import col, select
 
 from mailbot import db
 from mailbot.app import App
+from mailbot.cases import register
 from mailbot.exitcodes import EX_OK
-from mailbot.models import Case
-
-REGISTER_COLUMNS = ("reference", "brand", "channel", "received_at", "acknowledged_at", "answered_at",
-                    "closed_at", "status", "category", "priority", "tier", "due_at", "outcome", "deadline_met")
-
-
-def _hours(a: datetime | None, b: datetime | None) -> float | None:
-    return (b - a).total_seconds() / 3600 if a and b else None
-
-
-def deadline_met(case: Case) -> bool | None:
-    if case.answered_at is None or case.due_at is None:
-        return None
-    return case.answered_at <= case.due_at
-
-
-def _group_stats(cases: list[Case]) -> dict[str, Any]:
-    ack = [h for c in cases if (h := _hours(c.received_at, c.acknowledged_at)) is not None]
-    ans = [h for c in cases if (h := _hours(c.received_at, c.answered_at)) is not None]
-    met = [m for c in cases if (m := deadline_met(c)) is not None]
-    return {
-        "count": len(cases),
-        "median_hours_to_ack": round(median(ack), 2) if ack else None,
-        "median_hours_to_answer": round(median(ans), 2) if ans else None,
-        "answered": len(met),
-        "answered_within_deadline": round(sum(met) / len(met), 4) if met else None,
-    }
 
 
 def compute_stats(app: App) -> dict[str, Any]:
     with db.read_scope(app.engine) as s:
-        cases = list(s.exec(select(Case)).all())
-    out: dict[str, Any] = {"total": _group_stats(cases), "by": {}}
-    for dim in ("brand", "category", "status", "tier"):
-        groups: dict[str, list[Case]] = defaultdict(list)
-        for c in cases:
-            groups[str(getattr(c, dim) or "-")].append(c)
-        out["by"][dim] = {k: _group_stats(v) for k, v in sorted(groups.items())}
-    return out
+        return register.stats(s, app)
 
 
 def print_stats(app: App, as_json: bool) -> int:
@@ -61,12 +27,16 @@ def print_stats(app: App, as_json: bool) -> int:
         print(json.dumps(stats, indent=2, ensure_ascii=False))
         return EX_OK
     t = stats["total"]
-    print(f"{t['count']} cases; answered {t['answered']}; within deadline: {_pct(t['answered_within_deadline'])}")
+    print(f"{t['count']} cases ({t['rounds']} rounds); open {t['open']}, overdue {t['overdue']}; "
+          f"answered {t['answered']}, on time {t['answered_on_time']}: {_pct(t['answered_within_deadline'])} "
+          "of the rounds answered or past their date")
     for dim, groups in stats["by"].items():
         print(f"\nby {dim}:")
         for key, g in groups.items():
-            print(f"  {key:<20} {g['count']:>6} cases  ack median {g['median_hours_to_ack'] or '-':>7} h  "
-                  f"answer median {g['median_hours_to_answer'] or '-':>7} h  on time {_pct(g['answered_within_deadline'])}")
+            print(f"  {key:<26} {g['count']:>6} cases  open {g['open']:>5}  overdue {g['overdue']:>5}  "
+                  f"ack median {_num(g['median_hours_to_ack']):>7} h  "
+                  f"answer median {_num(g['median_hours_to_answer']):>7} h  "
+                  f"on time {_pct(g['answered_within_deadline'])}")
     return EX_OK
 
 
@@ -74,17 +44,60 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.1f} %"
 
 
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
 def export_register(app: App, out: IO[str]) -> None:
-    """One line per complaint, what a regulator asks for; kept after retention purges."""
-    w = csv.writer(out)
-    w.writerow(REGISTER_COLUMNS)
+    """The register as CSV (one line per round; kept after retention purges)."""
+    w = csv.DictWriter(out, fieldnames=register.COLUMNS)
+    w.writeheader()
     with db.read_scope(app.engine) as s:
-        for c in s.exec(select(Case).order_by(col(Case.id))).all():
-            met = deadline_met(c)
-            w.writerow([c.ref, c.brand, c.channel, _iso(c.received_at), _iso(c.acknowledged_at),
-                        _iso(c.answered_at), _iso(c.closed_at), c.status, c.category or "", c.priority,
-                        c.tier, _iso(c.due_at), c.outcome or "", "" if met is None else ("yes" if met else "no")])
+        w.writerows(register.rows(s, app))
 
 
-def _iso(dt: datetime | None) -> str:
-    return dt.isoformat() if dt else ""
+def register_xlsx(app: App) -> bytes:
+    """The register as an Excel workbook: one sheet, a header row frozen and filtered."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    with db.read_scope(app.engine) as s:
+        rows = register.rows(s, app)
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "register"
+    ws.append(list(register.COLUMNS))
+    for cell in ws[1]:
+        cell.font = Font(bold=True)
+    for row in rows:
+        ws.append([row[c] for c in register.COLUMNS])
+    ws.freeze_panes = "A2"
+    ws.auto_filter.ref = ws.dimensions
+    for i, name in enumerate(register.COLUMNS, 1):
+        width = max([len(name)] + [len(r[name]) for r in rows])
+        ws.column_dimensions[ws.cell(1, i).column_letter].width = min(width + 2, 40)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def cmd_export(app: App, fmt: str, out: str | None) -> int:
+    """`register export [--format csv|xlsx] [--out FILE]` (xlsx to standard output only
+    when it is not a terminal)."""
+    if fmt == "xlsx":
+        data = register_xlsx(app)
+        if out:
+            Path(out).write_bytes(data)
+        elif sys.stdout.isatty():
+            print("mailbot: an xlsx file is binary: give --out FILE or redirect the output", file=sys.stderr)
+            return 2
+        else:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        return EX_OK
+    if out:
+        with open(out, "w", newline="", encoding="utf-8") as f:
+            export_register(app, f)
+    else:
+        export_register(app, sys.stdout)
+    return EX_OK

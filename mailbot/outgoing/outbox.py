@@ -75,6 +75,7 @@ class Delivery:
     attempts: int = 0
     permanent: bool = False
     withheld: bool = False  # a staff mail not sent: its recipient is no longer staff of the brand
+    round_number: int | None = None  # the case's round the mail belongs to (mailbot.cases.rounds)
 
 
 # Called in the transaction that records the outcome (the case's trail, a notice to staff).
@@ -123,6 +124,7 @@ class _Job:
     to_addr: str
     raw: bytes
     case_ref: str | None = None  # for the log
+    round_number: int | None = None  # the case's round the mail belongs to (mailbot.cases.rounds)
 
 
 def dispatch(app: App, *, record: RecordDelivery, now: datetime | None = None,
@@ -232,7 +234,7 @@ def _claim_batch(app: App, at: datetime, tried: set[int], report: DispatchReport
         raw = row.raw if draft is None or isinstance(draft, Exception) else draft.raw
         if raw is not None:
             jobs.append(_Job(row.id, row.case_id, row.kind, row.message_id, row.from_addr, row.to_addr, raw,
-                             refs.get(row.case_id)))
+                             refs.get(row.case_id), (row.context or {}).get("round")))
     return len(rows), jobs
 
 
@@ -311,7 +313,7 @@ def _record_sent(app: App, job: _Job, at: datetime, report: DispatchReport, reco
     with db.session_scope(app.engine) as session:
         _MARK_SENT.scalar(session, {"row_id": job.row_id, "at": at})
         record(session, app, Delivery(job.row_id, job.case_id, job.kind, job.to_addr, job.message_id, at,
-                                      sent=True))
+                                      sent=True, round_number=job.round_number))
     report.sent += 1
     domain = job.to_addr.rpartition("@")[2]
     log.info("sent %s of %s to …@%s", job.kind, job.case_ref or "no case", domain, extra={

@@ -191,7 +191,8 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
     queued = outbox.queue(session, case=case, kind=kind, from_addr=brand.addresses[0], to_addr=to_addr,
                        message_id=message_id, not_before=not_before, now=now,
                        to_name=to_name, reply_to=reply_to, language=language, automatic=automatic,
-                       about_id=about.id if about else None, context=dict(ctx_extra or {}))
+                       about_id=about.id if about else None,
+                       context={**(ctx_extra or {}), "round": case.round_number})
     if automatic:
         case.auto_mail_count += 1
         track(session, case)
@@ -225,8 +226,10 @@ def acknowledge(session: Session, app: App, case: Case, msg: Message | StoredMes
         return Withheld("cap", f"auto_per_case limit {app.config.limits.auto_per_case} reached")
     if kind == "acknowledgement":
         session.info["ack_counts"][case.customer_email.lower()] += 1
-    case.acknowledged_at = now
-    set_status(session, case, "acknowledged", at=now, reason=f"{kind} queued")
+    if case.acknowledged_at is None:  # the first acknowledgement; later rounds keep theirs (rounds)
+        case.acknowledged_at = now
+    if case.status == "new":
+        set_status(session, case, "acknowledged", at=now, reason=f"{kind} queued")
     return None
 
 
@@ -236,17 +239,3 @@ def after_new_case(session: Session, app: App, case: Case, msg: StoredMessage, p
     why no acknowledgement went out (None: it is queued), which the staff's notification says."""
     return acknowledge(session, app, case, msg, sender_header=parsed.from_header)
 
-
-def reopen_for_reexamination(session: Session, app: App, case: Case, msg: StoredMessage, received_at: datetime) -> None:
-    """A customer reply after the final response: re-examination with its own deadline."""
-    brand = app.config.brand(case.brand)
-    cal = app.calendar(brand)
-    set_status(session, case, "reexamination", actor=case.customer_email, at=app.now(),
-               reason="customer wrote after the final response")
-    case.due_at = cal.add_business_days(received_at, brand.sla.reexamination_days)
-    case.closed_at = None
-    session.add(case)
-    log_event(session, case, "deadline", at=app.now(), due_at=case.due_at.isoformat(), reason="reexamination")
-    acknowledge(session, app, case, msg, kind="reexamination_ack")
-    if case.status == "acknowledged":
-        set_status(session, case, "reexamination", at=app.now(), reason="re-examination acknowledged")

@@ -1,0 +1,202 @@
+"""The desk a scenario works at: the shipped config on a fresh database, a clock set by the
+scenario, the mails that went out (read from the Maildir the outbound transport writes), the
+letters to post, and two ways to run a `mailbot` command:
+
+- `desk.fresh(...)`: a new `python -m mailbot.cli` process, its clock set to the scenario's
+  time by libfaketime (`faketime`, a Debian package: nothing in mailbot knows about it) —
+  for the steps a scenario must see work from a cold start;
+- `desk.run(...)`: the same command's handler in this process, on an App whose clock is the
+  scenario's (each fresh process costs about a second: most steps run here).
+
+Times in scenarios are written in the brand's local time with their offset.
+"""
+
+from __future__ import annotations
+
+import email
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import redirect_stdout
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import default
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailbot.app import App
+from mailbot.cli import case_commands, reports
+from mailbot.cli.main import _parser
+from mailbot.config import load_config
+from mailbot.ingest.pipeline import ingest
+from mailbot.ops.jobs import run_all_jobs
+from mailbot.outgoing.outbox import dispatch
+from tests.conftest import ROOT, Clock, config_data
+from tests.mails import mail
+from tests.procs import to_toml
+
+FAKETIME = shutil.which("faketime")
+
+
+@dataclass
+class Sent:
+    """A mail as its reader gets it."""
+
+    to: str
+    subject: str
+    text: str
+    html: str
+    msg: EmailMessage
+
+    @property
+    def reply_to(self) -> str:
+        return str(self.msg["Reply-To"] or "")
+
+    @property
+    def message_id(self) -> str:
+        return str(self.msg["Message-ID"])
+
+    def __repr__(self) -> str:
+        return f"<Sent to {self.to} {self.subject!r}>"
+
+
+class Desk:
+    def __init__(self, tmp_path: Path, **over: Any) -> None:
+        self.tmp = tmp_path
+        data = config_data(tmp_path, ingest={"workers": 0}, **over)
+        self.config_path = tmp_path / "config.toml"
+        self.config_path.write_text(to_toml(data))
+        self.clock = Clock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+        self.app = App.open(load_config(self.config_path), upgrade=True, clock=self.clock)
+        self.sent_dir = tmp_path / "sent"
+        self._seen: set[str] = set()
+
+    def close(self) -> None:
+        self.app.close()
+
+    # -- time -------------------------------------------------------------------------
+    def at(self, iso: str) -> None:
+        self.clock.now = datetime.fromisoformat(iso).astimezone(UTC)
+
+    # -- mail in ----------------------------------------------------------------------
+    def mail_in(self, **kw: Any) -> str:
+        """A customer's mail received now, in this process; returns the case reference."""
+        kw.setdefault("date", self.clock.now)
+        result = ingest(self.app, mail(**kw), "pipe")
+        assert result.case_refs, result
+        self.dispatch()
+        return result.case_refs[0]
+
+    def dispatch(self) -> None:
+        """What the daemon's dispatcher does within seconds: send the mail that is due."""
+        dispatch(self.app)
+
+    # -- commands ---------------------------------------------------------------------
+    def run(self, *argv: str, rc: int = 0) -> str:
+        """The command's handler in this process, at the scenario's time."""
+        args = _parser().parse_args(["--config", str(self.config_path), *argv])
+        out = io.StringIO()
+        with redirect_stdout(out):
+            if args.command == "cases":
+                code = case_commands.dispatch(args, self.app)
+                self.dispatch()
+            elif args.command == "tick":
+                if args.now:
+                    self.clock.now = args.now
+                code = 0
+                print("\n".join(run_all_jobs(self.app)))
+            elif args.command == "stats":
+                code = reports.print_stats(self.app, args.json)
+            elif args.command == "register":
+                code = reports.cmd_export(self.app, args.format, args.out)
+            else:
+                from mailbot.cli import letter_commands
+
+                assert args.command == "letters", f"run {args.command} with desk.fresh"
+                code = letter_commands.dispatch(args, self.app)
+        assert code == rc, f"mailbot {' '.join(argv)}: exit {code}, expected {rc}\n{out.getvalue()}"
+        return out.getvalue()
+
+    def fresh(self, *argv: str, rc: int = 0, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
+        """`mailbot ARGV` as a new process whose clock starts at the scenario's time."""
+        assert FAKETIME, "faketime (Debian package) is needed; make deps-system installs it"
+        when = self.clock.now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        p = subprocess.run([FAKETIME, when, sys.executable, "-m", "mailbot.cli", "--config",
+                            str(self.config_path), *argv], input=stdin, cwd=ROOT, capture_output=True,
+                           timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT), "TZ": "UTC"})
+        out = subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(), p.stderr.decode())
+        assert p.returncode == rc, f"mailbot {' '.join(argv)}: exit {p.returncode}, expected {rc}\n{out.stderr}"
+        assert "Traceback" not in out.stderr, out.stderr
+        return out
+
+    def tick(self, iso: str) -> None:
+        self.at(iso)
+        self.run("tick")
+
+    def show(self, ref: str) -> dict[str, Any]:
+        return json.loads(self.run("cases", "show", ref, "--json"))
+
+    def register(self) -> list[dict[str, str]]:
+        import csv
+
+        return list(csv.DictReader(io.StringIO(self.run("register", "export"))))
+
+    # -- mail out ---------------------------------------------------------------------
+    def all_mails(self) -> list[Sent]:
+        found = []
+        for sub in ("new", "cur"):
+            d = self.sent_dir / sub
+            for f in sorted(d.iterdir()) if d.is_dir() else ():
+                found.append((f.name, f.read_bytes()))
+        return [_sent(raw) for _name, raw in found]
+
+    def new_mails(self) -> list[Sent]:
+        """The mails sent since the last call, by Date."""
+        out = []
+        for sub in ("new", "cur"):
+            d = self.sent_dir / sub
+            for f in sorted(d.iterdir()) if d.is_dir() else ():
+                if f.name not in self._seen:
+                    self._seen.add(f.name)
+                    out.append(_sent(f.read_bytes()))
+        return sorted(out, key=lambda m: (email.utils.parsedate_to_datetime(m.msg["Date"]), m.to))
+
+    def agent_reply(self, ref: str, text: str, agent: str) -> None:
+        """The agent answers by replying to the last notification of the case they got."""
+        notes = [m for m in self.all_mails() if m.to == agent and f"[{ref}]" in m.subject and "+a" in m.reply_to]
+        assert notes, f"no notification of {ref} to {agent}"
+        last = notes[-1]
+        result = ingest(self.app, mail(frm=agent, to=last.reply_to, subject=f"Re: {last.subject}", body=text,
+                                       In_Reply_To=last.message_id, date=self.clock.now), "pipe")
+        assert result.case_refs == (ref,), result
+        self.dispatch()
+
+
+def _sent(raw: bytes) -> Sent:
+    msg = email.message_from_bytes(raw, policy=default)
+    assert isinstance(msg, EmailMessage)
+    text = msg.get_body(("plain",))
+    html = msg.get_body(("html",))
+    return Sent(to=str(msg["To"].addresses[0].addr_spec), subject=str(msg["Subject"]),
+                text=text.get_content() if text else "", html=html.get_content() if html else "", msg=msg)
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> Iterator[Desk]:
+    d = Desk(tmp_path)
+    yield d
+    d.close()
+
+
+def only(mails: list[Sent], to: str) -> Sent:
+    """The one mail to `to` among `mails`."""
+    found = [m for m in mails if m.to == to]
+    assert len(found) == 1, f"expected one mail to {to}, got {found} (all: {mails})"
+    return found[0]

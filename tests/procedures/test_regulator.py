@@ -1,0 +1,106 @@
+"""The regulator's rules (issue 22): a register that tells the truth, legal caps on the
+answer date, mediation named in every final answer. Bank cases (Kalra-plus, Paris time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from openpyxl import load_workbook
+
+from tests.procedures.conftest import Desk
+
+FINAL_KP = """Explication : le virement a été bloqué par un contrôle automatique.
+Mesures correctives : le contrôle a été corrigé.
+Solution : les fonds ont été crédités.
+Issue : accepté
+"""
+
+
+def answer(desk: Desk, ref: str, text: str = FINAL_KP, agent: str = "agent@kalra-plus.com") -> None:
+    f = desk.tmp / "answer.txt"
+    f.write_text(text)
+    desk.run("cases", "reply", ref, "--file", str(f), "--as", agent, "--final")
+
+
+# -- the register ------------------------------------------------------------------------
+
+
+def test_a_late_extension_never_makes_a_late_answer_on_time(desk: Desk) -> None:
+    desk.at("2026-11-23T10:00:00+01:00")  # Monday; simple tier: 5 business days, due Mon 30 Nov
+    ref = desk.mail_in()
+    desk.at("2026-12-02T10:00:00+01:00")  # the deadline passed two days ago
+    desk.run("cases", "extend", ref, "10", "analyse complémentaire")
+    desk.at("2026-12-03T10:00:00+01:00")
+    answer(desk, ref)
+    desk.tick("2026-12-03T10:01:00+01:00")
+    [line] = desk.register()
+    assert line["promised_at"] == "2026-11-30T23:59:59+01:00"
+    assert line["extended_to"] == "2026-12-14T23:59:59+01:00"
+    assert line["answered_at"] == "2026-12-03T10:00:00+01:00"
+    assert (line["answer_met"], line["late_extension"]) == ("no", "yes")
+    assert (line["ack_met"], line["cap_met"]) == ("yes", "yes")
+    stats = desk.run("stats")
+    assert "answered 1, on time 0: 0.0 %" in stats
+
+
+def test_stats_count_open_overdue_cases_against_the_on_time_rate(desk: Desk) -> None:
+    desk.at("2026-11-23T10:00:00+01:00")
+    on_time = desk.mail_in()
+    desk.mail_in(frm="Paul <paul@example.org>", subject="Carte refusée", body="Mon paiement par carte est refusé.")
+    answer(desk, on_time)
+    desk.tick("2026-12-07T09:00:00+01:00")  # the other is a week past its date, unanswered
+    text = desk.run("stats")
+    assert text.startswith("2 cases (2 rounds); open 1, overdue 1; answered 1, on time 1: 50.0 %")
+    # acknowledgements left at once: a median of 0 hours is a figure, not "-"
+    assert "ack median     0.0 h" in text
+    import json
+
+    s = json.loads(desk.run("stats", "--json"))
+    assert s["by"]["agent"]["(unassigned)"]["overdue"] == 1
+    assert s["by"]["brand"]["kalra-plus"]["answered_within_deadline"] == 0.5
+
+
+def test_a_scheduled_final_counts_as_an_answer_when_it_is_sent(desk: Desk) -> None:
+    desk.at("2026-11-23T10:00:00+01:00")
+    ref = desk.mail_in()
+    desk.agent_reply(ref, "#final at 2026-11-25T09:00\n" + FINAL_KP, agent="agent@kalra-plus.com")
+    desk.tick("2026-11-24T09:00:00+01:00")
+    assert desk.register()[0]["answered_at"] == ""
+    desk.tick("2026-11-25T09:00:00+01:00")
+    [line] = desk.register()
+    assert (line["answered_at"], line["answer_via"], line["answer_met"]) == ("2026-11-25T09:00:00+01:00", "email", "yes")
+
+
+def test_a_reexamination_is_a_round_of_its_own_and_rewrites_nothing(desk: Desk) -> None:
+    desk.at("2026-11-23T10:00:00+01:00")
+    ref = desk.mail_in(message_id="<first@example.org>")
+    desk.at("2026-11-23T10:05:00+01:00")
+    answer(desk, ref)
+    acknowledged = desk.show(ref)["acknowledged_at"]
+    desk.at("2026-11-26T10:00:00+01:00")
+    desk.mail_in(subject="Re: votre réponse", In_Reply_To="<first@example.org>",
+                 body="Je conteste cette réponse et demande un réexamen de mon dossier.")
+    desk.tick("2026-11-26T10:01:00+01:00")
+    assert desk.show(ref)["acknowledged_at"] == acknowledged
+    first, second = desk.register()
+    assert (first["round"], first["round_kind"], second["round"], second["round_kind"]) == (
+        "1", "complaint", "2", "reexamination")
+    assert first["answered_at"] == "2026-11-23T10:05:00+01:00" and first["outcome"] == "accepted"
+    assert second["received_at"] == "2026-11-26T10:00:00+01:00"
+    assert second["acknowledged_at"] == "2026-11-26T10:00:00+01:00"
+    assert second["answered_at"] == "" and second["answer_met"] == ""
+
+
+def test_the_register_as_a_spreadsheet(desk: Desk, tmp_path: Path) -> None:
+    desk.at("2026-11-23T10:00:00+01:00")
+    ref = desk.mail_in()
+    answer(desk, ref)
+    desk.tick("2026-11-23T10:05:00+01:00")
+    out = tmp_path / "register.xlsx"
+    desk.fresh("register", "export", "--format", "xlsx", "--out", str(out))
+    sheet = load_workbook(out).active
+    rows = [[c.value for c in row] for row in sheet.iter_rows()]
+    assert rows[0][:3] == ["reference", "round", "round_kind"]
+    line = dict(zip(rows[0], rows[1], strict=True))
+    assert (line["reference"], line["answer_met"], line["cap_met"]) == (ref, "yes", "yes")
+    assert sheet.freeze_panes == "A2"
