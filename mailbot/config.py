@@ -221,6 +221,21 @@ class Category(_Strict):
                           "default: sla.default_tier)")
 
 
+class MediatorConfig(_Strict):
+    """The independent mediator a customer may turn to (named in every final response)."""
+
+    name: str = Field(min_length=1, description="the mediator's name, as customers read it")
+    postal_address: str = _d("", "where customers write to the mediator")
+    website: str = _d("", "the mediator's website (website or email: one at least)")
+    email: str = _d("", "the mediator's address (website or email: one at least)")
+
+    @model_validator(mode="after")
+    def _reachable(self) -> MediatorConfig:
+        if not (self.website or self.email):
+            raise ValueError("give the mediator's website or email (customers must be able to reach it)")
+        return self
+
+
 class SlaConfig(_Strict):
     """A brand's deadlines (`[brands.sla]`)."""
 
@@ -293,7 +308,9 @@ class BrandConfig(_Strict):
                             "brand, or listed in external_staff)")
     external_staff: list[str] = _d([], "staff addresses that are not agents (a pager, a "
                                    "distribution list): allowed as supervisor or oncall")
-    mediation: str = _d("", "the mediation text a final response carries when it must")
+    mediator: MediatorConfig | None = _d(None, "the independent mediator every final response "
+                                         "names (`[brands.mediator]`; check-config refuses a brand "
+                                         "without one)")
     postal_address: str = _d("", "the brand's postal address, given in mail")
     sla: SlaConfig = _d(SlaConfig(), "deadlines (`[brands.sla]`)")
     final_sections: list[Literal["summary", "explanation", "steps", "corrective_measures",

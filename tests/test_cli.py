@@ -124,9 +124,11 @@ def event_types(detail: dict[str, Any]) -> list[str]:
     return [e["type"] for e in detail["events"]]
 
 
-def config_lines(err: str, path: Path) -> list[str]:
-    """The lines of stderr about the config file (logging may add its own lines)."""
-    return [line for line in err.splitlines() if line.startswith(f"{path}:")]
+def config_lines(err: str, path: Path, *, warnings: bool = False) -> list[str]:
+    """The lines of stderr about the config file (logging may add its own lines): its errors,
+    or with `warnings` its warnings too (the shipped mediators are placeholders: a warning)."""
+    return [line for line in err.splitlines()
+            if line.startswith(f"{path}:") and (warnings or ": warning: " not in line)]
 
 
 # -- check-config --------------------------------------------------------------------
@@ -319,14 +321,14 @@ def test_check_config_warns_beyond_the_regulators_limits(
     r = cli("check-config", config=path)
     assert r.rc == 0, r.err
     assert "OK" in r.out
-    warnings = [line for line in config_lines(r.err, path) if "warning:" in line]
+    warnings = [line for line in config_lines(r.err, path, warnings=True) if "warning:" in line]
     assert len(warnings) >= 1, r.err
     for w in words:
         assert w in warnings[0], warnings
 
 
 @SQLITE_ONLY
-def test_shipped_config_needs_its_secret_and_has_no_warnings_once_it_is_set(
+def test_shipped_config_needs_its_secret_and_warns_only_of_its_placeholder_mediators(
     tmp_path: Path, cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     path = shipped_copy(tmp_path, with_secret=False)
@@ -337,14 +339,44 @@ def test_shipped_config_needs_its_secret_and_has_no_warnings_once_it_is_set(
     assert "MAILBOT_SECRET" in error and "security.secret_file" in error and "var/secret" in error
     monkeypatch.setenv("MAILBOT_SECRET", "a-long-random-secret")
     r = cli("check-config", config=path)
+    assert r.rc == 0
+    warnings = [line for line in r.err.splitlines() if "warning:" in line]
+    assert len(warnings) == 2  # the mediators, which the seeds do not name
+    for i, (warning, name) in enumerate(zip(warnings, ("Kalra-plus", "Divikeys"), strict=True)):
+        assert f"key brands[{i}].mediator (brand {name.lower()}): name, postal_address, website still " \
+               "hold a placeholder" in warning
+        assert f"mediator of {name}" in warning
+    text = path.read_text().replace("[À REMPLACER] Le médiateur de Kalra-plus", "Médiateur de la consommation FBF")
+    text = text.replace("[À REMPLACER] adresse postale du médiateur", "CS 151, 75422 Paris Cedex 09")
+    text = text.replace("[À REMPLACER] https://mediateur.kalra-plus.example", "https://lemediateur.fbf.fr")
+    text = text.replace("[À REMPLACER] Le médiateur de Divikeys", "Le médiateur de l'AMF")
+    text = text.replace("[À REMPLACER] https://mediateur.divikeys.example", "https://www.amf-france.org")
+    path.write_text(text)
+    r = cli("check-config", config=path)
     assert r.rc == 0 and "warning:" not in r.err
     monkeypatch.delenv("MAILBOT_SECRET")
     path = shipped_copy(tmp_path)  # the file `make run` makes
     r = cli("check-config", config=path)
-    assert r.rc == 0 and "warning:" not in r.err
+    assert r.rc == 0 and [w for w in r.err.splitlines() if "warning:" in w and "mediator" not in w] == []
     (tmp_path / "var" / "secret").chmod(0o644)
     r = cli("check-config", config=path)
     assert r.rc == 0 and "readable by every user" in r.err
+
+
+@SQLITE_ONLY
+def test_check_config_refuses_a_brand_without_a_mediator(
+    tmp_path: Path, cli: Callable[..., Result],
+) -> None:
+    data = config_data(tmp_path)
+    del data["brands"][1]["mediator"]
+    r = cli("check-config", config=write_config(tmp_path / "config.toml", data))
+    assert r.rc == 2
+    (error,) = [line for line in config_lines(r.err, tmp_path / "config.toml") if "mediator" in line]
+    assert "key brands[1] (brand divikeys): names no mediator" in error
+    data["brands"][1]["mediator"] = {"name": "Médiateur"}  # and one nobody can reach
+    r = cli("check-config", config=write_config(tmp_path / "config.toml", data))
+    assert r.rc == 2
+    assert "key brands[1].mediator (brand divikeys): give the mediator's website or email" in r.err
 
 
 def test_check_config_exit_code_as_a_process(tmp_path: Path) -> None:

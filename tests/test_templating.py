@@ -229,15 +229,17 @@ def test_final_response_recourse(renderer: Renderer, brand: str, language: str) 
     c = ctx(brand, language)
     reexam = {"fr": "demander un réexamen", "en": "ask for your case to be re-examined"}[language]
     out = renderer.render(brand, language, "final_response", c)
+    mediator = c["brand"]["mediator"]
     for body in (out.text, html.unescape(out.html)):
         assert reexam in body
         assert c["brand"]["address"] in body
-        assert c["brand"]["mediation"] in body
-    c["final"].update(include_mediation=False, reexamination=True)
+        for value in mediator.values():
+            assert value in body
+    c["final"].update(reexamination=True)  # the outcome of a re-examination: mediation, no other re-examination
     out = renderer.render(brand, language, "final_response", c)
     for body in (out.text, html.unescape(out.html)):
         assert reexam not in body
-        assert c["brand"]["mediation"] not in body
+        assert mediator["name"] in body and mediator["website"] in body
 
 
 def test_final_response_free_text_when_no_sections(renderer: Renderer) -> None:

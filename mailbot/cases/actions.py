@@ -127,9 +127,10 @@ def final(session: Session, app: App, case: Case, actor: str, text: str, *, abou
     missing = [s for s in brand.final_sections if s not in parsed.sections]
     if missing:
         raise Rejected("#final", [f"missing section: {m}" for m in missing])
-    reexam = case.status == "reexamination" or any(
-        e for e in [case.outcome] if e == "reexamined")
-    include_mediation = reexam or parsed.outcome == "rejected"
+    reexam = case.status == "reexamination"
+    # Every final response names the mediator, whatever its outcome (ACPR 2022-R-01 asks it
+    # of a refusal or a partial answer; the seeds promise it after any unsatisfying one).
+    include_mediation = brand.mediator is not None
     send_case_mail(session, app, case, "final_response", to_addr=case.customer_email,
                    to_name=case.customer_name, about=about, automatic=False, not_before=at,
                    ctx_extra={"final": {"sections": {**dict.fromkeys(SECTION_HEADINGS, ""), **parsed.sections}, "outcome": parsed.outcome,

@@ -8,6 +8,7 @@ which run on whatever part of the file validated. Each problem carries its line.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,9 @@ def check_parts(parts: Parts, base_dir: Path) -> tuple[list[Problem], list[Probl
                                   f"{b.default_category!r} is not one of the brand's category keys "
                                   f"({', '.join(keys)}){did_you_mean(b.default_category, keys)}"))
         errors += staff_problems(parts, i, b)
+        mediator_errors, mediator_warnings = mediator_problems(b, i)
+        errors += mediator_errors
+        warnings += mediator_warnings
     secret_errors, secret_warnings = secret_problems(parts, base_dir)
     return errors + secret_errors + web_problems(parts), warnings + secret_warnings
 
@@ -126,6 +130,24 @@ def staff_problems(parts: Parts, i: int, brand: BrandConfig) -> list[Problem]:
         if address:
             check(("brands", i, role), address, True)
     return out
+
+
+PLACEHOLDER = re.compile(r"\[\s*(?:à|a) remplacer\s*\]|\[\s*to replace\s*\]", re.IGNORECASE)
+
+
+def mediator_problems(brand: BrandConfig, i: int) -> tuple[list[Problem], list[Problem]]:
+    """(errors, warnings) about the mediator every final response names: none is an error,
+    a value still holding the shipped placeholder ("[À REMPLACER] …") a warning."""
+    m = brand.mediator
+    if m is None:
+        return [Problem(("brands", i), "names no mediator; every final response must name one (ACPR "
+                        "recommendation 2022-R-01): add [brands.mediator] with name and website or email")], []
+    held = [key for key, value in m.model_dump().items() if PLACEHOLDER.search(value)]
+    if not held:
+        return [], []
+    return [], [Problem(("brands", i, "mediator"), f"{', '.join(held)} still hold a placeholder "
+                        f"(\"[À REMPLACER] …\"): name the mediator of {brand.name} before customers "
+                        "read it in final responses")]
 
 
 def secret_problems(parts: Parts, base_dir: Path) -> tuple[list[Problem], list[Problem]]:

@@ -73,12 +73,18 @@ def case_context(app: App, case: Case) -> dict[str, Any]:
     }
 
 
+def mediator_context(brand: BrandConfig) -> dict[str, str]:
+    m = brand.mediator
+    return {"name": m.name if m else "", "postal_address": m.postal_address if m else "",
+            "website": m.website if m else "", "email": m.email if m else ""}
+
+
 def context(app: App, case: Case, about: Message | None = None, **extra: Any) -> dict[str, Any]:
     """The full template context (see mailbot.outgoing.templating for the keys)."""
     brand = app.config.brand(case.brand)
     ctx: dict[str, Any] = {
         "brand": {"key": brand.key, "name": brand.name, "address": brand.addresses[0],
-                  "postal_address": brand.postal_address, "mediation": brand.mediation},
+                  "postal_address": brand.postal_address, "mediator": mediator_context(brand)},
         "case": case_context(app, case),
         "message": {
             "subject": about.subject if about else case.subject,
@@ -93,7 +99,7 @@ def context(app: App, case: Case, about: Message | None = None, **extra: Any) ->
         "reminder": {"percent": 0, "due_at": ""},
         "final": {"sections": {k: "" for k in ("summary", "explanation", "steps", "corrective_measures",
                                                 "solution")},
-                  "outcome": "accepted", "reexamination": False, "include_mediation": False},
+                  "outcome": "accepted", "reexamination": False, "include_mediation": True},
         "rejection": {"command": "", "reasons": []},
         "commands": [{"name": n, "help": h} for n, h in COMMANDS],
         "agent": {"name": "", "email": ""},

@@ -20,7 +20,7 @@ through :func:`clean_header` (no CR/LF or other control characters).
 
 Context keys (every template must render with :func:`sample_context`)
 ---------------------------------------------------------------------
-- ``brand``: {key, name, address, postal_address, mediation}
+- ``brand``: {key, name, address, postal_address, mediator: {name, postal_address, website, email}}
 - ``case``: {ref, subject, status, category, category_label, priority, urgent (bool), tier,
   tier_days (int), received_at, ack_due_at, due_at (ISO 8601 strings in the brand's local time,
   with offset), customer_name, customer_email, language, channel, missing (list of keys, see
@@ -38,7 +38,8 @@ Context keys (every template must render with :func:`sample_context`)
 - ``final``: {sections: {summary, explanation, steps, corrective_measures, solution} (strings; when
   all are empty the agent's ``message.text`` is shown instead), outcome ("accepted" |
   "partially_accepted" | "rejected" | ""), reexamination (bool: this response concludes a
-  re-examination, so no further re-examination is offered), include_mediation (bool)}
+  re-examination, so no further re-examination is offered), include_mediation (bool: the brand
+  has a mediator; every final response then names it)}
 - ``rejection``: {command, reasons: [str]}
 - ``commands``: [{name, help}] (see :func:`command_help`)
 - ``agent``: {name, email} (the staff member the mail is for; may be empty strings)
@@ -265,9 +266,6 @@ _SAMPLE_BRANDS: dict[str, dict[str, str]] = {
         "name": "Kalra-plus",
         "address": "support@kalra-plus.com",
         "postal_address": "",
-        "mediation": "Si notre réponse ne vous satisfait pas, vous pouvez saisir gratuitement le "
-        "médiateur indépendant de Kalra-plus. Les informations relatives à la médiation sont "
-        "disponibles sur simple demande auprès de support@kalra-plus.com.",
         "offset": "+01:00",
         "tier": "simple",
         "tier_days": "5",
@@ -278,9 +276,6 @@ _SAMPLE_BRANDS: dict[str, dict[str, str]] = {
         "name": "Divikeys",
         "address": "info@divikeys.com",
         "postal_address": "Divikeys SAS, 14 rue Anegada, Hope estate, 97150 Saint Martin",
-        "mediation": "En dernier recours, vous pouvez contacter un médiateur indépendant pour "
-        "tenter de trouver une solution amiable. Les coordonnées du médiateur vous sont "
-        "communiquées sur simple demande à info@divikeys.com.",
         "offset": "-04:00",
         "tier": "standard",
         "tier_days": "15",
@@ -296,7 +291,6 @@ def _sample_brand(brand_key: str, brand_name: str) -> dict[str, str]:
         known = {
             "address": f"support@{brand_key}.example",
             "postal_address": f"{brand_name}, 1 rue de l'Exemple, 75001 Paris",
-            "mediation": f"Vous pouvez saisir le médiateur indépendant de {brand_name}.",
             "offset": "+01:00",
             "tier": "simple",
             "tier_days": "5",
@@ -308,8 +302,10 @@ def _sample_brand(brand_key: str, brand_name: str) -> dict[str, str]:
 
 def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, Any]:
     """A complete, realistic context for every kind (used by :meth:`Renderer.check` and tests)."""
-    b = _sample_brand(brand_key, brand_name)
+    b: dict[str, Any] = _sample_brand(brand_key, brand_name)
     off, tier, tier_days = b.pop("offset"), b.pop("tier"), int(b.pop("tier_days"))
+    b["mediator"] = {"name": "Médiateur de la consommation", "postal_address": "1 rue de la Médiation, 75001 Paris",
+                     "website": "https://mediateur.example", "email": "saisine@mediateur.example"}
     due, new_due = f"{b.pop('due')}T18:00:00{off}", f"{b.pop('new_due')}T18:00:00{off}"
     fr = language == "fr"
     address = b["address"]
@@ -673,6 +669,7 @@ def _check_variants(brand: str, language: str) -> list[dict[str, Any]]:
         sections=dict.fromkeys(base["final"]["sections"], ""),
     )
     urgent["brand"]["postal_address"] = ""
+    urgent["brand"]["mediator"].update(postal_address="", email="")
     sparse = {**sample_context(brand, name, language), **_empty_kind_context()}
     sparse["case"].update(customer_name="", subject="", extracted={
         "amounts": [], "fact_dates": [], "references": [], "operation_types": [],

@@ -37,7 +37,7 @@ from mailbot.cli.main import _parser
 from mailbot.config import load_config
 from mailbot.ingest.pipeline import ingest
 from mailbot.ops.jobs import run_all_jobs
-from mailbot.outgoing.outbox import dispatch
+from mailbot.cases.deliveries import dispatch
 from tests.conftest import ROOT, Clock, config_data
 from tests.mails import mail
 from tests.procs import to_toml
@@ -185,7 +185,8 @@ def _sent(raw: bytes) -> Sent:
     text = msg.get_body(("plain",))
     html = msg.get_body(("html",))
     return Sent(to=str(msg["To"].addresses[0].addr_spec), subject=str(msg["Subject"]),
-                text=text.get_content() if text else "", html=html.get_content() if html else "", msg=msg)
+                text=text.get_content().replace("\r\n", "\n") if text else "",
+                html=html.get_content() if html else "", msg=msg)
 
 
 @pytest.fixture

@@ -102,5 +102,40 @@ def test_the_register_as_a_spreadsheet(desk: Desk, tmp_path: Path) -> None:
     rows = [[c.value for c in row] for row in sheet.iter_rows()]
     assert rows[0][:3] == ["reference", "round", "round_kind"]
     line = dict(zip(rows[0], rows[1], strict=True))
-    assert (line["reference"], line["answer_met"], line["cap_met"]) == (ref, "yes", "yes")
+    assert (line["reference"], line["answer_met"], line["cap_met"], line["mediation_offered"]) == (
+        ref, "yes", "yes", "yes")
     assert sheet.freeze_panes == "A2"
+
+
+# -- mediation in every final answer (ACPR 2022-R-01) --------------------------------------
+
+
+def test_a_partial_answer_names_the_mediator(desk: Desk) -> None:
+    desk.at("2026-11-23T10:00:00+01:00")
+    ref = desk.mail_in()
+    desk.new_mails()
+    answer(desk, ref, FINAL_KP.replace("Issue : accepté", "Issue : partiellement accepté"))
+    [final] = desk.new_mails()
+    assert final.to == "marie.dupont@example.org"
+    assert final.subject.startswith(f"[{ref}] Réponse à votre réclamation")
+    assert "Nous donnons une suite partiellement favorable à votre réclamation." in final.text
+    mediator = desk.app.config.brand("kalra-plus").mediator
+    assert mediator is not None
+    paragraph = final.text[final.text.index("vous pouvez saisir le médiateur indépendant"):]
+    for value in (mediator.name, mediator.postal_address, mediator.website):
+        assert f"\n  {value}\n" in paragraph
+        assert value in final.html
+    assert desk.register()[0]["mediation_offered"] == "yes"
+
+
+def test_an_english_answer_gets_the_english_mediation_paragraph(desk: Desk) -> None:
+    desk.at("2026-11-23T10:00:00+01:00")
+    ref = desk.mail_in(subject="Transfer not received", body=(
+        "Hello,\nmy transfer of EUR 1,250.00 made on 3 November 2026 has not arrived.\nPlease check.\nMary Smith"))
+    desk.new_mails()
+    answer(desk, ref, "Explanation: the transfer was held by a check.\nCorrective measures: the check was fixed.\n"
+                      "Solution: the funds were credited.\nOutcome: rejected\n")
+    [final] = desk.new_mails()
+    assert "you can refer the matter to the independent mediator, as a last resort and free of charge:" in final.text
+    assert "saisir" not in final.text and "Vos recours" not in final.text
+    assert desk.app.config.brand("kalra-plus").mediator.website in final.text  # type: ignore[union-attr]
