@@ -321,7 +321,8 @@ def test_check_config_warns_beyond_the_regulators_limits(
     r = cli("check-config", config=path)
     assert r.rc == 0, r.err
     assert "OK" in r.out
-    warnings = [line for line in config_lines(r.err, path, warnings=True) if "warning:" in line]
+    warnings = [line for line in config_lines(r.err, path, warnings=True)
+                if "warning:" in line and ".mediator" not in line]  # (the shipped placeholders)
     assert len(warnings) >= 1, r.err
     for w in words:
         assert w in warnings[0], warnings

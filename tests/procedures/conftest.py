@@ -32,12 +32,12 @@ from typing import Any
 import pytest
 
 from mailbot.app import App
+from mailbot.cases.deliveries import dispatch
 from mailbot.cli import case_commands, reports
 from mailbot.cli.main import _parser
 from mailbot.config import load_config
 from mailbot.ingest.pipeline import ingest
 from mailbot.ops.jobs import run_all_jobs
-from mailbot.cases.deliveries import dispatch
 from tests.conftest import ROOT, Clock, config_data
 from tests.mails import mail
 from tests.procs import to_toml
