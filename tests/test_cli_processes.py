@@ -80,7 +80,7 @@ def test_every_command_in_a_fresh_process(tmp_path: Path, mailbot: Mailbot) -> N
     mailbot("cases", "assign", "DK-2026-000002", "agent@divikeys.com")
     mailbot("cases", "extend", "DK-2026-000002", "5", "analyse auprès de notre partenaire")
     mailbot("cases", "reply", "DK-2026-000002", "--file", str(answer), "--as", "agent@divikeys.com", "--final")
-    mailbot("cases", "close", "KP-2026-000001")
+    mailbot("cases", "close", "KP-2026-000001", "--reason", "réglé par téléphone", "--as", "supervisor@kalra-plus.com")
     assert "closed" in mailbot("cases", "list", "--status", "closed")
 
     outbox = json.loads(mailbot("outbox", "list", "--json"))
