@@ -46,13 +46,13 @@ def test_lookups_by_status_or_brand_alone_still_use_an_index(app: App) -> None:
             assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, (where, plan)
 
 
-def test_0005_gives_every_existing_case_its_first_round(app: App) -> None:
+def test_0006_gives_every_existing_case_its_first_round(app: App) -> None:
     from sqlmodel import select
 
     from mailbot.models import Round
 
     ingest(app, mail(), "smtp")
-    db.downgrade(app.engine, "0004")
+    db.downgrade(app.engine, "0005")
     db.upgrade(app.engine)
     assert _differences(app) == []
     with db.session_scope(app.engine) as s:

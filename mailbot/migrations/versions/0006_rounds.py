@@ -4,8 +4,8 @@ Each existing case gets its first round from what the case row knows (received,
 acknowledged, due and answered times, outcome); its cap is two months after receipt.
 Earlier re-examinations overwrote the case's own times, so they cannot be recovered.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-06 10:00:00
 """
 
@@ -19,8 +19,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
