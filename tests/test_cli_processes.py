@@ -82,6 +82,14 @@ def test_every_command_in_a_fresh_process(tmp_path: Path, mailbot: Mailbot) -> N
     mailbot("cases", "reply", "DK-2026-000002", "--file", str(answer), "--as", "agent@divikeys.com", "--final")
     mailbot("cases", "close", "KP-2026-000001", "--reason", "réglé par téléphone", "--as", "supervisor@kalra-plus.com")
     assert "closed" in mailbot("cases", "list", "--status", "closed")
+    assert "1 case (status open" in mailbot("cases", "list", "--mine", "agent@divikeys.com")
+    mailbot("cases", "list", "--status", "bogus", rc=2)
+    proof = mail(to="info@divikeys.com", subject="Justificatif", attachments=(("releve.pdf", "application/pdf",
+                                                                                 b"%PDF-1.4 releve"),))
+    assert "DK-2026-000003" in mailbot("ingest", "-", stdin=proof)
+    assert "attachment #1 releve.pdf" in mailbot("cases", "show", "DK-2026-000003")
+    assert "written to" in mailbot("cases", "attachment", "DK-2026-000003", "1", "--out", str(tmp_path / "r.pdf"))
+    assert (tmp_path / "r.pdf").read_bytes() == b"%PDF-1.4 releve"
 
     outbox = json.loads(mailbot("outbox", "list", "--json"))
     assert {"acknowledgement", "extension", "final_response"} <= {r["kind"] for r in outbox}
@@ -93,8 +101,8 @@ def test_every_command_in_a_fresh_process(tmp_path: Path, mailbot: Mailbot) -> N
     assert "reason:" in mailbot("quarantine", "show", "1")
     mailbot("quarantine", "retry", "1", rc=65)  # still for nobody we serve
 
-    assert json.loads(mailbot("stats", "--json"))["total"]["count"] == 3
-    assert mailbot("register", "export").count("\n") == 4  # header and one line per case
+    assert json.loads(mailbot("stats", "--json"))["total"]["count"] == 4
+    assert mailbot("register", "export").count("\n") == 5  # header and one line per case
     mailbot("imap", "check")
     assert "sla sweep" in mailbot("tick", "--now", "2027-01-15T12:00:00+00:00")
 

@@ -448,7 +448,7 @@ def test_bounce_of_our_mail_marks_the_recipient_failing(app: App) -> None:
 
         assert s.get(FailingRecipient, "marie.dupont@example.org") is not None
         case = s.exec(select(Case)).one()
-        assert case_detail(s, case)["customer"]["failing_since"]
+        assert case_detail(s, app, case).failing_since
     # The customer writes again: the address works, the mark goes.
     ingest(app, mail(message_id="<again@example.org>", In_Reply_To=ack.message_id), "test")
     with db.session_scope(app.engine) as s:

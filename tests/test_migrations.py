@@ -16,7 +16,8 @@ from tests.mails import mail
 
 def _differences(app: App) -> list:  # type: ignore[type-arg]
     with app.engine.connect() as conn:
-        return compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+        return compare_metadata(MigrationContext.configure(conn, opts={"include_name": db.mapped_name}),
+                                SQLModel.metadata)
 
 
 def _case_indexes(app: App) -> set[str]:

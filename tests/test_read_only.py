@@ -51,7 +51,8 @@ def busy_app(tmp_path: Path, clock: Clock) -> Iterator[App]:
 
 
 def _cases(action: str, **extra: object) -> Callable[[App], object]:
-    args = Namespace(action=action, json=True, status=None, brand=None, limit=50, **extra)
+    args = Namespace(action=action, json=True, status="open", brand=None, limit=50, mine=None, assignee=None,
+                     overdue=False, due_today=False, sort="due", page=1, full=False, **extra)
     return lambda app: case_commands.dispatch(args, app)
 
 

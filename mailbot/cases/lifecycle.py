@@ -23,6 +23,7 @@ from sqlmodel import Session, col, delete, select
 from mailbot import db
 from mailbot.app import App
 from mailbot.cases.records import log_event, set_status
+from mailbot.cases.search import forget_erased
 from mailbot.cases.sla import SlaPoint, marked, reschedule, sla_points
 from mailbot.cases.staff_mail import send_to_role
 from mailbot.config import BrandConfig
@@ -132,6 +133,8 @@ def purge_retention(app: App) -> int:
             if case.closed_at and now >= case.closed_at + timedelta(days=365 * brand.retention_years):
                 _purge(session, case, now)
                 purged += 1
+        if purged:
+            forget_erased(session)
     if purged and app.engine.dialect.name == "sqlite":
         _truncate_wal(app)
     return purged

@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime, time
+from pathlib import Path
 
 from sqlmodel import Session, col, select
 
 from mailbot import db
 from mailbot.app import App
 from mailbot.cases import actions
+from mailbot.cases.queue import BadFilter, QueueFilter, list_cases, queue_row
 from mailbot.cases.records import add_message, log_event, open_case
-from mailbot.cases.views import case_detail, case_summary, format_case
-from mailbot.cli.printing import print_json, read_input
+from mailbot.cases.search import search_cases
+from mailbot.cases.views import attachment_bytes, case_detail, format_case
+from mailbot.cli.printing import print_json, print_queue, read_input
 from mailbot.exitcodes import EX_DATAERR, EX_OK, EX_USAGE
 from mailbot.mail.extract import extract
 from mailbot.mail.senders import valid_address
@@ -21,25 +24,45 @@ from mailbot.models import Case, Message
 
 
 def dispatch(args: argparse.Namespace, app: App) -> int:
-    handler = {"list": cases_list, "show": cases_show, "new": cases_new, "reply": cases_reply,
-               "assign": cases_assign, "extend": cases_extend, "close": cases_close}[args.action]
+    handler = {"list": cases_list, "search": cases_search, "show": cases_show, "attachment": cases_attachment, "new": cases_new,
+               "reply": cases_reply, "assign": cases_assign, "extend": cases_extend,
+               "close": cases_close}[args.action]
     return handler(args, app)
 
 
 def cases_list(args: argparse.Namespace, app: App) -> int:
-    with db.read_scope(app.engine) as s:
-        stmt = select(Case).order_by(col(Case.id).desc()).limit(args.limit)
-        if args.status:
-            stmt = stmt.where(Case.status == args.status)
-        if args.brand:
-            stmt = stmt.where(Case.brand == args.brand)
-        rows = [case_summary(c) for c in s.exec(stmt).all()]
+    f = QueueFilter(status=args.status, brand=args.brand, mine=args.mine, assignee=args.assignee,
+                    overdue=args.overdue, due_today=args.due_today)
+    try:
+        with db.read_scope(app.engine) as s:
+            page = list_cases(s, app, f, page=args.page, per_page=args.limit, sort=args.sort)
+    except BadFilter as exc:
+        print(f"mailbot: {exc}", file=sys.stderr)
+        return EX_USAGE
     if args.json:
-        print_json(rows)
-        return EX_OK
-    for r in rows:
-        print(f"{r['ref']:<16} {r['status']:<17} {r['priority']:<7} {r['category'] or '-':<12} "
-              f"due {(r['due_at'] or '-')[:16]:<16} {r['customer']['email']:<32} {r['subject'][:50]}")
+        print_json([r.to_json() for r in page.rows])
+    else:
+        print_queue(page)
+    if page.has_next:
+        print(f"mailbot: showing {page.first}-{page.last} of {page.total}; next: --page {page.page + 1}",
+              file=sys.stderr)
+    return EX_OK
+
+
+def cases_search(args: argparse.Namespace, app: App) -> int:
+    try:
+        with db.read_scope(app.engine) as s:
+            page = search_cases(s, app, args.text, status=args.status, page=args.page, per_page=args.limit)
+    except BadFilter as exc:
+        print(f"mailbot: {exc}", file=sys.stderr)
+        return EX_USAGE
+    if args.json:
+        print_json([r.to_json() for r in page.rows])
+    else:
+        print_queue(page, what=f"matching {args.text!r}")
+    if page.has_next:
+        print(f"mailbot: showing {page.first}-{page.last} of {page.total}; next: --page {page.page + 1}",
+              file=sys.stderr)
     return EX_OK
 
 
@@ -55,11 +78,33 @@ def cases_show(args: argparse.Namespace, app: App) -> int:
         case = _find(s, args.ref)
         if case is None:
             return EX_USAGE
-        detail = case_detail(s, case)
+        detail = case_detail(s, app, case)
     if args.json:
-        print_json(detail)
+        print_json(detail.to_json())
     else:
-        print(format_case(detail))
+        print(format_case(detail, full=args.full))
+    return EX_OK
+
+
+def cases_attachment(args: argparse.Namespace, app: App) -> int:
+    """Write the N-th attachment of the case (as `cases show` numbers them) to --out."""
+    with db.read_scope(app.engine) as s:
+        case = _find(s, args.ref)
+        if case is None:
+            return EX_USAGE
+        found = attachment_bytes(s, app, case, args.n)
+    if isinstance(found, str):
+        print(f"mailbot: {found}", file=sys.stderr)
+        return EX_USAGE
+    view, data = found
+    out = Path(args.out)
+    if out.is_dir():
+        out = out / view.filename
+    if out.exists() and not args.force:
+        print(f"mailbot: {out} exists (--force to replace it)", file=sys.stderr)
+        return EX_USAGE
+    out.write_bytes(data)
+    print(f"{case.ref} attachment #{view.n} {view.filename} ({view.content_type}, {view.size} B) written to {out}")
     return EX_OK
 
 
@@ -108,7 +153,7 @@ def cases_new(args: argparse.Namespace, app: App) -> int:
         else:
             log_event(s, case, "ack_by_post_required", at=app.now(),
                       reason="no email address: send the acknowledgement by post")
-        out = case_summary(case)
+        out = queue_row(app, case, app.now()).to_json()
     if args.json:
         print_json(out)
     else:

@@ -6,6 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import mailbot.models  # noqa: F401  (registers the tables)
+from mailbot.db import mapped_name
 
 target_metadata = SQLModel.metadata
 
@@ -27,6 +28,7 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        include_name=mapped_name,
         version_table_schema=None,
     )
     with context.begin_transaction():

@@ -1,0 +1,183 @@
+"""The work queue: cases filtered, sorted by deadline and cut into pages, with a count.
+
+Shared by `mailbot cases list` and the staff console (mailbot.web): build a
+`QueueFilter`, call `list_cases`, get a `QueuePage` of typed `QueueRow`s. Times are
+aware UTC datetimes; `QueueRow.due_local` is the deadline in the brand's time zone,
+which is how people read it (a Divikeys case due at 23:59 on 28 December in
+Saint-Martin is due then, not on the 29th as UTC would say).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, false, func, or_
+from sqlmodel import Session, col, select
+
+from mailbot.app import App
+from mailbot.cases.records import STATUSES
+from mailbot.cases.sla import OPEN_STATUSES
+from mailbot.models import Case
+
+STATUS_GROUPS: dict[str, tuple[str, ...]] = {"open": OPEN_STATUSES, "all": STATUSES}
+SORTS = ("due", "received", "updated")
+UNASSIGNED = "none"  # --assignee none: cases assigned to nobody
+MAX_PER_PAGE = 500
+
+
+class BadFilter(ValueError):
+    """A filter value that means nothing (an unknown status, brand or sort); the message
+    lists the valid ones."""
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """Which cases: every field narrows the list (None/False: no condition).
+
+    `status`: a status, or "open" (every status still running: new, acknowledged,
+    in_progress, waiting_customer, reexamination) or "all". `mine`: the agent's work
+    (assigned to them, or unassigned in one of their brands). `assignee`: assigned to
+    exactly that address, or `"none"`. `brands`: the brands the viewer may see (the
+    staff console passes the agent's brands)."""
+
+    status: str = "open"
+    brand: str | None = None
+    mine: str | None = None
+    assignee: str | None = None
+    overdue: bool = False
+    due_today: bool = False
+    brands: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    id: int
+    ref: str
+    brand: str
+    status: str
+    priority: str
+    category: str | None
+    subject: str
+    customer_name: str
+    customer_email: str
+    assignee: str | None
+    received_at: datetime
+    due_at: datetime | None
+    due_local: datetime | None  # due_at in the brand's time zone
+    overdue: timedelta | None  # how late, when the case is still open past its deadline
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ref": self.ref, "brand": self.brand, "status": self.status, "priority": self.priority,
+            "category": self.category, "subject": self.subject,
+            "customer": {"name": self.customer_name, "email": self.customer_email},
+            "assignee": self.assignee, "received_at": self.received_at.isoformat(),
+            "due_at": self.due_local.isoformat() if self.due_local else None,
+            "overdue": self.overdue is not None,
+            "overdue_hours": round(self.overdue.total_seconds() / 3600, 1) if self.overdue else 0,
+        }
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    rows: list[QueueRow]
+    total: int  # cases matching the filter, all pages together
+    page: int
+    per_page: int
+    filter: QueueFilter = field(default_factory=QueueFilter)
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def first(self) -> int:
+        """1-based position of the page's first row (0 when empty)."""
+        return (self.page - 1) * self.per_page + 1 if self.rows else 0
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.rows) - 1 if self.rows else 0
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+
+def statuses(value: str) -> tuple[str, ...]:
+    """The statuses `value` names ("open", "all" or one status); BadFilter otherwise."""
+    if value in STATUS_GROUPS:
+        return STATUS_GROUPS[value]
+    if value in STATUSES:
+        return (value,)
+    valid = ", ".join([*STATUS_GROUPS, *STATUSES])
+    raise BadFilter(f"unknown status {value!r}; valid: {valid}")
+
+
+def _conditions(app: App, f: QueueFilter, now: datetime) -> list[ColumnElement[bool]]:
+    cfg = app.config
+    known = [b.key for b in cfg.brands]
+    if f.brand is not None and f.brand not in known:
+        raise BadFilter(f"unknown brand {f.brand!r}; valid: {', '.join(known)}")
+    wanted = statuses(f.status)
+    where: list[ColumnElement[bool]] = [col(Case.status).in_(wanted)]
+    if f.brand:
+        where.append(col(Case.brand) == f.brand)
+    if f.brands is not None:
+        where.append(col(Case.brand).in_(list(f.brands)) if f.brands else false())
+    if f.assignee:
+        where.append(col(Case.assignee).is_(None) if f.assignee == UNASSIGNED
+                     else col(Case.assignee) == f.assignee.lower())
+    if f.mine:
+        agent = cfg.agent(f.mine)
+        theirs = list(agent.brands) if agent else []
+        where.append(or_(col(Case.assignee) == f.mine.lower(),
+                         and_(col(Case.assignee).is_(None), col(Case.brand).in_(theirs))))
+    if f.overdue:
+        where += [col(Case.due_at) < now, col(Case.status).in_(OPEN_STATUSES)]
+    if f.due_today:
+        where.append(or_(*[and_(col(Case.brand) == b.key, col(Case.due_at) > start, col(Case.due_at) <= end)
+                           for b in cfg.brands for start, end in [_today(app, b.key, now)]]))
+    return where
+
+
+def _today(app: App, brand: str, now: datetime) -> tuple[datetime, datetime]:
+    """Today in the brand's time zone, as (start, end] in UTC: from the end of yesterday
+    (deadlines fall at 23:59:59 local) to the end of today."""
+    cal = app.calendar(brand)
+    day = cal.local(now).date()
+    return cal.end_of_day(day - timedelta(days=1)), cal.end_of_day(day)
+
+
+_ORDER = {
+    "due": (col(Case.due_at).is_(None), col(Case.due_at), col(Case.id)),
+    "received": (col(Case.received_at).desc(), col(Case.id).desc()),
+    "updated": (col(Case.id).desc(),),
+}
+
+
+def list_cases(session: Session, app: App, f: QueueFilter, *, page: int = 1, per_page: int = 50,
+               sort: str = "due") -> QueuePage:
+    """One page of the cases `f` selects, soonest deadline first (cases without one last),
+    and how many there are in all. Raises BadFilter for a value that means nothing."""
+    if sort not in _ORDER:
+        raise BadFilter(f"unknown sort {sort!r}; valid: {', '.join(SORTS)}")
+    if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
+        raise BadFilter(f"page must be at least 1 and per page between 1 and {MAX_PER_PAGE}")
+    now = app.now()
+    where = _conditions(app, f, now)
+    total = session.exec(select(func.count()).select_from(Case).where(*where)).one()
+    stmt = select(Case).where(*where).order_by(*_ORDER[sort]).offset((page - 1) * per_page).limit(per_page)
+    rows = [queue_row(app, c, now) for c in session.exec(stmt).all()]
+    return QueuePage(rows, int(total), page, per_page, f)
+
+
+def queue_row(app: App, case: Case, now: datetime) -> QueueRow:
+    """The queue's view of one case."""
+    due_local = app.calendar(case.brand).local(case.due_at) if case.due_at else None
+    late = now - case.due_at if case.due_at and case.status in OPEN_STATUSES and now > case.due_at else None
+    return QueueRow(case.id or 0, case.ref, case.brand, case.status, case.priority, case.category, case.subject,
+                    case.customer_name, case.customer_email, case.assignee, case.received_at, case.due_at,
+                    due_local, late)

@@ -1,0 +1,132 @@
+"""The work queue and the case view (issue #23 items 5 and 6): local times, deadline order,
+filters that mean something or say what is valid, a count and pages; a case's messages
+with their text, notes, attachments, timeline."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from mailbot import db
+from mailbot.app import App
+from mailbot.cases import actions
+from mailbot.cases.queue import BadFilter, QueueFilter, list_cases
+from mailbot.cases.views import attachment_bytes, case_detail, format_case
+from mailbot.cli.printing import print_queue
+from mailbot.ingest.pipeline import ingest
+from mailbot.models import Case
+from tests.conftest import Clock
+from tests.mails import mail
+
+
+def new_case(app: App, n: int, **kw: object) -> str:
+    kw.setdefault("frm", f"Client {n} <client{n}@example.org>")
+    kw.setdefault("message_id", f"<q{n}@example.org>")
+    return ingest(app, mail(**kw), "smtp").case_refs[0]  # type: ignore[arg-type]
+
+
+def act(app: App, ref: str, fn) -> None:  # type: ignore[no-untyped-def]
+    with db.session_scope(app.engine) as s:
+        fn(s, s.exec(select(Case).where(Case.ref == ref)).one())
+
+
+def refs(app: App, **kw: object) -> list[str]:
+    page_kw = {k: kw.pop(k) for k in ("page", "per_page", "sort") if k in kw}
+    with db.read_scope(app.engine) as s:
+        return [r.ref for r in list_cases(s, app, QueueFilter(**kw), **page_kw).rows]  # type: ignore[arg-type]
+
+
+def test_the_queue_reads_deadlines_in_the_brands_local_time(app: App, clock: Clock,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    clock.now = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)  # a Friday: 15 business days end on Monday 28
+    ref = new_case(app, 1, to="info@divikeys.com")
+    with db.read_scope(app.engine) as s:
+        page = list_cases(s, app, QueueFilter())
+    (row,) = page.rows
+    assert row.due_local is not None and row.due_at is not None
+    assert (row.due_local.date(), row.due_at.date()) == (datetime(2026, 12, 28).date(), datetime(2026, 12, 29).date())
+    print_queue(page)
+    out = capsys.readouterr().out
+    assert f"{ref}" in out and "2026-12-28 23:59 AST" in out and "2026-12-29" not in out
+
+
+def test_the_queue_is_sorted_by_deadline_and_filters_say_what_is_valid(app: App) -> None:
+    simple = new_case(app, 1)  # 5 business days
+    fees = new_case(app, 2, subject="Frais injustifiés", body="Des frais de tenue de compte prélevés à tort.")  # 15
+    dk = new_case(app, 3, to="info@divikeys.com")  # 15
+    urgent = new_case(app, 4, body="Opération non reconnue : fraude sur ma carte !")
+    assert refs(app)[0] in (simple, urgent) and refs(app)[-1] in (fees, dk)
+    due = refs(app)
+    with db.read_scope(app.engine) as s:
+        rows = list_cases(s, app, QueueFilter()).rows
+    assert [r.due_at for r in rows] == sorted(r.due_at for r in rows)  # type: ignore[type-var]
+    assert set(due) == {simple, fees, dk, urgent}
+    assert refs(app, brand="divikeys") == [dk]
+    with pytest.raises(BadFilter, match="open.*waiting_customer"):
+        refs(app, status="bogus")
+    with pytest.raises(BadFilter, match="kalra-plus"):
+        refs(app, brand="nope")
+    act(app, simple, lambda s, c: actions.assign(s, app, c, "supervisor@kalra-plus.com", "agent@kalra-plus.com"))
+    act(app, fees, lambda s, c: actions.assign(s, app, c, "agent@kalra-plus.com", "supervisor@kalra-plus.com"))
+    assert refs(app, assignee="agent@kalra-plus.com") == [simple]
+    assert set(refs(app, assignee="none")) == {dk, urgent}
+    assert set(refs(app, mine="agent@kalra-plus.com")) == {simple, urgent}  # theirs, and the brand's unassigned
+    act(app, urgent, lambda s, c: actions.close(s, app, c, "supervisor@kalra-plus.com", "doublon"))
+    assert urgent not in refs(app) and urgent in refs(app, status="all") and refs(app, status="closed") == [urgent]
+
+
+def test_overdue_and_due_today(app: App, clock: Clock) -> None:
+    first = new_case(app, 1)  # received Monday 23 November: due Monday 30 November 23:59 Paris
+    clock.now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    second = new_case(app, 2)  # due Friday 4 December
+    clock.now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    assert refs(app, due_today=True) == [first] and refs(app, overdue=True) == []
+    clock.now = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)  # 00:30 on 1 December in Paris
+    assert refs(app, due_today=True) == [] and refs(app, overdue=True) == [first]
+    with db.read_scope(app.engine) as s:
+        (row,) = list_cases(s, app, QueueFilter(overdue=True)).rows
+    assert row.overdue is not None and row.overdue < timedelta(hours=1)
+    assert second in refs(app)
+
+
+def test_a_count_and_pages_never_a_silent_cut(app: App, capsys: pytest.CaptureFixture[str]) -> None:
+    made = [new_case(app, n) for n in range(7)]
+    with db.read_scope(app.engine) as s:
+        pages = [list_cases(s, app, QueueFilter(), page=p, per_page=3) for p in (1, 2, 3)]
+    assert [p.total for p in pages] == [7, 7, 7] and [len(p.rows) for p in pages] == [3, 3, 1]
+    assert [p.has_next for p in pages] == [True, True, False]
+    assert sorted(r.ref for p in pages for r in p.rows) == sorted(made)
+    print_queue(pages[0])
+    assert capsys.readouterr().out.splitlines()[-1] == "7 cases (status open); showing 1-3 of 7; next: --page 2"
+
+
+def test_the_case_view_has_every_message_text_notes_attachments_and_local_times(app: App) -> None:
+    ref = new_case(app, 1, message_id="<orig@example.org>",
+                   attachments=(("relevé.pdf", "application/pdf", b"%PDF-1.4 nov"),))
+    reply = ("Voici le relevé demandé.\n\nLe lun. 23 nov. 2026 à 10:00, Kalra-plus <support@kalra-plus.com> a écrit :\n"
+             "> Bonjour,\n> nous avons bien reçu votre réclamation.\n> Cordialement\n")
+    ingest(app, mail(frm="Client 1 <client1@example.org>", body=reply, In_Reply_To="<orig@example.org>",
+                     attachments=(("capture.png", "image/png", b"\x89PNG..."),)), "smtp")
+    act(app, ref, lambda s, c: actions.note(s, app, c, "agent@kalra-plus.com", "Client connu."))
+    with db.read_scope(app.engine) as s:
+        case = s.exec(select(Case).where(Case.ref == ref)).one()
+        d = case_detail(s, app, case)
+        assert d.received_at.utcoffset() == timedelta(hours=1)  # Paris in winter
+        customer = [m for m in d.messages if m.kind == "customer"]
+        assert "1 250,00" in customer[0].text
+        assert customer[1].text == "Voici le relevé demandé." and customer[1].quoted_lines == 4
+        assert "nous avons bien reçu" in customer[1].full_text
+        assert [(n.author, n.text) for n in d.notes] == [("agent@kalra-plus.com", "Client connu.")]
+        assert [(a.n, a.filename) for a in d.attachments] == [(1, "relevé.pdf"), (2, "capture.png")]
+        found = attachment_bytes(s, app, case, 2)
+        assert not isinstance(found, str) and found[1] == b"\x89PNG..."
+        assert "no #3" in attachment_bytes(s, app, case, 3)  # type: ignore[operator]
+        text = format_case(d)
+        js = d.to_json()
+    assert "| Voici le relevé demandé." in text and "[4 quoted lines folded" in text and "Client connu." in text
+    assert "attachment #2 capture.png" in text and " CET" in text
+    assert js["notes"][0]["text"] == "Client connu." and js["attachments"][1]["filename"] == "capture.png"
+    assert js["timezone"] == "Europe/Paris" and js["due_at"].endswith("+01:00")
+    assert all(m["kind"] != "note" for m in js["messages"])
