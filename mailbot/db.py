@@ -146,14 +146,14 @@ def _migrate(engine: Engine, step: Callable[[AlembicConfig, str], None], revisio
         step(cfg, revision)
 
 
-SEARCH_TABLES = ("messages_fts", "cases_fts")  # SQLite FTS5 tables of migration 0005 (no model)
+SEARCH_TABLES = ("messages_fts", "cases_fts")  # SQLite FTS5 tables of migration 0007 (no model)
 SEARCH_INDEXES = ("ix_messages_search", "ix_cases_search")  # their PostgreSQL GIN indexes
 
 
 def mapped_name(name: str | None, type_: str, parent_names: object) -> bool:
     """Alembic's `include_name`: False for the schema objects the models do not describe on
     purpose (full-text search: SQLite's FTS5 tables with their shadow tables, PostgreSQL's
-    expression indexes; migration 0005 keeps them)."""
+    expression indexes; migration 0007 keeps them)."""
     if name is None:
         return True
     if type_ == "table":

@@ -100,10 +100,10 @@ def test_the_sqlite_index_is_kept_by_triggers_at_head(app: App) -> None:
     assert {f"{t}_fts_{w}" for t in ("messages", "cases") for w in ("insert", "delete", "update")} <= triggers
 
 
-def test_the_query_spells_the_indexed_expressions_of_migration_0005() -> None:
+def test_the_query_spells_the_indexed_expressions_of_migration_0007() -> None:
     import importlib
 
     from mailbot.cases import search
 
-    migration = importlib.import_module("mailbot.migrations.versions.0005_case_search")
+    migration = importlib.import_module("mailbot.migrations.versions.0007_case_search")
     assert (migration.PG_MESSAGE_DOC, migration.PG_CASE_DOC) == (search.PG_MESSAGE_DOC, search.PG_CASE_DOC)

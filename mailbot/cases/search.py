@@ -1,6 +1,6 @@
 """`mailbot cases search TEXT` and the console's search box: cases by reference,
 customer, subject or any word of their messages (notes included), through the
-database's full-text index (migration 0005: SQLite FTS5, PostgreSQL tsvector).
+database's full-text index (migration 0007: SQLite FTS5, PostgreSQL tsvector).
 
 Every word of the query must match (a word matches the words it begins: "virem"
 finds "virement"); case and French accents do not matter. A reference
@@ -22,7 +22,7 @@ from mailbot.cases.references import REF_PATTERN
 from mailbot.models import Case
 
 MAX_TERMS = 8
-ACCENTED = "àáâãäåçèéêëìíîïñòóôõöùúûüýÿœæ-./_@"  # as migration 0005 spells them (PostgreSQL)
+ACCENTED = "àáâãäåçèéêëìíîïñòóôõöùúûüýÿœæ-./_@"  # as migration 0007 spells them (PostgreSQL)
 PLAIN = "aaaaaaceeeeiiiinooooouuuuyyoa     "
 PG_MESSAGE_DOC = (f"to_tsvector('simple'::regconfig, translate(lower(subject || ' ' || body_text), "
                   f"'{ACCENTED}', '{PLAIN}'))")

@@ -13,8 +13,8 @@ so it can be indexed; the `unaccent` extension would need a superuser): words sp
 as SQLite's tokenizer splits them ("MOB-4711" is "mob" and "4711", not "-4711"). The query must spell the same
 expression to use them: mailbot.cases.search.PG_MESSAGE_DOC / PG_CASE_DOC.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-06 07:30:00
 """
 
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
