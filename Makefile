@@ -4,7 +4,7 @@ VENV     ?= .venv
 BIN      := $(VENV)/bin
 CONFIG   ?= config.toml
 
-.PHONY: run test setup deps-system lint docs bench chaos clean
+.PHONY: run test setup deps-system lint docs install wheel bench chaos clean
 
 $(BIN)/mailbot: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -48,6 +48,23 @@ test: setup deps-system
 lint: setup
 	$(BIN)/ruff check mailbot tests bench
 
+# Production install (docs/operations.md §1): a virtualenv at PREFIX with mailbot and its
+# runtime dependencies only (no test tools), then the config, templates, secrets and units
+# (mailbot/ops/install.py: never overwrites an edited config, templates or secret).
+PREFIX   ?= /opt/mailbot
+ETCDIR   ?= /etc/mailbot
+UNITDIR  ?= /etc/systemd/system
+STATEDIR ?= /var/lib/mailbot
+install:
+	$(PY) -m venv $(PREFIX)
+	$(PREFIX)/bin/pip install -q .
+	$(PREFIX)/bin/python -m mailbot.ops.install --source . --prefix $(PREFIX) --etc $(ETCDIR) \
+	  --units $(UNITDIR) --state $(STATEDIR)
+
+# A wheel of mailbot alone, in dist/ (pip installs its dependencies from the index).
+wheel:
+	$(PY) -m pip wheel -q --no-deps -w dist .
+
 # Generated documentation: docs/configuration.md from the config schema (mailbot/config.py).
 # Run it after adding or changing a config key; tests/test_configdoc.py fails when it is stale.
 docs: setup
@@ -73,4 +90,4 @@ chaos: setup deps-system
 	$(BIN)/python -m tests.chaos --n $(N) $(CHAOS_ARGS)
 
 clean:
-	rm -rf var .pytest_cache
+	rm -rf var .pytest_cache build dist

@@ -1,8 +1,9 @@
 """A private, throw-away Postfix instance for tests: the MTA in front of mailbot.
 
 It listens for SMTP on a loopback port of its own and hands mail for the brand
-addresses to mailbot through a transport map, as docs/operations.md §2 tells an
-admin to configure it. Everything runs on 127.0.0.1; the master runs in the
+addresses to mailbot through a transport map, refusing other addresses of the
+brand domains (relay_recipient_maps), with the main.cf lines docs/operations.md
+§2 a) tells an admin to write (read from that file). Everything runs on 127.0.0.1; the master runs in the
 foreground (`postfix start-fg`) in its own process group, which `stop()` ends by
 its PID. Needs the Debian package `postfix` (`make deps-system`).
 
@@ -22,7 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from tests.dovecot import live_group_members
@@ -69,10 +70,15 @@ class Postfix:
     """One private instance. `transport` maps an address or domain to a Postfix
     transport, e.g. {"support@kalra-plus.com": "smtp:[127.0.0.1]:2525"}."""
 
-    def __init__(self, transport: Mapping[str, str]) -> None:
+    def __init__(self, transport: Mapping[str, str], recipients: Iterable[str] | None = None,
+                 relay_transport: str | None = None) -> None:
+        """`relay_transport`: where mail for the relay domains that no transport line names
+        goes (default: refused, nothing leaves the machine)."""
+        self.relay_transport = relay_transport or "error:5.7.1 tests deliver to the transport map only"
         self.dir = Path(tempfile.mkdtemp(prefix="mailbot-postfix-"))
         self.port = free_port()
         self.transport = dict(transport)
+        self.recipients = list(self.transport if recipients is None else recipients)
         self.proc: subprocess.Popen[bytes] | None = None
         self.master_pid: int | None = None  # the master starts a session (group) of its own
 
@@ -201,17 +207,41 @@ maximal_backoff_time = 2s
 queue_run_delay = 1s
 # nothing leaves the machine: what the transport map does not name fails here
 default_transport = error:5.7.1 tests deliver to the transport map only
-relay_transport = error:5.7.1 tests deliver to the transport map only
+relay_transport = {self.relay_transport}
 smtp_dns_support_level = disabled
-# what docs/operations.md §2 a) asks of the admin:
-recipient_delimiter = +
-relay_domains = kalra-plus.com divikeys.com
-transport_maps = hash:{d}/transport
+# what docs/operations.md §2 a) asks of the admin, read from it:
+{documented_main_cf().replace("/etc/postfix/", f"{d}/")}
 """)
         (d / "master.cf").write_text(_SERVICES.format(host=HOST, port=self.port))
-        (d / "transport").write_text("".join(f"{k} {v}\n" for k, v in self.transport.items()))
-        subprocess.run(["postmap", "-c", str(d), f"hash:{d}/transport"], check=True,  # noqa: S603,S607
-                       capture_output=True, timeout=30)
+        (d / "mailbot_transport").write_text("".join(f"{k} {v}\n" for k, v in self.transport.items()))
+        (d / "mailbot_recipients").write_text("".join(f"{k} OK\n" for k in self.recipients))
+        for table in ("mailbot_transport", "mailbot_recipients"):
+            subprocess.run(["postmap", "-c", str(d), f"hash:{d}/{table}"], check=True,  # noqa: S603,S607
+                           capture_output=True, timeout=30)
+
+
+OPERATIONS = Path(__file__).resolve().parent.parent / "docs" / "operations.md"
+
+
+def documented_blocks(section: str = "### a) Postfix relays") -> dict[str, str]:
+    """The code blocks of a docs/operations.md section whose first line names a file
+    (`# /etc/postfix/main.cf`): file name -> the lines after it."""
+    text = OPERATIONS.read_text().split(section, 1)[1].split("\n### ", 1)[0]
+    out, block = {}, None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("```"):
+            if block:
+                first, _, rest = "".join(block).partition("\n")
+                if first.startswith("# /etc/postfix/"):
+                    out[first[2:].split()[0]] = rest
+            block = [] if block is None else None
+        elif block is not None:
+            block.append(line)
+    return out
+
+
+def documented_main_cf() -> str:
+    return documented_blocks()["/etc/postfix/main.cf"]
 
 
 def _end_group(pgid: int, timeout: float = 10.0) -> None:

@@ -38,7 +38,7 @@ from tests.procs import StderrReader, free_port, start_daemon, to_toml, wait_unt
 
 SUPPORT = "support@kalra-plus.com"
 UNITS = ("mailbot.service", "mailbot-tick.service", "mailbot-tick.timer", "mailbot-web@.service")
-INSTALLED_BINARY = "/opt/mailbot/.venv/bin/mailbot"
+INSTALLED_BINARY = "/opt/mailbot/bin/mailbot"
 
 
 def send(port: int, raw: bytes, sender: str = "marie.dupont@example.org") -> None:
@@ -90,7 +90,7 @@ def directives(name: str) -> dict[str, list[str]]:
 
 def verify_units(tmp_path: Path, texts: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`systemd-analyze verify` on copies whose ExecStart points at this checkout's venv
-    (the units name the installed path /opt/mailbot/.venv/bin/mailbot, absent here)."""
+    (the units name the installed path /opt/mailbot/bin/mailbot, absent here)."""
     tool = shutil.which("systemd-analyze")
     if tool is None:
         pytest.fail("systemd-analyze not found (Debian: apt-get install systemd)", pytrace=False)

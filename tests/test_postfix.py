@@ -1,12 +1,19 @@
 """A real Postfix in front of mailbot, configured as docs/operations.md §2 a) and b)
-tell the admin: mail is relayed to the listener, a 451 keeps it in Postfix's queue
-until the database is back, `+token` replies reach their case, LMTP answers per
-recipient. Needs the Debian package postfix (`make deps-system`)."""
+tell the admin (its main.cf lines are read from that file, its tables are what
+`mailbot postfix-maps` prints): mail is relayed to the listener, an unknown address
+of a brand domain is refused at RCPT time (no backscatter), a 451 keeps the mail in
+Postfix's queue until the database is back, `+token` replies reach their case, LMTP
+answers per recipient. Needs the Debian package postfix (`make deps-system`)."""
 
 from __future__ import annotations
 
+import json
+import smtplib
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -14,8 +21,9 @@ from sqlmodel import select
 from mailbot import db
 from mailbot.app import App
 from mailbot.models import Case, Inbound, Message
+from tests.conftest import ROOT
 from tests.mails import mail
-from tests.postfix import Postfix
+from tests.postfix import Postfix, documented_blocks
 from tests.test_smtp import count, listening
 
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -86,3 +94,49 @@ def test_postfix_over_lmtp_delivers_one_mail_to_two_brands(make_app: Callable[..
     with db.session_scope(app.engine) as s:
         assert sorted(s.exec(select(Case.brand)).all()) == ["divikeys", "kalra-plus"]
     assert count(app, Inbound) == 1  # one mail, recorded once, a case per brand
+
+
+def test_the_documented_tables_are_what_postfix_maps_prints(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text((ROOT / "config.toml").read_text().replace(
+        'templates_dir = "templates"', f"templates_dir = {json.dumps(str(ROOT / 'templates'))}"))
+    blocks = documented_blocks()
+
+    def maps(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "mailbot.cli", "--config", str(config), "postfix-maps", *args],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert maps("transport") == blocks["/etc/postfix/mailbot_transport"]
+    assert maps("recipients") == blocks["/etc/postfix/mailbot_recipients"]
+    assert f"relay_domains = {maps('domains').strip()}\n" in blocks["/etc/postfix/main.cf"]
+    assert "relay_recipient_maps = hash:/etc/postfix/mailbot_recipients" in blocks["/etc/postfix/main.cf"]
+
+
+@SQLITE_ONLY
+def test_postfix_refuses_unknown_addresses_of_the_brand_domains_at_rcpt_time(app: App) -> None:
+    """No backscatter: Postfix answers 550 itself, queues nothing, bounces nothing; mailbot sees
+    nothing. The brand addresses and their +token forms still pass. The rest of the brand
+    domains is relayed to mailbot too (a domain-wide route, the case where backscatter
+    happens); without relay_recipient_maps the same mail is accepted, refused by mailbot
+    and bounced to the forged sender, which is what the documented line prevents."""
+    with listening(app) as port, Postfix({a: f"smtp:[127.0.0.1]:{port}" for a in BRANDS},
+                                         relay_transport=f"smtp:[127.0.0.1]:{port}") as p:
+        for unknown in ("nobody@kalra-plus.com", "suport@divikeys.com"):
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+                p.send("forged@victim.example", [unknown], mail(to=unknown))
+            code, text = refused.value.recipients[unknown]
+            assert code == 550 and b"User unknown in relay recipient table" in text, text
+        assert p.queue() == [] and count(app, Inbound) == 0
+        p.send("marie.dupont@example.org", ["support+sometoken@kalra-plus.com", "info@divikeys.com"],
+               mail(message_id="<allowed@example.org>"))
+        p.wait(lambda: count(app, Inbound) == 1, "the mail to the brand addresses")
+        p.wait_queue_empty()
+        assert "status=bounced" not in p.log()
+
+        subprocess.run(["postconf", "-c", str(p.dir), "-X", "relay_recipient_maps"], check=True, timeout=30)
+        p.postfix("reload")
+        p.send("forged@victim.example", ["nobody@kalra-plus.com"], mail(to="nobody@kalra-plus.com"))
+        p.wait(lambda: "status=bounced" in p.log(), "the bounce to the forged sender")
+        assert "550 5.1.1" in p.log() and count(app, Inbound) == 1

@@ -254,3 +254,15 @@ def cmd_web(args: argparse.Namespace, config: Config) -> int:
     from mailbot.web.server import serve
 
     return serve(config, args.host, args.port)
+
+
+def cmd_postfix_maps(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.ops import postfix
+
+    if args.table == "transport":
+        sys.stdout.write(postfix.transport_map(config, args.next_hop))
+    elif args.table == "recipients":
+        sys.stdout.write(postfix.recipients_map(config))
+    else:
+        print(" ".join(postfix.domains(config)))
+    return EX_OK

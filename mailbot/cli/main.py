@@ -23,6 +23,7 @@ Handler = Callable[[argparse.Namespace, Config], int]
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mailbot", description="Email-to-case engine for complaint procedures")
+    p.add_argument("--version", action="version", version=f"mailbot {_version()}")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="path of config.toml (default: %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--log-format", choices=FORMATS, default=None,
@@ -131,6 +132,11 @@ def _parser() -> argparse.ArgumentParser:
     wb.add_argument("--host", default=None, help="bind address (default: web.host)")
     wb.add_argument("--port", default=None, type=int, help="port (default: web.port)")
 
+    pf = sub.add_parser("postfix-maps", help="Postfix tables for the brand addresses (transport, recipients)")
+    pf.add_argument("table", choices=["transport", "recipients", "domains"])
+    pf.add_argument("--next-hop", default=None,
+                    help="transport: where Postfix hands the mail (default: from [smtp], e.g. smtp:[127.0.0.1]:2525)")
+
     tk = sub.add_parser("tick", help="one pass of every scheduled job")
     tk.add_argument("--now", default=None, type=parse_when, help="ISO 8601 time to run the jobs as of")
     return p
@@ -156,7 +162,7 @@ def _handlers() -> dict[str, Handler]:
         "ingest": commands.cmd_ingest, "import": commands.cmd_import, "cases": commands.cmd_cases,
         "outbox": commands.cmd_outbox, "quarantine": commands.cmd_quarantine,
         "stats": commands.cmd_stats, "register": commands.cmd_register, "imap": commands.cmd_imap,
-        "tick": commands.cmd_tick, "web": commands.cmd_web,
+        "tick": commands.cmd_tick, "web": commands.cmd_web, "postfix-maps": commands.cmd_postfix_maps,
     }
 
 
@@ -196,6 +202,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EX_OK
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mailbot")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def parse_when(value: str) -> datetime:
