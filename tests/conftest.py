@@ -17,7 +17,7 @@ from mailbot.app import App
 from mailbot.config import Config, parse_config
 from tests.pg import throwaway_schema
 
-pytest_plugins = ["tests.dovecot"]
+pytest_plugins = ["tests.dovecot", "tests.imapserver"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = tomllib.loads((ROOT / "config.toml").read_text())
