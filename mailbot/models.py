@@ -268,6 +268,21 @@ class MailboxState(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class ImapUnfetchable(SQLModel, table=True):
+    """A mail an IMAP server keeps in the polled folder but will not give (refuses to
+    FETCH, or sends without a body): left in place, retried, listed by `imap check`."""
+
+    __tablename__ = "imap_unfetchable"
+    account: str = Field(primary_key=True, max_length=500)
+    uid: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    uidvalidity: int
+    message_id: str | None = Field(default=None, max_length=1000)
+    reason: str = Field(default="", max_length=1000)
+    first_seen: datetime = Field(default_factory=utcnow)
+    last_tried: datetime = Field(default_factory=utcnow)
+    attempts: int = 1
+
+
 class RefCounter(SQLModel, table=True):
     """Next case sequence per brand and year (gap-tolerant, unique under concurrency)."""
 

@@ -20,20 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from imapclient import IMAPClient
 from sqlalchemy import create_engine, event, func, text
 from sqlmodel import Session, select
 
 from mailbot.app import App
 from mailbot.channels import imap as imap_module
-from mailbot.channels.imap import (
-    ImapPoller,
-    Timings,
-    advisory_key,
-    mailbox_brand,
-    reconcile,
-    reconcile_all,
-)
+from mailbot.channels.imap import ImapPoller, Timings, advisory_key, mailbox_brand
+from mailbot.channels.imap_check import reconcile, reconcile_all
+from mailbot.channels.imap_idle import Idle
 from mailbot.config import ImapConfig
 from mailbot.ingest.pipeline import Outcome, TemporaryFailure, ingest
 from mailbot.models import Case, Inbound, MailboxState, Quarantine
@@ -241,15 +235,15 @@ def test_mail_that_lands_just_before_idle_is_not_left_waiting(app: App, dovecot:
            "imaps": lambda: mailbox(dovecot, tls=True, port=dovecot.ssl_port, ca_file=dovecot.cert_path),
            "starttls": lambda: mailbox(dovecot, starttls=True, ca_file=dovecot.cert_path)}[transport]()
     poller = pollers(app, cfg, replace(FAST, idle_renew=600.0))
-    idle = IMAPClient.idle
+    start = Idle.start
     landed: list[int] = []
 
-    def mail_lands_first(client: IMAPClient) -> None:  # between the last SEARCH and IDLE
+    def mail_lands_first(idle: Idle) -> str | None:  # between the last SEARCH and IDLE
         if not landed:
             landed.append(dovecot.append(cfg.username, complaint(1, sender="race@example.test")))
-        idle(client)
+        return start(idle)
 
-    monkeypatch.setattr(IMAPClient, "idle", mail_lands_first)
+    monkeypatch.setattr(Idle, "start", mail_lands_first)
     poller.start()
     wait_until(lambda: cases(app), timeout=5, what="a case from the mail that landed before IDLE")
     assert cases(app)[0].customer_email == "race@example.test"

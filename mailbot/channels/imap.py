@@ -1,14 +1,15 @@
-"""The IMAP poller: a mailbox in front of `ingest`, plus `mailbot imap check`.
+"""The IMAP poller: a mailbox in front of `ingest`.
 
 What the poller promises (DESIGN.md, guarantees 1 and 2):
 
-- mail is fetched with ``BODY.PEEK[]`` (nothing is marked read by fetching;
-  the response is read by `mailbot.channels.imap_fetch`, not imapclient);
-- a message is marked ``\\Seen`` and moved out of the folder (to
-  ``processed_folder``, or ``quarantine_folder`` when ingest quarantined it)
-  only after `ingest.record` returned, i.e. after the commit (meanwhile a
-  helper thread fetches the batches after it, which workers analyse, and
-  files away the batch committed before it: see `ImapPoller._pass`);
+- mail is fetched with ``BODY.PEEK[]`` (nothing is marked read by fetching)
+  through imapclient's parser (`imap_commands`);
+- a message is marked ``\\Seen`` and moved out of the folder only after
+  `ingest.record` returned, i.e. after the commit (meanwhile a helper thread
+  fetches the batches after it, which workers analyse, and files away the
+  batch committed before it: see `ImapPoller._pass`). It goes to
+  ``quarantine_folder`` when its record says quarantined — also when it comes
+  back as a duplicate after a broken connection — else to ``processed_folder``;
 - when the database is unavailable the mail stays untouched in the folder
   and the poller backs off and retries;
 - every pass looks at *everything* still in the folder (``SEARCH NOT
@@ -16,29 +17,34 @@ What the poller promises (DESIGN.md, guarantees 1 and 2):
   a crash between the commit and the move is simply handled again, and
   ingest's dedupe records it once. ``MailboxState`` keeps the UIDVALIDITY and
   the highest UID handled, so a UIDVALIDITY change is noticed and logged;
+- a mail the server will not give (refused FETCH, NIL body) does not block
+  the folder: it is left in place, logged at once, retried now and then, and
+  listed by `mailbot imap check` (`imap_unfetchable`);
+- between passes the poller waits in IDLE (`imap_idle`) until the server
+  announces new mail (a higher EXISTS), else polls every ``poll_interval``;
+  it never loops faster than ``poll_interval`` without new mail (`WakeUps`);
 - on PostgreSQL one instance polls a mailbox at a time: the holder of a
   session advisory lock keyed on the account (`MailboxLock`).
 
-`reconcile` compares what the server holds with what was recorded and is the
-safety net behind these promises.
+`mailbot.channels.imap_check.reconcile` compares what the server holds with
+what was recorded and is the safety net behind these promises.
 """
 
 from __future__ import annotations
 
 import contextlib
-import email.parser
 import hashlib
+import itertools
 import logging
 import random
 import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email import policy
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, LoginError
@@ -48,21 +54,25 @@ from sqlmodel import col, select
 
 from mailbot import db
 from mailbot.app import App
-from mailbot.channels.imap_fetch import BODY, fetch_bodies
+from mailbot.channels import imap_commands
+from mailbot.channels.imap_idle import Idle, MailboxWatch, WakeUps
+from mailbot.channels.imap_unfetchable import Unfetchable
 from mailbot.config import Config, ImapConfig
 from mailbot.ingest.analysis import CHUNK, Pending
-from mailbot.ingest.pipeline import IngestResult, Received, TemporaryFailure, prepare, record
-from mailbot.mail.parsing import header_str, normalise_message_id
+from mailbot.ingest.pipeline import (
+    IngestResult,
+    Outcome,
+    Received,
+    TemporaryFailure,
+    prepare,
+    record,
+)
 from mailbot.models import Inbound, MailboxState, utcnow
 
 log = logging.getLogger("mailbot.imap")
 # imapclient logs every literal it reads at DEBUG: that would put message
 # bodies in the logs (guarantee 4). Passwords are redacted by imapclient itself.
 logging.getLogger("imapclient").setLevel(logging.INFO)
-
-SEEN = rb"\Seen"
-DELETED = rb"\Deleted"
-MESSAGE_ID_FIELD = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,7 @@ class Timings:
     lock_check: float = 10.0  # how often the holder checks its lock connection is alive
     connect_timeout: float = 15.0
     read_timeout: float = 120.0
+    unfetchable_retry: float = 15 * 60.0  # a mail the server will not give is tried again this often
 
 
 class Backoff:
@@ -159,21 +170,6 @@ def ensure_folder(client: IMAPClient, folder: str) -> None:
     log.info("created folder", extra={"folder": folder})
 
 
-def move(client: IMAPClient, uids: Sequence[int], folder: str) -> None:
-    """MOVE when the server can, else COPY + \\Deleted + (UID) EXPUNGE."""
-    if not uids:
-        return
-    if client.has_capability("MOVE"):
-        client.move(uids, folder)
-        return
-    client.copy(uids, folder)
-    client.add_flags(uids, [DELETED], silent=True)
-    if client.has_capability("UIDPLUS"):
-        client.uid_expunge(uids)
-    else:
-        client.expunge()
-
-
 FETCH_AHEAD = 2  # batches fetched (and being analysed) ahead of the one being written
 STATE_EVERY = 5.0  # seconds: during a pass, the last UID filed away is saved at most this often
 
@@ -211,16 +207,15 @@ def batches_by_size(uids: Sequence[int], sizes: dict[int, int], count: int, max_
 def _sizes(client: IMAPClient, uids: Sequence[int], small: int) -> dict[int, int]:
     """Sizes of `uids` for cutting batches: `small` for a mail of at most `small` bytes
     (an upper bound, so no batch passes its byte limit), the exact RFC822.SIZE of the
-    others. One `SEARCH LARGER` finds those; only their sizes are fetched (1,000 UIDs a
-    command: a longer command line could pass the server's line length limit). With
-    the defaults (`small` = 32 MB / 100 = 320 KB) that is one round trip instead of
-    one FETCH per 1,000 mails (~14 ms for 500)."""
+    others. One `SEARCH LARGER` finds those; only their sizes are fetched (in commands
+    of bounded length, see `imap_commands.fetch`). With the defaults (`small` = 32 MB /
+    100 = 320 KB) that is one round trip instead of one FETCH per 1,000 mails."""
     sizes = dict.fromkeys(uids, small)
     big = sorted(set(client.search(["NOT", "DELETED", "LARGER", str(small)])).intersection(sizes))
-    for part in batched(big, 1000):
-        for uid, data in client.fetch(part, [b"RFC822.SIZE"]).items():
+    if big:
+        for uid, data in imap_commands.fetch(client, big, [b"RFC822.SIZE"]).data.items():
             if uid in sizes:
-                sizes[uid] = int(data.get(b"RFC822.SIZE", small))
+                sizes[uid] = int(data.get(b"RFC822.SIZE", small))  # type: ignore[call-overload]
     return sizes
 
 
@@ -229,62 +224,17 @@ def batched(items: Sequence[int], size: int) -> Iterator[list[int]]:
         yield list(items[i:i + size])
 
 
-def _utc(value: object) -> datetime | None:
+def as_utc(value: object) -> datetime | None:
     if not isinstance(value, datetime):
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _is_new_mail(response: object) -> bool:
-    return isinstance(response, tuple) and len(response) >= 2 and response[1] in (b"EXISTS", b"RECENT")
-
-
-def _is_bye(response: object) -> bool:
-    return isinstance(response, tuple) and bool(response) and response[0] == b"BYE"
-
-
-def _forget_new_mail_signals(client: IMAPClient) -> None:
-    """Drop the EXISTS/RECENT counts imaplib kept from earlier commands' responses."""
-    for key in ("EXISTS", "RECENT"):
-        client._imap.untagged_responses.pop(key, None)
-
-
-def _new_mail_signalled(client: IMAPClient) -> bool:
-    """Did an EXISTS/RECENT arrive since `_forget_new_mail_signals`?
-
-    A mail that lands between our last SEARCH and the start of IDLE is
-    announced in the response to SEARCH or to IDLE itself, which imaplib
-    files away instead of handing to `idle_check`.
-    """
-    return any(client._imap.untagged_responses.get(k) for k in ("EXISTS", "RECENT"))
-
-
-def _already_read(client: IMAPClient) -> bool:
-    """Has imaplib read server data beyond IDLE's continuation into its buffer?
-
-    The server announces what changed since the last command right behind the
-    `+ idling` line, often in the same packet; imaplib's buffered reader takes
-    both in, and `idle_check` polls the socket, which then has nothing to read:
-    that EXISTS would wait for the server's next keepalive (Dovecot: 2 min)."""
-    reader = getattr(client._imap, "file", None)
-    if not hasattr(reader, "peek"):  # not a buffered socket reader: nothing can hide there
-        return False
-    sock = client.socket()
-    timeout = sock.gettimeout()
-    sock.setblocking(False)  # peek() then returns what is buffered, or b'' at once
-    try:
-        return bool(reader.peek())
-    except OSError:  # nothing buffered and nothing to read (TLS: SSLWantReadError)
-        return False
-    finally:
-        sock.settimeout(timeout)
 
 
 def _is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError | IMAPClientAbortError | EOFError)
 
 
-def _describe(exc: BaseException) -> tuple[str, bool]:
+def describe_error(exc: BaseException) -> tuple[str, bool]:
     """(kind, persistent): persistent errors need an admin and are logged once."""
     if isinstance(exc, LoginError):
         return "authentication failed (check username and password)", True
@@ -370,6 +320,27 @@ class MailboxLock:
 
 
 # ---------------------------------------------------------------- the poller
+@dataclass(frozen=True)
+class Committed:
+    """A batch written to the database, not yet out of the folder."""
+
+    uids: list[int]
+    results: list[IngestResult]
+    quarantine: list[bool]  # per mail: to the quarantine folder (else to the processed one)
+
+
+def _recorded_quarantined(app: App, ids: set[int], shas: set[str]) -> tuple[set[int], set[str]]:
+    """Of these inbound ids, those recorded as quarantined; of these sha256 (duplicates
+    recorded concurrently, no id at hand), those whose every record is quarantined."""
+    with db.read_scope(app.engine) as session:
+        held = set(session.exec(select(Inbound.id).where(
+            col(Inbound.id).in_(sorted(ids)), Inbound.outcome == "quarantined")).all()) if ids else set()
+        rows = session.exec(select(Inbound.sha256, Inbound.outcome).where(
+            col(Inbound.sha256).in_(sorted(shas)))).all() if shas else []
+    not_held = {sha for sha, outcome in rows if outcome != "quarantined"}
+    return {i for i in held if i is not None}, {sha for sha, _ in rows} - not_held
+
+
 class ImapPoller:
     """Polls one mailbox in its own thread (`start`/`stop`), or once (`poll_once`)."""
 
@@ -394,6 +365,13 @@ class ImapPoller:
         self._reported: str | None = None
         self._backoff = Backoff(timings.backoff_initial, timings.backoff_max)
         self._slow = Backoff(timings.config_backoff, max(timings.config_backoff, 3600.0))
+        self._watch = MailboxWatch()  # what the server said of the folder's size: new mail or not
+        self._wakeups = WakeUps(cfg.poll_interval, extra=self._log_extra)
+        self._woken_by = "start"  # what ended the last wait (for the loop detector's log line)
+        self._idle_refused = False  # the server answered IDLE with NO/BAD on this connection
+        self._top_seen = 0  # the highest UID seen in the folder (a higher one is new mail)
+        self._found_new = False  # the last pass saw a UID above it
+        self.unfetchable = Unfetchable(app, cfg.account_key, timings.unfetchable_retry)
         # Figures for tests, metrics and `status`:
         self.connects = 0
         self.failures = 0
@@ -487,6 +465,7 @@ class ImapPoller:
                     client.shutdown()
                 raise
             self._client = client
+            self._idle_refused = False
             self.connects += 1
             log.info("imap connected", extra={**self._log_extra, "connects": self.connects})
         return self._client
@@ -510,16 +489,23 @@ class ImapPoller:
         side (files away the batch committed last, fetches a new one). The commit does
         not wait for Dovecot, and the workers always have a batch queued. Still one
         IMAP command at a time: the helper is joined before the connection is used
-        for anything else."""
+        for anything else. Mails the server will not give are left out, and tried
+        again alone when due (`Unfetchable`)."""
         client = self._connection()
         info = client.select_folder(self.cfg.folder)
         uidvalidity = int(info[b"UIDVALIDITY"])
+        self._watch.selected(client, int(info.get(b"EXISTS", 0)))
         self._saved_at = time.monotonic()
-        _forget_new_mail_signals(client)
-        uids = sorted(client.search(["NOT", "DELETED"]))
+        in_folder = sorted(client.search(["NOT", "DELETED"]))
+        self._load_unfetchable(uidvalidity)
+        self._found_new = bool(in_folder) and in_folder[-1] > self._top_seen
+        self._top_seen = max([self._top_seen, *in_folder[-1:]])
+        uids, retries = self.unfetchable.split(in_folder)
         small = max(1, self.cfg.batch_bytes // self.cfg.batch_size)  # a batch of such mails is within both limits
-        chunks = batches_by_size(uids, _sizes(client, uids, small) if uids else {}, self.cfg.batch_size,
-                                 self.cfg.batch_bytes, first=ramp(self.cfg.batch_size))
+        chunks = itertools.chain(
+            batches_by_size(uids, _sizes(client, uids, small) if uids else {}, self.cfg.batch_size,
+                            self.cfg.batch_bytes, first=ramp(self.cfg.batch_size)),
+            ([uid] for uid in retries))
 
         def next_chunk() -> list[int] | None:
             return None if self._stop.is_set() else next(chunks, None)
@@ -529,7 +515,7 @@ class ImapPoller:
         if (first := next_chunk()) is not None and (batch := self._fetch(client, first, split=True)) is not None:
             fetched.append(batch)  # the workers start on it while the UIDVALIDITY is checked
         self._check_uidvalidity(uidvalidity)
-        committed: tuple[list[int], list[IngestResult]] | None = None  # not filed away yet
+        committed: Committed | None = None  # not filed away yet
         with ThreadPoolExecutor(1, thread_name_prefix="imap-io") as io:
             while True:
                 batch = fetched.popleft() if fetched else None
@@ -538,69 +524,95 @@ class ImapPoller:
                     break
                 imap = io.submit(self._imap_step, client, committed, ahead)
                 try:
-                    results = record(self.app, batch[1], meanwhile=[p for _, p in fetched]) \
-                        if batch is not None else []
+                    now_committed = self._record(*batch, meanwhile=fetched) if batch is not None else None
                 except BaseException:
                     wait([imap])  # the helper ends before the connection is given up
                     if committed is not None and imap.exception() is None:
                         with contextlib.suppress(Exception):  # filed away: count it if we can
-                            handled += self._filed(uidvalidity, *committed)
+                            handled += self._filed(uidvalidity, committed)
                             self._save_progress(uidvalidity)
                     raise
                 upcoming = imap.result()
                 if committed is not None:
-                    handled += self._filed(uidvalidity, *committed)
-                committed = (batch[0], results) if batch is not None else None
+                    handled += self._filed(uidvalidity, committed)
+                committed = now_committed
                 fetched.extend(upcoming)
         if committed is not None:
-            self._file_away(client, *committed)
-            handled += self._filed(uidvalidity, *committed)
+            self._file_away(client, committed.uids, committed.quarantine)
+            handled += self._filed(uidvalidity, committed)
         self._save_progress(uidvalidity)
         return handled
 
-    def _imap_step(self, client: IMAPClient, committed: tuple[list[int], list[IngestResult]] | None,
+    def _record(self, uids: list[int], pending: Pending,
+                meanwhile: Sequence[tuple[list[int], Pending]]) -> Committed:
+        """Write a batch (the commit; `meanwhile`: the batches being analysed) and decide
+        where each of its mails goes."""
+        results = record(self.app, pending, meanwhile=[p for _, p in meanwhile])
+        return Committed(uids, results, self._quarantined(results))
+
+    def _quarantined(self, results: list[IngestResult]) -> list[bool]:
+        """For each committed mail, whether it goes to the quarantine folder: it was
+        quarantined now, or — a duplicate, e.g. fetched again after a connection broke
+        between the commit and the move — it was recorded as quarantined then."""
+        again = [r for r in results if r.outcome is Outcome.DUPLICATE]
+        if not again:
+            return [r.quarantined for r in results]
+        try:
+            held_ids, held_shas = _recorded_quarantined(
+                self.app, {r.inbound_id for r in again if r.inbound_id},
+                {r.sha256 for r in again if not r.inbound_id and r.sha256})
+        except db.TRANSIENT_DB_ERRORS as exc:
+            raise TemporaryFailure(str(exc).splitlines()[0][:300]) from exc
+        return [r.quarantined or (r.outcome is Outcome.DUPLICATE
+                                  and (r.inbound_id in held_ids if r.inbound_id else r.sha256 in held_shas))
+                for r in results]
+
+    def _imap_step(self, client: IMAPClient, committed: Committed | None,
                    chunks: list[list[int]]) -> list[tuple[list[int], Pending]]:
         """The helper thread's part of a round: file away what was committed, then fetch
         the next batches (two in the first round, while the first batch is written;
         one in each round after it)."""
         if committed is not None:
-            self._file_away(client, *committed)
+            self._file_away(client, committed.uids, committed.quarantine)
         return [batch for chunk in chunks if (batch := self._fetch(client, chunk)) is not None]
 
     def _fetch(self, client: IMAPClient, uids: list[int], *, split: bool = False
                ) -> tuple[list[int], Pending] | None:
         """FETCH a batch and start its analysis (`split`: the first of a pass, which this
         thread waits for at once and helps to analyse, see `analysis.submit`)."""
-        fetched = fetch_bodies(client, uids)
-        present = [uid for uid in uids if uid in fetched]  # others vanished meanwhile
+        got = imap_commands.fetch_bodies(client, uids)
+        self.unfetchable.refused(client, self.cfg.folder, got.refused)
+        present = [uid for uid in uids if uid in got.mails]  # others vanished meanwhile, or refused
+        self.unfetchable.fetched(present)
         if not present:
             return None
-        items = [Received(fetched[uid][0], self.source, received_at=_utc(fetched[uid][1]),
+        items = [Received(got.mails[uid][0], self.source, received_at=as_utc(got.mails[uid][1]),
                           mailbox_brand=self.brand) for uid in present]
         return present, prepare(self.app, items, split=split)
 
-    def _filed(self, uidvalidity: int, present: list[int], results: list[IngestResult]) -> int:
+    def _filed(self, uidvalidity: int, committed: Committed) -> int:
         """Bookkeeping once a committed batch is out of the folder. The last UID is saved
         (its own small transaction, ~2 ms with the fsync) at most every STATE_EVERY
         seconds and at the end of the pass, not after each batch: it is for people
         reading the table, nothing depends on it."""
+        present, results = committed.uids, committed.results
         self._top_uid = max(self._top_uid, max(present))
         if time.monotonic() - self._saved_at >= STATE_EVERY:
             self._save_progress(uidvalidity)
         self.handled += len(present)
         log.info("imap batch ingested", extra={
             **self._log_extra, "count": len(present),
-            "quarantined": sum(r.quarantined for r in results),
+            "quarantined": sum(committed.quarantine),
             "cases": sorted({ref for r in results for ref in r.case_refs})[:20]})
         return len(present)
 
-    def _file_away(self, client: IMAPClient, uids: list[int], results: list[IngestResult]) -> None:
+    def _file_away(self, client: IMAPClient, uids: list[int], quarantine: list[bool]) -> None:
         """After the commit: \\Seen, then out of the folder."""
-        client.add_flags(uids, [SEEN], silent=True)
-        held = [uid for uid, r in zip(uids, results, strict=True) if r.quarantined]
-        done = [uid for uid, r in zip(uids, results, strict=True) if not r.quarantined]
-        move(client, done, self.cfg.processed_folder)
-        move(client, held, self.cfg.quarantine_folder)
+        imap_commands.mark_seen(client, uids)
+        imap_commands.move(client, [u for u, q in zip(uids, quarantine, strict=True) if not q],
+                           self.cfg.processed_folder)
+        imap_commands.move(client, [u for u, q in zip(uids, quarantine, strict=True) if q],
+                           self.cfg.quarantine_folder)
 
     # -- MailboxState ----------------------------------------------------------
     def _check_uidvalidity(self, uidvalidity: int) -> None:
@@ -630,7 +642,19 @@ class ImapPoller:
         if self._top_uid:
             self._save_state(uidvalidity, self._top_uid)
             self._top_uid = 0
+        try:
+            self.unfetchable.save()
+        except db.TRANSIENT_DB_ERRORS as exc:
+            raise TemporaryFailure(str(exc).splitlines()[0][:300]) from exc
         self._saved_at = time.monotonic()
+
+    def _load_unfetchable(self, uidvalidity: int) -> None:
+        if uidvalidity != self.unfetchable.uidvalidity:
+            self._top_seen = 0
+        try:
+            self.unfetchable.load(uidvalidity)
+        except db.TRANSIENT_DB_ERRORS as exc:
+            raise TemporaryFailure(str(exc).splitlines()[0][:300]) from exc
 
     def _save_state(self, uidvalidity: int, top_uid: int) -> None:
         try:
@@ -667,45 +691,62 @@ class ImapPoller:
         """Drain the folder then wait for mail; return how long to sleep before the next cycle."""
         if not self._hold_lock():
             return self.timings.lock_retry
-        while self._pass() and not self._stop.is_set():
-            pass  # mail arrived meanwhile: its EXISTS may have come during our own commands
+        found = False
+        while not self._stop.is_set():
+            handled = self._pass()
+            found = found or bool(handled) or self._found_new
+            if not handled:
+                break  # (after a pass that handled mail, one more: more may have come meanwhile)
         self._recovered()
         client = self._connection()
-        if self.cfg.idle and client.has_capability("IDLE"):
-            self._idle(client)
+        pause = self._wakeups.pause(found, self._woken_by)
+        if pause:
+            self._woken_by = f"poll_interval ({pause:g} s)"
+            return pause
+        if self._watch.after_commands(client):  # announced during our last commands
+            self._woken_by = self._watch.signal
             return 0.0
+        if self.cfg.idle and not self._idle_refused and client.has_capability("IDLE"):
+            self._woken_by = self._idle(client)
+            return 0.0
+        self._woken_by = f"poll_interval ({self.cfg.poll_interval:g} s)"
         return self.cfg.poll_interval
 
-    def _idle(self, client: IMAPClient) -> None:
-        client.idle()
-        try:
+    def _idle(self, client: IMAPClient) -> str:
+        """Wait in IDLE; return what ended it (new mail, renewal, the server, …)."""
+        idle = Idle(client, self._watch)
+        reason = idle.start()
+        if reason is None:
             self._idling.set()
-            if not (_new_mail_signalled(client) or _already_read(client)):
-                self._idle_wait(client)
-        finally:
-            self._idling.clear()
-        client.idle_done()
+            try:
+                reason = self._idle_wait(idle)
+            finally:
+                self._idling.clear()
+        idle.done()
+        if reason == "new mail":
+            reason = f"new mail: {self._watch.signal}"
+        elif reason.startswith("refused"):
+            self._idle_refused = True
+            log.warning("imap server %s IDLE; polling every %g s on this connection",
+                        reason, self.cfg.poll_interval, extra=self._log_extra)
+        return reason
 
-    def _idle_wait(self, client: IMAPClient) -> None:
-        """Return on new mail, stop(), loss of the lock, a silent wake-up or renewal time."""
+    def _idle_wait(self, idle: Idle) -> str:
+        """Return on new mail, stop(), loss of the lock, the server ending IDLE, or
+        renewal time."""
         started = time.monotonic()
-        check = self.timings.idle_check
         while not self._stop.is_set():
-            t0 = time.monotonic()
-            responses = client.idle_check(timeout=check)
-            if any(_is_bye(r) for r in responses):
-                raise ConnectionError("server closed the connection (BYE)")
-            if any(_is_new_mail(r) for r in responses):
-                return
-            if not responses and time.monotonic() - t0 < check / 2:
-                return  # woke up with nothing to read: usually EOF; the next pass will tell
+            reason = idle.wait(self.timings.idle_check)
+            if reason is not None:
+                return reason
             if time.monotonic() - started > self.timings.idle_renew:
-                return
+                return "IDLE renewal"
             if self.lock is not None and not self.lock.acquire():
-                return
+                return "mailbox lock lost"
+        return "stop"
 
     def _failed(self, exc: Exception) -> bool:
-        kind, persistent = _describe(exc)
+        kind, persistent = describe_error(exc)
         self.failures += 1
         self.last_error = kind
         if persistent:
@@ -727,140 +768,3 @@ class ImapPoller:
             log.info("imap poller recovered", extra={**self._log_extra, "after": self.last_error})
         self.last_error = None
         self._reported = None
-
-
-# ---------------------------------------------------------------- reconciliation
-@dataclass(frozen=True)
-class ServerMessage:
-    folder: str
-    uid: int
-    message_id: str | None
-    size: int
-    internaldate: datetime | None
-
-
-@dataclass
-class ReconcileReport:
-    """What `mailbot imap check` found for one mailbox."""
-
-    account: str
-    counts: dict[str, int] = field(default_factory=dict)
-    not_ingested: list[ServerMessage] = field(default_factory=list)
-    stuck: list[ServerMessage] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def problems(self) -> int:
-        return len(self.not_ingested) + len(self.stuck) + (1 if self.error else 0)
-
-    def lines(self) -> list[str]:
-        if self.error:
-            return [f"{self.account}: ERROR {self.error}"]
-        folders = ", ".join(f"{name} {n}" for name, n in self.counts.items())
-        head = (f"{self.account}: {folders}; {len(self.not_ingested)} not ingested, "
-                f"{len(self.stuck)} stuck -> {'OK' if not self.problems else 'PROBLEMS'}")
-        out = [head]
-        for m in self.not_ingested:
-            out.append(f"  not ingested: {m.folder} uid {m.uid} {m.message_id or '(no Message-ID)'} "
-                       f"{m.size} bytes")
-        for m in self.stuck:
-            since = m.internaldate.isoformat(timespec="seconds") if m.internaldate else "?"
-            out.append(f"  stuck: {m.folder} uid {m.uid} {m.message_id or '(no Message-ID)'} since {since}")
-        return out
-
-
-def reconcile(app: App, cfg: ImapConfig, *, stuck_after: timedelta = timedelta(minutes=30),
-              now: datetime | None = None) -> ReconcileReport:
-    """Compare the mailbox (folder, processed and quarantine folders) with `inbound`.
-
-    Messages in the processed/quarantine folders must all be recorded (by
-    Message-ID, else by the sha256 of their bytes); messages still in the
-    folder are only reported when older than `stuck_after` (newer ones are
-    simply waiting for the poller).
-    """
-    report = ReconcileReport(cfg.account_key)
-    cutoff = (now or app.now()) - stuck_after
-    try:
-        client = connect(cfg)
-    except Exception as exc:
-        report.error = _describe(exc)[0]
-        return report
-    try:
-        for folder in (cfg.folder, cfg.processed_folder, cfg.quarantine_folder):
-            messages = list(_server_messages(client, folder))
-            report.counts[folder] = len(messages)
-            if folder == cfg.folder:
-                report.stuck += [m for m in messages if m.internaldate and m.internaldate < cutoff]
-            else:
-                report.not_ingested += _unrecorded(app, client, folder, messages)
-    except Exception as exc:
-        report.error = _describe(exc)[0]
-    finally:
-        with contextlib.suppress(Exception):
-            client.logout()
-    return report
-
-
-def reconcile_all(app: App) -> int:
-    """`mailbot imap check`: one report per configured mailbox on stdout; the number of problems."""
-    problems = 0
-    for cfg in app.config.imap:
-        report = reconcile(app, cfg)
-        for line in report.lines():
-            print(line)
-        problems += report.problems
-        log.info("imap reconcile", extra={"account": cfg.account_key, "problems": report.problems,
-                                          "not_ingested": len(report.not_ingested),
-                                          "stuck": len(report.stuck)})
-    return problems
-
-
-def _server_messages(client: IMAPClient, folder: str, chunk: int = 500) -> Iterator[ServerMessage]:
-    if not client.folder_exists(folder):
-        return
-    client.select_folder(folder, readonly=True)
-    uids = sorted(client.search(["NOT", "DELETED"]))
-    headers = email.parser.BytesHeaderParser(policy=policy.compat32)
-    for part in batched(uids, chunk):
-        data = client.fetch(part, [b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]", b"RFC822.SIZE",
-                                   b"INTERNALDATE"])
-        for uid in part:
-            d = data.get(uid)
-            if d is None:
-                continue
-            raw = d.get(MESSAGE_ID_FIELD) or b""
-            mid = normalise_message_id(header_str(headers.parsebytes(raw).get("Message-ID")))
-            yield ServerMessage(folder, uid, mid, int(d.get(b"RFC822.SIZE", 0)),
-                                _utc(d.get(b"INTERNALDATE")))
-
-
-def _unrecorded(app: App, client: IMAPClient, folder: str,
-                messages: list[ServerMessage]) -> list[ServerMessage]:
-    """Messages of `folder` that `inbound` does not know, by Message-ID then by content."""
-    known_ids = _known(app, Inbound.message_id, {m.message_id for m in messages if m.message_id})
-    unmatched = [m for m in messages if m.message_id not in known_ids]
-    if not unmatched:
-        return []
-    digests = _digests(client, folder, [m.uid for m in unmatched])
-    known_sha = _known(app, Inbound.sha256, set(digests.values()))
-    return [m for m in unmatched if digests.get(m.uid) not in known_sha]
-
-
-def _known(app: App, column: object, values: Iterable[str], chunk: int = 500) -> set[str]:
-    values = sorted(v for v in values if v)
-    found: set[str] = set()
-    with db.read_scope(app.engine) as session:
-        for i in range(0, len(values), chunk):
-            part = values[i:i + chunk]
-            found.update(session.exec(select(column).where(col(column).in_(part))).all())
-    return found
-
-
-def _digests(client: IMAPClient, folder: str, uids: list[int]) -> dict[int, str]:
-    client.select_folder(folder, readonly=True)
-    out: dict[int, str] = {}
-    for part in batched(uids, 50):
-        for uid, d in client.fetch(part, [b"BODY.PEEK[]"]).items():
-            if BODY in d:
-                out[uid] = hashlib.sha256(d[BODY]).hexdigest()
-    return out

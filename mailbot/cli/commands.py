@@ -227,7 +227,7 @@ def cmd_register(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_imap(args: argparse.Namespace, config: Config) -> int:
-    from mailbot.channels.imap import reconcile_all
+    from mailbot.channels.imap_check import reconcile_all
 
     problems = reconcile_all(open_app(config))
     return EX_OK if problems == 0 else 1

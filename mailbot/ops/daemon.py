@@ -60,7 +60,7 @@ def _run_job(app: App, name: str) -> None:
 
 
 def _reconcile(app: App) -> str:
-    from mailbot.channels.imap import reconcile_all
+    from mailbot.channels.imap_check import reconcile_all
 
     return f"reconcile: {reconcile_all(app)} problems"
 
