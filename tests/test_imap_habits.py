@@ -218,6 +218,24 @@ def test_a_mail_the_server_will_not_give_is_left_and_the_folder_goes_on(
         assert s.exec(select(ImapUnfetchable)).all() == []
 
 
+def test_after_a_uidvalidity_change_the_unfetchable_mail_is_known_by_its_new_uid(
+        app: App, scripted_imap, tmp_path: Path) -> None:
+    server = scripted_imap()
+    server.append(complaint(1))
+    server.append(complaint(2), broken="nil")
+    cfg = mailbox(server, tmp_path)
+    assert ImapPoller(app, cfg, FAST).poll_once() == 1
+    server.append(complaint(3))
+    server.reset_uidvalidity()  # INBOX now: uid 1 (the broken one), uid 2
+
+    assert ImapPoller(app, cfg, FAST).poll_once() == 1
+
+    with Session(app.engine) as s:
+        rows = s.exec(select(ImapUnfetchable)).all()
+    assert [(r.uid, r.uidvalidity) for r in rows] == [(1, 1001)]
+    assert [m.uid for m in reconcile(app, cfg).unfetchable] == [1]
+
+
 def test_imap_check_names_an_unfetchable_mail_in_a_fresh_process(
         make_app: Callable[..., App], db_url: str, scripted_imap, tmp_path: Path) -> None:
     server = scripted_imap()

@@ -19,6 +19,9 @@ in imaplib's buffer, in the TLS layer, or on the socket — then reads whole
 lines with the connection's normal read timeout, so a split line is simply
 waited for.
 
+**The loop detector** (`WakeUps`): should wake-ups keep bringing no mail
+anyway, the poller falls back to one pass per ``poll_interval`` and says so.
+
 Both use imaplib's documented methods (`send`, `readline`, `read`,
 `response`) on the connection imapclient drives, reached in one place,
 `_conn` (imapclient calls it ``_imap``); tests/test_imap_commands.py fails
