@@ -192,7 +192,7 @@ def test_a_mail_the_server_will_not_give_is_left_and_the_folder_goes_on(
     assert server.folder_count("Processed") == 6
     warned = [r for r in caplog.records if r.name == "mailbot.imap" and r.levelno >= logging.WARNING]
     assert len(warned) == 1 and f"uid {uids[2]} of INBOX" in warned[0].getMessage()
-    assert warned[0].uid == uids[2]
+    assert warned[0].uid == uids[2] and warned[0].event == "imap.unfetchable"
     if broken == "no":  # the server's own words; it gives not even the headers
         assert REFUSED.decode() in warned[0].getMessage() and warned[0].message_id is None
     else:

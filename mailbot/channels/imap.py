@@ -728,7 +728,7 @@ class ImapPoller:
         elif reason.startswith("refused"):
             self._idle_refused = True
             log.warning("imap server %s IDLE; polling every %g s on this connection",
-                        reason, self.cfg.poll_interval, extra=self._log_extra)
+                        reason, self.cfg.poll_interval, extra={**self._log_extra, "event": "imap.idle_refused"})
         return reason
 
     def _idle_wait(self, idle: Idle) -> str:

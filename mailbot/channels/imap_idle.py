@@ -242,7 +242,8 @@ class WakeUps:
         self._last = now
         if found:
             if self.throttled:
-                self._log.info("imap wake-ups bring mail again: back to IDLE", extra=self._extra)
+                self._log.info("imap wake-ups bring mail again: back to IDLE",
+                               extra={**self._extra, "event": "imap.wakeups_normal"})
             self.empty, self.throttled = 0, False
             return 0.0
         self.empty = self.empty + 1 if fast or self.throttled else 0
@@ -251,5 +252,5 @@ class WakeUps:
             self._log.warning(
                 "imap: %d passes in a row found no new mail, less than %g s apart (last woken by: %s); "
                 "polling every %g s until mail comes", self.empty, self.interval, woken_by, self.interval,
-                extra={**self._extra, "woken_by": woken_by})
+                extra={**self._extra, "event": "imap.wakeups_throttled", "woken_by": woken_by})
         return self.interval if self.throttled else 0.0

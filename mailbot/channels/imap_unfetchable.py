@@ -110,7 +110,8 @@ class Unfetchable:
                 held = self._held.pop(uid)
                 self._gone.add(uid)
                 log.info("imap unfetchable mail uid %d left the folder", uid,
-                         extra={"account": self.account, "uid": uid, "message_id": held.message_id})
+                         extra={"event": "imap.unfetchable_gone", "account": self.account, "uid": uid,
+                                "message_id": held.message_id})
             due = [u for u in in_folder if u in self._held and self._held[u].retry_at <= now]
             rest = [u for u in in_folder if u not in self._held]
         return rest, due
@@ -131,13 +132,14 @@ class Unfetchable:
                     log.warning(
                         "imap: the server will not give uid %d of %s (%s); left in the folder, "
                         "tried again every %d s", uid, folder, reason, self.retry_every,
-                        extra={"account": self.account, "uid": uid, "message_id": message_id,
-                               "size": size, "reason": reason})
+                        extra={"event": "imap.unfetchable", "account": self.account, "uid": uid,
+                               "message_id": message_id, "size": size, "reason": reason})
                 else:
                     held.attempts += 1
                     held.reason, held.last_tried = reason, wall
                     log.debug("imap uid %d still unfetchable (%s)", uid, reason,
-                              extra={"account": self.account, "uid": uid, "attempts": held.attempts})
+                              extra={"event": "imap.still_unfetchable", "account": self.account, "uid": uid,
+                                     "attempts": held.attempts})
                 held.retry_at = now + self.retry_every
                 self._changed.add(uid)
 
@@ -149,7 +151,8 @@ class Unfetchable:
                 if held is not None:
                     self._gone.add(uid)
                     log.info("imap uid %d fetched at last after %d tries", uid, held.attempts,
-                             extra={"account": self.account, "uid": uid, "message_id": held.message_id})
+                             extra={"event": "imap.unfetchable_fetched", "account": self.account, "uid": uid,
+                                    "message_id": held.message_id})
 
     def save(self) -> None:
         """Write what changed to ``imap_unfetchable`` (raises the database's errors)."""
