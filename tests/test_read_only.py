@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mailbot.app import App
-from mailbot.channels.imap import _known
+from mailbot.channels.imap_check import _held, _outcomes
 from mailbot.cli import case_commands
 from mailbot.cli.reports import compute_stats, export_register
 from mailbot.ingest import quarantine
@@ -71,7 +71,8 @@ READERS: dict[str, Callable[[App], object]] = {
     "outbox list": outbox_rows,
     "quarantine list": quarantine.held,
     "quarantine show": lambda app: quarantine.held_mail(app, 1),
-    "imap reconciliation": lambda app: _known(app, Inbound.message_id, {"ro-1@example.org"}),
+    "imap reconciliation": lambda app: _outcomes(app, Inbound.message_id, {"ro-1@example.org"}),
+    "imap reconciliation, unfetchable mail": lambda app: _held(app, "support@x:993/INBOX", 1),
 }
 
 
