@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from mailbot.cases.records import STATUSES
+from mailbot.cli.helptext import teach
 from mailbot.config import Config, ConfigError, MissingSecret, load_config
 from mailbot.exitcodes import EX_OK, EX_TEMPFAIL, EX_USAGE
 from mailbot.ops.logs import FORMATS, setup_logging
@@ -22,7 +24,7 @@ Handler = Callable[[argparse.Namespace, Config], int]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mailbot", description="Email-to-case engine for complaint procedures")
+    p = argparse.ArgumentParser(prog="mailbot")
     p.add_argument("--version", action="version", version=f"mailbot {_version()}")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="path of config.toml (default: %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -49,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     csub = cases.add_subparsers(dest="action", required=True)
     cl = csub.add_parser("list", help="the work queue, soonest deadline first (local times)")
     cl.add_argument("--status", default="open",
-                    help="a status, 'open' (default: every case still running) or 'all'")
+                    help="'open' (default: every case still running), 'all', or one status: "
+                         + ", ".join(STATUSES))
     cl.add_argument("--brand")
     cl.add_argument("--mine", metavar="AGENT", help="AGENT's work: assigned to them, or unassigned in their brands")
     cl.add_argument("--assignee", metavar="AGENT", help="assigned to AGENT ('none': to nobody)")
@@ -65,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     cs.add_argument("--json", action="store_true")
     cse = csub.add_parser("search", help="cases by reference, customer, subject or any word of their messages")
     cse.add_argument("text")
-    cse.add_argument("--status", default="all", help="a status, 'open' or 'all' (default)")
+    cse.add_argument("--status", default="all", help="'open', 'all' (default), or one status: " + ", ".join(STATUSES))
     cse.add_argument("--page", type=int, default=1)
     cse.add_argument("--limit", type=int, default=50, help="cases per page (at most 500)")
     cse.add_argument("--json", action="store_true")
@@ -92,11 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--final", action="store_true")
     mode.add_argument("--note", action="store_true")
     mode.add_argument("--ask", action="store_true")
-    ca = csub.add_parser("assign")
+    ca = csub.add_parser("assign", help="give a case to an agent of its brand")
     ca.add_argument("ref")
     ca.add_argument("agent")
     ca.add_argument("--as", dest="actor", default="cli")
-    ce = csub.add_parser("extend")
+    ce = csub.add_parser("extend", help="move the deadline by N business days; the customer is told why")
     ce.add_argument("ref")
     ce.add_argument("days", type=int)
     ce.add_argument("reason")
@@ -139,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
 
     tk = sub.add_parser("tick", help="one pass of every scheduled job")
     tk.add_argument("--now", default=None, type=parse_when, help="ISO 8601 time to run the jobs as of")
-    return p
+    return teach(p)
 
 
 # The commands that sign or check agent tokens: every one that receives mail, changes a
