@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mailbot import db
 from mailbot.app import App
 from mailbot.ingest.pipeline import TemporaryFailure
-from mailbot.web import api, customer, staff
+from mailbot.web import api, console, customer, staff
 from mailbot.web.http import WebContext, error_page
 from mailbot.web.limits import BodyLimit
 
@@ -101,6 +101,7 @@ def create_app(app: App, *, secret: str, base_url: str) -> FastAPI:
     web.include_router(customer.router)
     web.include_router(api.router)
     web.include_router(staff.router)
+    web.include_router(console.router)
     web.mount("/static", StaticFiles(directory=STATIC), name="static")
     web.add_exception_handler(HTTPException, _http_error)
     web.add_exception_handler(RequestValidationError, _validation_error)
