@@ -66,9 +66,14 @@ class Browser:
         self.driver.find_element(By.ID, field_id).send_keys(str(path))
 
     def press(self, css: str) -> None:
+        """Click, and wait for the page the click leads to (a form post)."""
         from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.ui import WebDriverWait
 
+        old = self.driver.find_element(By.TAG_NAME, "html")
         self.driver.find_element(By.CSS_SELECTOR, css).click()
+        WebDriverWait(self.driver, 20).until(expected_conditions.staleness_of(old))
 
     def text(self, css: str = "main") -> str:
         from selenium.webdriver.common.by import By
@@ -97,6 +102,12 @@ class Browser:
 
     def close(self) -> None:
         self.driver.quit()
+
+    def __enter__(self) -> Browser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def browser_available() -> None:

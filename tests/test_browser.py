@@ -15,7 +15,7 @@ from sqlmodel import select
 from mailbot import db
 from mailbot.app import App
 from mailbot.config import load_config
-from mailbot.models import Attachment, Case, Message
+from mailbot.models import Attachment, Case, Event, Message
 from tests.browser import Browser, open_browser
 from tests.procs import free_port
 from tests.webtools import WEB_SECRET, link_in, sent_mails, start_web, stop, text_of
@@ -147,3 +147,77 @@ def _final_response(site: Site) -> None:
         about = s.exec(select(Message).where(Message.case_id == case.id, Message.direction == "in")).first()
         actions.final(s, site.app, case, "agent@kalra-plus.com", text, about=about)
     sent_mails(site.app, site.tmp / "sent")
+
+
+@pytest.fixture
+def agent(site: Site) -> Iterator[Browser]:
+    yield from open_browser(site.base, "staff")
+
+
+def _png() -> bytes:
+    """A small real PNG (a 40×20 picture: a scanned receipt, for the journey)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + bytes([200, 60, 60] * 40) for _ in range(20))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 40, 20, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def _sign_in(site: Site, b: Browser, address: str) -> None:
+    b.go("/staff/signin")
+    b.fill("f-email", address)
+    b.press("button.primary")
+    assert "un lien de connexion vient d'y être envoyé" in b.text("#sent")
+    b.shot(f"signin-requested-{address.split('@')[0]}")
+    [mail] = site.mails_to(address)[-1:]
+    link = link_in([mail], re.escape(site.base) + r"/staff/signin/\S+")
+    b.go(link)
+    b.shot(f"signin-confirm-{address.split('@')[0]}")
+    b.press("#signin-go")
+
+
+def test_an_agent_signs_in_finds_the_case_opens_its_attachment_and_answers_and_the_supervisor_sees_it(
+        site: Site, agent: Browser, tmp_path: Path) -> None:
+    b = agent
+    receipt = tmp_path / "ticket-de-caisse.png"
+    receipt.write_bytes(_png())
+    with Browser(site.base, "customer-for-staff") as customer:
+        customer.go("/complaint/kalra-plus")
+        _fill_the_form(customer, receipt)
+        customer.press("button.primary")
+        ref = customer.text("#ref")
+    _sign_in(site, b, "agent@kalra-plus.com")
+    assert "/staff/queue" in b.url
+    assert ref in b.text("table")
+    b.shot("queue")
+    b.go(next(href for label, href in b.links().items() if label == ref))
+    assert "Mon virement de 1 250,00 EUR" in b.text() and "ticket-de-caisse.png" in b.text()
+    b.shot("case")
+    b.go(next(href for label, href in b.links().items() if label == "ticket-de-caisse.png"))
+    assert b.driver.execute_script("return document.images.length && document.images[0].naturalWidth") == 40
+    b.shot("attachment")
+    b.go(f"/staff/cases/{ref}")
+    b.fill("f-final-explanation", "Le virement était retenu par un contrôle automatique.")
+    b.fill("f-final-corrective_measures", "Le contrôle a été ajusté pour ce type d'opération.")
+    b.fill("f-final-solution", "Le virement a été exécuté le 10 novembre.")
+    b.press("#final-send")
+    assert "Réponse finale envoyée." in b.text("#notice")
+    assert b.text("#case-status") == "Réponse envoyée"
+    b.shot("case-answered")
+    assert site.case().status == "answered"
+    [final] = [m for m in site.mails_to("marie.curie@example.org") if "Réponse" in m["Subject"]]
+    assert "Le virement a été exécuté le 10 novembre." in text_of(final)
+    with db.read_scope(site.app.engine) as s:
+        seen = {(e.type, e.actor) for e in s.exec(select(Event).where(Event.case_id == site.case().id))}
+    assert {("viewed", "agent@kalra-plus.com"), ("attachment_opened", "agent@kalra-plus.com")} <= seen
+    # The supervisor's dashboard counts the answer.
+    with Browser(site.base, "supervisor") as boss:
+        _sign_in(site, boss, "supervisor@kalra-plus.com")
+        assert "/staff/dashboard" in boss.url
+        assert boss.text("#open-kalra-plus") == "0"
+        assert "< 1 w" in boss.text(".brand-figures")
+        boss.shot("dashboard")

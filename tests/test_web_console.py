@@ -1,0 +1,181 @@
+"""The staff console's work pages over HTTP: queue, search, a case and its actions,
+attachments, brands kept apart, who saw what."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from mailbot import db
+from mailbot.app import App
+from mailbot.models import Case, Event
+from tests.conftest import Clock
+from tests.test_web_staff import sign_in
+from tests.webtools import WEB, client, csrf, post_complaint, sent_mails, text_of
+
+AGENT = "agent@kalra-plus.com"
+SUPERVISOR = "supervisor@kalra-plus.com"
+DK_AGENT = "agent@divikeys.com"
+PDF = ("releve.pdf", b"%PDF-1.4 releve", "application/pdf")
+
+
+@pytest.fixture
+def web_app(make_app: Callable[..., App]) -> App:
+    return make_app(web=WEB)
+
+
+def _case(app: App, ref: str) -> Case:
+    with db.read_scope(app.engine) as s:
+        case = s.exec(select(Case).where(Case.ref == ref)).one()
+        s.expunge_all()
+    return case
+
+
+def _events(app: App, ref: str, type_: str) -> list[Event]:
+    with db.read_scope(app.engine) as s:
+        case = s.exec(select(Case).where(Case.ref == ref)).one()
+        rows = list(s.exec(select(Event).where(Event.case_id == case.id, Event.type == type_)))
+        s.expunge_all()
+    return rows
+
+
+def _act(c: TestClient, ref: str, action: str, **fields: str):  # type: ignore[no-untyped-def]
+    return c.post(f"/staff/cases/{ref}/{action}", data={"csrf": csrf(c, f"/staff/cases/{ref}"), **fields})
+
+
+def test_the_queue_shows_an_agents_brands_soonest_deadline_first(web_app: App, tmp_path: Path, clock: Clock) -> None:
+    assert post_complaint(client(web_app), email="first@example.org").status_code == 303
+    clock.now += timedelta(days=3)
+    assert post_complaint(client(web_app), email="second@example.org").status_code == 303
+    assert post_complaint(client(web_app), brand="divikeys").status_code == 303
+    clock.now += timedelta(days=5)  # the first is overdue now
+    c = sign_in(web_app, tmp_path, AGENT)
+    page = c.get("/staff/queue").text
+    refs = re.findall(r'class="ref">([A-Z]+-\d{4}-\d{6})<', page)
+    assert refs == ["KP-2026-000001", "KP-2026-000002"]  # overdue first; no Divikeys case
+    assert "en retard de" in page and "Dossiers 1 à 2 sur 2" in page
+    overdue = c.get("/staff/queue?overdue=1").text
+    assert re.findall(r'class="ref">([A-Z]+-\d{4}-\d{6})<', overdue) == ["KP-2026-000001"]
+    bad = c.get("/staff/queue?status=bogus")
+    assert bad.status_code == 400 and "acknowledged" in bad.text  # the valid values are listed
+    assert c.get("/staff/queue?brand=divikeys").status_code == 400
+
+
+def test_search_finds_a_customer_within_the_agents_brands(web_app: App, tmp_path: Path) -> None:
+    assert post_complaint(client(web_app), name="Hortense Lebrun", email="hortense@example.org").status_code == 303
+    assert post_complaint(client(web_app), brand="divikeys", name="Hortense Autre",
+                          email="autre@example.org").status_code == 303
+    c = sign_in(web_app, tmp_path, AGENT)
+    page = c.get("/staff/search?q=hortense").text
+    assert re.findall(r'class="ref">([A-Z]+-\d{4}-\d{6})<', page) == ["KP-2026-000001"]
+
+
+def test_a_case_page_shows_everything_and_records_who_saw_it(web_app: App, tmp_path: Path) -> None:
+    assert post_complaint(client(web_app), files=[PDF]).status_code == 303
+    c = sign_in(web_app, tmp_path, AGENT)
+    page = c.get("/staff/cases/KP-2026-000001").text
+    assert "Mon virement de 1 250,00 EUR" in page and "releve.pdf" in page
+    assert "(CET)" in page  # times in the brand's zone, named
+    assert "plafond réglementaire : 35 jours ouvrés" in page  # a payment-services bank: 35 at most
+    [viewed] = _events(web_app, "KP-2026-000001", "viewed")
+    assert viewed.actor == AGENT
+    r = c.get("/staff/cases/KP-2026-000001/attachments/1")
+    assert r.status_code == 200 and r.content == b"%PDF-1.4 releve"
+    assert r.headers["content-type"] == "application/pdf" and r.headers["content-disposition"].startswith("inline")
+    assert "sandbox" in r.headers["content-security-policy"]
+    [opened] = _events(web_app, "KP-2026-000001", "attachment_opened")
+    assert (opened.actor, opened.data["filename"]) == (AGENT, "releve.pdf")
+    assert c.get("/staff/cases/KP-2026-000001/attachments/2").status_code == 404
+
+
+def test_staff_of_another_brand_get_404_for_its_cases_and_attachments(web_app: App, tmp_path: Path) -> None:
+    assert post_complaint(client(web_app), files=[PDF]).status_code == 303
+    c = sign_in(web_app, tmp_path, DK_AGENT)
+    assert c.get("/staff/cases/KP-2026-000001").status_code == 404
+    assert c.get("/staff/cases/KP-2026-000001/attachments/1").status_code == 404
+    r = c.post("/staff/cases/KP-2026-000001/note", data={"csrf": csrf(c, "/staff/queue"), "text": "x"})
+    assert r.status_code == 404
+    assert _events(web_app, "KP-2026-000001", "viewed") == [] and _events(web_app, "KP-2026-000001", "note") == []
+
+
+def test_an_html_attachment_is_downloaded_never_shown_as_a_page(web_app: App, tmp_path: Path) -> None:
+    evil = ("<img src=x onerror=alert(1)>.txt", b"<script>alert(1)</script>", "text/html")
+    assert post_complaint(client(web_app), files=[evil]).status_code == 303
+    c = sign_in(web_app, tmp_path, AGENT)
+    page = c.get("/staff/cases/KP-2026-000001").text
+    assert "<img src=x" not in page
+    r = c.get("/staff/cases/KP-2026-000001/attachments/1")
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert r.headers["content-disposition"].startswith("attachment")
+
+
+def test_customer_html_is_inert_on_the_case_page(web_app: App, tmp_path: Path) -> None:
+    evil = "<script>alert(1)</script>"
+    assert post_complaint(client(web_app), name=f"Eve {evil}", subject=f"S {evil}",
+                          description=f"Texte {evil} assez long").status_code == 303
+    c = sign_in(web_app, tmp_path, AGENT)
+    for page in (c.get("/staff/cases/KP-2026-000001").text, c.get("/staff/queue").text):
+        assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_an_agent_answers_notes_and_extends_from_the_case_page(web_app: App, tmp_path: Path) -> None:
+    assert post_complaint(client(web_app)).status_code == 303
+    c = sign_in(web_app, tmp_path, AGENT)
+    ref = "KP-2026-000001"
+    assert _act(c, ref, "note", text="Appeler le partenaire de paiement.").status_code == 303
+    r = _act(c, ref, "reply", text="Nous vérifions votre virement auprès de notre partenaire.")
+    assert r.status_code == 303 and r.headers["location"].startswith(f"/staff/cases/{ref}?done=reply")
+    assert _act(c, ref, "extend", days="5", reason="analyse avec notre partenaire").status_code == 303
+    page = c.get(f"/staff/cases/{ref}?done=extend").text
+    assert "Appeler le partenaire de paiement." in page and "Délai prolongé" in page
+    to_customer = [m for m in sent_mails(web_app, tmp_path / "sent") if "marie@" in str(m["To"])]
+    texts = "\n".join(text_of(m) for m in to_customer)
+    assert "Nous vérifions votre virement" in texts and "analyse avec notre partenaire" in texts
+    assert "Appeler le partenaire" not in texts  # a note never reaches the customer
+    assert _case(web_app, ref).extended_days == 5
+
+
+def test_a_final_response_has_one_field_per_section_and_a_missing_one_keeps_the_rest(
+        web_app: App, tmp_path: Path) -> None:
+    assert post_complaint(client(web_app)).status_code == 303
+    c = sign_in(web_app, tmp_path, AGENT)
+    ref = "KP-2026-000001"
+    sections = {"explanation": "Un contrôle l'avait bloqué.", "corrective_measures": "Contrôle ajusté.",
+                "solution": "Virement exécuté le 10 novembre."}  # the sections Kalra-plus requires
+    page = c.get(f"/staff/cases/{ref}").text
+    assert [k for k in re.findall(r'id="f-final-(\w+)"', page)] == list(sections)
+    r = _act(c, ref, "final", **{**sections, "solution": ""}, outcome="accepted")
+    assert r.status_code == 422 and "solution" in r.text and "Contrôle ajusté.</textarea>" in r.text
+    assert _case(web_app, ref).status != "answered"
+    assert _act(c, ref, "final", **sections, outcome="accepted").status_code == 303
+    assert _case(web_app, ref).status == "answered"
+    [final] = [m for m in sent_mails(web_app, tmp_path / "sent") if "Réponse" in str(m["Subject"])]
+    body = text_of(final)
+    assert all(v in body for v in sections.values())
+
+
+def test_closing_without_a_final_response_is_refused_to_an_agent_and_the_reason_is_kept(
+        web_app: App, tmp_path: Path) -> None:
+    assert post_complaint(client(web_app)).status_code == 303
+    c = sign_in(web_app, tmp_path, AGENT)
+    r = _act(c, "KP-2026-000001", "close", reason="doublon d'un autre dossier")
+    assert r.status_code == 422 and "supervisor" in r.text and 'value="doublon d&#39;un autre dossier"' in r.text
+    assert _case(web_app, "KP-2026-000001").status != "closed"
+    boss = sign_in(web_app, tmp_path, SUPERVISOR)
+    assert _act(boss, "KP-2026-000001", "close", reason="doublon d'un autre dossier").status_code == 303
+    assert _case(web_app, "KP-2026-000001").status == "closed"
+
+
+def test_an_action_without_csrf_is_403_and_changes_nothing(web_app: App, tmp_path: Path) -> None:
+    assert post_complaint(client(web_app)).status_code == 303
+    c = sign_in(web_app, tmp_path, AGENT)
+    r = c.post("/staff/cases/KP-2026-000001/assign", data={"agent": AGENT})
+    assert r.status_code == 403 and _case(web_app, "KP-2026-000001").assignee is None
+    assert _act(c, "KP-2026-000001", "assign", agent=AGENT).status_code == 303
+    assert _case(web_app, "KP-2026-000001").assignee == AGENT
