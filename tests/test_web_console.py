@@ -179,3 +179,14 @@ def test_an_action_without_csrf_is_403_and_changes_nothing(web_app: App, tmp_pat
     assert r.status_code == 403 and _case(web_app, "KP-2026-000001").assignee is None
     assert _act(c, "KP-2026-000001", "assign", agent=AGENT).status_code == 303
     assert _case(web_app, "KP-2026-000001").assignee == AGENT
+
+
+def test_a_supervisor_downloads_the_register_of_their_brands(web_app: App, tmp_path: Path) -> None:
+    assert post_complaint(client(web_app)).status_code == 303
+    assert post_complaint(client(web_app), brand="divikeys").status_code == 303
+    c = sign_in(web_app, tmp_path, SUPERVISOR)
+    r = c.get("/staff/register.csv")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    lines = r.text.splitlines()
+    assert lines[0].startswith("reference,round") and len(lines) == 2 and lines[1].startswith("KP-2026-000001")
+    assert sign_in(web_app, tmp_path, AGENT).get("/staff/register.csv").status_code == 404

@@ -10,6 +10,8 @@ timeline (`viewed`, `attachment_opened`: bank §7, only authorised teams access 
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, select
 
 from mailbot import db
-from mailbot.cases import actions
+from mailbot.cases import actions, register
 from mailbot.cases.queue import SORTS, BadFilter, QueueFilter, list_cases
 from mailbot.cases.records import STATUSES, log_event
 from mailbot.cases.search import search_cases
@@ -152,6 +154,25 @@ def attachment(request: Request, ref: str, n: int) -> Response:
     return Response(data, media_type=view.content_type if inline else "application/octet-stream",
                     headers={"Content-Disposition": disposition,
                              "Content-Security-Policy": "default-src 'none'; img-src 'self'; sandbox"})
+
+
+@router.get("/register.csv")
+def register_csv(request: Request) -> Response:
+    """The complaint register of the supervisor's brands (`mailbot register export`'s
+    columns: one line per round, kept after retention purges)."""
+    staff = current_staff(request)
+    if not staff.supervisor:
+        return error_page(request, 404)
+    app = ctx(request).app
+    with db.read_scope(app.engine) as s:
+        rows = [r for r in register.rows(s, app) if staff.sees(r["brand"])]
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=register.COLUMNS)
+    w.writeheader()
+    w.writerows(rows)
+    day = app.now().date().isoformat()
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="register-{day}.csv"'})
 
 
 def _final_text(form: dict[str, str], sections: list[str]) -> str:

@@ -106,7 +106,7 @@ _FR: dict[str, str] = {
     "who": "Qui", "details": "Détails",
     "done_reply": "Réponse envoyée au client.", "done_ask": "Demande d'informations envoyée au client.",
     "done_note": "Note ajoutée.", "done_final": "Réponse finale envoyée.", "done_extend": "Délai prolongé ; le client est prévenu.",
-    "done_tier": "Palier changé.", "done_assign": "Dossier attribué.", "done_close": "Dossier clos.",
+    "register_download": "Télécharger le registre des réclamations (CSV)", "done_tier": "Palier changé.", "done_assign": "Dossier attribué.", "done_close": "Dossier clos.",
 }
 
 _EN: dict[str, str] = {
@@ -203,7 +203,7 @@ _EN: dict[str, str] = {
     "who": "Who", "details": "Details",
     "done_reply": "Reply sent to the customer.", "done_ask": "Request for information sent to the customer.",
     "done_note": "Note added.", "done_final": "Final response sent.", "done_extend": "Deadline extended; the customer is told.",
-    "done_tier": "Tier changed.", "done_assign": "Case assigned.", "done_close": "Case closed.",
+    "register_download": "Download the complaint register (CSV)", "done_tier": "Tier changed.", "done_assign": "Case assigned.", "done_close": "Case closed.",
 }
 
 _ALL = {"fr": _FR, "en": _EN}
