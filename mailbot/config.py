@@ -318,6 +318,9 @@ class BrandConfig(_Strict):
         ["summary", "explanation", "steps", "corrective_measures", "solution"],
         "sections an agent's final response must carry")
     retention_years: int = _d(5, "years after closing before personal data is erased", ge=1)
+    staff_attachments_max: int = _d(
+        10_000_000, "bytes of the customer's files attached to a staff notification, all together (the "
+        "rest are listed, with the command that gives them: `mailbot cases attachment`); 0: list only", ge=0)
     close_without_final: Literal["supervisor", "agents"] = _d(
         "supervisor", "who may #close a case before its final response (a reason is required and "
         "the customer is told): supervisors only, or every agent of the brand")

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlmodel import Session, col, select
 
 from mailbot.app import App
-from mailbot.cases import rounds, sla
+from mailbot.cases import attachments, rounds, sla
 from mailbot.cases.records import add_message, log_event, set_status
 from mailbot.cases.staff_mail import send_staff_mail
 from mailbot.config import AgentConfig
-from mailbot.models import Case, Message
+from mailbot.mail.masking import stored_body
+from mailbot.models import Attachment, Case, Message
 from mailbot.outgoing.responses import send_case_mail
 
 SECTION_HEADINGS: dict[str, tuple[str, ...]] = {
@@ -100,27 +102,41 @@ def _require_open(case: Case, command: str) -> None:
 
 def note(session: Session, app: App, case: Case, actor: str, text: str) -> None:
     """An internal note: recorded, never sent to the customer."""
+    text = stored_body(text)
     add_message(session, case, direction="int", kind="note", message_id=None, subject="note",
                 from_addr=actor, body_text=text)
     log_event(session, case, "note", actor=actor, at=app.now())
 
 
 def reply(session: Session, app: App, case: Case, actor: str, text: str, *, about: Message | None,
-          ask: bool = False) -> None:
-    """Relay the agent's text to the customer in the customer's thread."""
-    _require_open(case, "#ask" if ask else "reply")
+          ask: bool = False, files: Sequence[Attachment] = ()) -> None:
+    """Relay the agent's text (and files) to the customer in the customer's thread."""
+    text = stored_body(text)
+    command = "#ask" if ask else "reply"
+    _require_open(case, command)
     if not text.strip():
-        raise Rejected("#ask" if ask else "reply", ["the reply has no text for the customer"])
+        raise Rejected(command, ["the reply has no text for the customer"])
     kind = "request_info" if ask else "agent_reply"
     send_case_mail(session, app, case, kind, to_addr=case.customer_email, to_name=case.customer_name,
-                   about=about, automatic=False, ctx_extra={"message": {"text": text}})
+                   about=about, automatic=False,
+                   ctx_extra={"message": {"text": text}, **_files(command, files)})
     log_event(session, case, "agent_reply", actor=actor, at=app.now(), ask=ask)
     set_status(session, case, "waiting_customer" if ask else "in_progress", actor=actor, at=app.now())
 
 
+def _files(command: str, files: Sequence[Attachment]) -> dict[str, list[int]]:
+    """The context entry that makes the dispatcher attach the agent's files; Rejected if one
+    of them is over the limits (the customer gets nothing rather than a part)."""
+    problems = attachments.refused(files)
+    if problems:
+        raise Rejected(command, [f"attachment refused, nothing was sent: {p}" for p in problems])
+    return {"attachments": [a.id for a in files if a.id is not None]} if files else {}
+
+
 def final(session: Session, app: App, case: Case, actor: str, text: str, *, about: Message | None,
-          at: datetime | None = None) -> FinalResponse:
+          at: datetime | None = None, files: Sequence[Attachment] = ()) -> FinalResponse:
     """The final response: every section the brand's procedure promises, plus recourse."""
+    text = stored_body(text)
     _require_open(case, "#final")
     brand = app.config.brand(case.brand)
     parsed = parse_final(text)
@@ -135,7 +151,7 @@ def final(session: Session, app: App, case: Case, actor: str, text: str, *, abou
                    to_name=case.customer_name, about=about, automatic=False, not_before=at,
                    ctx_extra={"final": {"sections": {**dict.fromkeys(SECTION_HEADINGS, ""), **parsed.sections}, "outcome": parsed.outcome,
                                         "reexamination": reexam, "include_mediation": include_mediation},
-                              "message": {"text": text}})
+                              "message": {"text": text}, **_files("#final", files)})
     now = app.now()
     case.answered_at = at or now
     case.outcome = parsed.outcome
@@ -150,6 +166,7 @@ def final(session: Session, app: App, case: Case, actor: str, text: str, *, abou
 
 def extend(session: Session, app: App, case: Case, actor: str, days: int, reason: str) -> None:
     """Extend the deadline by N business days and tell the customer why."""
+    reason = stored_body(reason)
     _require_open(case, "#extend")
     if days <= 0 or days > 60:
         raise Rejected("#extend", [f"N must be between 1 and 60 business days, got {days}"])
@@ -227,6 +244,7 @@ def close(session: Session, app: App, case: Case, actor: str, reason: str = "") 
     nothing more. Before it, closing needs a reason and a supervisor (or the brand's
     `close_without_final = "agents"`), and the customer is told, with the reason.
     Returns whether the customer was told."""
+    reason = stored_body(reason)
     _require_open(case, "#close")
     brand = app.config.brand(case.brand)
     answered = case.answered_at is not None and case.status == "answered"

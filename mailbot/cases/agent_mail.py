@@ -10,6 +10,7 @@ recorded as a security event, never relayed, and the supervisor is told.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
@@ -17,13 +18,15 @@ from sqlmodel import Session
 
 from mailbot.app import App
 from mailbot.cases import actions
+from mailbot.cases.attachments import of_message, store_attachments
 from mailbot.cases.records import add_message, log_event
 from mailbot.cases.staff_mail import send_staff_mail, send_to_role
 from mailbot.cases.tokens import TokenCheck, check_agent_token, issued_to, token_case_id
+from mailbot.mail.masking import stored_body
 from mailbot.mail.parsing import ParsedMail
 from mailbot.mail.quotes import split_commands, strip_reply
 from mailbot.mail.routing import BrandRoute
-from mailbot.models import Case, InboundRow, Message
+from mailbot.models import Attachment, Case, InboundRow, Message
 
 _AUTH_PASS = re.compile(r"\b(dkim|spf)\s*=\s*pass\b[^;]*", re.IGNORECASE)
 
@@ -58,17 +61,20 @@ def handle_agent_mail(session: Session, app: App, inbound: InboundRow, parsed: P
         return None
     assert case is not None
     inbound.handled = "agent_mail"
-    text = strip_reply(parsed.text, parsed.html)
+    text = stored_body(strip_reply(parsed.text, parsed.html))  # no card number whole, even from staff
     commands, body = split_commands(text)
     detail = f"signed token issued to {issued}" + (f", forwarded to {sender}" if issued != sender.lower() else "")
     msg = add_message(session, case, direction="in", kind="agent", message_id=parsed.message_id,
                       subject=parsed.subject, from_addr=sender, from_name=parsed.from_name, body_text=text,
                       sent_at=parsed.date, inbound_id=inbound.id, route_signal="agent_token",
                       route_detail=detail)
+    store_attachments(session, app, msg, parsed)
+    files = of_message(session, msg.id)
     log_event(session, case, "message_in", actor=sender, at=app.now(), kind="agent", message=msg.id)
     try:
         with session.begin_nested():
-            run_commands(session, app, case, sender, commands, body, about=actions.last_customer_message(session, case))
+            run_commands(session, app, case, sender, commands, body,
+                         about=actions.last_customer_message(session, case), files=files)
     except actions.Rejected as rej:
         inbound.handled = "command_rejected"
         inbound.reason = f"agent command {rej.command} rejected: {'; '.join(rej.reasons)}"[:1000]
@@ -137,7 +143,7 @@ class _Plan:
 
 
 def run_commands(session: Session, app: App, case: Case, actor: str, commands: list[str], body: str,
-                 about: Message | None) -> None:
+                 about: Message | None, files: Sequence[Attachment] = ()) -> None:
     """Apply the command lines, then the text (note / ask / final / close / plain reply).
     `#note text` on one line is a note of its own and leaves the rest of the mail as it is;
     `#note` alone makes the whole text a note. `#ask`, `#close` take their text on their line,
@@ -168,7 +174,7 @@ def run_commands(session: Session, app: App, case: Case, actor: str, commands: l
         else:
             raise actions.Rejected(word, [f"unknown command {word}; known: #note #ask #final #extend #tier "
                                           "#category #priority #assign #close"])
-    _apply_mode(session, app, case, actor, plan, body, about, has_commands=bool(commands))
+    _apply_mode(session, app, case, actor, plan, body, about, files, has_commands=bool(commands))
 
 
 def _joined(*parts: str) -> str:
@@ -176,19 +182,20 @@ def _joined(*parts: str) -> str:
 
 
 def _apply_mode(session: Session, app: App, case: Case, actor: str, plan: _Plan, body: str,
-                about: Message | None, has_commands: bool) -> None:
+                about: Message | None, files: Sequence[Attachment], has_commands: bool) -> None:
+    """The text's part: the mail's files go with what reaches the customer (a note keeps them)."""
     if plan.mode == "note":
         if not _joined(plan.inline, body):
             raise actions.Rejected("#note", ["the note is empty: write it on the #note line or below it"])
         actions.note(session, app, case, actor, _joined(plan.inline, body))
     elif plan.mode == "ask":
-        actions.reply(session, app, case, actor, _joined(plan.inline, body), about=about, ask=True)
+        actions.reply(session, app, case, actor, _joined(plan.inline, body), about=about, ask=True, files=files)
     elif plan.mode == "final":
-        actions.final(session, app, case, actor, body, about=about, at=plan.at)
+        actions.final(session, app, case, actor, body, about=about, at=plan.at, files=files)
     elif plan.mode == "close":
         actions.close(session, app, case, actor, reason=_joined(plan.inline, body))
     elif plan.mode == "reply" and (not has_commands or has_message(body)):
-        actions.reply(session, app, case, actor, body, about=about)
+        actions.reply(session, app, case, actor, body, about=about, files=files)
 
 
 _CLOSINGS = re.compile(r"^(cordialement|bien (à|a) vous|bien cordialement|salutations|merci|bonne journée|"

@@ -10,30 +10,28 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, insert
+from sqlalchemy import bindparam, delete
 from sqlmodel import Session, col, select
 
-from mailbot import blobs
 from mailbot.app import App
 from mailbot.cases import reexamination, staff_mail
 from mailbot.cases.agent_mail import handle_agent_mail
+from mailbot.cases.attachments import store_attachments
 from mailbot.cases.records import add_message, log_event, open_case, set_status
 from mailbot.cases.sla import Opening
 from mailbot.cases.tokens import is_agent_token
 from mailbot.config import BrandConfig
 from mailbot.ingest import writes
 from mailbot.ingest.analysis import extract_for
-from mailbot.mail.attachments import drop_reason, sanitise_filename
 from mailbot.mail.classify import Verdict
 from mailbot.mail.extract import Extracted
 from mailbot.mail.masking import stored_body
 from mailbot.mail.parsing import ParsedMail
 from mailbot.mail.routing import BrandRoute, CaseRoute, find_case, find_case_for_automatic
 from mailbot.mail.senders import customer_contact
-from mailbot.models import Attachment, Case, FailingRecipient, InboundRow, Outbox, StoredMessage
+from mailbot.models import Case, FailingRecipient, InboundRow, Outbox, StoredMessage
 from mailbot.outgoing import responses
 from mailbot.outgoing.audiences import is_staff_kind
-from mailbot.prepared import Prepared
 
 REOPENING_STATUSES = ("answered", "closed")
 
@@ -244,20 +242,7 @@ def _store_message(session: Session, app: App, case: Case, inbound: InboundRow, 
         sent_at=parsed.date,
         inbound_id=inbound.id, route_signal=route.signal, route_detail=route.detail,
     )
-    _store_attachments(session, app, msg, parsed)
+    store_attachments(session, app, msg, parsed)
     log_event(session, case, "message_in", actor=parsed.from_addr or "unknown", at=app.now(),
               kind=kind, message=msg.id, signal=route.signal)
     return msg
-
-
-def _store_attachments(session: Session, app: App, msg: StoredMessage, parsed: ParsedMail) -> None:
-    for i, att in enumerate(parsed.attachments, 1):
-        name = sanitise_filename(att.filename, fallback=f"attachment-{i}")
-        reason = drop_reason(name, len(att.data), app.config.limits)
-        digest = None if reason else blobs.put(session, att.data)
-        _INSERT_ATTACHMENT.scalar(session, {
-            "message_id": msg.id, "filename": name, "content_type": att.content_type[:200],
-            "size": len(att.data), "sha256": digest, "dropped_reason": reason})
-
-
-_INSERT_ATTACHMENT = Prepared(insert(Attachment))

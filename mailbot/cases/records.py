@@ -13,6 +13,7 @@ from mailbot.app import App
 from mailbot.cases import references, rounds, sla
 from mailbot.config import BrandConfig
 from mailbot.ingest import writes
+from mailbot.mail.masking import stored_line
 from mailbot.models import Case, Event, Message, StoredMessage, construct, track, utcnow
 from mailbot.prepared import Prepared
 
@@ -66,8 +67,8 @@ def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email:
         brand=brand.key, year=o.year, seq=seq, channel=channel,
         category=category or brand.default_category,
         priority="urgent" if urgent else "normal", tier=o.tier,
-        language=language or brand.language, subject=subject[:1000],
-        customer_email=customer_email, customer_name=customer_name[:500],
+        language=language or brand.language, subject=stored_line(subject)[:1000],
+        customer_email=customer_email, customer_name=stored_line(customer_name)[:500],
         reply_token=references.new_reply_token(), extracted=extracted or {},
         received_at=received_at, ack_due_at=o.ack_due_at, due_at=o.due_at,
         next_sla_at=o.next_sla_at,  # before the INSERT: no UPDATE
@@ -106,8 +107,8 @@ def add_message(session: Session, case: Case, *, direction: str, kind: str, mess
     has its id from `open_case` on."""
     new_id = _INSERT_MESSAGE.scalar(session, {
         "case_id": case.id, "inbound_id": inbound_id, "direction": direction, "kind": kind,
-        "message_id": message_id, "subject": subject[:1000], "from_addr": from_addr[:500],
-        "from_name": from_name[:500], "body_text": body_text, "sent_at": sent_at, "created_at": utcnow(),
+        "message_id": message_id, "subject": stored_line(subject)[:1000], "from_addr": from_addr[:500],
+        "from_name": stored_line(from_name)[:500], "body_text": body_text, "sent_at": sent_at, "created_at": utcnow(),
         "route_signal": route_signal, "route_detail": route_detail[:1000],
     })
     return StoredMessage(id=int(new_id))

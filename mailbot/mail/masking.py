@@ -1,5 +1,10 @@
 """Masking of bank identifiers (IBANs, payment card numbers) in free text.
 
+The policy (docs/security.md): a card number is never stored nor shown whole (last
+four digits only, in subjects, names and bodies alike); an IBAN is stored whole and
+shown whole only to the brand's own staff (they investigate with it), masked to the
+customer, in logs and in exports (`for_customer`, `mask_sensitive`).
+
 Every pattern here is linear-time: repetitions are bounded and candidates are
 validated in Python (country length table, mod-97, Luhn), never by
 backtracking.
@@ -28,32 +33,40 @@ IBAN_LENGTHS: dict[str, int] = {
     "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
 }  # fmt: skip
 
+# The separators people write between the groups of an IBAN or a card number: spaces
+# (plain, no-break, narrow no-break), hyphens, dots; slashes too for cards.
+_IBAN_SEP = "[ \u00a0\u202f.-]"
 # Per country: code, check digits, then exactly the country's number of
-# alphanumerics, each optionally preceded by one space-like separator.
+# alphanumerics, each optionally preceded by one separator ("FR76 3000 …",
+# "FR76-3000-…", "FR76.3000…"); a separator may also part the code from the check
+# digits ("FR 76 3000 …"), which then must pass the mod-97 check (see _iban_span).
 _IBAN_RE = re.compile(
-    r"(?<![0-9A-Za-z])(?=[A-Za-z]{2}[0-9]{2})(?:"
+    rf"(?<![0-9A-Za-z])(?=[A-Za-z]{{2}}{_IBAN_SEP}?[0-9]{{2}})(?:"
     + "|".join(
-        rf"{country}[0-9]{{2}}(?:[ \u00a0\u202f]?[0-9A-Za-z]){{{length - 4}}}"
+        rf"{country}{_IBAN_SEP}?[0-9]{{2}}(?:{_IBAN_SEP}?[0-9A-Za-z]){{{length - 4}}}"
         for country, length in IBAN_LENGTHS.items()
     )
     + r")(?![0-9A-Za-z])",
     re.IGNORECASE,
 )
-# Where an IBAN match can start: two letters then two digits (what the lookahead of
-# _IBAN_RE asks, with the same IGNORECASE meaning of a letter). Found from the digits, which
-# are rare in text, this is much cheaper than trying _IBAN_RE at every letter.
-_IBAN_HINT = re.compile(r"[0-9](?<=[A-Za-z]{2}[0-9])[0-9]", re.IGNORECASE)
-_SEP = "[ \u00a0\u202f-]"
-# Only card-shaped runs: compact, Amex-like 4-6-5, or groups of four (last one shorter).
-# The start check comes after the first digit (`[0-9](?<![0-9A-Za-z][0-9])`, the same as a
-# leading `(?<![0-9A-Za-z])`) so that the pattern starts with a digit class: the regex
-# engine then skips straight to digits instead of trying the pattern at every position.
+# Where an IBAN match can start: two letters, perhaps a separator, then two digits (what
+# the lookahead of _IBAN_RE asks, with the same IGNORECASE meaning of a letter). Found from
+# the digits, which are rare in text, this is much cheaper than trying _IBAN_RE at every
+# letter. The scan starts three characters before the first digit found.
+_IBAN_HINT = re.compile(
+    rf"[0-9](?:(?<=[A-Za-z]{{2}}[0-9])|(?<=[A-Za-z]{{2}}{_IBAN_SEP}[0-9]))[0-9]", re.IGNORECASE)
+_SEP = "[ \u00a0\u202f./-]"
+# Only card-shaped runs: compact, Amex-like 4-6-5, two groups of eight, or groups of four
+# (last one shorter). The start check comes after the first digit (`[0-9](?<![0-9A-Za-z][0-9])`,
+# the same as a leading `(?<![0-9A-Za-z])`) so that the pattern starts with a digit class:
+# the regex engine then skips straight to digits instead of trying it at every position.
 _CARD_RE = re.compile(
     rf"[0-9](?<![0-9A-Za-z][0-9])(?:[0-9]{{12,18}}|[0-9]{{3}}{_SEP}[0-9]{{6}}{_SEP}[0-9]{{4,5}}"
+    rf"|[0-9]{{7}}{_SEP}[0-9]{{8}}"
     rf"|[0-9]{{3}}(?:{_SEP}[0-9]{{4}}){{2,4}}(?:{_SEP}[0-9]{{1,3}})?)(?![0-9])"
 )
 _SEP_RE = re.compile(_SEP)
-_SEPARATORS = " \u00a0\u202f-"
+_SEPARATORS = " \u00a0\u202f./-"
 
 
 @dataclass(frozen=True)
@@ -81,9 +94,11 @@ def iban_checksum_ok(compact: str) -> bool:
 
 
 def _iban_span(text: str, match: re.Match[str]) -> Span | None:
-    """The IBAN matched; a lower-case country code must also pass the mod-97 check."""
+    """The IBAN matched. An upper-case country code written against its check digits is
+    enough (typos are masked too); a lower-case one, or one set apart ("FR 76 …"), must
+    also pass the mod-97 check."""
     found = match.group(0)
-    if found[:2].isupper() or iban_checksum_ok(_compact(found).upper()):
+    if (found[:2].isupper() and found[2].isdigit()) or iban_checksum_ok(_compact(found).upper()):
         return Span(match.start(), match.end())
     return None
 
@@ -99,13 +114,13 @@ _LUHN_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
 
 def _card_layout_ok(groups: list[str]) -> bool:
-    """Compact, groups of four (last one shorter), or Amex-like 4-6-5/4-6-4."""
+    """Compact, groups of four (last one shorter), Amex-like 4-6-5/4-6-4, or 8-8."""
     if len(groups) == 1:
         return True
     sizes = [len(g) for g in groups]
     if sizes[:-1] == [4] * (len(sizes) - 1) and 1 <= sizes[-1] <= 4:
         return True
-    return sizes in ([4, 6, 5], [4, 6, 4])
+    return sizes in ([4, 6, 5], [4, 6, 4], [8, 8])
 
 
 def _looks_like_card(digits: str) -> bool:
@@ -160,7 +175,7 @@ def iban_spans(text: str) -> list[Span]:
     hint = _IBAN_HINT.search(text)
     if hint is None:
         return []
-    return _scan(text, _IBAN_RE, _iban_span, hint.start() - 2)
+    return _scan(text, _IBAN_RE, _iban_span, max(0, hint.start() - 3))
 
 
 def card_spans(text: str) -> list[Span]:
@@ -238,9 +253,20 @@ def mask_sensitive(text: str) -> str:
 
 
 def stored_body(text: str) -> str:
-    """A message body as it is stored: IBANs and card numbers masked, no NUL (which
-    PostgreSQL refuses in text)."""
-    return mask_sensitive(text).replace("\x00", "")
+    """A message body as it is stored: card numbers masked (never kept whole, PCI DSS),
+    IBANs whole (the brand's staff investigate with them: `for_customer` masks them in
+    what leaves for anyone else), no NUL (which PostgreSQL refuses in text)."""
+    return mask_cards(text).replace("\x00", "")
+
+
+def stored_line(text: str) -> str:
+    """A subject or a name as it is stored: the same policy as `stored_body`."""
+    return mask_cards(text).replace("\x00", "")
+
+
+def for_customer(text: str) -> str:
+    """What a customer, a log or an export may read of stored text: IBANs masked too."""
+    return mask_ibans(text)
 
 
 def mask_and_find(text: str) -> tuple[str, list[str], list[str]]:

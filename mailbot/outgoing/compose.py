@@ -2,7 +2,7 @@
 
 Every header value goes through `clean_header` (no CR/LF injection); non-ASCII
 header text is sent as RFC 2047 encoded-words and the body as UTF-8, text alone
-or multipart/alternative (text + HTML).
+or multipart/alternative (text + HTML), in a multipart/mixed with the files attached.
 
 The mails we send are written out directly (`build`): ASCII headers folded at
 spaces, non-ASCII ones encoded by `email.header.Header`, each body encoded as the
@@ -10,7 +10,7 @@ standard library's `set_content` encodes it (its own `_encode_text`: 7bit, 8bit,
 quoted-printable or base64, whichever it picks). The standard library's
 `EmailMessage` (`build_with_email_message`) gives the same mail, decoded, but
 costs ~6 ms a mail in its header objects; it still builds the rare mail the
-direct path leaves to it (a non-ASCII address, extra headers).
+direct path leaves to it (a non-ASCII address, extra headers, attached files).
 tests/test_compose.py checks that both give the same mail, header by header.
 """
 
@@ -50,6 +50,16 @@ class Outgoing:
     reply_to: str | None = None
     auto_submitted: str | None = "auto-replied"
     extra_headers: dict[str, str] = field(default_factory=dict)
+    attachments: Sequence[OutFile] = ()
+
+
+@dataclass(frozen=True)
+class OutFile:
+    """A file attached to a mail we send."""
+
+    filename: str
+    content_type: str
+    data: bytes
 
 
 def new_message_id(address: str) -> str:
@@ -85,7 +95,7 @@ def build(out: Outgoing, date: datetime) -> bytes:
         return build_with_email_message(out, date, utf8=True)
     out = replace(out, from_addr=idna_address(out.from_addr), to_addr=idna_address(out.to_addr),
                   reply_to=idna_address(out.reply_to) if out.reply_to else out.reply_to)
-    if out.extra_headers:
+    if out.extra_headers or out.attachments:
         return build_with_email_message(out, date)
     head = [
         _address_line("From", out.from_name, out.from_addr),
@@ -223,4 +233,9 @@ def build_with_email_message(out: Outgoing, date: datetime, utf8: bool = False) 
     msg.set_content(out.text, charset="utf-8")
     if out.html:
         msg.add_alternative(out.html, subtype="html", charset="utf-8")
+    for f in out.attachments:
+        maintype, _, subtype = f.content_type.lower().partition("/")
+        if not (maintype.isascii() and subtype.isascii() and maintype and subtype) or maintype == "multipart":
+            maintype, subtype = "application", "octet-stream"
+        msg.add_attachment(f.data, maintype=maintype, subtype=subtype, filename=clean_header(f.filename))
     return msg.as_bytes()

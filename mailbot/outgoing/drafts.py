@@ -16,12 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from mailbot.app import App
-from mailbot.models import Case, Message, Outbox
-from mailbot.outgoing.audiences import RecipientNotStaff, is_staff_kind
-from mailbot.outgoing.compose import Outgoing, build
+from mailbot.mail.masking import for_customer
+from mailbot.models import Attachment, Blob, Case, Message, Outbox
+from mailbot.outgoing.audiences import RecipientNotStaff, customer_view, is_staff_kind
+from mailbot.outgoing.compose import OutFile, Outgoing, build
 from mailbot.outgoing.responses import context, reply_address
 
 
@@ -66,6 +68,7 @@ def render_drafts(session: Session, app: App, rows: Sequence[Outbox], at: dateti
                 threads[case_id].append((msg_id, message_id))
             if message_id in mids:
                 records.setdefault((case_id, message_id), msg_id)
+    files = _Files.read(session, app, rows, cases, abouts)
     out: dict[int, Draft | Exception] = {}
     for row in rows:
         assert row.id is not None
@@ -74,10 +77,60 @@ def render_drafts(session: Session, app: App, rows: Sequence[Outbox], at: dateti
             if case is None:
                 raise ValueError(f"outbox row {row.id} has no case and no raw bytes")
             about = abouts.get(row.about_id) if row.about_id else None
-            out[row.id] = _draft(app, row, case, about, threads[case.id or 0], records, at)
+            out[row.id] = _draft(app, row, case, about, threads[case.id or 0], records, at, files)
         except Exception as exc:  # noqa: BLE001 - one row's error is that row's, not the batch's
             out[row.id] = exc
     return out
+
+
+# Staff mail about a customer message lists its files and attaches them (up to the brand's
+# staff_attachments_max); mail to the customer attaches the agent's files it names.
+LISTS_FILES = frozenset({"agent_notification", "urgent_alert", "assignment"})
+
+
+@dataclass
+class _Files:
+    """The attachments a batch of rows lists or carries, read with two queries."""
+
+    by_message: dict[int, list[tuple[int, Attachment]]]  # message id -> (n in its case, attachment)
+    by_id: dict[int, Attachment]
+    data: dict[str, bytes]
+
+    @classmethod
+    def read(cls, session: Session, app: App, rows: Sequence[Outbox], cases: dict[int | None, Case],
+             abouts: dict[int | None, Message]) -> _Files:
+        listing = {r.case_id for r in rows if r.kind in LISTS_FILES and r.about_id}
+        wanted = {i for r in rows if not is_staff_kind(r.kind) for i in (r.context or {}).get("attachments", [])}
+        files = cls({}, {}, {})
+        if listing or wanted:
+            stmt = (select(Attachment, Message.case_id).join(Message, col(Message.id) == Attachment.message_id)
+                    .where(or_(col(Message.case_id).in_(listing), col(Attachment.id).in_(wanted)))
+                    .order_by(col(Message.case_id), col(Attachment.message_id), col(Attachment.id)))
+            counts: dict[int, int] = defaultdict(int)
+            for att, case_id in session.exec(stmt):
+                counts[case_id] += 1
+                files.by_message.setdefault(att.message_id, []).append((counts[case_id], att))
+                files.by_id[att.id or 0] = att
+        digests = {a.sha256 for r in rows for a in files.to_attach(app, r, cases.get(r.case_id)) if a.sha256}
+        if digests:
+            files.data = dict(session.exec(select(Blob.sha256, Blob.data).where(col(Blob.sha256).in_(digests))).all())
+        return files
+
+    def listed(self, row: Outbox) -> list[tuple[int, Attachment]]:
+        return self.by_message.get(row.about_id or 0, []) if row.kind in LISTS_FILES else []
+
+    def to_attach(self, app: App, row: Outbox, case: Case | None) -> list[Attachment]:
+        """The files that go with the mail: the agent's (all of them: checked when queued), or
+        the customer's while they fit the brand's staff_attachments_max."""
+        if not is_staff_kind(row.kind):
+            return [self.by_id[i] for i in (row.context or {}).get("attachments", []) if i in self.by_id]
+        room = app.config.brand(case.brand).staff_attachments_max if case else 0
+        out = []
+        for _, att in self.listed(row):
+            if att.sha256 and att.size <= room:
+                out.append(att)
+                room -= att.size
+        return out
 
 
 def _check_staff_row(app: App, row: Outbox, case: Case) -> None:
@@ -89,21 +142,33 @@ def _check_staff_row(app: App, row: Outbox, case: Case) -> None:
 
 
 def _draft(app: App, row: Outbox, case: Case, about: Message | None, ids: Sequence[tuple[int, str]],
-           records: dict[tuple[int, str], int], at: datetime) -> Draft:
+           records: dict[tuple[int, str], int], at: datetime, files: _Files) -> Draft:
     brand = app.config.brand(case.brand)
     if is_staff_kind(row.kind):
         _check_staff_row(app, row, case)
     extra = dict(row.context or {})
     if row.reply_to:
         extra["reply_address"] = row.reply_to
-    rendered = app.renderer.render(brand.key, row.language or case.language, row.kind,
-                                   context(app, case, about, **extra))
+    attach = files.to_attach(app, row, case)
+    if row.kind in LISTS_FILES:
+        attached = {a.id for a in attach}
+        extra["attachments"] = [{"n": n, "filename": a.filename, "content_type": a.content_type, "size": a.size,
+                                 "kept": a.sha256 is not None, "attached": a.id in attached,
+                                 "dropped_reason": a.dropped_reason or ""} for n, a in files.listed(row)]
+    ctx = context(app, case, about, **extra)
+    staff = is_staff_kind(row.kind)
+    if not staff:
+        ctx = customer_view(ctx, customer_text="text" not in extra.get("message", {}))
+    rendered = app.renderer.render(brand.key, row.language or case.language, row.kind, ctx)
     thread = thread_of(ids, about)
     out = Outgoing(
-        from_addr=row.from_addr, from_name=brand.name, to_addr=row.to_addr, to_name=row.to_name,
+        from_addr=row.from_addr, from_name=brand.name, to_addr=row.to_addr,
+        to_name=row.to_name if staff else for_customer(row.to_name),
         subject=f"[{case.ref}] {rendered.subject}", text=rendered.text, html=rendered.html,
         message_id=row.message_id, in_reply_to=thread[-1] if thread else None, references=thread,
         reply_to=row.reply_to or reply_address(brand, case.reply_token),
         auto_submitted="auto-replied" if row.automatic else None,
+        attachments=tuple(OutFile(a.filename, a.content_type, files.data[a.sha256]) for a in attach
+                          if a.sha256 in files.data),
     )
     return Draft(build(out, at), records.get((case.id or 0, row.message_id)), out.subject[:1000], rendered.text)

@@ -106,6 +106,7 @@ def context(app: App, case: Case, about: Message | None = None, **extra: Any) ->
         "assignee": {"name": "", "email": ""},
         "assigned_by": "",
         "closure": {"reason": ""},
+        "attachments": [],
         "security": {"sender": "", "reason": ""},
         "delivery": {"to": "", "kind": "", "error": "", "permanent": False},
         "ack": {"why": "", "detail": ""},

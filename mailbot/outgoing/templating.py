@@ -46,6 +46,9 @@ Context keys (every template must render with :func:`sample_context`)
 - ``assignee``: {name, email} (the agent the case is assigned to; empty strings when none)
 - ``assigned_by``: who assigned the case (assignment)
 - ``closure``: {reason} (closure_notice: why a case is closed before any final response)
+- ``attachments``: [{n (its number in the case: `mailbot cases attachment REF N`), filename,
+  content_type, size (bytes), kept (bool), attached (bool: the file is attached to this mail),
+  dropped_reason}] - the files of the message a staff notification is about
 - ``security``: {sender, reason}
 - ``delivery``: {to, kind, error, permanent (bool: refused for good by the relay, not retried)} - the
   mail that failed, for ``delivery_failure``
@@ -58,7 +61,7 @@ ack) get empty defaults when the caller leaves them out.  The renderer adds ``la
 rendered), ``kind`` and, for the HTML part, ``subject``.
 
 Filters: ``date`` ("mardi 1er décembre 2026" / "Tuesday 1 December 2026"), ``datetime`` (the same
-plus " à 14:00" / " at 14:00"), ``missing_label`` (missing-item key -> human label), ``money``
+plus " à 14:00" / " at 14:00"), ``filesize`` (12345 -> "12 Ko" / "12 KB"), ``missing_label`` (missing-item key -> human label), ``money``
 ({value, currency} -> "1 234,56 EUR" / "EUR 1,234.56").
 """
 
@@ -206,6 +209,19 @@ def format_datetime(value: Any, language: str = "fr") -> str:
     if isinstance(d, datetime):
         text += f"{_AT[_table_lang(language)]}{d:%H:%M}"
     return text
+
+
+def format_filesize(size: Any, language: str = "fr") -> str:
+    """12345 -> '12 Ko' (fr) / '12 KB' (en); bytes below 1 kB, one decimal from 1 MB."""
+    n = int(size or 0)
+    units = ("o", "Ko", "Mo", "Go") if language == "fr" else ("B", "KB", "MB", "GB")
+    if n < 1000:
+        return f"{n} {units[0]}"
+    value, unit = n / 1000, 1
+    while value >= 1000 and unit < 3:
+        value, unit = value / 1000, unit + 1
+    text = f"{value:.0f}" if unit == 1 else f"{value:.1f}"
+    return f"{text.replace('.', ',') if language == 'fr' else text} {units[unit]}"
 
 
 def missing_label(key: Any, language: str = "fr") -> str:
@@ -384,6 +400,14 @@ def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, 
         "assigned_by": f"supervisor@{domain}",
         "closure": {"reason": "vous nous avez indiqué que le virement est bien arrivé" if fr
                     else "you told us the transfer has arrived"},
+        "attachments": [
+            {"n": 1, "filename": "releve-novembre.pdf", "content_type": "application/pdf", "size": 182_344,
+             "kept": True, "attached": True, "dropped_reason": ""},
+            {"n": 2, "filename": "video-ecran.mp4", "content_type": "video/mp4", "size": 48_000_000,
+             "kept": True, "attached": False, "dropped_reason": ""},
+            {"n": 3, "filename": "setup.exe", "content_type": "application/octet-stream", "size": 90_000,
+             "kept": False, "attached": False, "dropped_reason": "blocked file type .exe"},
+        ],
         "security": {
             "sender": "intrus@example.net",
             "reason": "commande d'agent envoyée depuis une adresse non autorisée"
@@ -436,6 +460,7 @@ def _empty_kind_context() -> dict[str, Any]:
         "assignee": {"name": "", "email": ""},
         "assigned_by": "",
         "closure": {"reason": ""},
+        "attachments": [],
         "security": {"sender": "", "reason": ""},
         "delivery": {"to": "", "kind": "", "error": "", "permanent": False},
         "ack": {"why": "", "detail": ""},
@@ -509,6 +534,7 @@ class Renderer:
         env.filters["datetime"] = partial(format_datetime, language=language)
         env.filters["missing_label"] = partial(missing_label, language=language)
         env.filters["money"] = partial(format_money, language=language)
+        env.filters["filesize"] = partial(format_filesize, language=language)
         return env
 
     # -- rendering ---------------------------------------------------------
