@@ -190,3 +190,14 @@ def test_a_supervisor_downloads_the_register_of_their_brands(web_app: App, tmp_p
     lines = r.text.splitlines()
     assert lines[0].startswith("reference,round") and len(lines) == 2 and lines[1].startswith("KP-2026-000001")
     assert sign_in(web_app, tmp_path, AGENT).get("/staff/register.csv").status_code == 404
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # (PostgreSQL's plan depends on the table's size)
+def test_the_queue_and_dashboard_counts_read_the_index_alone(web_app: App) -> None:
+    from sqlalchemy import text
+
+    with web_app.engine.connect() as conn:
+        for where in ("brand = 'kalra-plus' AND status IN ('new', 'acknowledged', 'in_progress')",
+                      "brand = 'kalra-plus' AND status IN ('new', 'acknowledged') AND due_at < '2026-12-01'"):
+            plan = " ".join(str(r[-1]) for r in conn.execute(text(f"EXPLAIN QUERY PLAN SELECT count(*) FROM cases WHERE {where}")))
+            assert "COVERING INDEX ix_cases_brand_status_due" in plan, plan
