@@ -21,7 +21,7 @@ from mailbot.cases.records import add_message, log_event, set_status
 from mailbot.cases.staff_mail import send_staff_mail
 from mailbot.config import AgentConfig
 from mailbot.mail.masking import stored_body
-from mailbot.models import Attachment, Case, Message
+from mailbot.models import Attachment, Case, Message, track
 from mailbot.outgoing.responses import send_case_mail
 
 SECTION_HEADINGS: dict[str, tuple[str, ...]] = {
@@ -40,6 +40,7 @@ OUTCOMES = {"accepte": "accepted", "accepted": "accepted", "favorable": "accepte
             "partiellement accepte": "partially_accepted", "partially accepted": "partially_accepted",
             "partial": "partially_accepted", "rejete": "rejected", "refuse": "rejected",
             "rejected": "rejected", "defavorable": "rejected"}
+TIER_REASONS = ("complex", "exceptional")  # tiers whose notice has a reason of its own (_extension_reason)
 TIERS_ALIASES = {"simple": "simple", "complex": "complex", "complexe": "complex",
                  "exceptional": "exceptional", "exceptionnel": "exceptional", "standard": "standard"}
 
@@ -165,38 +166,69 @@ def final(session: Session, app: App, case: Case, actor: str, text: str, *, abou
 
 
 def extend(session: Session, app: App, case: Case, actor: str, days: int, reason: str) -> None:
-    """Extend the deadline by N business days and tell the customer why."""
+    """Extend the deadline by N business days and tell the customer why; refused past the
+    legal caps (mailbot.cases.rounds)."""
     reason = stored_body(reason)
     _require_open(case, "#extend")
     if days <= 0 or days > 60:
         raise Rejected("#extend", [f"N must be between 1 and 60 business days, got {days}"])
     if not reason.strip():
         raise Rejected("#extend", ["a reason is required: the customer is told why"])
-    brand = app.config.brand(case.brand)
-    old = case.due_at
+    cal = app.calendar(case.brand)
+    assert case.due_at is not None
+    _move_promised_date(session, app, case, actor, "#extend", cal.add_business_days(case.due_at, days), reason)
     if case.round_number == 1:
         case.extended_days += days
-    late = rounds.move_due(session, case, app.calendar(brand).add_business_days(case.due_at or app.now(), days),
-                           app.now())
-    log_event(session, case, "deadline", actor=actor, at=app.now(), old=old.isoformat() if old else None,
-              new=case.due_at.isoformat(), reason=reason, days=days, late=late)
-    new_local = app.calendar(brand).local(case.due_at).isoformat()
-    send_case_mail(session, app, case, "extension", to_addr=case.customer_email, to_name=case.customer_name,
-                   automatic=False, ctx_extra={"extension": {"new_due_at": new_local, "reason": reason,
-                                                              "days": days}})
-    sla.reschedule(session, case, brand)
 
 
-def set_tier(session: Session, app: App, case: Case, actor: str, tier: str) -> None:
+def set_tier(session: Session, app: App, case: Case, actor: str, tier: str, reason: str = "") -> None:
+    """Change the case's tier, and with it the date promised for the first answer: the
+    customer is told the new date and why (the tier's own reason unless one is given;
+    `sla.reasons_required`: one must be given). Refused past the legal caps."""
+    _require_open(case, "#tier")
+    reason = stored_body(reason)
     brand = app.config.brand(case.brand)
     tier = TIERS_ALIASES.get(tier.lower(), tier.lower())
     if tier not in brand.sla.tiers:
         raise Rejected("#tier", [f"unknown tier {tier!r}; {brand.name} has {', '.join(brand.sla.tiers)}"])
-    old, case.tier = case.tier, tier
-    late = rounds.move_due(session, case, sla.resolution_due(brand, app.calendar(brand), case.received_at, tier,
-                                                              case.extended_days), app.now())
-    log_event(session, case, "tier", actor=actor, at=app.now(), old=old, new=tier, due_at=case.due_at.isoformat(),
-              late=late)
+    if case.round_number > 1:
+        raise Rejected("#tier", ["the tier sets the first answer's date; a re-examination has its own "
+                                 "deadline (use #extend N reason)"])
+    new_due = sla.resolution_due(brand, app.calendar(brand), case.received_at, tier, case.extended_days)
+    if brand.sla.reasons_required and new_due != case.due_at and not reason.strip():
+        raise Rejected("#tier", [f"a reason is required ({brand.name} tells the customer why the date "
+                                 "moves): #tier TIER reason"])
+    old = case.tier
+    if new_due != case.due_at:
+        _move_promised_date(session, app, case, actor, "#tier", new_due, reason, tier=tier)
+    case.tier = tier
+    track(session, case)
+    log_event(session, case, "tier", actor=actor, at=app.now(), old=old, new=tier, due_at=case.due_at.isoformat()
+              if case.due_at else None)
+
+
+def _move_promised_date(session: Session, app: App, case: Case, actor: str, command: str, new_due: datetime,
+                        reason: str, tier: str = "") -> None:
+    """Move the current round's promised date, within the legal caps, and send the customer
+    the notice: the new date and the reason. Checks everything before changing anything."""
+    brand = app.config.brand(case.brand)
+    cal = app.calendar(brand)
+    rnd = rounds.current(session, case)
+    # the notice of a move to a tier of TIER_REASONS gives that tier's reason when no other is given
+    told_why = reason.strip() or ("tier" if tier in TIER_REASONS else "")
+    problems = rounds.cap_problems(brand, cal, rnd.received_at, new_due, told_why)
+    if problems:
+        raise Rejected(command, problems)
+    old = case.due_at
+    assert old is not None
+    late = rounds.move_due(session, case, new_due, app.now())
+    log_event(session, case, "deadline", actor=actor, at=app.now(), old=old.isoformat(), new=new_due.isoformat(),
+              reason=reason, days=cal.business_days_between(old, new_due), late=late, command=command)
+    send_case_mail(session, app, case, "extension", to_addr=case.customer_email, to_name=case.customer_name,
+                   automatic=False, ctx_extra={"extension": {
+                       "new_due_at": cal.local(new_due).isoformat(), "old_due_at": cal.local(old).isoformat(),
+                       "reason": reason.strip(), "days": abs(cal.business_days_between(old, new_due)),
+                       "earlier": new_due < old, "tier": tier}})
     sla.reschedule(session, case, brand)
 
 

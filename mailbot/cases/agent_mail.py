@@ -164,7 +164,8 @@ def run_commands(session: Session, app: App, case: Case, actor: str, commands: l
                 raise actions.Rejected("#extend", ["usage: #extend N reason (N business days)"])
             actions.extend(session, app, case, actor, int(days), reason)
         elif word == "#tier":
-            actions.set_tier(session, app, case, actor, arg)
+            tier, _, reason = arg.partition(" ")
+            actions.set_tier(session, app, case, actor, tier, reason)
         elif word == "#category":
             actions.set_category(session, app, case, actor, arg)
         elif word == "#priority":

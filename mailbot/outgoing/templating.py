@@ -33,7 +33,8 @@ Context keys (every template must render with :func:`sample_context`)
   agents, the agent token address)
 - ``status_url``: the case's status page for the customer (signed link; "" without a web side)
 - ``signin``: {url, expires_at, minutes} (the staff sign-in link, ``staff_signin`` only)
-- ``extension``: {new_due_at, reason, days}
+- ``extension``: {new_due_at, old_due_at, reason, days, earlier (bool: the new date comes sooner),
+  tier (the new tier when a tier change moved the date, else "")}
 - ``reminder``: {percent (0-100, share of the time elapsed), due_at}
 - ``final``: {sections: {summary, explanation, steps, corrective_measures, solution} (strings; when
   all are empty the agent's ``message.text`` is shown instead), outcome ("accepted" |
@@ -256,8 +257,10 @@ _COMMANDS = (
      "final response to the customer (the text follows)"),
     ("#extend N raison", "prolonge le délai de N jours ouvrés, la raison est envoyée au client",
      "extend the deadline by N business days; the reason is sent to the customer"),
-    ("#tier", "change le niveau de délai (ex. : #tier complex)",
-     "change the deadline tier (e.g. #tier complex)"),
+    ("#tier", "change le niveau de délai, le client reçoit la nouvelle date et la raison "
+     "(ex. : #tier complex analyse des relevés)",
+     "change the deadline tier; the customer is sent the new date and the reason "
+     "(e.g. #tier complex review of the statements)"),
     ("#category", "change la catégorie (ex. : #category frais)",
      "change the category (e.g. #category frais)"),
     ("#priority", "change la priorité (ex. : #priority urgent)",
@@ -381,6 +384,9 @@ def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, 
             if fr
             else "in-depth analysis of the operations with our payment partner",
             "days": 10,
+            "old_due_at": due,
+            "earlier": False,
+            "tier": "",
         },
         "reminder": {"percent": 80, "due_at": due},
         "final": {
@@ -444,7 +450,8 @@ def _empty_kind_context() -> dict[str, Any]:
     return {
         "status_url": "",
         "signin": {"url": "", "minutes": 0, "expires_at": ""},
-        "extension": {"new_due_at": "", "reason": "", "days": 0},
+        "extension": {"new_due_at": "", "reason": "", "days": 0, "old_due_at": "", "earlier": False,
+                      "tier": ""},
         "reminder": {"percent": 0, "due_at": ""},
         "final": {
             "sections": dict.fromkeys(
@@ -696,6 +703,7 @@ def _check_variants(brand: str, language: str) -> list[dict[str, Any]]:
     )
     urgent["brand"]["postal_address"] = ""
     urgent["brand"]["mediator"].update(postal_address="", email="")
+    urgent["extension"].update(earlier=True, reason="", tier="simple")
     sparse = {**sample_context(brand, name, language), **_empty_kind_context()}
     sparse["case"].update(customer_name="", subject="", extracted={
         "amounts": [], "fact_dates": [], "references": [], "operation_types": [],

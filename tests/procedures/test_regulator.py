@@ -139,3 +139,61 @@ def test_an_english_answer_gets_the_english_mediation_paragraph(desk: Desk) -> N
     assert "you can refer the matter to the independent mediator, as a last resort and free of charge:" in final.text
     assert "saisir" not in final.text and "Vos recours" not in final.text
     assert desk.app.config.brand("kalra-plus").mediator.website in final.text  # type: ignore[union-attr]
+
+
+# -- the promised date moves only with a notice, and only within the law ----------------------
+
+
+def test_a_tier_change_tells_the_customer_the_new_date_and_why(desk: Desk) -> None:
+    desk.at("2026-11-23T10:00:00+01:00")
+    ref = desk.mail_in()  # simple tier: due Monday 30 November
+    desk.new_mails()
+    desk.at("2026-11-24T10:00:00+01:00")
+    desk.agent_reply(ref, "#tier exceptional", agent="agent@kalra-plus.com")
+    [notice] = desk.new_mails()
+    assert notice.to == "marie.dupont@example.org"
+    assert notice.subject == f"[{ref}] Prolongation du délai de traitement de votre réclamation"
+    assert "Raison de ce délai supplémentaire : votre réclamation relève d'une situation exceptionnelle ou " \
+           "complexe." in notice.text
+    assert "Vous recevrez notre réponse au plus tard le mercredi 6 janvier 2027, au lieu du lundi 30 novembre " \
+           "2026 annoncé." in notice.text
+    assert desk.show(ref)["due_at"] == "2027-01-06T22:59:59+00:00"
+    desk.agent_reply(ref, "#tier simple", agent="agent@kalra-plus.com")  # and back: sooner, also told
+    [sooner] = desk.new_mails()
+    assert sooner.subject == f"[{ref}] Nouvelle date de réponse à votre réclamation"
+    assert "nous vous répondrons au plus tard le lundi 30 novembre 2026, et non plus le mercredi 6 janvier " \
+           "2027" in sooner.text
+
+
+def test_an_extension_past_the_payment_services_cap_is_refused_and_changes_nothing(desk: Desk) -> None:
+    desk.at("2026-11-23T10:00:00+01:00")
+    ref = desk.mail_in()
+    desk.new_mails()
+    desk.at("2026-11-24T10:00:00+01:00")
+    p = desk.fresh("cases", "extend", ref, "40", "analyse complémentaire", rc=65)
+    assert "the new date 2027-01-27 is past the legal limit of 35 business days for payment services (PSD2): " \
+           "the latest allowed date is 2027-01-13" in p.stderr
+    assert desk.show(ref)["due_at"] == "2026-11-30T22:59:59+00:00" and desk.new_mails() == []
+    desk.run("cases", "extend", ref, "25", "analyse complémentaire")  # 30 business days: allowed, with its reason
+    [notice] = desk.new_mails()
+    assert "Raison de ce délai supplémentaire : analyse complémentaire" in notice.text
+    assert "au plus tard le mercredi 6 janvier 2027" in notice.text
+    desk.agent_reply(ref, "#extend 10 encore une vérification", agent="agent@kalra-plus.com")
+    [rejection] = desk.new_mails()
+    assert rejection.to == "agent@kalra-plus.com"
+    assert "the latest allowed date is 2027-01-13" in rejection.text
+    assert desk.show(ref)["due_at"] == "2027-01-06T22:59:59+00:00"
+
+
+def test_a_platform_complaint_is_answered_within_two_months(desk: Desk) -> None:
+    desk.at("2026-11-23T10:00:00-04:00")
+    ref = desk.mail_in(to="info@divikeys.com")  # 15 business days: due 14 December
+    desk.new_mails()
+    desk.agent_reply(ref, "#extend 30 audit du porteur de projet", agent="agent@divikeys.com")
+    [rejection] = desk.new_mails()
+    assert "past the legal limit of 2 months from receipt (ACPR): the latest allowed date is 2027-01-23" \
+           in rejection.text
+    desk.agent_reply(ref, "#extend 20 audit du porteur de projet", agent="agent@divikeys.com")
+    [notice] = desk.new_mails()
+    assert notice.to == "marie.dupont@example.org"
+    assert "Raison de ce délai supplémentaire : audit du porteur de projet" in notice.text
