@@ -105,7 +105,7 @@ def note(session: Session, app: App, case: Case, actor: str, text: str) -> None:
     """An internal note: recorded, never sent to the customer."""
     text = stored_body(text)
     add_message(session, case, direction="int", kind="note", message_id=None, subject="note",
-                from_addr=actor, body_text=text)
+                from_addr=actor, body_text=text, created_at=app.now())
     log_event(session, case, "note", actor=actor, at=app.now())
 
 

@@ -17,7 +17,7 @@ from datetime import datetime, tzinfo
 from sqlmodel import Session
 
 from mailbot.app import App
-from mailbot.cases import actions
+from mailbot.cases import actions, reexamination
 from mailbot.cases.attachments import of_message, store_attachments
 from mailbot.cases.records import add_message, log_event
 from mailbot.cases.staff_mail import send_staff_mail, send_to_role
@@ -67,7 +67,7 @@ def handle_agent_mail(session: Session, app: App, inbound: InboundRow, parsed: P
     msg = add_message(session, case, direction="in", kind="agent", message_id=parsed.message_id,
                       subject=parsed.subject, from_addr=sender, from_name=parsed.from_name, body_text=text,
                       sent_at=parsed.date, inbound_id=inbound.id, route_signal="agent_token",
-                      route_detail=detail)
+                      route_detail=detail, created_at=app.now())
     store_attachments(session, app, msg, parsed)
     files = of_message(session, msg.id)
     log_event(session, case, "message_in", actor=sender, at=app.now(), kind="agent", message=msg.id)
@@ -172,9 +172,14 @@ def run_commands(session: Session, app: App, case: Case, actor: str, commands: l
             actions.set_priority(session, app, case, actor, arg.lower())
         elif word == "#assign":
             actions.assign(session, app, case, actor, arg.lower())
+        elif word == "#reexamine":
+            try:
+                reexamination.by_agent(session, app, case, actor, arg)
+            except reexamination.NotReopenable as exc:
+                raise actions.Rejected("#reexamine", [str(exc)]) from None
         else:
             raise actions.Rejected(word, [f"unknown command {word}; known: #note #ask #final #extend #tier "
-                                          "#category #priority #assign #close"])
+                                          "#category #priority #assign #close #reexamine"])
     _apply_mode(session, app, case, actor, plan, body, about, files, has_commands=bool(commands))
 
 

@@ -27,13 +27,12 @@ from mailbot.mail.classify import Verdict
 from mailbot.mail.extract import Extracted
 from mailbot.mail.masking import stored_body
 from mailbot.mail.parsing import ParsedMail
+from mailbot.mail.quotes import strip_reply
 from mailbot.mail.routing import BrandRoute, CaseRoute, find_case, find_case_for_automatic
 from mailbot.mail.senders import customer_contact
 from mailbot.models import Case, FailingRecipient, InboundRow, Outbox, StoredMessage
 from mailbot.outgoing import responses
 from mailbot.outgoing.audiences import is_staff_kind
-
-REOPENING_STATUSES = ("answered", "closed")
 
 
 def case_language(brand: BrandConfig, facts: Extracted) -> str:
@@ -148,9 +147,9 @@ def _follow_up(session: Session, app: App, inbound: InboundRow, parsed: ParsedMa
     if _from_staff(app, case, parsed):
         return _hold_staff_message(session, app, inbound, parsed, found)
     msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")
-    if case.status in REOPENING_STATUSES:
-        reexamination.reopen(session, app, case, msg, received_at, actor=case.customer_email,
-                             reason="customer wrote after the final response")
+    if case.status in reexamination.REOPENABLE:
+        reexamination.after_answer(session, app, case, msg, subject=parsed.subject,
+                                   new_text=strip_reply(parsed.text, parsed.html), received_at=received_at)
     elif case.status == "waiting_customer":
         set_status(session, case, "in_progress", actor=case.customer_email, reason="customer replied")
     staff_mail.notify_customer_message(session, app, case, msg)
@@ -241,6 +240,7 @@ def _store_message(session: Session, app: App, case: Case, inbound: InboundRow, 
         body_text=parsed.masked_text if parsed.masked_text is not None else stored_body(parsed.text),
         sent_at=parsed.date,
         inbound_id=inbound.id, route_signal=route.signal, route_detail=route.detail,
+        created_at=app.now(),
     )
     store_attachments(session, app, msg, parsed)
     log_event(session, case, "message_in", actor=parsed.from_addr or "unknown", at=app.now(),

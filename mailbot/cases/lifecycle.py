@@ -24,7 +24,7 @@ from mailbot import db
 from mailbot.app import App
 from mailbot.cases.records import log_event, set_status
 from mailbot.cases.search import forget_erased
-from mailbot.cases.sla import SlaPoint, marked, reschedule, sla_points
+from mailbot.cases.sla import SlaPoint, marked, reschedule, round_start, sla_points
 from mailbot.cases.staff_mail import send_to_role
 from mailbot.config import BrandConfig
 from mailbot.models import (
@@ -63,7 +63,7 @@ def sla_sweep(app: App) -> str:
 def _sweep_case(session: Session, app: App, case: Case, now: datetime) -> int:
     brand = app.config.brand(case.brand)
     done = marked(session, case)
-    due = [p for p in sla_points(case, brand) if p.key not in done and p.at <= now]
+    due = [p for p in sla_points(case, brand, round_start(session, case)) if p.key not in done and p.at <= now]
     # Only the latest reminder is worth sending when several came due at once.
     reminders = [p for p in due if p.kind == "reminder"]
     fired = 0

@@ -102,13 +102,15 @@ def _insert_case(session: Session, case: Case) -> None:
 def add_message(session: Session, case: Case, *, direction: str, kind: str, message_id: str | None,
                 subject: str, from_addr: str, from_name: str = "", body_text: str = "",
                 sent_at: datetime | None = None, inbound_id: int | None = None,
-                route_signal: str = "", route_detail: str = "") -> StoredMessage:
+                route_signal: str = "", route_detail: str = "", created_at: datetime | None = None
+                ) -> StoredMessage:
     """One prepared INSERT (at least one per mail received, so no ORM object). Every case
-    has its id from `open_case` on."""
+    has its id from `open_case` on. `created_at`: the app's clock (default: the system's)."""
     new_id = _INSERT_MESSAGE.scalar(session, {
         "case_id": case.id, "inbound_id": inbound_id, "direction": direction, "kind": kind,
         "message_id": message_id, "subject": stored_line(subject)[:1000], "from_addr": from_addr[:500],
-        "from_name": stored_line(from_name)[:500], "body_text": body_text, "sent_at": sent_at, "created_at": utcnow(),
+        "from_name": stored_line(from_name)[:500], "body_text": body_text, "sent_at": sent_at,
+        "created_at": created_at or utcnow(),
         "route_signal": route_signal, "route_detail": route_detail[:1000],
     })
     return StoredMessage(id=int(new_id))

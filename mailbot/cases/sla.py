@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from mailbot.cases.business_days import BusinessCalendar
 from mailbot.config import BrandConfig
-from mailbot.models import Case, SlaMark, track
+from mailbot.models import Case, Round, SlaMark, track
 
 OPEN_STATUSES = ("new", "acknowledged", "in_progress", "waiting_customer", "reexamination")
 
@@ -62,9 +62,18 @@ class SlaPoint:
     percent: int = 0
 
 
-def sla_points(case: Case, brand: BrandConfig) -> list[SlaPoint]:
-    """Every point of the case's current deadline, in time order (pure)."""
-    return _points(case.status, case.received_at, case.ack_due_at, case.due_at, brand)
+def sla_points(case: Case, brand: BrandConfig, start: datetime | None = None) -> list[SlaPoint]:
+    """Every point of the case's current deadline, in time order (pure). `start`: when the
+    current round began (a re-examination's receipt; default: the case's)."""
+    return _points(case.status, start or case.received_at, case.ack_due_at, case.due_at, brand)
+
+
+def round_start(session: Session, case: Case) -> datetime:
+    """When the case's current round began: its receipt, or its re-examination's."""
+    if case.round_number <= 1 or case.id is None:
+        return case.received_at
+    return session.exec(select(Round.received_at).where(Round.case_id == case.id,
+                                                        Round.number == case.round_number)).one()
 
 
 def _points(status: str, received_at: datetime, ack_due_at: datetime | None, due_at: datetime | None,
@@ -88,13 +97,14 @@ def marked(session: Session, case: Case) -> set[str]:
     return set(session.exec(select(SlaMark.point).where(SlaMark.case_id == case.id)).all())
 
 
-def next_at(case: Case, brand: BrandConfig, done: set[str]) -> datetime | None:
+def next_at(case: Case, brand: BrandConfig, done: set[str], start: datetime | None = None) -> datetime | None:
     """When the case's first SLA point not in `done` falls due (pure)."""
-    pending = [p.at for p in sla_points(case, brand) if p.key not in done]
+    pending = [p.at for p in sla_points(case, brand, start) if p.key not in done]
     return min(pending) if pending else None
 
 
 def reschedule(session: Session, case: Case, brand: BrandConfig) -> None:
     """Recompute `next_sla_at` after any change of status or deadline."""
-    case.next_sla_at = next_at(case, brand, marked(session, case) if case.id is not None else set())
+    case.next_sla_at = next_at(case, brand, marked(session, case) if case.id is not None else set(),
+                               round_start(session, case))
     track(session, case)

@@ -145,7 +145,7 @@ def cases_new(args: argparse.Namespace, app: App) -> int:
                          actor="cli")
         add_message(s, case, direction="in", kind="customer", message_id=None, subject=case.subject,
                     from_addr=case.customer_email, from_name=args.name, body_text=args.summary,
-                    sent_at=received, route_signal="manual", route_detail=f"registered by hand ({args.channel})")
+                    sent_at=received, route_signal="manual", route_detail=f"registered by hand ({args.channel})", created_at=app.now())
         if case.customer_email:
             from mailbot.outgoing.responses import acknowledge
 

@@ -40,6 +40,7 @@ COMMANDS = (
     ("#priority urgent|normal", "changer de priorité / change priority"),
     ("#assign agent@…", "assigner / assign"),
     ("#close", "clore / close"),
+    ("#reexamine", "ouvrir un réexamen / open a re-examination"),
 )
 
 

@@ -268,6 +268,8 @@ _COMMANDS = (
     ("#assign", "assigne la réclamation (ex. : #assign agent@exemple.com)",
      "assign the case (e.g. #assign agent@example.com)"),
     ("#close", "clôt la réclamation sans autre envoi", "close the case without sending anything"),
+    ("#reexamine", "ouvre un réexamen (réclamation déjà répondue) : accusé de réception et nouveau délai",
+     "open a re-examination (case already answered): acknowledgement and a new deadline"),
 )
 
 

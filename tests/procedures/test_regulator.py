@@ -7,7 +7,7 @@ from pathlib import Path
 
 from openpyxl import load_workbook
 
-from tests.procedures.conftest import Desk
+from tests.procedures.conftest import Desk, only
 
 FINAL_KP = """Explication : le virement a été bloqué par un contrôle automatique.
 Mesures correctives : le contrôle a été corrigé.
@@ -197,3 +197,63 @@ def test_a_platform_complaint_is_answered_within_two_months(desk: Desk) -> None:
     [notice] = desk.new_mails()
     assert notice.to == "marie.dupont@example.org"
     assert "Raison de ce délai supplémentaire : audit du porteur de projet" in notice.text
+
+
+# -- re-examination only when asked for ---------------------------------------------------------
+
+
+def answered_case(desk: Desk) -> str:
+    desk.at("2026-11-23T10:00:00+01:00")
+    ref = desk.mail_in(message_id="<first@example.org>")
+    desk.at("2026-11-24T10:00:00+01:00")
+    answer(desk, ref)
+    desk.new_mails()
+    return ref
+
+
+def test_a_thank_you_after_the_answer_is_attached_and_answers_nothing(desk: Desk) -> None:
+    ref = answered_case(desk)
+    desk.at("2026-11-25T10:00:00+01:00")
+    desk.mail_in(subject="Re: Réponse à votre réclamation", In_Reply_To="<first@example.org>",
+                 body="Merci, ça marche maintenant !\n\nLe 24 nov. 2026, Kalra-plus a écrit :\n"
+                      "> Si cette réponse ne vous satisfait pas, vous pouvez demander un réexamen")
+    [note] = desk.new_mails()  # the staff are told; the customer gets nothing
+    assert note.to == "agent@kalra-plus.com"
+    assert "Ce message ne demande pas de réexamen : il est seulement rattaché au dossier, et le client n'a " \
+           "rien reçu. S'il en demande un, ouvrez le réexamen par la commande #reexamine." in note.text
+    assert desk.show(ref)["status"] == "answered" and len(desk.register()) == 1
+    desk.agent_reply(ref, "#reexamine", agent="agent@kalra-plus.com")  # the agent reads it otherwise
+    [ack] = desk.new_mails()
+    assert ack.to == "marie.dupont@example.org"
+    assert ack.subject == f"[{ref}] Votre demande de réexamen a bien été reçue"
+    # counted from the customer's mail: 15 business days from Wednesday 25 November
+    assert "au plus tard le mercredi 16 décembre 2026" in ack.text
+    assert [line["received_at"] for line in desk.register()] == ["2026-11-23T10:00:00+01:00",
+                                                               "2026-11-25T10:00:00+01:00"]
+
+
+def test_a_reexamination_has_its_own_deadline_reminders_escalation_and_mediation(desk: Desk) -> None:
+    ref = answered_case(desk)
+    desk.at("2026-11-25T10:00:00+01:00")
+    desk.mail_in(subject="Re: Réponse à votre réclamation", In_Reply_To="<first@example.org>",
+                 body="Bonjour,\nje ne suis pas satisfait de cette réponse et je la conteste.\nMarie")
+    mails = desk.new_mails()
+    ack, note = only(mails, "marie.dupont@example.org"), only(mails, "agent@kalra-plus.com")
+    assert "au plus tard le mercredi 16 décembre 2026" in ack.text
+    assert "Réclamation en réexamen : réponse attendue au plus tard le mercredi 16 décembre 2026" in note.text
+    assert desk.show(ref)["status"] == "reexamination"
+    desk.tick("2026-12-07T09:00:00+01:00")  # past half of the re-examination's 15 business days
+    [reminder] = desk.new_mails()
+    assert reminder.to == "agent@kalra-plus.com" and "16 décembre 2026" in reminder.text
+    desk.tick("2026-12-17T09:00:00+01:00")
+    escalation = [m for m in desk.new_mails() if m.to == "supervisor@kalra-plus.com"]
+    assert len(escalation) == 1 and "mercredi 16 décembre 2026" in escalation[0].text
+    answer(desk, ref, FINAL_KP.replace("accepté", "rejeté"))
+    [final] = desk.new_mails()
+    assert "Suite à votre demande de réexamen, voici notre réponse définitive" in final.text
+    assert "Cette réponse conclut le réexamen de votre dossier." in final.text
+    assert "demander un réexamen" not in final.text
+    assert "Si cette réponse ne vous satisfait pas, ou si vous n'avez pas reçu de réponse dans les deux mois" \
+           in final.text
+    second = desk.register()[1]
+    assert (second["answer_met"], second["mediation_offered"], second["outcome"]) == ("no", "yes", "rejected")
