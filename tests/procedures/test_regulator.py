@@ -157,7 +157,7 @@ def test_a_tier_change_tells_the_customer_the_new_date_and_why(desk: Desk) -> No
            "complexe." in notice.text
     assert "Vous recevrez notre réponse au plus tard le mercredi 6 janvier 2027, au lieu du lundi 30 novembre " \
            "2026 annoncé." in notice.text
-    assert desk.show(ref)["due_at"] == "2027-01-06T22:59:59+00:00"
+    assert desk.show(ref)["due_at"] == "2027-01-06T23:59:59+01:00"
     desk.agent_reply(ref, "#tier simple", agent="agent@kalra-plus.com")  # and back: sooner, also told
     [sooner] = desk.new_mails()
     assert sooner.subject == f"[{ref}] Nouvelle date de réponse à votre réclamation"
@@ -173,7 +173,7 @@ def test_an_extension_past_the_payment_services_cap_is_refused_and_changes_nothi
     p = desk.fresh("cases", "extend", ref, "40", "analyse complémentaire", rc=65)
     assert "the new date 2027-01-27 is past the legal limit of 35 business days for payment services (PSD2): " \
            "the latest allowed date is 2027-01-13" in p.stderr
-    assert desk.show(ref)["due_at"] == "2026-11-30T22:59:59+00:00" and desk.new_mails() == []
+    assert desk.show(ref)["due_at"] == "2026-11-30T23:59:59+01:00" and desk.new_mails() == []
     desk.run("cases", "extend", ref, "25", "analyse complémentaire")  # 30 business days: allowed, with its reason
     [notice] = desk.new_mails()
     assert "Raison de ce délai supplémentaire : analyse complémentaire" in notice.text
@@ -182,7 +182,7 @@ def test_an_extension_past_the_payment_services_cap_is_refused_and_changes_nothi
     [rejection] = desk.new_mails()
     assert rejection.to == "agent@kalra-plus.com"
     assert "the latest allowed date is 2027-01-13" in rejection.text
-    assert desk.show(ref)["due_at"] == "2027-01-06T22:59:59+00:00"
+    assert desk.show(ref)["due_at"] == "2027-01-06T23:59:59+01:00"
 
 
 def test_a_platform_complaint_is_answered_within_two_months(desk: Desk) -> None:
