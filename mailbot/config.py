@@ -31,6 +31,8 @@ from pydantic import (
     model_validator,
 )
 
+from mailbot.pipe import DEFAULT_SOCKET, DEFAULT_SOCKET_MODE, DEFAULT_TIMEOUT
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -64,6 +66,18 @@ class SmtpConfig(_Strict):
     tls_cert: str | None = _d(None, "PEM certificate file; setting it enables STARTTLS")
     tls_key: str | None = _d(None, "PEM private key file (default: the certificate file)")
     require_starttls: bool = _d(False, "refuse mail sent without STARTTLS (needs tls_cert)")
+
+
+class PipeConfig(_Strict):
+    """`mailbot ingest` (an MTA's pipe) and the running daemon (mailbot.pipe)."""
+
+    socket: str = _d(DEFAULT_SOCKET, "unix socket where `mailbot run` takes mail from `mailbot ingest` "
+                     "(LMTP), so the pipe hands each mail to the daemon instead of starting mailbot; "
+                     "relative to the config file; \"\": none, the pipe always ingests in process")
+    socket_mode: int = _d(DEFAULT_SOCKET_MODE, "permissions of the socket file, written in octal (0o600: only the "
+                          "daemon's user may hand over mail; 0o660 for its group)", ge=0, le=0o777)
+    timeout: float = _d(DEFAULT_TIMEOUT, "seconds `mailbot ingest` waits for the daemon's answer "
+                        "before it ingests in process", gt=0)
 
 
 class ImapConfig(_Strict):
@@ -493,6 +507,7 @@ class Config(_Strict):
 
     database: DatabaseConfig = _d(DatabaseConfig(), "`[database]`")
     smtp: SmtpConfig = _d(SmtpConfig(), "`[smtp]`")
+    pipe: PipeConfig = _d(PipeConfig(), "`[pipe]`")
     imap: list[ImapConfig] = _d([], "`[[imap]]`")
     outbound: OutboundConfig = _d(OutboundConfig(), "`[outbound]`")
     limits: LimitsConfig = _d(LimitsConfig(), "`[limits]`")

@@ -196,7 +196,7 @@ class Sink:
         return "250 OK"
 
 
-def test_healthz_and_metrics_of_the_running_daemon(daemon) -> None:  # type: ignore[no-untyped-def]
+def test_healthz_and_metrics_of_the_running_daemon(daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     hport, relay_port = free_port(), free_port()
     proc, port, log = daemon(
         http={"enabled": True, "port": hport}, scheduler={"outbox_interval": 0.2},
@@ -204,8 +204,9 @@ def test_healthz_and_metrics_of_the_running_daemon(daemon) -> None:  # type: ign
                   "max_attempts": 1000, "backoff_seconds": 0.1, "backoff_max_seconds": 0.3})
     wait_until(lambda: any(r.get("event") == "daemon.ready" for r in log.records()), what="ready")
     (ready,) = [r for r in log.records() if r.get("event") == "daemon.ready"]
-    assert ready["listeners"] == [f"smtp 127.0.0.1:{port}", f"http 127.0.0.1:{hport}"]  # every listener
-    assert ready["msg"] == f"ready: smtp 127.0.0.1:{port}, http 127.0.0.1:{hport}"
+    sock = tmp_path / "var" / "mailbot.lmtp"
+    assert ready["listeners"] == [f"smtp 127.0.0.1:{port}", f"pipe {sock}", f"http 127.0.0.1:{hport}"]  # all
+    assert ready["msg"] == f"ready: smtp 127.0.0.1:{port}, pipe {sock}, http 127.0.0.1:{hport}"
     assert http_get(hport, "/healthz")[0] == 200
     assert http_get(hport, "/nope")[0] == 404
 

@@ -11,14 +11,12 @@ from sqlmodel import Session
 
 from mailbot.app import App
 from mailbot.cases import references, rounds, sla
+from mailbot.cases.statuses import STATUSES  # noqa: F401 - re-exported
 from mailbot.config import BrandConfig
 from mailbot.ingest import writes
 from mailbot.mail.masking import stored_line
 from mailbot.models import Case, Event, Message, StoredMessage, construct, track, utcnow
 from mailbot.prepared import Prepared
-
-STATUSES = ("new", "acknowledged", "in_progress", "waiting_customer", "answered", "closed", "reexamination")
-
 
 _INSERT_EVENT = Prepared(insert(Event))
 

@@ -20,6 +20,7 @@ from mailbot.exitcodes import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_USAGE
 from mailbot.ingest.pipeline import Outcome, Received, TemporaryFailure, ingest, ingest_stream
 from mailbot.mail.parsing import clamp_date
 from mailbot.models import Case, Outbox, Quarantine
+from mailbot.pipe import outcome_line
 
 
 def open_app(config: Config, *, upgrade: bool | None = None) -> App:
@@ -59,8 +60,9 @@ def cmd_db(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
-    """Pipe mode: sysexits tell the MTA what to do (75 = try again later)."""
-    raw = read_input(args.file)
+    """Pipe mode, in process (no daemon answered on its socket: mailbot.pipe): sysexits tell
+    the MTA what to do (75 = try again later)."""
+    raw = args.raw if getattr(args, "raw", None) is not None else read_input(args.file)
     try:
         app = open_app(config)
         result = ingest(app, raw, "pipe", envelope_from=args.sender, envelope_to=args.recipient)
@@ -69,8 +71,7 @@ def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
     except (TemporaryFailure, *db.TRANSIENT_DB_ERRORS) as exc:
         print(f"mailbot: temporary failure, retry later: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
-    refs = " ".join(result.case_refs)
-    print(f"{result.outcome}: {refs} {result.reason}".strip())
+    print(outcome_line(result.outcome, result.case_refs, result.reason))
     return EX_DATAERR if result.outcome is Outcome.QUARANTINED else EX_OK
 
 

@@ -2,6 +2,11 @@
 
 Exit codes: 0 done, 2 usage/config error, 65 data error (quarantined),
 75 temporary failure (retry later), 1 anything else.
+
+This module imports only the standard library at first: `mailbot ingest` hands its
+mail to a running daemon (mailbot.pipe) without ever importing the config's
+validation, the database layer or the parsers; every other command, and `ingest`
+when no daemon answers, imports what it needs in `main`.
 """
 
 from __future__ import annotations
@@ -11,21 +16,24 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from mailbot.cases.records import STATUSES
+from mailbot.cases.statuses import STATUSES
 from mailbot.cli.helptext import teach
-from mailbot.config import Config, ConfigError, MissingSecret, load_config
-from mailbot.exitcodes import EX_OK, EX_TEMPFAIL, EX_USAGE
-from mailbot.ops.logs import FORMATS, setup_logging
+from mailbot.exitcodes import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_USAGE
+
+if TYPE_CHECKING:
+    from mailbot.config import Config
 
 DEFAULT_CONFIG = os.environ.get("MAILBOT_CONFIG", "config.toml")
+FORMATS = ("json", "text")  # mailbot.ops.logs.FORMATS (not imported here: see the module docstring)
 
-Handler = Callable[[argparse.Namespace, Config], int]
+Handler = Callable[[argparse.Namespace, "Config"], int]
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mailbot")
-    p.add_argument("--version", action="version", version=f"mailbot {_version()}")
+    p.add_argument("--version", action=_Version, help="show the installed version and exit")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="path of config.toml (default: %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--log-format", choices=FORMATS, default=None,
@@ -171,6 +179,13 @@ def _handlers() -> dict[str, Handler]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "ingest":
+        handed = hand_to_daemon(args)
+        if handed is not None:
+            return handed
+    from mailbot.config import ConfigError, MissingSecret, load_config
+    from mailbot.ops.logs import setup_logging
+
     setup_logging(args.verbose, args.log_format)
     if args.command == "check-config":
         from mailbot.cli.commands import cmd_check_config
@@ -207,6 +222,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_OK
 
 
+class _Version(argparse.Action):
+    """`--version`, worked out only when asked (reading the package metadata costs every
+    other command, the pipe's `ingest` included, a few milliseconds)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(f"mailbot {_version()}")
+        parser.exit()
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -214,6 +242,29 @@ def _version() -> str:
         return version("mailbot")
     except PackageNotFoundError:  # run from a checkout that was never installed
         return "unknown (not installed)"
+
+
+def hand_to_daemon(args: argparse.Namespace) -> int | None:
+    """`mailbot ingest` through the running daemon (mailbot.pipe): the exit code, or None
+    when no daemon answered (the mail is then ingested in process; its bytes are kept in
+    `args.raw`, standard input being readable once)."""
+    from mailbot import pipe
+    from mailbot.cli.printing import read_input
+
+    args.raw = read_input(args.file)
+    settings = pipe.settings(args.config)
+    if settings is None or not settings.socket:
+        return None
+    answer = pipe.deliver(settings.socket, args.raw, args.sender, args.recipient, settings.timeout)
+    if answer is None:
+        return None
+    if answer.code == 250:
+        print(answer.text)
+        return EX_DATAERR if answer.text.startswith("quarantined") else EX_OK
+    if 400 <= answer.code < 500:
+        print(f"mailbot: {answer.text}", file=sys.stderr)
+        return EX_TEMPFAIL
+    return None  # (a refusal such as 552, too big for the socket: in process, as before)
 
 
 def parse_when(value: str) -> datetime:

@@ -143,6 +143,11 @@ class Daemon:
 
             server, handler = await start_listener(self.app, self.executor)
             self.listen("lmtp" if self.app.config.smtp.lmtp else "smtp", server.sockets[0].getsockname())
+        from mailbot.channels.local import start_local_socket
+
+        local = await start_local_socket(self.app, self.executor)  # where `mailbot ingest` hands mail over
+        if local is not None:
+            self.listeners.append(f"pipe {local.path}")
         self._start_pollers()
         sched = start_scheduler(self.app)
         metrics = self._start_http()
@@ -159,11 +164,14 @@ class Daemon:
         sd_notify("STOPPING=1")
         self.app.stopping.set()  # a dispatcher run with a backlog ends after the mail it is sending
         watchdog.cancel()
+        if local is not None:
+            await local.close()
         if server is not None:
             server.close()
-            deadline = loop.time() + DRAIN_SECONDS
-            while handler is not None and handler.in_flight and loop.time() < deadline:
-                await asyncio.sleep(0.05)
+        deadline = loop.time() + DRAIN_SECONDS
+        while any(h is not None and h.in_flight for h in (handler, local and local.handler)) \
+                and loop.time() < deadline:
+            await asyncio.sleep(0.05)
         for p in self.pollers:
             await loop.run_in_executor(None, p.stop)
         await loop.run_in_executor(None, analysis.shutdown)
