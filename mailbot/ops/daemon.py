@@ -1,5 +1,5 @@
-"""`mailbot run`: the SMTP listener, the IMAP pollers, the scheduler and the
-dispatcher in one process.
+"""`mailbot run`: the SMTP listener, the pipe's local socket (mailbot.channels.local),
+the IMAP pollers, the scheduler and the dispatcher in one process.
 
 SIGTERM/SIGINT: stop accepting, let in-flight SMTP transactions and IMAP
 batches finish (each one commits before it answers), stop the scheduler,
@@ -8,7 +8,7 @@ thread (the event loop goes on serving): the file is checked as `check-config`
 checks it (every template rendered), and on any problem the reload is refused
 and the running config kept. Every template is compiled when it is loaded, so
 a template file edited later is not read until the next reload. Listener
-address and mailbox changes need a restart.
+address, pipe socket and mailbox changes need a restart.
 """
 
 from __future__ import annotations
