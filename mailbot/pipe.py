@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,14 @@ UNKNOWN_SENDER = "unknown-sender@pipe.mailbot.invalid"  # no -f given: the Retur
 NO_RECIPIENT = "no-recipient@pipe.mailbot.invalid"  # no -r given: the headers decide
 
 _PLAIN = re.compile(r"[^\s<>]+")  # an envelope address the pipe can pass on as it is
+
+
+def read_mail(name: str) -> bytes:
+    """The mail of `mailbot ingest FILE|-`: the file's bytes, or standard input's."""
+    if name == "-":
+        return sys.stdin.buffer.read()
+    with open(name, "rb") as fh:
+        return fh.read()
 
 
 def outcome_line(outcome: str, refs: Sequence[str], reason: str) -> str:

@@ -249,9 +249,8 @@ def hand_to_daemon(args: argparse.Namespace) -> int | None:
     when no daemon answered (the mail is then ingested in process; its bytes are kept in
     `args.raw`, standard input being readable once)."""
     from mailbot import pipe
-    from mailbot.cli.printing import read_input
 
-    args.raw = read_input(args.file)
+    args.raw = pipe.read_mail(args.file)
     settings = pipe.settings(args.config)
     if settings is None or not settings.socket:
         return None
