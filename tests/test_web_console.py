@@ -201,3 +201,22 @@ def test_the_queue_and_dashboard_counts_read_the_index_alone(web_app: App) -> No
                       "brand = 'kalra-plus' AND status IN ('new', 'acknowledged') AND due_at < '2026-12-01'"):
             plan = " ".join(str(r[-1]) for r in conn.execute(text(f"EXPLAIN QUERY PLAN SELECT count(*) FROM cases WHERE {where}")))
             assert "COVERING INDEX ix_cases_brand_status_due" in plan, plan
+
+
+def test_a_reply_with_files_reaches_the_customer_with_them_and_a_refused_file_sends_nothing(
+        web_app: App, tmp_path: Path) -> None:
+    assert post_complaint(client(web_app)).status_code == 303
+    c = sign_in(web_app, tmp_path, AGENT)
+    ref = "KP-2026-000001"
+    token = csrf(c, f"/staff/cases/{ref}")
+    r = c.post(f"/staff/cases/{ref}/reply", data={"csrf": token, "text": "Voici le formulaire à remplir."},
+               files=[("files", ("formulaire.exe", b"MZ", "application/octet-stream"))])
+    assert r.status_code == 422 and "nothing was sent" in r.text
+    assert "Voici le formulaire à remplir.</textarea>" in r.text
+    r = c.post(f"/staff/cases/{ref}/reply", data={"csrf": token, "text": "Voici le formulaire à remplir."},
+               files=[("files", ("formulaire.pdf", b"%PDF-1.4 form", "application/pdf"))])
+    assert r.status_code == 303
+    [reply] = [m for m in sent_mails(web_app, tmp_path / "sent")
+               if "marie@" in str(m["To"]) and "Voici le formulaire" in text_of(m)]
+    assert [(p.get_filename(), p.get_content()) for p in reply.iter_attachments()] == [("formulaire.pdf", b"%PDF-1.4 form")]
+    assert "formulaire.pdf" in c.get(f"/staff/cases/{ref}").text

@@ -4,6 +4,7 @@ an agent's files checked before they go to the customer."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
@@ -18,10 +19,21 @@ from mailbot.prepared import Prepared
 _INSERT_ATTACHMENT = Prepared(insert(Attachment))
 
 
+class File(Protocol):
+    filename: str
+    content_type: str
+    data: bytes
+
+
 def store_attachments(session: Session, app: App, msg: StoredMessage, parsed: ParsedMail) -> None:
     """Keep each file of the mail under a safe name; one over the limits is recorded as
     dropped, with why (its bytes are not kept)."""
-    for i, att in enumerate(parsed.attachments, 1):
+    store_files(session, app, msg, parsed.attachments)
+
+
+def store_files(session: Session, app: App, msg: StoredMessage, files: Sequence[File]) -> None:
+    """`store_attachments` for files that came another way (the staff console's uploads)."""
+    for i, att in enumerate(files, 1):
         name = sanitise_filename(att.filename, fallback=f"attachment-{i}")
         reason = drop_reason(name, len(att.data), app.config.limits)
         digest = None if reason else blobs.put(session, att.data)

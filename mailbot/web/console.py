@@ -20,15 +20,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, select
 
 from mailbot import db
-from mailbot.cases import actions, register
+from mailbot.cases import actions, attachments, register
 from mailbot.cases.queue import SORTS, BadFilter, QueueFilter, list_cases
-from mailbot.cases.records import STATUSES, log_event
+from mailbot.cases.records import STATUSES, add_message, log_event
 from mailbot.cases.search import search_cases
 from mailbot.cases.views import attachment_bytes, case_detail
-from mailbot.models import Case
+from mailbot.models import Attachment, Case
 from mailbot.ops.checks import ANSWER_MAX_BUSINESS_DAYS, PAYMENT_MAX_EXCEPTIONAL
+from mailbot.web.customer import read_uploads
 from mailbot.web.http import check_csrf, ctx, error_page, request_language
 from mailbot.web.i18n import words
+from mailbot.web.intake import Upload
 from mailbot.web.sessions import Staff
 from mailbot.web.staff import current_staff, staff_page
 
@@ -182,18 +184,32 @@ def _final_text(form: dict[str, str], sections: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _staff_files(s: Session, request: Request, staff: Staff, case: Case, action: str, text: str,
+                 uploads: list[Upload]) -> list[Attachment]:
+    """The files a staff member sends with a reply: kept on a message of theirs, as the
+    files of an agent's mail are, and checked by the action like those."""
+    if not uploads:
+        return []
+    msg = add_message(s, case, direction="in", kind="agent", message_id=None, subject=f"{action} (console)",
+                      from_addr=staff.email, from_name=staff.agent.name, body_text=text,
+                      route_signal="console", route_detail="sent from the staff console")
+    attachments.store_files(s, ctx(request).app, msg, uploads)
+    return attachments.of_message(s, msg.id)
+
+
 def _perform(action: str, s: Session, request: Request, staff: Staff, case: Case,
-             form: dict[str, str]) -> None:
+             form: dict[str, str], uploads: list[Upload]) -> None:
     app = ctx(request).app
     who = staff.email
     text = form.get("text", "")
     about = actions.last_customer_message(s, case)
+    files = _staff_files(s, request, staff, case, action, text, uploads) if action in ("reply", "ask", "final") else []
     run: dict[str, Callable[[], object]] = {
-        "reply": lambda: actions.reply(s, app, case, who, text, about=about),
-        "ask": lambda: actions.reply(s, app, case, who, text, about=about, ask=True),
+        "reply": lambda: actions.reply(s, app, case, who, text, about=about, files=files),
+        "ask": lambda: actions.reply(s, app, case, who, text, about=about, ask=True, files=files),
         "note": lambda: actions.note(s, app, case, who, text) if text.strip() else _refuse("note", "empty"),
         "final": lambda: actions.final(s, app, case, who, _final_text(form, app.config.brand(case.brand)
-                                                                       .final_sections), about=about),
+                                                                       .final_sections), about=about, files=files),
         "extend": lambda: actions.extend(s, app, case, who, _int(form.get("days", "")), form.get("reason", "")),
         "tier": lambda: actions.set_tier(s, app, case, who, form.get("tier", "")),
         "assign": lambda: actions.assign(s, app, case, who, form.get("agent", "")),
@@ -218,16 +234,20 @@ async def act(request: Request, ref: str, action: str) -> Response:
     staff = current_staff(request)
     if action not in ACTIONS:
         return error_page(request, 404)
-    form = await request.form(max_files=0, max_fields=30)
+    app = ctx(request).app
+    form = await request.form(max_files=app.config.web.max_files + 1, max_fields=30,
+                              max_part_size=app.config.web.max_request_size)
     check_csrf(request, form)
     values = {k: v.replace("\x00", "")[:20_000] for k, v in form.items() if isinstance(v, str)}
-    app = ctx(request).app
+    uploads = await read_uploads(form)
     try:
         with db.session_scope(app.engine) as s:
             case = _own_case(s, staff, ref)
             if case is None:
                 return error_page(request, 404)
-            _perform(action, s, request, staff, case, values)
+            if len(uploads) > app.config.web.max_files:
+                raise actions.Rejected(action, [f"at most {app.config.web.max_files} files"])
+            _perform(action, s, request, staff, case, values, uploads)
     except actions.Rejected as exc:
         with db.session_scope(app.engine) as s:
             case = _own_case(s, staff, ref)
