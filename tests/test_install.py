@@ -143,6 +143,7 @@ def test_the_installed_mailbot_runs_behind_postfix_as_documented(installed: Inst
     config = installed.etc / "config.toml"
     text = config.read_text()
     assert f'url = "sqlite:///{installed.state}/mailbot.db"' in text and 'transport = "smtp"' in text
+    assert f'socket = "{installed.state}/mailbot.lmtp"' in text  # the pipe's socket, where the daemon may write
     text = text.replace("port = 2525", f"port = {smtp_port}", 1).replace("port = 25\n", f"port = {relay_port}\n", 1)
     config.write_text(text.replace("port = 9925", "port = 0", 1))
     check = installed.run("check-config")
@@ -159,6 +160,8 @@ def test_the_installed_mailbot_runs_behind_postfix_as_documented(installed: Inst
         wait_until(lambda: any(r.get("event") == "daemon.ready" for r in log.records()) or daemon.poll() is not None,
                    timeout=60, what="the installed daemon's ready line")
         assert daemon.poll() is None, log.join()
+        (ready,) = [r for r in log.records() if r.get("event") == "daemon.ready"]
+        assert f"pipe {installed.state}/mailbot.lmtp" in ready["listeners"]
         with Postfix(transport, recipients=[line.split()[0] for line in maps["recipients"].splitlines()]) as p:
             with pytest.raises(smtplib.SMTPRecipientsRefused):
                 p.send("forged@victim.example", ["nobody@kalra-plus.com"], b"Subject: x\r\n\r\nx\r\n")
