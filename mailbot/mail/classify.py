@@ -190,7 +190,7 @@ def _address(value: str) -> str:
     except Exception:  # noqa: BLE001
         addr = ""
     if not addr:
-        match = re.search(r"[^\s<>\"'(),;:]+@[^\s<>\"'(),;:]+", value)
+        match = _LOOSE_ADDRESS.search(value)
         addr = match.group(0) if match else value.strip().strip("<>")
     return addr.strip().strip("<>").lower()
 
@@ -293,16 +293,26 @@ def _header_block(text: str) -> email.message.Message | None:
         return None
 
 
+# An address or Message-ID with no brackets: matched only from the start of a run of the
+# characters it may hold (the look-behind), so a long run holding no "@" is read once,
+# not once from each of its characters (which cost the square of its length).
+_LOOSE_ADDRESS = re.compile(r"(?<![^\s<>\"'(),;:])[^\s<>\"'(),;:]+@[^\s<>\"'(),;:]+")
+_LOOSE_MSGID = re.compile(r"(?<![^<>\s\"';,])([^<>\s\"';,]+@[^<>\s\"';,]+)")
+
+
 def _normalise_msgid(value: str) -> str | None:
     match = re.search(r"<\s*([^<>\s]+@[^<>\s]+?)\s*>", value)
     if match:
         return f"<{match.group(1)}>"
-    match = re.search(r"([^<>\s\"';,]+@[^<>\s\"';,]+)", value)
+    match = _LOOSE_MSGID.search(value)
     return f"<{match.group(1).rstrip('.')}>" if match else None
 
 
+# Patterns searched in a whole body start their lines with `^[^\S\n]*`, not `^\s*`: with
+# MULTILINE, `^\s*` at every line start ran over all the blank lines that follow it, a
+# cost of the square of their number (issue #20; tests/test_regex_fuzz.py).
 _FORWARD_MARKER = re.compile(
-    r"^\s*(-{2,}\s*(original message|forwarded message|message d'origine|message transféré"
+    r"^[^\S\n]*(-{2,}\s*(original message|forwarded message|message d'origine|message transféré"
     r"|weitergeleitete nachricht|ursprüngliche nachricht)"
     r"|begin forwarded message|début du message (réexpédié|transféré)"
     r"|de\s*:.*\n\s*(envoyé|date)\s*:|from:.*\n\s*(sent|date):)",
@@ -536,7 +546,7 @@ def rule_abuse_report(mail: _Mail) -> Verdict | None:
 # --------------------------------------------------------------------------- BOUNCE
 
 _RECIPIENT_FIELD = re.compile(
-    r"^\s*(final-recipient|original-recipient)\s*:\s*(?:[\w.-]+\s*;)?\s*(\S.*?)\s*$",
+    r"^[^\S\n]*(final-recipient|original-recipient)\s*+:\s*+(?:[\w.-]+\s*+;)?\s*+(\S(?:.*\S)?)[^\S\n]*$",
     re.IGNORECASE | re.MULTILINE,
 )
 _BODY_MSGID = re.compile(
@@ -559,7 +569,7 @@ def _dsn_recipients(report: email.message.Message) -> list[str]:
         return found
     text = _part_text(report)
     for chunk in re.split(r"\n\s*\n", text):
-        if re.search(r"^\s*action\s*:\s*(delivered|relayed|expanded)", chunk, re.I | re.M):
+        if re.search(r"^[^\S\n]*action\s*:\s*(delivered|relayed|expanded)", chunk, re.I | re.M):
             continue
         fields = {m.group(1).lower(): m.group(2) for m in _RECIPIENT_FIELD.finditer(chunk)}
         addr = fields.get("final-recipient") or fields.get("original-recipient")
@@ -613,11 +623,11 @@ def _bounce_recipients(mail: _Mail) -> tuple[str, ...]:
 
 _ORIGINAL_FOLLOWS = re.compile(
     r"^.*(original message|unsent message|returned message|message follows|copy of the original"
-    r"|original mail|headers of the original|message d'origine)|^\s*(received|return-path):\s",
+    r"|original mail|headers of the original|message d'origine)|^[^\S\n]*(received|return-path):\s",
     re.IGNORECASE | re.MULTILINE,
 )
 _SES_RECIPIENT = re.compile(r'"emailAddress\\?"\s*:\s*\\?"([^"\\]+@[^"\\]+)')
-_ANY_ADDRESS = re.compile(r"[\w.+=-]+@[\w-]+(?:\.[\w-]+)+")
+_ANY_ADDRESS = re.compile(r"(?<![\w.+=-])[\w.+=-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 def _loose_recipients(mail: _Mail) -> list[str]:
@@ -657,7 +667,7 @@ def _body_recipients(text: str) -> list[str]:
     indented address lists, ``Final-Recipient:`` lines quoted in text."""
     found = _QMAIL_RECIPIENT.findall(text)
     for match in _EXIM_RECIPIENTS.finditer(text):
-        found.extend(re.findall(r"[^\s<>\"'(),;:]+@[\w.-]+\w", match.group(1)))
+        found.extend(re.findall(r"(?<![^\s<>\"'(),;:])[^\s<>\"'(),;:]+@[\w.-]+\w", match.group(1)))
     for match in _RECIPIENT_FIELD.finditer(text):
         found.append(match.group(2).split(";", 1)[-1])
     return found
@@ -767,7 +777,7 @@ _BOUNCE_SIGNATURES = re.compile(
     r"did not reach the following recipient|"
     r"could not be delivered to\s*:|"
     r"requested action not taken|"
-    r"^\s*mail from\s*:.*\n\s*rcpt to\s*:|"
+    r"^[^\S\n]*mail from\s*:[^\n]*\n\s*rcpt to\s*:|"
     r"rcpt to:?\s*<[^>\n]+>.{0,200}?\b[45]\d\d[ -]",
     re.IGNORECASE | re.MULTILINE | re.DOTALL,
 )
