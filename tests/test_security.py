@@ -85,7 +85,8 @@ def test_every_command_that_signs_or_checks_a_token_needs_the_secret(
 
     cfg = tmp_path / "config.toml"
     cfg.write_text(to_toml(config_data(tmp_path, **NO_SECRET)))
-    args = {"run": [], "ingest": ["-"], "import": ["x.mbox"], "tick": [], "cases": ["KP-2026-000001"],
+    (tmp_path / "mail.eml").write_bytes(mail())
+    args = {"run": [], "ingest": [str(tmp_path / "mail.eml")], "import": ["x.mbox"], "tick": [], "cases": ["KP-2026-000001"],
             "quarantine": ["1"], "outbox": [], "web": []}
     extra = {("cases", "new"): ["--brand", "kalra-plus", "--received", "2026-12-01", "--name", "N",
                                 "--summary", "S"], ("cases", "reply"): ["--file", "-", "--as", "a@b"],
