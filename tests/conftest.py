@@ -111,7 +111,7 @@ def app(make_app: Callable[..., App]) -> App:
 # (the `servers` marker, set here from what each test uses; `make test-fast` leaves them out).
 _SERVER_FIXTURES = {"dovecot", "dovecot_fresh", "dovecot_user", "dovecot_tls"}
 _SERVER_MODULES = {"test_postfix", "test_scaleout", "test_chaos", "test_faults", "test_dovecot_fixture",
-                   "test_imap", "test_imap_fetch"}
+                   "test_imap"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
