@@ -14,7 +14,6 @@ from mailbot import db
 from mailbot.cases import business_days, references
 from mailbot.cases.business_days import BusinessCalendar
 from mailbot.config import BrandConfig, Config
-from mailbot.gcfreeze import freeze_for_gc
 from mailbot.outgoing.templating import Renderer
 
 
@@ -64,15 +63,9 @@ class App:
         return business_days.for_brand(self.config.brand(brand) if isinstance(brand, str) else brand)
 
     def warm_up(self) -> None:
-        """Build now what the first mail would otherwise wait for (~0.15 s): each brand's
-        calendar, with this year's and next year's public holidays, and the write path's
-        compiled statements (`ingest.rehearse`). Then everything alive is set aside from
-        the garbage collector (`freeze_for_gc`)."""
+        """Build now what the first mail would otherwise wait for: each brand's calendar,
+        with this year's and next year's public holidays."""
         self.warm_calendars()
-        from mailbot.ingest import pipeline as ingest  # (ingest imports this module)
-
-        ingest.rehearse(self)
-        freeze_for_gc()
 
     def warm_calendars(self) -> None:
         """Each brand's calendar, with this year's and next year's public holidays."""

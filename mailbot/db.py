@@ -89,18 +89,6 @@ def read_scope(engine: Engine) -> Iterator[Session]:
             session.close()  # ends the transaction (a rollback of nothing) and detaches the objects
 
 
-@contextmanager
-def rehearsal_scope(engine: Engine) -> Iterator[Session]:
-    """A transaction like `session_scope`'s, always rolled back: nothing of it stays
-    (`ingest.rehearse`). Pending ORM changes are flushed first, so they run too."""
-    with _writer_lock(engine), Session(engine, expire_on_commit=False) as session:
-        try:
-            yield session
-            session.flush()
-        finally:
-            session.rollback()
-
-
 _LOCKS: dict[int, threading.RLock] = {}
 
 

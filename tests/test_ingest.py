@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import email
-import gc
 import threading
 import time
 from collections.abc import Callable
 from email.policy import default
 
 import pytest
-from sqlalchemy import event, func, text
-from sqlmodel import SQLModel, col, select
+from sqlalchemy import event, text
+from sqlmodel import col, select
 
 from mailbot import blobs, db
 from mailbot.app import App
-from mailbot.cases import records as cases_module
 from mailbot.ingest import pipeline as ingest_module
 from mailbot.ingest.pipeline import (
     GroupCommit,
@@ -65,36 +63,6 @@ def test_new_complaint_opens_a_case_with_its_fields(app: App) -> None:
     assert case.ack_due_at is not None and case.due_at is not None and case.due_at > case.received_at
     (msg,) = messages_of(app, case.ref)[:1]
     assert msg.route_signal == "new" and msg.direction == "in" and msg.kind == "customer"
-
-
-def test_the_start_up_rehearsal_leaves_nothing_behind(app: App) -> None:
-    """App.warm_up (the daemon's start-up) writes a sample complaint per brand as a batch
-    and rolls it back, so the first real batch finds the write path compiled: no row of
-    any table stays, and the first real cases are still number 1 of each brand."""
-    app.warm_up()
-    gc.unfreeze()  # (warm_up froze this test process's objects: see the next test)
-    with db.session_scope(app.engine) as s:
-        conn = s.connection()
-        left = {t.name: n for t in SQLModel.metadata.sorted_tables
-                if (n := conn.execute(select(func.count()).select_from(t)).scalar_one())}
-    assert left == {}
-    if app.engine.dialect.name == "sqlite":  # (on PostgreSQL it would take case numbers: skipped)
-        assert cases_module._INSERT_CASE._plans  # noqa: SLF001 - the statement was compiled
-    ingest(app, mail(frm="c@example.org"), "test")
-    ingest(app, mail(frm="d@example.org", to="info@divikeys.com"), "test")
-    assert [c.ref for c in all_cases(app)] == ["KP-2026-000001", "DK-2026-000001"]
-
-
-def test_warm_up_sets_the_start_up_objects_aside_from_the_garbage_collector(app: App) -> None:
-    """After start-up everything alive is frozen (gc.freeze): a full collection during a
-    drain walks only what was made since, not the ~130,000 objects of the imports and
-    caches (~110 ms with everything stopped, seen once in a few 500-mail drains)."""
-    try:
-        app.warm_up()
-        assert gc.get_freeze_count() > 50_000
-        assert len(gc.get_objects(generation=2)) < 1_000
-    finally:
-        gc.unfreeze()  # (this process goes on with other tests)
 
 
 def test_references_are_sequential_and_per_brand(app: App) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import email.message
 import functools
-import gc
 import hashlib
 import logging
 import multiprocessing
@@ -35,7 +34,6 @@ from datetime import date, datetime
 from mailbot.cases import business_days, sla
 from mailbot.cases.tokens import is_agent_token
 from mailbot.config import BrandConfig, Config
-from mailbot.gcfreeze import freeze_for_gc
 from mailbot.mail.classify import Verdict, classify
 from mailbot.mail.extract import Extracted, extract
 from mailbot.mail.masking import stored_body
@@ -337,14 +335,11 @@ def warm_up(config: Config) -> None:
 
 def _warm_worker(config: Config) -> int:
     """In a worker: build the brands' calendars, with this year's and next year's
-    holidays, before the first batch needs them, and set what is alive aside from the
-    garbage collector (as App.warm_up does in the daemon)."""
+    holidays, before the first batch needs them (as App.warm_up does in the daemon)."""
     year = date.today().year
     for brand in config.brands:
         for y in (year, year + 1):
             business_days.for_brand(brand).holiday_name(date(y, 1, 1))
-    if not gc.get_freeze_count():  # once per worker: what it imported and built is set aside
-        freeze_for_gc()
     return os.getpid()
 
 

@@ -23,7 +23,6 @@ from enum import StrEnum
 
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import configure_mappers
 from sqlmodel import Session, col, select
 
 from mailbot import blobs, db
@@ -317,39 +316,6 @@ def _write_batch(session: Session, app: App, works: list[_Work]) -> None:
     with references.reserving(session, len(works)):
         for w in works:
             w.results = [_record(session, app, w)]
-
-
-def rehearse(app: App) -> None:
-    """Write one sample complaint per brand as a batch is written, then roll it all
-    back: the ORM's mappers get configured and the write path's statements compiled
-    at start-up (`App.warm_up`) rather than while the first batch waits (~35 ms).
-    Nothing stays: no row, no case number. SQLite only: on PostgreSQL a case number
-    is taken outside the transaction (mailbot.cases.references), so a rehearsal would leave
-    a gap in the numbering; there only the mappers are configured. A failure is
-    logged and ignored (the first batch then compiles what it needs)."""
-    configure_mappers()
-    if app.engine.dialect.name != "sqlite":
-        return
-    now = app.now()
-    items = [Received(_sample_complaint(brand.addresses[0], i), "rehearsal", received_at=now)
-             for i, brand in enumerate(app.config.brands) if brand.addresses]
-    try:
-        works = [_Work(it, analysis.analyse(app.config, it, with_facts=True)) for it in items]
-        with db.rehearsal_scope(app.engine) as session, writes.deferring(session):
-            _write_batch(session, app, works)
-    except Exception:  # noqa: BLE001 - a warm-up must never stop the daemon
-        log.warning("write path rehearsal failed (the first batch compiles its statements)", exc_info=True)
-
-
-def _sample_complaint(to: str, n: int) -> bytes:
-    """A complaint with an attachment (so that path is rehearsed too)."""
-    return (f"From: Rehearsal {n} <rehearsal-{n}@example.invalid>\r\nTo: {to}\r\n"
-            f"Subject: Rehearsal {n}\r\nMessage-ID: <rehearsal-{n}@mailbot.invalid>\r\n"
-            "Date: Mon, 23 Nov 2026 09:00:00 +0100\r\nMIME-Version: 1.0\r\n"
-            'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
-            "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nRéclamation.\r\n"
-            '--b\r\nContent-Type: application/pdf; name="r.pdf"\r\nContent-Disposition: attachment; '
-            'filename="r.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n').encode()
 
 
 def _commit_one(app: App, work: _Work) -> list[IngestResult]:
