@@ -25,13 +25,11 @@ from functools import lru_cache
 
 import mailparser
 
-from mailbot.mail import mime_boundary
 from mailbot.mail.addresses import simple_address
 from mailbot.mail.headers import clean_header
 from mailbot.mail.htmltext import html_to_text
 from mailbot.mail.senders import loose_address, valid_address
 
-mime_boundary.install()  # no regex compiled per multipart (see mailbot.mail.mime_boundary)
 logging.getLogger("mailparser").setLevel(logging.ERROR)
 log = logging.getLogger("mailbot.parsing")
 
