@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from concurrent.futures import Future
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -135,104 +134,11 @@ def test_a_result_a_worker_cannot_send_back_is_analysed_here(tmp_path: Path) -> 
     cfg = make_config(tmp_path)
     items = [Received(it.raw, it.source, received_at=AT) for it in _items(2 * analysis.CHUNK + 5)]
     pool = Unpicklable()
-    results = analysis.Pending(cfg, items, pool, ahead=1).result()  # type: ignore[arg-type]
+    chunks = [items[i:i + analysis.CHUNK] for i in range(0, len(items), analysis.CHUNK)]
+    results = analysis.Pending(cfg, items, [(c, pool.submit(None, cfg, c)) for c in chunks]).result()
     assert pool.handed == [analysis.CHUNK] * (len(items) // analysis.CHUNK) + [len(items) % analysis.CHUNK]
     assert [r.dedupe_key for r in results] == [analysis.analyse(cfg, it).dedupe_key for it in items]
     assert all(r.parsed is not None and r.analysed_by == os.getpid() for r in results)
-
-
-class SlowPool:
-    """A stand-in for the worker pool: analyses at once, answers `delay` seconds later."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.handed: list[list[Received]] = []
-
-    def submit(self, _fn: Any, config: Any, chunk: list[Received]) -> Future[list[analysis.Analysis]]:
-        self.handed.append(chunk)
-        future: Future[list[analysis.Analysis]] = Future()
-        done = [analysis.analyse(config, it, with_facts=True) for it in chunk]
-        for a in done:
-            a.analysed_by = -1  # "a worker"
-        threading.Timer(self.delay, future.set_result, args=(done,)).start()
-        return future
-
-
-def test_the_waiting_process_takes_chunks_from_the_tail_while_workers_go_on_from_the_head(
-        tmp_path: Path) -> None:
-    """Two chunks are handed to a (slow) worker at once; the caller of result() analyses
-    the rest itself, from the last chunk backwards, and the results keep the mails' order."""
-    cfg = make_config(tmp_path)
-    items = [Received(it.raw, it.source, received_at=AT) for it in _items(3 * analysis.CHUNK + 5)]
-    pool = SlowPool(0.3)
-    results = analysis.Pending(cfg, items, pool, ahead=2).result()  # type: ignore[arg-type]
-    by_worker = [r.analysed_by == -1 for r in results]
-    handed = sum(len(c) for c in pool.handed)
-    # The head went to the worker (the two first chunks, and more if one finished meanwhile),
-    # the tail was analysed here; no mail twice, none left out, order kept.
-    assert pool.handed[:2] == [items[:analysis.CHUNK], items[analysis.CHUNK:2 * analysis.CHUNK]]
-    assert by_worker == [True] * handed + [False] * (len(items) - handed)
-    assert handed < len(items)
-    assert [r.digest for r in results] == [analysis.analyse(cfg, it).digest for it in items]
-
-
-def test_a_batch_the_caller_waits_for_at_once_is_split_between_it_and_the_worker(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """submit(split=True) (the first batch of an IMAP pass, which the daemon waits for with
-    nothing else to do): one chunk per worker plus one, and the caller analyses the last
-    one itself instead of waiting while one worker does the whole batch."""
-    cfg = make_config(tmp_path)
-    items = [Received(it.raw, it.source, received_at=AT) for it in _items(analysis.CHUNK)]
-    pool = SlowPool(0.3)
-    monkeypatch.setattr(analysis, "worker_count", lambda _config: 1)
-    monkeypatch.setattr(analysis, "_pool", lambda _workers: pool)
-    results = analysis.submit(cfg, items, split=True).result()
-    half = -(-analysis.CHUNK // 2)
-    assert pool.handed == [items[:half]]
-    assert [r.analysed_by == -1 for r in results] == [True] * half + [False] * (len(items) - half)
-    assert [r.digest for r in results] == [analysis.analyse(cfg, it).digest for it in items]
-    unsplit = analysis.submit(cfg, items).result()  # otherwise the whole chunk goes to the worker
-    assert pool.handed[1:] == [items] and all(r.analysed_by == -1 for r in unsplit)
-
-
-def test_a_batch_hands_each_worker_a_chunk_and_queues_more_at_once(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A batch queued behind the one being written: each worker gets a chunk and QUEUED
-    more wait in the pool, so a worker never idles while the hand-over of its next chunk
-    waits for the daemon's GIL; the caller still takes the chunks left from the tail."""
-    cfg = make_config(tmp_path)
-    items = [Received(it.raw, it.source, received_at=AT) for it in _items(6 * analysis.CHUNK)]
-    pool = SlowPool(0.5)
-    monkeypatch.setattr(analysis, "worker_count", lambda _config: 1)
-    monkeypatch.setattr(analysis, "_pool", lambda _workers: pool)
-    pending = analysis.submit(cfg, items)
-    chunks = [items[i:i + analysis.CHUNK] for i in range(0, len(items), analysis.CHUNK)]
-    assert pool.handed == chunks[:1 + analysis.QUEUED]  # before anyone waits for the result
-    results = pending.result()
-    assert [r.analysed_by == -1 for r in results][-analysis.CHUNK:] == [False] * analysis.CHUNK
-    assert [r.digest for r in results] == [analysis.analyse(cfg, it).digest for it in items]
-
-
-def test_while_a_worker_holds_a_chunk_the_caller_analyses_the_next_batch_from_its_tail(
-        tmp_path: Path) -> None:
-    """result(meanwhile=[next batch]) does not wait idle for a chunk the worker still holds:
-    it analyses the next batch's untaken chunks, from the tail, and that batch's result()
-    uses them. Nothing is analysed twice; both batches keep their order."""
-    cfg = make_config(tmp_path)
-    all_items = [Received(it.raw, it.source, received_at=AT) for it in _items(6 * analysis.CHUNK)]
-    first, second = all_items[:2 * analysis.CHUNK], all_items[2 * analysis.CHUNK:]
-    pool = SlowPool(1.0)
-    a = analysis.Pending(cfg, first, pool, ahead=2)  # type: ignore[arg-type]  # both chunks handed
-    b = analysis.Pending(cfg, second, pool, ahead=1)  # type: ignore[arg-type]  # its first chunk handed
-    results_a = a.result(meanwhile=[b])
-    results_b = b.result()
-
-    assert [r.analysed_by == -1 for r in results_a] == [True] * len(first)
-    # b's first chunk went to the worker; the caller analysed the three others while it
-    # waited for a's chunks (1 s), so none was left for the worker to take.
-    assert [r.analysed_by == -1 for r in results_b] == [True] * analysis.CHUNK + [False] * 3 * analysis.CHUNK
-    assert [len(c) for c in pool.handed] == [analysis.CHUNK] * 3
-    assert [r.digest for r in results_a + results_b] == [analysis.analyse(cfg, it).digest for it in all_items]
 
 
 def test_a_failed_extraction_keeps_the_verdict_and_a_failed_classification_the_whole_mail(

@@ -512,7 +512,7 @@ class ImapPoller:
 
         handled = 0
         fetched: deque[tuple[list[int], Pending]] = deque()  # being analysed (mailbot.ingest.analysis)
-        if (first := next_chunk()) is not None and (batch := self._fetch(client, first, split=True)) is not None:
+        if (first := next_chunk()) is not None and (batch := self._fetch(client, first)) is not None:
             fetched.append(batch)  # the workers start on it while the UIDVALIDITY is checked
         self._check_uidvalidity(uidvalidity)
         committed: Committed | None = None  # not filed away yet
@@ -524,7 +524,7 @@ class ImapPoller:
                     break
                 imap = io.submit(self._imap_step, client, committed, ahead)
                 try:
-                    now_committed = self._record(*batch, meanwhile=fetched) if batch is not None else None
+                    now_committed = self._record(*batch) if batch is not None else None
                 except BaseException:
                     wait([imap])  # the helper ends before the connection is given up
                     if committed is not None and imap.exception() is None:
@@ -543,11 +543,9 @@ class ImapPoller:
         self._save_progress(uidvalidity)
         return handled
 
-    def _record(self, uids: list[int], pending: Pending,
-                meanwhile: Sequence[tuple[list[int], Pending]]) -> Committed:
-        """Write a batch (the commit; `meanwhile`: the batches being analysed) and decide
-        where each of its mails goes."""
-        results = record(self.app, pending, meanwhile=[p for _, p in meanwhile])
+    def _record(self, uids: list[int], pending: Pending) -> Committed:
+        """Write a batch (the commit) and decide where each of its mails goes."""
+        results = record(self.app, pending)
         return Committed(uids, results, self._quarantined(results))
 
     def _quarantined(self, results: list[IngestResult]) -> list[bool]:
@@ -576,10 +574,8 @@ class ImapPoller:
             self._file_away(client, committed.uids, committed.quarantine)
         return [batch for chunk in chunks if (batch := self._fetch(client, chunk)) is not None]
 
-    def _fetch(self, client: IMAPClient, uids: list[int], *, split: bool = False
-               ) -> tuple[list[int], Pending] | None:
-        """FETCH a batch and start its analysis (`split`: the first of a pass, which this
-        thread waits for at once and helps to analyse, see `analysis.submit`)."""
+    def _fetch(self, client: IMAPClient, uids: list[int]) -> tuple[list[int], Pending] | None:
+        """FETCH a batch and start its analysis (in the workers, see `analysis.submit`)."""
         got = imap_commands.fetch_bodies(client, uids)
         self.unfetchable.refused(client, self.cfg.folder, got.refused)
         present = [uid for uid in uids if uid in got.mails]  # others vanished meanwhile, or refused
@@ -588,7 +584,7 @@ class ImapPoller:
             return None
         items = [Received(got.mails[uid][0], self.source, received_at=as_utc(got.mails[uid][1]),
                           mailbox_brand=self.brand) for uid in present]
-        return present, prepare(self.app, items, split=split)
+        return present, prepare(self.app, items)
 
     def _filed(self, uidvalidity: int, committed: Committed) -> int:
         """Bookkeeping once a committed batch is out of the folder. The last UID is saved

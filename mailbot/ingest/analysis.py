@@ -44,8 +44,7 @@ log = logging.getLogger("mailbot.analysis")
 
 MIN_BATCH_FOR_WORKERS = 16  # smaller batches are analysed in the calling process
 MAX_RAW_FOR_WORKERS = 5_000_000  # bigger mails are not copied to a worker and back
-CHUNK = 25  # mails per task sent to a worker: each hand-over waits for the daemon's GIL, see Pending
-QUEUED = 2  # chunks of a batch handed over at once beyond one per worker (see submit)
+CHUNK = 25  # mails per task sent to a worker
 
 
 @dataclass(frozen=True)
@@ -174,86 +173,22 @@ def _analyse_chunk(config: Config, items: Sequence[Received]) -> list[Analysis]:
 
 
 class Pending:
-    """The analysis of a batch, under way in workers or already done.
+    """The analysis of a batch: under way in the worker processes (its chunks of CHUNK
+    mails all handed to the pool at once, which queues them), or done already.
+    `result()` waits for the chunks in order; one whose worker died or failed is
+    analysed in this process instead: nothing is lost or stuck."""
 
-    The batch is cut into chunks of CHUNK mails. The workers are handed a few chunks
-    at a time, from the head (each finished chunk hands over the next one); the
-    process that waits in `result()` takes chunks from the tail and analyses them
-    itself, so both meet in the middle and no CPU idles. If a chunk a worker holds is
-    still not back then, the waiting process analyses the batches queued after this
-    one from their tails (`result(meanwhile=…)`): a worker that finished early went on
-    with their first chunks, so waiting would leave a CPU idle. Chunks are never
-    cancelled once handed over: on Python 3.11 a pool that breaks while it still holds
-    cancelled work fails in its own thread and leaves later work unanswered.
+    def __init__(self, config: Config, items: Sequence[Received],
+                 futures: Sequence[tuple[Sequence[Received], Future[list[Analysis]]]] = (),
+                 done: list[Analysis] | None = None) -> None:
+        self.config, self.items, self._futures, self._done = config, items, futures, done
 
-    Chunks are of CHUNK mails: every hand-over goes through the pool's threads in this
-    process, which wait for the GIL while the daemon writes; with 10 mails a chunk the
-    worker was idle a quarter of the time between chunks, with 25 a fifth."""
-
-    def __init__(self, config: Config, items: Sequence[Received], pool: ProcessPoolExecutor | None = None,
-                 ahead: int = 2, done: list[Analysis] | None = None, chunk: int = CHUNK) -> None:
-        self.config, self.items, self._done = config, items, done
-        self._chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
-        self._futures: dict[int, Future[list[Analysis]] | None] = {}  # None: the pool refused it
-        self._local: dict[int, list[Analysis]] = {}  # chunks analysed in this process
-        self._lock = threading.Lock()
-        self._next = 0  # the next chunk to hand to a worker
-        self._end = len(self._chunks) if pool is not None else 0  # from here on: analysed here
-        self._pool = pool
-        for _ in range(ahead):
-            self._hand_over()
-
-    def _hand_over(self, _finished: Future[list[Analysis]] | None = None) -> None:
-        """Give the workers the next chunk (also the done-callback of each chunk)."""
-        with self._lock:  # (the pool's thread runs callbacks without holding its own locks)
-            if self._pool is None or self._next >= self._end:
-                return
-            i, self._next = self._next, self._next + 1
-            try:
-                future = self._futures[i] = self._pool.submit(_analyse_chunk, self.config, self._chunks[i])
-            except Exception as exc:  # noqa: BLE001 - a broken or closed pool: analysed here
-                log.error("analysis workers unavailable (%s); analysing here", exc)
-                self._futures[i] = None
-                return
-        future.add_done_callback(self._hand_over)
-
-    def result(self, meanwhile: Sequence[Pending] = ()) -> list[Analysis]:
-        """Wait for the analysis, analysing chunks from the tail here meanwhile. While a
-        chunk a worker holds is not back yet, chunks from the tail of `meanwhile` (the
-        batches queued after this one) are analysed here instead of waiting idle: the
-        worker may be busy with those batches' first chunks, handed over earlier."""
+    def result(self) -> list[Analysis]:
         if self._done is None:
-            while self._analyse_tail_chunk():
-                pass
-            done: list[Analysis] = []
-            for i, chunk in enumerate(self._chunks):
-                if i in self._local:
-                    done.extend(self._local[i])
-                    continue
-                future = self._futures.get(i)
-                while future is not None and not future.done() and any(
-                        p._analyse_tail_chunk() for p in meanwhile):  # noqa: SLF001 - same class
-                    pass
-                done.extend(self._collect(future, chunk))
-            self._done = done
+            self._done = [a for chunk, future in self._futures for a in self._collect(future, chunk)]
         return self._done
 
-    def _analyse_tail_chunk(self) -> bool:
-        """Take the last chunk nobody has taken yet and analyse it here; False if none is left."""
-        with self._lock:
-            if self._done is not None or self._end <= self._next:
-                return False
-            self._end -= 1
-            i = self._end
-        self._local[i] = [analyse(self.config, it, with_facts=True) for it in self._chunks[i]]
-        return True
-
-    def _collect(self, future: Future[list[Analysis]] | None, chunk: Sequence[Received]) -> list[Analysis]:
-        """A chunk's result from its worker; if that fails (the worker died, a result
-        could not be sent back), the chunk is analysed here: nothing is lost or stuck."""
-        if future is None:  # the pool refused it: broken or shut down
-            _reset_pool()
-            return _here(self.config, chunk)
+    def _collect(self, future: Future[list[Analysis]], chunk: Sequence[Received]) -> list[Analysis]:
         try:
             return future.result()
         except BrokenProcessPool:
@@ -290,32 +225,22 @@ def worker_count(config: Config) -> int:
     return wanted
 
 
-def submit(config: Config, items: Sequence[Received], *, split: bool = False) -> Pending:
-    """Start analysing a batch; in workers when it is worth it. Only workers extract
+def submit(config: Config, items: Sequence[Received]) -> Pending:
+    """Start analysing a batch; in the workers when it is worth it. Only workers extract
     the facts ahead (for every brand addressed); in this process that is left to
-    ingest, which needs them only when a case is opened.
-
-    `split`: the caller has nothing else to do until this batch is analysed (the first
-    batch of an IMAP pass): it is cut into one chunk per worker plus one, which the
-    caller analyses itself in `result()`, instead of chunks of CHUNK all handed to the
-    workers while the caller waits idle."""
+    ingest, which needs them only when a case is opened."""
     workers = worker_count(config)
     if workers == 0 or len(items) < MIN_BATCH_FOR_WORKERS or any(
             len(it.raw) > MAX_RAW_FOR_WORKERS for it in items):
         return Pending(config, items, done=_here(config, items))
+    chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
     try:
         pool = _pool(workers)
+        return Pending(config, items, [(chunk, pool.submit(_analyse_chunk, config, chunk)) for chunk in chunks])
     except (BrokenProcessPool, RuntimeError, OSError) as exc:
         log.error("analysis workers unavailable (%s); analysing here", exc)
         _reset_pool()
         return Pending(config, items, done=_here(config, items))
-    if split:
-        return Pending(config, items, pool, ahead=workers, chunk=-(-len(items) // (workers + 1)))
-    # Each worker gets a chunk and QUEUED more wait in the pool's queue: the next chunk is
-    # handed over when one finishes, by a thread of this process that needs the GIL while
-    # the daemon writes, and a worker with nothing queued idles meanwhile. With one chunk
-    # queued instead of two, 500-mail drains were ~5 % slower (3 × 16 alternating drains).
-    return Pending(config, items, pool, ahead=workers + QUEUED)
 
 
 def warm_up(config: Config) -> None:

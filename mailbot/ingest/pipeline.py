@@ -140,26 +140,23 @@ def ingest_stream(app: App, batches: Iterable[Sequence[Received]]
     for items in batches:
         upcoming = prepare(app, items)
         if pending is not None:
-            yield pending.items, record(app, pending, meanwhile=(upcoming,))
+            yield pending.items, record(app, pending)
         pending = upcoming
     if pending is not None:
         yield pending.items, record(app, pending)
 
 
-def prepare(app: App, items: Sequence[Received], *, split: bool = False) -> analysis.Pending:
+def prepare(app: App, items: Sequence[Received]) -> analysis.Pending:
     """Start the CPU half of ingesting a batch (in worker processes when configured):
-    a channel can fetch the next batch, or write the previous one, meanwhile. `split`:
-    the caller will wait for it at once (see `analysis.submit`)."""
+    a channel can fetch the next batch, or write the previous one, meanwhile."""
     now = app.now()
     stamped = [replace(it, received_at=clamp_date(it.received_at) if it.received_at else now) for it in items]
-    return analysis.submit(app.config, stamped, split=split)
+    return analysis.submit(app.config, stamped)
 
 
-def record(app: App, pending: analysis.Pending, meanwhile: Sequence[analysis.Pending] = ()) -> list[IngestResult]:
-    """Write an analysed batch in one transaction; returns once it is committed.
-    `meanwhile`: batches prepared after it, which this process may help analyse
-    while it waits for the workers (see `analysis.Pending.result`)."""
-    results = pending.result(meanwhile)
+def record(app: App, pending: analysis.Pending) -> list[IngestResult]:
+    """Write an analysed batch in one transaction; returns once it is committed."""
+    results = pending.result()
     return _record_works(app, [_Work(it, a) for it, a in zip(pending.items, results, strict=True)])
 
 
