@@ -266,7 +266,7 @@ def test_the_same_mail_written_at_once_by_two_instances_is_recorded_once(
         make_app: Callable[..., App]) -> None:
     """Two instances (engines) on one database: the first holds its commit while the
     second writes the same mail. On PostgreSQL the second hits the unique dedupe key
-    (IntegrityError from the prepared INSERT) and finds the row; on SQLite it waits
+    (IntegrityError from the INSERT) and finds the row; on SQLite it waits
     for the lock and finds it. Either way: one case, one duplicate, one acknowledgement."""
     first, second = make_app(), make_app()
     _slow_first_commit(first)

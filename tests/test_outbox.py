@@ -181,7 +181,7 @@ def test_a_flood_in_one_imap_batch_gets_at_most_ack_limit_acks(make_app: Callabl
 
 
 def test_an_agent_mail_inside_a_batch_does_not_reset_the_ack_count(make_app: Callable[..., App]) -> None:
-    """The agent's mail writes the batch's deferred rows early (it uses a savepoint);
+    """An agent mail inside a batch (its commands run in a savepoint):
     the acknowledgements queued before it still count: 3 + agent + 3 mails, limit 3 → 3."""
     app = make_app(limits={"ack_limit": 3})
     ingest(app, mail(frm="autre@example.org", message_id="<other@example.org>"), "smtp")

@@ -21,7 +21,6 @@ from mailbot.cases.records import add_message, log_event, open_case, set_status
 from mailbot.cases.sla import Opening
 from mailbot.cases.tokens import is_agent_token
 from mailbot.config import BrandConfig
-from mailbot.ingest import writes
 from mailbot.ingest.analysis import extract_for
 from mailbot.mail.classify import Verdict
 from mailbot.mail.extract import Extracted
@@ -62,8 +61,7 @@ def handle_customer(session: Session, app: App, inbound: InboundRow, parsed: Par
     clear_failing(session, parsed.from_addr)
     for route in routes:
         if is_agent_token(route.token):
-            with writes.immediate(session):  # it uses a savepoint
-                agent_case = handle_agent_mail(session, app, inbound, parsed, route)
+            agent_case = handle_agent_mail(session, app, inbound, parsed, route)
             if agent_case is not None:
                 cases.append(agent_case)
             continue

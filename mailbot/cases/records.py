@@ -16,23 +16,22 @@ from mailbot.config import BrandConfig
 from mailbot.ingest import writes
 from mailbot.mail.masking import stored_line
 from mailbot.models import Case, Event, Message, StoredMessage, construct, track, utcnow
-from mailbot.prepared import Prepared
 
 _INSERT_EVENT = Prepared(insert(Event))
 
 
 def log_event(session: Session, case: Case | None, type_: str, *, actor: str = "system",
               at: datetime | None = None, **data: Any) -> None:
-    """Append one line to the audit trail (a prepared INSERT in the caller's transaction:
-    several per mail, so no ORM object; deferred in ingest batches, see mailbot.ingest.writes)."""
+    """Append one line to the audit trail (an INSERT in the caller's transaction: several
+    per mail, so no ORM object)."""
     log_case_event(session, case.id if case else None, type_, actor=actor, at=at, **data)
 
 
 def log_case_event(session: Session, case_id: int | None, type_: str, *, actor: str = "system",
                    at: datetime | None = None, **data: Any) -> None:
     """`log_event` for a case known by its id."""
-    writes.write(session, _INSERT_EVENT, {"case_id": case_id, "type": type_,
-                                          "actor": actor[:500], "data": data, "at": at or utcnow()})
+    session.connection().execute(_INSERT_EVENT, {"case_id": case_id, "type": type_, "actor": actor[:500],
+                                                 "data": data, "at": at or utcnow()})
 
 
 def set_status(session: Session, case: Case, status: str, *, actor: str = "system",
@@ -80,11 +79,11 @@ def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email:
     return case
 
 
-_INSERT_MESSAGE = Prepared(insert(Message).returning(Message.id))
+_INSERT_MESSAGE = insert(Message).returning(Message.id)
 
 
 _CASE_COLUMNS = [c.key for c in Case.__table__.columns if c.key != "id"]  # type: ignore[attr-defined]
-_INSERT_CASE = Prepared(insert(Case).returning(Case.id))
+_INSERT_CASE = insert(Case).returning(Case.id)
 
 
 def _insert_case(session: Session, case: Case) -> None:
@@ -92,7 +91,7 @@ def _insert_case(session: Session, case: Case) -> None:
     here would also send the pending changes of the batch's earlier cases one by one,
     rather than all together at the commit."""
     values = {key: getattr(case, key) for key in _CASE_COLUMNS}
-    case.id = int(_INSERT_CASE.scalar(session, values))
+    case.id = int(session.connection().execute(_INSERT_CASE, values).scalar_one())
     make_transient_to_detached(case)
     session.add(case)
 
@@ -110,18 +109,17 @@ def add_message(session: Session, case: Case, *, direction: str, kind: str, mess
         "from_name": stored_line(from_name)[:500], "body_text": body_text, "sent_at": sent_at,
         "created_at": created_at or utcnow(),
         "route_signal": route_signal, "route_detail": route_detail[:1000],
-    })
+    }).scalar_one()
     return StoredMessage(id=int(new_id))
 
 
-_INSERT_SENT = Prepared(insert(Message))
+_INSERT_SENT = insert(Message)
 
 
 def note_outgoing(session: Session, case: Case, *, kind: str, message_id: str, from_addr: str,
                   from_name: str, sent_at: datetime) -> None:
-    """Record a mail we send on the case's thread, so replies to it find the case (no id
-    is needed back: deferred in ingest batches, see mailbot.ingest.writes)."""
-    writes.write(session, _INSERT_SENT, {
+    """Record a mail we send on the case's thread, so replies to it find the case."""
+    session.connection().execute(_INSERT_SENT, {
         "case_id": case.id, "inbound_id": None, "direction": "out", "kind": kind, "message_id": message_id,
         "subject": "", "from_addr": from_addr[:500], "from_name": from_name[:500], "body_text": "",
         "sent_at": sent_at, "created_at": utcnow(), "route_signal": "", "route_detail": ""})

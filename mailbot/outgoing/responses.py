@@ -171,7 +171,7 @@ def prefetch_ack_counts(session: Session, app: App, addresses: list[str]) -> Non
 def _acks_last_hour(session: Session, to_addr: str, now: datetime) -> int:
     """Acknowledgements to this address in the last hour, this transaction's own included:
     read once per transaction (or per batch, `prefetch_ack_counts`), then counted up by
-    `acknowledge` as it queues them (rows may still be deferred, see mailbot.ingest.writes)."""
+    `acknowledge` as it queues them."""
     counts = session.info.setdefault("ack_counts", {})
     to = to_addr.lower()
     if to not in counts:
