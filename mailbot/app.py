@@ -11,7 +11,7 @@ from functools import cached_property
 from sqlalchemy import Engine
 
 from mailbot import db
-from mailbot.cases import business_days, references
+from mailbot.cases import business_days
 from mailbot.cases.business_days import BusinessCalendar
 from mailbot.config import BrandConfig, Config
 from mailbot.outgoing.templating import Renderer
@@ -76,5 +76,4 @@ class App:
                 cal.holiday_name(date(y, 1, 1))
 
     def close(self) -> None:
-        references.release(self.engine)
-        self.engine.dispose()
+        self.engine.dispose()  # (with the connection mailbot.cases.references keeps for case numbers)

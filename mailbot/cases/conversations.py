@@ -21,9 +21,8 @@ from mailbot.cases.records import add_message, log_event, open_case, set_status
 from mailbot.cases.sla import Opening
 from mailbot.cases.tokens import is_agent_token
 from mailbot.config import BrandConfig
-from mailbot.ingest.analysis import extract_for
 from mailbot.mail.classify import Verdict
-from mailbot.mail.extract import Extracted
+from mailbot.mail.extract import Extracted, extract_for
 from mailbot.mail.masking import stored_body
 from mailbot.mail.parsing import ParsedMail
 from mailbot.mail.quotes import strip_reply

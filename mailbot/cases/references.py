@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, Integer, bindparam
+from sqlalchemy import Connection, Engine, Integer, bindparam, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from mailbot.models import RefCounter
-
-REF_PATTERN = re.compile(r"\b([A-Z]{1,6})-(\d{4})-(\d{6,})\b")
 
 
 def format_ref(prefix: str, year: int, seq: int) -> str:
@@ -95,6 +92,8 @@ def _take_autocommitted(engine: Engine, brand: str, year: int) -> int:
         conn = _COUNTER_CONNECTIONS.get(engine)
         if conn is None or conn.closed or conn.invalidated:
             conn = _COUNTER_CONNECTIONS[engine] = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if not event.contains(engine, "engine_disposed", release):
+                event.listen(engine, "engine_disposed", release)
         try:
             return _take(conn, brand, year)
         except Exception:
@@ -104,7 +103,7 @@ def _take_autocommitted(engine: Engine, brand: str, year: int) -> int:
 
 
 def release(engine: Engine) -> None:
-    """Give back the engine's counter connection (App.close)."""
+    """Give back the engine's counter connection (when the engine is disposed)."""
     with _COUNTER_LOCK:
         conn = _COUNTER_CONNECTIONS.pop(engine, None)
     if conn is not None:
@@ -131,10 +130,6 @@ _UPSERTS = {
 _SET = sqlite_insert(RefCounter)
 _SET_COUNTER = _SET.on_conflict_do_update(index_elements=["brand", "year"],
                                           set_={"next_seq": _SET.excluded.next_seq})
-
-
-def refs_in(text: str) -> list[str]:
-    return [m.group(0) for m in REF_PATTERN.finditer(text or "")]
 
 
 def new_reply_token() -> str:

@@ -33,9 +33,9 @@ from datetime import date, datetime
 
 from mailbot.cases import business_days, sla
 from mailbot.cases.tokens import is_agent_token
-from mailbot.config import BrandConfig, Config
+from mailbot.config import Config
 from mailbot.mail.classify import Verdict, classify
-from mailbot.mail.extract import Extracted, extract
+from mailbot.mail.extract import Extracted, extract_for
 from mailbot.mail.masking import stored_body
 from mailbot.mail.parsing import ParsedMail, Unparseable, parse
 from mailbot.mail.routing import route_brands
@@ -96,16 +96,6 @@ def dedupe_key(digest: str, parsed: ParsedMail | None, brands: Sequence[str] = (
     else:
         key = f"sha:{digest}"
     return f"{key}|{','.join(sorted(brands))}" if brands else key
-
-
-def extract_for(brand: BrandConfig, parsed: ParsedMail, sent_at: datetime) -> Extracted:
-    return extract(
-        parsed.text, subject=parsed.subject, sent_at=parsed.date or sent_at,
-        display_name=parsed.from_name or None, from_addr=parsed.from_addr or None,
-        categories=[(c.key, c.keywords) for c in brand.categories],
-        default_category=brand.default_category, urgent_keywords=brand.urgent_keywords,
-        attachment_count=len(parsed.attachments),
-    )
 
 
 def analyse(config: Config, item: Received, *, with_facts: bool = False) -> Analysis:

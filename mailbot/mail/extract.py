@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
+from mailbot.config import BrandConfig
 from mailbot.mail.masking import (
     IBAN_LENGTHS,
     mask_and_find,
@@ -25,6 +26,7 @@ from mailbot.mail.masking import (
     mask_iban,
     mask_sensitive,
 )
+from mailbot.mail.parsing import ParsedMail
 
 MAX_SCAN_CHARS = 64_000  # a complaint states its facts early; a body may be megabytes
 
@@ -862,3 +864,14 @@ def extract(
             attachments=attachment_count > 0,
         ),
     )  # fmt: skip
+
+
+def extract_for(brand: BrandConfig, parsed: ParsedMail, sent_at: datetime) -> Extracted:
+    """The facts of a parsed mail for a brand (its categories and urgent keywords)."""
+    return extract(
+        parsed.text, subject=parsed.subject, sent_at=parsed.date or sent_at,
+        display_name=parsed.from_name or None, from_addr=parsed.from_addr or None,
+        categories=[(c.key, c.keywords) for c in brand.categories],
+        default_category=brand.default_category, urgent_keywords=brand.urgent_keywords,
+        attachment_count=len(parsed.attachments),
+    )

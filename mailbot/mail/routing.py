@@ -14,15 +14,22 @@ the message as its `route_signal`:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
-from mailbot.cases.references import refs_in
 from mailbot.config import BrandConfig, Config
 from mailbot.mail.parsing import ParsedMail
 from mailbot.models import Case, Message
+
+REF_PATTERN = re.compile(r"\b([A-Z]{1,6})-(\d{4})-(\d{6,})\b")  # a case reference: KP-2026-000123
+
+
+def refs_in(text: str) -> list[str]:
+    """The case references written in `text`, in order."""
+    return [m.group(0) for m in REF_PATTERN.finditer(text or "")]
 
 
 @dataclass(frozen=True)
