@@ -63,9 +63,11 @@ def make_engine(url: str, busy_timeout: float = 10.0) -> Engine:
 def session_scope(engine: Engine) -> Iterator[Session]:
     """One transaction: commit on success, roll back on error.
 
-    On SQLite the transactions of this process take turns through a FIFO lock:
-    SQLite's own busy handler is unfair (a waiting writer may sleep until the
-    busy timeout while others get in), which made SMTP tail latency spike."""
+    On SQLite the transactions of this process take turns through one lock (a
+    reentrant `threading.RLock`, so a nested scope in the same thread goes through;
+    not FIFO: the waiter that gets it next is whichever the OS wakes): SQLite's own
+    busy handler sleeps in steps and is unfair (a waiting writer may sleep until
+    the busy timeout while others get in), which made SMTP tail latency spike."""
     lock = _writer_lock(engine)
     with lock, Session(engine, expire_on_commit=False) as session:
         try:

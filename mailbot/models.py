@@ -23,8 +23,8 @@ def utcnow() -> datetime:
 
 def track(session: Session, obj: SQLModel) -> None:
     """`session.add(obj)` unless the session already holds it: then `add` would only walk
-    the save-update cascades (these models have no relationships), ~20 µs a call on the
-    ingest path, where a new case is touched four times."""
+    the save-update cascades (these models have no relationships) on the ingest path,
+    where a new case is touched four times."""
     if obj not in session:
         session.add(obj)
 

@@ -588,7 +588,7 @@ class ImapPoller:
 
     def _filed(self, uidvalidity: int, committed: Committed) -> int:
         """Bookkeeping once a committed batch is out of the folder. The last UID is saved
-        (its own small transaction, ~2 ms with the fsync) at most every STATE_EVERY
+        (its own small transaction, with its fsync) at most every STATE_EVERY
         seconds and at the end of the pass, not after each batch: it is for people
         reading the table, nothing depends on it."""
         present, results = committed.uids, committed.results

@@ -469,11 +469,12 @@ class _MailParts(mailparser.MailParser):
     """mail-parser's walk of the MIME tree (bodies decoded by their charsets, attachments
     extracted and named), without the summaries mailbot never reads: the diagnostics of
     the address, Date and Received headers that `_reset` works out for `defects`, and
-    the `mail`/`mail_partial` dicts `parse` builds twice from every header. Those were
-    more than half of mail-parser's time on a usual mail (0.83 → 0.44 ms on the bench
-    mails; the stdlib's own parse is 0.30); bodies and attachments are the same
-    (tests/test_parsing.py compares both on every corpus mail). mailbot reads headers
-    from `message` itself (`_common`, classify)."""
+    the `mail`/`mail_partial` dicts `parse` builds twice from every header (more than
+    half of mail-parser's time on a usual mail, see bench/README.md). Bodies and
+    attachments are the same: tests/test_corpora.py
+    (`test_lean_mailparser_gives_mailparsers_bodies_and_attachments`) compares both
+    on every corpus mail, and fails if mail-parser's methods change. mailbot reads
+    headers from `message` itself (`_common`, classify)."""
 
     def _reset(self) -> None:
         self._attachments: list[dict] = []
