@@ -4,7 +4,7 @@ VENV     ?= .venv
 BIN      := $(VENV)/bin
 CONFIG   ?= config.toml
 
-.PHONY: run test setup deps-system lint docs install wheel bench chaos clean
+.PHONY: run test test-fast setup deps-system lint docs install wheel bench chaos clean
 
 $(BIN)/mailbot: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -44,6 +44,11 @@ var/secret:
 
 test: setup deps-system
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The inner loop: no Dovecot, Postfix or PostgreSQL, no subprocess daemons, no corpora or
+# long generated runs (markers `servers` and `slow`, tests/conftest.py). CI runs `make test`.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not servers" -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check mailbot tests bench

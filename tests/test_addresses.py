@@ -68,12 +68,14 @@ _PIECES = st.sampled_from([
 ])
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None)
 @given(st.lists(_PIECES, max_size=12).map("".join))
 def test_generated_values_agree_with_the_stdlib(value: str) -> None:
     assert agrees(value), (value, simple_address(value), getaddresses([value]), parseaddr(value))
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None)
 @given(name=st.text(max_size=20), local=st.from_regex(r"[A-Za-z0-9.+_-]{1,12}", fullmatch=True),
        domain=st.from_regex(r"[A-Za-z0-9.-]{1,15}", fullmatch=True), quoted=st.booleans())

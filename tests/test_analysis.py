@@ -33,6 +33,8 @@ from mailbot.models import Case, Inbound, Message
 from tests.conftest import ROOT, make_config
 from tests.procs import wait_until
 
+pytestmark = pytest.mark.slow  # processes, servers or corpora: left out by `make test-fast`
+
 N = 60  # above MIN_BATCH_FOR_WORKERS, several chunks
 AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

@@ -20,6 +20,8 @@ from tests.browser import Browser, open_browser
 from tests.procs import free_port
 from tests.webtools import WEB_SECRET, link_in, sent_mails, start_web, stop, text_of
 
+pytestmark = pytest.mark.slow  # processes, servers or corpora: left out by `make test-fast`
+
 
 class Site:
     """A `mailbot web` process on SQLite, and the same database seen from the test."""

@@ -11,7 +11,7 @@ import pytest
 from tests.chaos import maildir_is_idempotent, run_chaos
 from tests.dovecot import Dovecot
 
-pytestmark = pytest.mark.dovecot
+pytestmark = [pytest.mark.dovecot, pytest.mark.slow]
 
 
 def test_chaos_small(tmp_path: Path, dovecot: Dovecot) -> None:

@@ -467,6 +467,7 @@ def _parsers() -> dict[str, object]:
     return {"compat32": stdlib, "mail-parser": mail_parser}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parser_name", ["compat32", "mail-parser"])
 def test_sisimai_corpus(parser_name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert (SISIMAI / "README.txt").is_file()
@@ -543,6 +544,7 @@ header_values = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     headers=st.lists(st.tuples(st.sampled_from(HEADER_NAMES), header_values), max_size=8),

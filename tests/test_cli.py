@@ -33,6 +33,8 @@ from tests.conftest import ROOT, config_data
 from tests.mails import mail
 from tests.procs import to_toml
 
+pytestmark = pytest.mark.slow  # processes, servers or corpora: left out by `make test-fast`
+
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 DB_DOWN = "postgresql+psycopg://postgres@127.0.0.1:1/x?connect_timeout=1"
 

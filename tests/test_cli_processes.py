@@ -22,6 +22,8 @@ from tests.conftest import ROOT, config_data
 from tests.mails import mail
 from tests.procs import to_toml
 
+pytestmark = pytest.mark.slow  # processes, servers or corpora: left out by `make test-fast`
+
 FINAL_DK = """Résumé : virement non reçu.
 Étapes suivies : vérification auprès de notre partenaire de paiement.
 Solution : les fonds ont été crédités.

@@ -12,6 +12,7 @@ from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.utils import parseaddr
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -62,6 +63,7 @@ def _parts(msg: EmailMessage) -> list[tuple[str, str, str]]:
             for p in msg.walk() if not p.is_multipart()]
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(subject=st.one_of(_text, _long_words), from_name=_text, to_name=_text, text=_body,
        html=st.one_of(st.none(), _body.map(lambda b: f"<p>{b}</p>")),

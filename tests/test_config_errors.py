@@ -19,6 +19,8 @@ from mailbot.ops.checks import check_file
 from mailbot.toml_lines import KeyLines
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # processes, servers or corpora: left out by `make test-fast`
+
 SHIPPED = (ROOT / "config.toml").read_text()
 
 

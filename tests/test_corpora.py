@@ -46,6 +46,8 @@ from mailbot.mail.senders import is_noreply, valid_address
 from mailbot.models import Attachment, Case, Inbound, Message, Outbox, Quarantine
 from tests.sisimai import SISIMAI, sisimai_labels
 
+pytestmark = pytest.mark.slow  # processes, servers or corpora: left out by `make test-fast`
+
 ROOT = Path(__file__).resolve().parent.parent
 ZAMMAD = ROOT.parent / "shared" / "corpora" / "zammad" / "test" / "data" / "mail"
 TALON = Path(__file__).parent / "corpora" / "talon"

@@ -13,7 +13,7 @@ from imapclient.exceptions import LoginError
 
 from tests.dovecot import Dovecot, fresh_mailbox
 
-pytestmark = pytest.mark.dovecot
+pytestmark = [pytest.mark.dovecot, pytest.mark.slow]
 
 SUPPORT = "support@kalra-plus.com"
 

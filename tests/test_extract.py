@@ -815,6 +815,7 @@ def test_html_to_text_is_fast_on_garbage(garbage: str) -> None:
 # --------------------------------------------------------------------------- properties
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=2000), st.text(max_size=100))
 def test_extract_never_raises(text: str, subject: str) -> None:
@@ -842,6 +843,7 @@ def card_numbers(draw: st.DrawFn) -> str:
     return separator.join(digits[i : i + 4] for i in range(0, 16, 4)) if separator else digits
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=200), card_numbers(), st.text(max_size=200))
 def test_no_card_number_survives(before: str, card: str, after: str) -> None:
@@ -937,6 +939,7 @@ _KEYWORDS = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(_texts, st.lists(st.sampled_from(_KEYWORDS), max_size=8))
 def test_keyword_lookups_match_their_plain_form(text: str, keywords: list[str]) -> None:
@@ -959,12 +962,14 @@ def test_fold_and_normalise_match_their_plain_form(text: str) -> None:
     assert _x.normalise(text) == text[: _x.MAX_SCAN_CHARS].replace("\r\n", "\n").translate(table)
 
 
+@pytest.mark.slow
 def test_fold_of_every_character() -> None:
     every = "".join(map(chr, range(0x110000)))
     assert _x.fold(every) == "".join(map(_x._fold_char, every))
     assert _x.fold("Éµ€") == "eμ€"  # µ folds to Greek mu, outside cp1252
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(_texts)
 def test_masking_in_one_pass_matches_separate_calls(text: str) -> None:

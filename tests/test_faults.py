@@ -49,6 +49,8 @@ from tests.mails import mail
 from tests.procs import StderrReader, free_port, start_daemon, to_toml, wait_until
 from tests.test_smtp import listening
 
+pytestmark = pytest.mark.slow  # processes, servers or corpora: left out by `make test-fast`
+
 SUPPORT = "support@kalra-plus.com"
 FAST = Timings(backoff_initial=0.05, backoff_max=0.3, config_backoff=0.05, idle_check=0.2,
                lock_retry=0.2, lock_check=0.2)

@@ -127,6 +127,7 @@ print(json.dumps({{"stored": stored, "outcome": r.outcome.value, "reason": r.rea
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BIG))
 def test_big_input_is_recorded_in_bounded_time_and_memory(name: str, tmp_path: Path) -> None:
     code = _WORKER.format(root=str(ROOT), tmp=str(tmp_path), name=name)
@@ -328,6 +329,7 @@ def test_parse_returns_or_raises_unparseable(raw: bytes) -> None:
     assert isinstance(parsed.text, str)
 
 
+@pytest.mark.slow
 @FAST
 @given(_mailish, st.one_of(st.none(), st.text(max_size=40)))
 def test_classify_never_raises(raw: bytes, envelope_from: str | None) -> None:

@@ -35,7 +35,7 @@ from tests import procs
 from tests.conftest import make_config
 from tests.dovecot import Dovecot
 
-pytestmark = pytest.mark.dovecot
+pytestmark = [pytest.mark.dovecot, pytest.mark.slow]
 
 SUPPORT = "support@kalra-plus.com"
 FAST = Timings(backoff_initial=0.05, backoff_max=0.5, config_backoff=0.05, idle_check=0.2,

@@ -26,15 +26,19 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import update
 
 from mailbot import db
 from mailbot.app import App
 from mailbot.ingest.pipeline import ingest
+from mailbot.models import Case
 from mailbot.ops import jobs
 from mailbot.ops.metrics import collect, start_http
 from tests.conftest import ROOT, Clock, make_config
 from tests.mails import mail
 from tests.procs import StderrReader, free_port, start_daemon, to_toml, wait_until
+
+pytestmark = pytest.mark.slow  # processes, servers or corpora: left out by `make test-fast`
 
 SUPPORT = "support@kalra-plus.com"
 UNITS = ("mailbot.service", "mailbot-tick.service", "mailbot-tick.timer", "mailbot-web@.service")
@@ -151,13 +155,15 @@ def test_tick_timer_runs_the_tick_service() -> None:
 
 # ---------------------------------------------------------------- /healthz and /metrics
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.eE+-]+|NaN|[+-]Inf)$")
-EXPECTED = ("mailbot_mails_in_total", "mailbot_cases_opened_total", "mailbot_acks_sent_total",
+EXPECTED = ("mailbot_mails_in_total", "mailbot_cases_opened_total", "mailbot_mails_sent_total",
             "mailbot_outbox_depth", "mailbot_outbox_oldest_age_seconds", "mailbot_quarantine_size",
-            "mailbot_sla_breaches_total")
+            "mailbot_sla_breaches_total", "mailbot_ack_breaches_total", "mailbot_cases_open",
+            "mailbot_cases_overdue")
 
 
 def parse_prometheus(text: str) -> dict[str, float]:
-    """Strict reading of the text exposition format 0.0.4 (what we emit)."""
+    """Strict reading of the text exposition format 0.0.4 (what we emit): each series by
+    name, summed over its labels, and by `name{labels}`."""
     assert text.endswith("\n")
     types: dict[str, str] = {}
     values: dict[str, float] = {}
@@ -173,9 +179,12 @@ def parse_prometheus(text: str) -> dict[str, float]:
             m = SAMPLE.match(line)
             assert m, f"not a sample line: {line!r}"
             name = m.group(1)
-            assert name in types, f"{name} has no TYPE line before it"
-            assert types[name] != "counter" or name.endswith("_total")
-            values[name] = float(m.group(3))
+            family = name.removesuffix("_total") if name.removesuffix("_total") in types else name
+            assert family in types, f"{name} has no TYPE line before it"
+            assert types[family] != "counter" or name.endswith("_total")
+            values[name] = values.get(name, 0.0) + float(m.group(3))
+            if m.group(2):
+                values[name + m.group(2)] = float(m.group(3))
     return values
 
 
@@ -226,7 +235,8 @@ def test_healthz_and_metrics_of_the_running_daemon(daemon, tmp_path: Path) -> No
     m1 = metrics()
     assert m1["mailbot_mails_in_total"] == 2 and m1["mailbot_cases_opened_total"] == 1
     assert m1["mailbot_quarantine_size"] == 1
-    assert m1["mailbot_outbox_depth"] >= 1 and m1["mailbot_acks_sent_total"] == 0
+    assert m1["mailbot_outbox_depth"] >= 1 and m1["mailbot_mails_sent_total"] == 0
+    assert m1['mailbot_cases_open{brand="kalra-plus"}'] == 1 and m1['mailbot_cases_open{brand="divikeys"}'] == 0
     time.sleep(0.3)
     assert metrics()["mailbot_outbox_oldest_age_seconds"] > m1["mailbot_outbox_oldest_age_seconds"]
 
@@ -234,7 +244,8 @@ def test_healthz_and_metrics_of_the_running_daemon(daemon, tmp_path: Path) -> No
     ctl = Controller(Sink(), hostname="127.0.0.1", port=relay_port)
     ctl.start()
     try:
-        wait_until(lambda: metrics()["mailbot_acks_sent_total"] == 1, what="the ack")
+        ack = 'mailbot_mails_sent_total{brand="kalra-plus",kind="acknowledgement"}'
+        wait_until(lambda: metrics()[ack] == 1, what="the ack")
         wait_until(lambda: metrics()["mailbot_outbox_depth"] == 0, what="an empty outbox")
     finally:
         ctl.stop()
@@ -247,10 +258,20 @@ def test_sla_breaches_are_counted(tmp_path: Path, sqlite_url: str) -> None:
     clock = Clock()
     app = App.open(make_config(tmp_path, sqlite_url), upgrade=True, clock=clock)
     ingest(app, mail(), "smtp")
-    assert collect(app)["mailbot_sla_breaches_total"] == 0
+    before = collect(app)
+    assert before["mailbot_cases_overdue"] == 0
     clock.now += timedelta(days=60)
     jobs.run_all_jobs(app)
-    assert collect(app)["mailbot_sla_breaches_total"] == 1
+    after = collect(app)
+    breaches = 'mailbot_sla_breaches_total{brand="kalra-plus"}'
+    assert after[breaches] == before[breaches] + 1 and after['mailbot_cases_overdue{brand="kalra-plus"}'] == 1
+    # counters never go down: the retention purge (years later) takes nothing off them
+    with db.session_scope(app.engine) as s:
+        s.exec(update(Case).values(status="closed", closed_at=clock.now))  # type: ignore[call-overload]
+    clock.now += timedelta(days=365 * 6)
+    jobs.run_all_jobs(app)
+    final = collect(app)
+    assert final[breaches] == after[breaches] and final["mailbot_mails_in_total"] >= after["mailbot_mails_in_total"]
     app.close()
 
 

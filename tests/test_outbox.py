@@ -325,6 +325,7 @@ def test_acknowledgement_through_a_real_smtp_relay(make_app: Callable[..., App])
     assert acks[0].mail_from == "support@kalra-plus.com"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 def test_relay_down_then_back_delivers_each_of_100_acks_once(make_app: Callable[..., App], clock: Clock,
                                                             capsys: pytest.CaptureFixture[str]) -> None:

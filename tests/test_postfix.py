@@ -26,6 +26,8 @@ from tests.mails import mail
 from tests.postfix import Postfix, documented_blocks
 from tests.test_smtp import count, listening
 
+pytestmark = pytest.mark.slow  # processes, servers or corpora: left out by `make test-fast`
+
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 BRANDS = ("support@kalra-plus.com", "info@divikeys.com")
 

@@ -526,6 +526,7 @@ def test_split_commands_never_raises(text: str) -> None:
     assert len(rest) <= len(text)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "chunk",
     [

@@ -11,6 +11,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import update
 from sqlmodel import select
 
@@ -23,6 +24,8 @@ from mailbot.models import Case, Event
 from tests.conftest import Clock, config_data, make_config
 from tests.mails import mail
 from tests.procs import to_toml
+
+pytestmark = pytest.mark.slow  # processes, servers or corpora: left out by `make test-fast`
 
 WORDS = b"Zorglub-quartz-4242 my savings vanished"
 NAME = "Hortense Zylberstein"

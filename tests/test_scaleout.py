@@ -49,7 +49,7 @@ from tests.conftest import ROOT, _db_url, make_config
 from tests.dovecot import Dovecot
 from tests.procs import free_port
 
-pytestmark = pytest.mark.dovecot
+pytestmark = [pytest.mark.dovecot, pytest.mark.slow]
 
 N = int(os.environ.get("MAILBOT_SCALEOUT_N", "500"))
 N_SMTP = round(N * 0.6)

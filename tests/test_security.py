@@ -242,6 +242,7 @@ def test_an_integrity_error_is_never_transient_and_costs_no_other_mail(
     assert [r.outcome for r in again] == [Outcome.DUPLICATE] * 4
 
 
+@pytest.mark.slow
 @SQLITE_ONLY
 def test_import_of_an_mbox_with_a_poison_mail_records_every_mail(app: App, tmp_path: Path) -> None:
     """`mailbot import` as a process: the poison mail among three good ones, imported twice."""

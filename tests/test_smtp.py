@@ -26,6 +26,8 @@ from mailbot.models import Case, Inbound, Outbox, Quarantine
 from tests.mails import mail
 from tests.procs import free_port, start_daemon
 
+pytestmark = pytest.mark.slow  # processes, servers or corpora: left out by `make test-fast`
+
 
 @contextmanager
 def listening(app: App) -> Iterator[int]:

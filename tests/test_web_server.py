@@ -8,10 +8,13 @@ import socket
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.pg import throwaway_schema
 from tests.procs import free_port
 from tests.webtools import start_web, stop
+
+pytestmark = pytest.mark.slow  # processes, servers or corpora: left out by `make test-fast`
 
 
 def test_mailbot_web_refuses_to_start_without_its_secret(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
+from mailbot import counters
 from mailbot.app import App
 from mailbot.cases import rounds
 from mailbot.cases.records import log_case_event, log_event
@@ -25,15 +26,18 @@ from mailbot.models import Case
 from mailbot.outgoing import outbox
 from mailbot.outgoing.outbox import Delivery, DispatchReport
 
-_CASE_EXISTS = select(Case.id).where(Case.id == bindparam("case_id"))
+_CASE_BRAND = select(Case.brand).where(Case.id == bindparam("case_id"))
 
 
 def record_delivery(session: Session, app: App, d: Delivery) -> None:
     """The case's trail says what became of the mail (the case may have been purged)."""
+    brand = session.connection().execute(_CASE_BRAND, {"case_id": d.case_id}).scalar() if d.case_id else None
+    if d.sent or not d.withheld:
+        (counters.MAILS_SENT if d.sent else counters.MAILS_FAILED).labels(brand=brand or "", kind=d.kind).inc()
     if d.case_id is None:
         return
     if d.sent:
-        if session.connection().execute(_CASE_EXISTS, {"case_id": d.case_id}).first():
+        if brand is not None:
             log_case_event(session, d.case_id, "mail_sent", at=d.at, outbox=d.row_id, kind=d.kind,
                            to=d.to_addr, message_id=d.message_id)
             rounds.delivered(session, case_id=d.case_id, kind=d.kind, round_number=d.round_number, at=d.at,

@@ -20,7 +20,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
-from mailbot import db
+from mailbot import counters, db
 from mailbot.app import App
 from mailbot.cases.records import log_event, set_status
 from mailbot.cases.search import forget_erased
@@ -95,7 +95,12 @@ def _fire(session: Session, app: App, case: Case, brand: BrandConfig, point: Sla
         log_event(session, case, "sla_point_no_recipient", at=app.now(), point=point.key)
         return True
     log_event(session, case, point.kind, at=app.now(), point=point.key, to=", ".join(sent))
+    if point.kind in _BREACHES:
+        _BREACHES[point.kind].labels(brand=case.brand).inc()
     return True
+
+
+_BREACHES = {"escalation": counters.SLA_BREACHES, "ack_breach": counters.ACK_BREACHES}
 
 
 def autoclose(app: App) -> int:

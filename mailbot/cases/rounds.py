@@ -26,13 +26,12 @@ import calendar
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import Update, bindparam, insert, update
 from sqlmodel import Session, select
 
 from mailbot.cases.business_days import BusinessCalendar
 from mailbot.config import BrandConfig
 from mailbot.models import Case, Round, track
-from mailbot.prepared import Prepared
 
 KINDS = ("complaint", "reexamination")
 
@@ -85,7 +84,7 @@ def _day(cal: BusinessCalendar, dt: datetime) -> str:
     return cal.local(dt).date().isoformat()
 
 
-_INSERT_ROUND = Prepared(insert(Round))
+_INSERT_ROUND = insert(Round)
 
 
 def open_round(session: Session, case: Case, brand: BrandConfig, cal: BusinessCalendar, *, kind: str,
@@ -95,7 +94,7 @@ def open_round(session: Session, case: Case, brand: BrandConfig, cal: BusinessCa
     if kind not in KINDS:
         raise ValueError(f"unknown round kind {kind!r}")
     number = 1 if kind == "complaint" else case.round_number + 1
-    _INSERT_ROUND.scalar(session, {
+    session.connection().execute(_INSERT_ROUND, {
         "case_id": case.id, "number": number, "kind": kind, "received_at": received_at,
         "ack_due_at": ack_due_at, "acknowledged_at": None, "ack_via": None, "promised_at": due_at,
         "due_at": due_at, "cap_at": caps(brand, cal, received_at).latest, "late_since": None,
@@ -140,11 +139,11 @@ ACK_KINDS = ("acknowledgement", "reexamination_ack")
 ANSWER_KINDS = ("final_response",)
 
 
-def _delivered_statement(at_column: str, via_column: str) -> Prepared:
+def _delivered_statement(at_column: str, via_column: str) -> Update:
     column = getattr(Round, at_column)
-    return Prepared(update(Round).where(Round.case_id == bindparam("of_case"),
-                                        Round.number == bindparam("of_round"), column.is_(None))
-                    .values({at_column: bindparam("at"), via_column: bindparam("via")}))
+    return (update(Round).where(Round.case_id == bindparam("of_case"), Round.number == bindparam("of_round"),
+                                column.is_(None))
+            .values({at_column: bindparam("at"), via_column: bindparam("via")}))
 
 
 _ACKNOWLEDGED = _delivered_statement("acknowledged_at", "ack_via")
@@ -159,7 +158,7 @@ def delivered(session: Session, *, case_id: int | None, kind: str, round_number:
     stmt = _ACKNOWLEDGED if kind in ACK_KINDS else _ANSWERED if kind in ANSWER_KINDS else None
     if stmt is None or case_id is None or round_number is None:
         return
-    stmt.scalar(session, {"of_case": case_id, "of_round": round_number, "at": at, "via": via})
+    session.connection().execute(stmt, {"of_case": case_id, "of_round": round_number, "at": at, "via": via})
 
 
 def start_of_day(cal: BusinessCalendar, day: date) -> datetime:

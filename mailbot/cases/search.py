@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from mailbot.app import App
 from mailbot.cases.queue import MAX_PER_PAGE, BadFilter, QueueFilter, QueuePage, queue_row, statuses
-from mailbot.cases.references import REF_PATTERN
+from mailbot.mail.routing import REF_PATTERN
 from mailbot.models import Case
 
 MAX_TERMS = 8

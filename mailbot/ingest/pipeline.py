@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
-from mailbot import blobs, db
+from mailbot import blobs, counters, db
 from mailbot.app import App
 from mailbot.cases import references
 from mailbot.cases.conversations import handle_automatic, handle_customer, prepare_batch
@@ -227,12 +227,23 @@ def _record_works(app: App, works: list[_Work]) -> list[IngestResult]:
     try:
         results = _commit_with_retries(app, works)
         log_results(works, results)
+        _count(app, results)
         return results
     except IntegrityError:
         raise  # never transient: the same delivery would collide again, forever
     except db.TRANSIENT_DB_ERRORS as exc:
         cause = _transient_cause(exc) or exc  # name the real cause (e.g. disk full)
         raise TemporaryFailure(str(cause).splitlines()[0][:300]) from exc
+
+
+def _count(app: App, results: list[IngestResult]) -> None:
+    """The committed outcomes, for /metrics (mailbot.counters)."""
+    brand_of = {b.prefix: b.key for b in app.config.brands}
+    for r in results:
+        counters.MAILS_IN.labels(outcome=r.outcome.value).inc()
+        if r.outcome is Outcome.CASE_OPENED:
+            for ref in r.case_refs:
+                counters.CASES_OPENED.labels(brand=brand_of.get(ref.split("-", 1)[0], "")).inc()
 
 
 def _commit_with_retries(app: App, works: list[_Work], attempts: int = 6) -> list[IngestResult]:
