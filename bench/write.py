@@ -31,7 +31,9 @@ from typing import Any
 from _common import bench_app, scratch_dir
 from gen_mails import generate_bytes
 from sqlalchemy import event
+from sqlalchemy.engine import Connection
 
+from mailbot import prepared
 from mailbot.ingest import analysis
 from mailbot.ingest import pipeline as ingest
 from mailbot.ingest.analysis import Received
@@ -54,13 +56,29 @@ def write(app: Any, works: list[Any]) -> float:
 
 
 class Capture:
-    """Every statement the write runs, with its values as bound for sqlite3 (SQLAlchemy's
-    `before_cursor_execute`: every statement goes through it)."""
+    """Every statement the write runs, with its values as bound for sqlite3."""
 
     def __init__(self, app: Any) -> None:
         self.app, self.log = app, []  # type: ignore[var-annotated]
+        self._saved = (prepared.Prepared.scalar, prepared.Prepared.executemany)
 
     def __enter__(self) -> Capture:
+        log, (scalar, many) = self.log, self._saved
+
+        def captured_scalar(stmt: prepared.Prepared, session: Any, params: Any) -> Any:
+            conn = session if isinstance(session, Connection) else session.connection()
+            plan = stmt._plan(conn.dialect, params)  # noqa: SLF001
+            if plan is not None:
+                log.append(("one", plan.sql, plan.args(params)))
+            return scalar(stmt, session, params)
+
+        def captured_many(stmt: prepared.Prepared, conn: Any, rows: Any) -> None:
+            plan = stmt._plan(conn.dialect, rows[0])  # noqa: SLF001
+            if plan is not None and not plan.returning and conn.dialect.name == "sqlite":
+                log.append(("many", plan.sql, [plan.args(r) for r in rows]))
+            return many(stmt, conn, rows)
+
+        prepared.Prepared.scalar, prepared.Prepared.executemany = captured_scalar, captured_many  # type: ignore[method-assign]
         event.listen(self.app.engine, "before_cursor_execute", self._sqlalchemy)
         event.listen(self.app.engine, "commit", self._commit)
         return self
@@ -76,6 +94,7 @@ class Capture:
         self.log.append(("commit", None, None))
 
     def __exit__(self, *exc: object) -> None:
+        prepared.Prepared.scalar, prepared.Prepared.executemany = self._saved  # type: ignore[method-assign]
         event.remove(self.app.engine, "before_cursor_execute", self._sqlalchemy)
         event.remove(self.app.engine, "commit", self._commit)
 

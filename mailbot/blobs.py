@@ -9,6 +9,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from mailbot.models import Blob, utcnow
+from mailbot.prepared import Prepared
 
 
 def sha256(data: bytes) -> str:
@@ -16,16 +17,16 @@ def sha256(data: bytes) -> str:
 
 
 def put(session: Session, data: bytes, digest: str | None = None) -> str:
-    """Store `data` once (by its sha256) and return the digest (one INSERT, no ORM object:
-    large bytes are not tracked by the session)."""
+    """Store `data` once (by its sha256) and return the digest (one prepared INSERT, no
+    ORM object: large bytes are not tracked by the session)."""
     digest = digest or sha256(data)
     conn = session.connection()
-    conn.execute(_PUTS[conn.dialect.name == "postgresql"],
-                 {"sha256": digest, "size": len(data), "data": data, "created_at": utcnow()})
+    _PUTS[conn.dialect.name == "postgresql"].scalar(
+        conn, {"sha256": digest, "size": len(data), "data": data, "created_at": utcnow()})
     return digest
 
 
-_PUTS = {postgresql: insert(Blob).on_conflict_do_nothing(index_elements=["sha256"])
+_PUTS = {postgresql: Prepared(insert(Blob).on_conflict_do_nothing(index_elements=["sha256"]))
          for postgresql, insert in ((True, pg_insert), (False, sqlite_insert))}
 
 

@@ -6,12 +6,15 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
+
+from mailbot.prepared import Prepared
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -89,6 +92,57 @@ def read_scope(engine: Engine) -> Iterator[Session]:
             yield session
         finally:
             session.close()  # ends the transaction (a rollback of nothing) and detaches the objects
+
+
+_BATCHED = "mailbot_batched_rows"
+
+
+def write(session: Session, stmt: Prepared, params: dict[str, Any]) -> None:
+    """Execute a statement for one row in the session's transaction: now, or — inside
+    `batched_writes` — at the end of the block, with the other rows of the same
+    statement in one executemany. For rows nothing reads back before the commit:
+    audit events, outbox rows, records of sent mail, the outcome of an inbound row."""
+    rows: dict[Prepared, list[dict[str, Any]]] | None = session.info.get(_BATCHED)
+    if rows is None:
+        stmt.scalar(session, params)
+    else:
+        rows.setdefault(stmt, []).append(params)
+
+
+def _write_batched(session: Session) -> None:
+    rows = session.info.get(_BATCHED)
+    if rows:
+        conn = session.connection()
+        for stmt, params in list(rows.items()):  # in the order the statements were first used
+            stmt.executemany(conn, params)
+        rows.clear()
+
+
+@contextmanager
+def batched_writes(session: Session) -> Iterator[None]:
+    """`write` keeps its rows until the block ends, then writes them (before the commit)."""
+    session.info[_BATCHED] = {}
+    try:
+        yield
+        _write_batched(session)
+    finally:
+        session.info.pop(_BATCHED, None)
+
+
+@contextmanager
+def writes_now(session: Session) -> Iterator[None]:
+    """Inside `batched_writes`: what is kept is written, and `write` executes at once
+    within the block (for code that uses a savepoint, which could roll back rows kept)."""
+    rows = session.info.get(_BATCHED)
+    if rows is None:
+        yield
+        return
+    _write_batched(session)
+    session.info.pop(_BATCHED)
+    try:
+        yield
+    finally:
+        session.info[_BATCHED] = rows
 
 
 _LOCKS: dict[int, threading.RLock] = {}

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, delete
 from sqlmodel import Session, col, select
 
+from mailbot import db
 from mailbot.app import App
 from mailbot.cases import reexamination, staff_mail
 from mailbot.cases.agent_mail import handle_agent_mail
@@ -60,7 +61,8 @@ def handle_customer(session: Session, app: App, inbound: InboundRow, parsed: Par
     clear_failing(session, parsed.from_addr)
     for route in routes:
         if is_agent_token(route.token):
-            agent_case = handle_agent_mail(session, app, inbound, parsed, route)
+            with db.writes_now(session):  # its commands run in a savepoint
+                agent_case = handle_agent_mail(session, app, inbound, parsed, route)
             if agent_case is not None:
                 cases.append(agent_case)
             continue

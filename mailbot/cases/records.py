@@ -9,13 +9,14 @@ from sqlalchemy import insert
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session
 
+from mailbot import db
 from mailbot.app import App
 from mailbot.cases import references, rounds, sla
 from mailbot.cases.statuses import STATUSES  # noqa: F401 - re-exported
 from mailbot.config import BrandConfig
-from mailbot.ingest import writes
 from mailbot.mail.masking import stored_line
 from mailbot.models import Case, Event, Message, StoredMessage, construct, track, utcnow
+from mailbot.prepared import Prepared
 
 _INSERT_EVENT = Prepared(insert(Event))
 
@@ -30,8 +31,8 @@ def log_event(session: Session, case: Case | None, type_: str, *, actor: str = "
 def log_case_event(session: Session, case_id: int | None, type_: str, *, actor: str = "system",
                    at: datetime | None = None, **data: Any) -> None:
     """`log_event` for a case known by its id."""
-    session.connection().execute(_INSERT_EVENT, {"case_id": case_id, "type": type_, "actor": actor[:500],
-                                                 "data": data, "at": at or utcnow()})
+    db.write(session, _INSERT_EVENT, {"case_id": case_id, "type": type_, "actor": actor[:500],
+                                      "data": data, "at": at or utcnow()})
 
 
 def set_status(session: Session, case: Case, status: str, *, actor: str = "system",
@@ -79,11 +80,11 @@ def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email:
     return case
 
 
-_INSERT_MESSAGE = insert(Message).returning(Message.id)
+_INSERT_MESSAGE = Prepared(insert(Message).returning(Message.id))
 
 
 _CASE_COLUMNS = [c.key for c in Case.__table__.columns if c.key != "id"]  # type: ignore[attr-defined]
-_INSERT_CASE = insert(Case).returning(Case.id)
+_INSERT_CASE = Prepared(insert(Case).returning(Case.id))
 
 
 def _insert_case(session: Session, case: Case) -> None:
@@ -91,7 +92,7 @@ def _insert_case(session: Session, case: Case) -> None:
     here would also send the pending changes of the batch's earlier cases one by one,
     rather than all together at the commit."""
     values = {key: getattr(case, key) for key in _CASE_COLUMNS}
-    case.id = int(session.connection().execute(_INSERT_CASE, values).scalar_one())
+    case.id = int(_INSERT_CASE.scalar(session, values))
     make_transient_to_detached(case)
     session.add(case)
 
@@ -109,17 +110,17 @@ def add_message(session: Session, case: Case, *, direction: str, kind: str, mess
         "from_name": stored_line(from_name)[:500], "body_text": body_text, "sent_at": sent_at,
         "created_at": created_at or utcnow(),
         "route_signal": route_signal, "route_detail": route_detail[:1000],
-    }).scalar_one()
+    })
     return StoredMessage(id=int(new_id))
 
 
-_INSERT_SENT = insert(Message)
+_INSERT_SENT = Prepared(insert(Message))
 
 
 def note_outgoing(session: Session, case: Case, *, kind: str, message_id: str, from_addr: str,
                   from_name: str, sent_at: datetime) -> None:
     """Record a mail we send on the case's thread, so replies to it find the case."""
-    session.connection().execute(_INSERT_SENT, {
+    db.write(session, _INSERT_SENT, {
         "case_id": case.id, "inbound_id": None, "direction": "out", "kind": kind, "message_id": message_id,
         "subject": "", "from_addr": from_addr[:500], "from_name": from_name[:500], "body_text": "",
         "sent_at": sent_at, "created_at": utcnow(), "route_signal": "", "route_detail": ""})

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from mailbot.models import RefCounter
+from mailbot.prepared import Prepared
 
 
 def format_ref(prefix: str, year: int, seq: int) -> str:
@@ -75,7 +76,7 @@ def reserving(session: Session, size: int) -> Iterator[None]:
     try:
         yield
         for (brand, year), (first_unused, _end) in blocks.ranges.items():
-            session.connection().execute(_SET_COUNTER, {"brand": brand, "year": year, "next_seq": first_unused})
+            _SET_COUNTER.scalar(session.connection(), {"brand": brand, "year": year, "next_seq": first_unused})
     finally:
         session.info.pop(_BLOCKS_KEY, None)
 
@@ -113,23 +114,22 @@ def release(engine: Engine) -> None:
 def _take(conn: Connection, brand: str, year: int, n: int = 1) -> int:
     """One upsert: create the counter at n + 1 (we take 1..n) or move it on by n, and
     read it back; returns the first of the n numbers taken."""
-    upsert = _UPSERTS[conn.dialect.name == "postgresql"]
-    return int(conn.execute(upsert, {"brand": brand, "year": year, "n": n}).scalar_one()) - n
+    return int(_UPSERTS[conn.dialect.name == "postgresql"].scalar(conn, {"brand": brand, "year": year, "n": n})) - n
 
 
 _UPSERTS = {
-    postgresql: insert(RefCounter).values(brand=bindparam("brand"), year=bindparam("year"),
-                                          next_seq=bindparam("n", type_=Integer) + 1)
-                .on_conflict_do_update(index_elements=["brand", "year"],
-                                       set_={"next_seq": RefCounter.next_seq + bindparam("n", type_=Integer)})
-                .returning(RefCounter.next_seq)
+    postgresql: Prepared(insert(RefCounter).values(brand=bindparam("brand"), year=bindparam("year"),
+                                                   next_seq=bindparam("n", type_=Integer) + 1)
+                         .on_conflict_do_update(index_elements=["brand", "year"],
+                                                set_={"next_seq": RefCounter.next_seq + bindparam("n", type_=Integer)})
+                         .returning(RefCounter.next_seq))
     for postgresql, insert in ((True, pg_insert), (False, sqlite_insert))
 }
 
 # The counter set to the first number a block did not use (created if a savepoint took it away).
 _SET = sqlite_insert(RefCounter)
-_SET_COUNTER = _SET.on_conflict_do_update(index_elements=["brand", "year"],
-                                          set_={"next_seq": _SET.excluded.next_seq})
+_SET_COUNTER = Prepared(_SET.on_conflict_do_update(index_elements=["brand", "year"],
+                                                   set_={"next_seq": _SET.excluded.next_seq}))
 
 
 def new_reply_token() -> str:

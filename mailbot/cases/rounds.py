@@ -26,12 +26,13 @@ import calendar
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from sqlalchemy import Update, bindparam, insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, select
 
 from mailbot.cases.business_days import BusinessCalendar
 from mailbot.config import BrandConfig
 from mailbot.models import Case, Round, track
+from mailbot.prepared import Prepared
 
 KINDS = ("complaint", "reexamination")
 
@@ -84,7 +85,7 @@ def _day(cal: BusinessCalendar, dt: datetime) -> str:
     return cal.local(dt).date().isoformat()
 
 
-_INSERT_ROUND = insert(Round)
+_INSERT_ROUND = Prepared(insert(Round))
 
 
 def open_round(session: Session, case: Case, brand: BrandConfig, cal: BusinessCalendar, *, kind: str,
@@ -94,7 +95,7 @@ def open_round(session: Session, case: Case, brand: BrandConfig, cal: BusinessCa
     if kind not in KINDS:
         raise ValueError(f"unknown round kind {kind!r}")
     number = 1 if kind == "complaint" else case.round_number + 1
-    session.connection().execute(_INSERT_ROUND, {
+    _INSERT_ROUND.scalar(session, {
         "case_id": case.id, "number": number, "kind": kind, "received_at": received_at,
         "ack_due_at": ack_due_at, "acknowledged_at": None, "ack_via": None, "promised_at": due_at,
         "due_at": due_at, "cap_at": caps(brand, cal, received_at).latest, "late_since": None,
@@ -139,11 +140,11 @@ ACK_KINDS = ("acknowledgement", "reexamination_ack")
 ANSWER_KINDS = ("final_response",)
 
 
-def _delivered_statement(at_column: str, via_column: str) -> Update:
+def _delivered_statement(at_column: str, via_column: str) -> Prepared:
     column = getattr(Round, at_column)
-    return (update(Round).where(Round.case_id == bindparam("of_case"), Round.number == bindparam("of_round"),
-                                column.is_(None))
-            .values({at_column: bindparam("at"), via_column: bindparam("via")}))
+    return Prepared(update(Round).where(Round.case_id == bindparam("of_case"),
+                                        Round.number == bindparam("of_round"), column.is_(None))
+                    .values({at_column: bindparam("at"), via_column: bindparam("via")}))
 
 
 _ACKNOWLEDGED = _delivered_statement("acknowledged_at", "ack_via")
@@ -158,7 +159,7 @@ def delivered(session: Session, *, case_id: int | None, kind: str, round_number:
     stmt = _ACKNOWLEDGED if kind in ACK_KINDS else _ANSWERED if kind in ANSWER_KINDS else None
     if stmt is None or case_id is None or round_number is None:
         return
-    session.connection().execute(stmt, {"of_case": case_id, "of_round": round_number, "at": at, "via": via})
+    stmt.scalar(session, {"of_case": case_id, "of_round": round_number, "at": at, "via": via})
 
 
 def start_of_day(cal: BusinessCalendar, day: date) -> datetime:

@@ -35,6 +35,7 @@ from mailbot.mail.classify import Verdict, classify
 from mailbot.mail.parsing import clamp_date
 from mailbot.mail.routing import BrandRoute, route_brands
 from mailbot.models import Inbound, InboundRow, Quarantine
+from mailbot.prepared import Prepared
 
 __all__ = ["IngestResult", "Outcome", "Received", "TemporaryFailure", "ingest", "ingest_batch",
            "ingest_stream", "prepare", "record"]
@@ -301,7 +302,7 @@ def _commit_many(app: App, works: list[_Work]) -> list[IngestResult]:
     them fails for a reason that is not the database's, the transaction is rolled back
     and each mail is recorded on its own, so only the faulty one is quarantined."""
     try:
-        with db.session_scope(app.engine) as session:
+        with db.session_scope(app.engine) as session, db.batched_writes(session):
             _write_batch(session, app, works)
         return [w.results[0] for w in works]
     except IntegrityError:
@@ -329,7 +330,7 @@ def _commit_one(app: App, work: _Work) -> list[IngestResult]:
     """One mail, one transaction (no savepoint); a bug quarantines it in a new one."""
     work.results = []
     try:
-        with db.session_scope(app.engine) as session:
+        with db.session_scope(app.engine) as session, db.batched_writes(session):
             work.results = [_record(session, app, work)]
         return work.results
     except (IntegrityError, OperationalError):
@@ -455,25 +456,25 @@ def _no_nul(text: str) -> str:
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-_INSERT_INBOUND = insert(Inbound).returning(Inbound.id)
-_FINISH_INBOUND = update(Inbound).where(Inbound.id == bindparam("row_id")).values(
-    outcome=bindparam("outcome"), reason=bindparam("reason"))
+_INSERT_INBOUND = Prepared(insert(Inbound).returning(Inbound.id))
+_FINISH_INBOUND = Prepared(update(Inbound).where(Inbound.id == bindparam("row_id")).values(
+    outcome=bindparam("outcome"), reason=bindparam("reason")))
 
 
 def _inbound(session: Session, app: App, work: _Work, outcome: str, reason: str,
              key_suffix: str = "") -> InboundRow:
-    """The raw blob and the `inbound` row."""
+    """The raw blob and the `inbound` row (prepared statements: one per mail received)."""
     blobs.put(session, work.item.raw, work.a.digest)
     row = InboundRow(id=0, source=_no_nul(work.item.source)[:200],
                      envelope_to=[_no_nul(a) for a in work.item.envelope_to], reason=_no_nul(reason)[:1000])
-    row.id = int(session.connection().execute(_INSERT_INBOUND, {
+    row.id = int(_INSERT_INBOUND.scalar(session, {
         "dedupe_key": work.a.dedupe_key + key_suffix,
         "message_id": work.a.parsed.message_id if work.a.parsed else None,
         "sha256": work.a.digest, "source": row.source,
         "envelope_from": _no_nul(work.item.envelope_from or "")[:500] or None,
         "envelope_to": row.envelope_to, "outcome": outcome, "reason": row.reason,
         "received_at": work.item.received_at or app.now(),
-    }).scalar_one())
+    }))
     if "known_inbound" in session.info:
         session.info["known_inbound"][work.a.dedupe_key + key_suffix] = row.id
     return row
@@ -481,7 +482,7 @@ def _inbound(session: Session, app: App, work: _Work, outcome: str, reason: str,
 
 def _finish(session: Session, inbound: InboundRow, outcome: str) -> None:
     """Write what became of the mail (and any reason added while handling it)."""
-    session.connection().execute(_FINISH_INBOUND, {"row_id": inbound.id, "outcome": outcome,
+    db.write(session, _FINISH_INBOUND, {"row_id": inbound.id, "outcome": outcome,
                                                    "reason": _no_nul(inbound.reason)[:1000]})
 
 

@@ -28,6 +28,7 @@ from mailbot.app import App
 from mailbot.models import Case, Message, Outbox, utcnow
 from mailbot.outgoing.audiences import RecipientNotStaff
 from mailbot.outgoing.transports import PermanentError, Transport, make_transport
+from mailbot.prepared import Prepared
 
 if TYPE_CHECKING:
     from mailbot.outgoing.drafts import Draft
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mailbot.outbox")
 
 
-INSERT = insert(Outbox)
+INSERT = Prepared(insert(Outbox))
 
 
 def queue(session: Session, *, case: Case | None, kind: str, from_addr: str, to_addr: str,
@@ -46,7 +47,7 @@ def queue(session: Session, *, case: Case | None, kind: str, from_addr: str, to_
     Without `raw`, the dispatcher renders it from (kind, case, context) before the
     first attempt."""
     now = now or utcnow()
-    session.connection().execute(INSERT, {
+    db.write(session, INSERT, {
         "case_id": case.id if case else None, "kind": kind, "message_id": message_id,
         "from_addr": from_addr, "to_addr": to_addr.lower(), "to_name": to_name[:500],
         "reply_to": reply_to, "language": language, "automatic": automatic, "about_id": about_id,
@@ -243,9 +244,9 @@ def _case_refs(session: Session, case_ids: set[int | None]) -> dict[int | None, 
     return dict(session.exec(select(Case.id, Case.ref).where(col(Case.id).in_(ids))).all())  # type: ignore[arg-type]
 
 
-_STORE_RAW = update(Outbox).where(Outbox.id == bindparam("row_id")).values(raw=bindparam("new_raw"))
-_STORE_RECORD = update(Message).where(Message.id == bindparam("record_id")).values(
-    subject=bindparam("new_subject"), body_text=bindparam("new_text"))
+_STORE_RAW = Prepared(update(Outbox).where(Outbox.id == bindparam("row_id")).values(raw=bindparam("new_raw")))
+_STORE_RECORD = Prepared(update(Message).where(Message.id == bindparam("record_id")).values(
+    subject=bindparam("new_subject"), body_text=bindparam("new_text")))
 
 
 def _store_drafts(session: Session, app: App, at: datetime, drafts: dict[int, Draft | Exception],
@@ -256,10 +257,10 @@ def _store_drafts(session: Session, app: App, at: datetime, drafts: dict[int, Dr
     done = {row_id: d for row_id, d in drafts.items() if not isinstance(d, Exception)}
     conn = session.connection()
     if done:
-        conn.execute(_STORE_RAW, [{"row_id": row_id, "new_raw": d.raw} for row_id, d in done.items()])
+        _STORE_RAW.executemany(conn, [{"row_id": row_id, "new_raw": d.raw} for row_id, d in done.items()])
         if records := [{"record_id": d.record_id, "new_subject": d.subject, "new_text": d.text}
                        for d in done.values() if d.record_id is not None]:
-            conn.execute(_STORE_RECORD, records)
+            _STORE_RECORD.executemany(conn, records)
     for row_id, failure in drafts.items():
         if isinstance(failure, RecipientNotStaff):
             tried.add(row_id)
@@ -294,7 +295,7 @@ def _give_back(app: App, jobs: list[_Job], at: datetime) -> None:
         session.connection().execute(_GIVE_BACK, {"ids": [j.row_id for j in jobs], "at": at})
 
 
-_MARK_SENT = (update(Outbox).where(Outbox.id == bindparam("row_id"))
+_MARK_SENT = Prepared(update(Outbox).where(Outbox.id == bindparam("row_id"))
                       .values(status="sent", sent_at=bindparam("at"), last_error=None))
 
 
@@ -308,7 +309,7 @@ def _record_sent(app: App, job: _Job, at: datetime, report: DispatchReport, reco
     """The row is sent, and `record` is told (in the same transaction). The log names the
     kind, case, recipient's domain and Message-ID, never the text."""
     with db.session_scope(app.engine) as session:
-        session.connection().execute(_MARK_SENT, {"row_id": job.row_id, "at": at})
+        _MARK_SENT.scalar(session, {"row_id": job.row_id, "at": at})
         record(session, app, Delivery(job.row_id, job.case_id, job.kind, job.to_addr, job.message_id, at,
                                       sent=True, round_number=job.round_number))
     report.sent += 1
