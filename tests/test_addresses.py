@@ -97,6 +97,7 @@ def _corpus_values() -> Iterator[str]:
                     yield classify._decode(value)  # noqa: SLF001 - what the classifier hands it
 
 
+@pytest.mark.slow
 def test_every_address_header_of_the_corpora_agrees_with_the_stdlib() -> None:
     values = list(_corpus_values())
     assert len(values) > 1000

@@ -307,6 +307,7 @@ instants = st.datetimes(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(cal=st.sampled_from(CALENDARS), received=instants, n=st.integers(1, 60))
 def test_deadline_properties(cal: BusinessCalendar, received: datetime, n: int) -> None:

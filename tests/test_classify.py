@@ -388,6 +388,7 @@ def _walk(msg: email.message.Message) -> list[email.message.Message]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parser_name", ["compat32", "mail-parser"])
 def test_cached_lookups_match_direct_ones(parser_name: str) -> None:
     logging.getLogger("mailparser").setLevel(logging.CRITICAL)
@@ -423,6 +424,7 @@ _OPENING_PIECES = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(_OPENING_PIECES) | st.text(max_size=4), max_size=8).map("".join),
        st.booleans())

@@ -913,6 +913,7 @@ def _matches(pattern: re.Pattern[str], text: str) -> list[tuple[tuple[int, int],
     return [(m.span(), m.groups()) for m in pattern.finditer(text)]
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(_texts)
 def test_fast_patterns_match_their_plain_form(text: str) -> None:
@@ -954,6 +955,7 @@ def test_keyword_lookups_match_their_plain_form(text: str, keywords: list[str]) 
     assert _x.extract_operation_types(folded) == plain_ops
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=300) | _texts)
 def test_fold_and_normalise_match_their_plain_form(text: str) -> None:

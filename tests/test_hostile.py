@@ -404,6 +404,7 @@ _injection = st.one_of(
 )
 
 
+@pytest.mark.slow
 @FAST
 @given(_injection, _injection, _injection)
 def test_compose_never_injects_a_header(subject: str, from_name: str, to_name: str) -> None:

@@ -27,6 +27,8 @@ from tests.postfix import Postfix
 from tests.procs import StderrReader, free_port, wait_until
 from tests.test_ops import Sink
 
+pytestmark = pytest.mark.slow  # builds wheels, installs, runs Postfix: left out by `make test-fast`
+
 TEST_TOOLS = ("pytest", "hypothesis", "ruff")
 
 

@@ -160,6 +160,7 @@ def run_ingest(tmp_path: Path, *options: str, env: dict[str, str] | None = None,
     return out.decode().splitlines()
 
 
+@pytest.mark.slow
 def test_log_format_json_under_a_pipe_or_systemd_text_at_a_terminal(tmp_path: Path) -> None:
     piped = run_ingest(tmp_path)
     (line,) = [json.loads(x) for x in piped if "case_opened" in x]

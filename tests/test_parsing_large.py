@@ -207,6 +207,7 @@ def test_a_placeholder_in_the_text_falls_back_to_the_whole_parse(parser: str,
     assert summary(cut) == summary(full)
 
 
+@pytest.mark.slow
 def test_every_non_text_leaf_is_decoded_as_the_stdlib_does(monkeypatch: pytest.MonkeyPatch) -> None:
     """With no size threshold, the byte-level scan finds every cuttable leaf of the
     stdlib parse tree, in order, and decodes it to the same bytes."""

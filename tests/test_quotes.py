@@ -504,6 +504,7 @@ _MAILISH = st.lists(
 ).map("".join)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(text=_MAILISH | st.text(max_size=300))
 def test_strip_reply_never_raises_nor_grows(text: str) -> None:

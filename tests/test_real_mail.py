@@ -439,6 +439,7 @@ def test_a_quarantined_mail_logs_its_whole_traceback(app: App, json_log: io.Stri
     assert exc.rstrip().endswith("RuntimeError: the innermost failure")
 
 
+@pytest.mark.slow
 def test_cases_new_refuses_an_invalid_email(tmp_path: Path) -> None:
     """`mailbot cases new --email` (a fresh interpreter): an invalid address is a usage error,
     and nothing is recorded."""

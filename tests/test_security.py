@@ -126,6 +126,7 @@ def test_a_token_signed_with_the_old_public_key_is_refused(app: App) -> None:
     assert case.status != "closed"
 
 
+@pytest.mark.slow
 def test_make_run_creates_a_private_secret_that_the_shipped_config_reads(tmp_path: Path) -> None:
     """`make run` on a fresh clone: var/secret is made (0600), then the shipped config.toml
     runs commands that need it, without MAILBOT_SECRET."""

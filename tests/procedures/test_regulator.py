@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from openpyxl import load_workbook
 
 from tests.procedures.conftest import Desk, only
@@ -91,6 +92,7 @@ def test_a_reexamination_is_a_round_of_its_own_and_rewrites_nothing(desk: Desk) 
     assert second["answered_at"] == "" and second["answer_met"] == ""
 
 
+@pytest.mark.slow
 def test_the_register_as_a_spreadsheet(desk: Desk, tmp_path: Path) -> None:
     desk.at("2026-11-23T10:00:00+01:00")
     ref = desk.mail_in()
