@@ -26,6 +26,7 @@ deps-system:
 	[ -x /usr/bin/chromium ] || need="$$need chromium"; \
 	[ -x /usr/bin/chromedriver ] || need="$$need chromium-driver"; \
 	command -v faketime >/dev/null 2>&1 || need="$$need faketime"; \
+	ldconfig -p | grep -q libpangoft2-1.0 || need="$$need libpango-1.0-0 libpangoft2-1.0-0"; \
 	if [ -n "$$need" ]; then \
 	  echo "installing Debian packages:$$need"; \
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \

@@ -119,6 +119,12 @@ class ImapConfig(_Strict):
         return read_secret(self.password_env, self.password_file)
 
 
+class LettersConfig(_Strict):
+    """Letters to post (`[letters]`): customers with no email, or who ask for paper."""
+
+    path: str = _d("var/letters", "directory the PDF of each letter is written to, to print")
+
+
 class OutboundConfig(_Strict):
     """How outgoing mail leaves: a real SMTP relay, or files in a Maildir (demos, tests)."""
 
@@ -510,6 +516,7 @@ class Config(_Strict):
     pipe: PipeConfig = _d(PipeConfig(), "`[pipe]`")
     imap: list[ImapConfig] = _d([], "`[[imap]]`")
     outbound: OutboundConfig = _d(OutboundConfig(), "`[outbound]`")
+    letters: LettersConfig = _d(LettersConfig(), "`[letters]`")
     limits: LimitsConfig = _d(LimitsConfig(), "`[limits]`")
     ingest: IngestConfig = _d(IngestConfig(), "`[ingest]`")
     security: SecurityConfig = _d(SecurityConfig(), "`[security]`")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any, TypeVar
 
@@ -249,6 +249,29 @@ class Outbox(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=2000)
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+
+
+class Letter(SQLModel, table=True):
+    """A letter to post: the other output of the one send path (mailbot.outgoing.letters),
+    written like an outbox row in the transaction of the case change that causes it, for a
+    customer answered by post. Rendered to PDF once (`pdf`), then posted by hand and
+    recorded as such (`posted_on`: the day it left)."""
+
+    __tablename__ = "letters"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    kind: str = Field(max_length=40)
+    language: str | None = Field(default=None, max_length=8)
+    to_name: str = Field(default="", max_length=500)
+    to_address: str = Field(default="", max_length=1000)
+    context: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    pdf: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    rendered_at: datetime | None = None
+    last_error: str | None = Field(default=None, max_length=2000)
+    posted_on: date | None = None
+    posted_at: datetime | None = None  # when it was recorded as posted
+    posted_by: str | None = Field(default=None, max_length=500)
 
 
 class Quarantine(SQLModel, table=True):

@@ -621,7 +621,7 @@ def test_cases_new_registers_a_paper_complaint(cli: Callable[..., Result]) -> No
     # 15 business days in Saint-Martin (25 Dec and 1 Jan are holidays): 15 January 2027
     assert datetime.fromisoformat(d["due_at"]).astimezone(tz).date() == date(2027, 1, 15)
     assert d["extracted"]["postal_address"] == "3 rue de la Poste, 97150 Marigot"
-    assert "ack_by_post_required" in event_types(d)
+    assert "letter_queued" in event_types(d)  # the acknowledgement is a letter (tests/procedures/test_divikeys.py)
     assert d["messages"][0]["direction"] == "in"
     assert not any(m["kind"] == "acknowledgement" for m in d["messages"])
     assert json.loads(cli("outbox", "list", "--json").out) == []
@@ -637,7 +637,7 @@ def test_cases_new_with_an_email_is_acknowledged_by_mail(cli: Callable[..., Resu
     d = show(cli, summary["ref"])
     assert d["customer"]["email"] == "jean.martin@example.org"
     assert d["status"] == "acknowledged"
-    assert "ack_by_post_required" not in event_types(d)
+    assert "letter_queued" not in event_types(d)
     rows = json.loads(cli("outbox", "list", "--json").out)
     assert [(o["kind"], o["to"]) for o in rows] == [("acknowledgement", "jean.martin@example.org")]
 
@@ -648,7 +648,8 @@ def test_cases_new_with_an_email_is_acknowledged_by_mail(cli: Callable[..., Resu
     (["--brand", "divikeys", "--received", "23/12/2026"], "--received"),
 ])
 def test_cases_new_usage_errors(cli: Callable[..., Result], args: list[str], words: str) -> None:
-    base = {"--brand": "divikeys", "--received": "2026-12-23", "--name": "X", "--summary": "Y"}
+    base = {"--brand": "divikeys", "--received": "2026-12-23", "--name": "X", "--summary": "Y",
+            "--address": "1 rue X, 97150 Marigot"}
     base.update(dict(zip(args[::2], args[1::2], strict=True)))
     r = cli("cases", "new", *[x for kv in base.items() for x in kv])
     assert r.rc == 2

@@ -59,10 +59,13 @@ def test_every_command_in_a_fresh_process(tmp_path: Path, mailbot: Mailbot) -> N
 
     # A paper complaint, first thing in a fresh process (the crash of issue 22, item 1).
     ref = mailbot("cases", "new", "--brand", "divikeys", "--channel", "postal", "--received", "2026-12-04",
-                  "--name", "Jeanne Martin", "--summary", "Virement non reçu").strip()
+                  "--name", "Jeanne Martin", "--address", "3 rue de la Poste, 97150 Marigot",
+                  "--summary", "Virement non reçu").strip()
     assert ref == "DK-2026-000001"
     detail = json.loads(mailbot("cases", "show", ref, "--json"))
     assert (detail["channel"], detail["customer"]["name"]) == ("postal", "Jeanne Martin")
+    assert "DK-2026-000001-00001-acknowledgement.pdf" in mailbot("letters", "list")  # a letter, not a mail
+    assert "posted on" in mailbot("letters", "posted", "1")
 
     # Mail in: by the pipe, and a backlog.
     assert "DK-2026-000002" in mailbot("ingest", "-", stdin=mail(to="info@divikeys.com"))

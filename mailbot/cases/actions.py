@@ -22,6 +22,7 @@ from mailbot.cases.staff_mail import send_staff_mail
 from mailbot.config import AgentConfig
 from mailbot.mail.masking import stored_body
 from mailbot.models import Attachment, Case, Message, track
+from mailbot.outgoing import letters
 from mailbot.outgoing.responses import send_case_mail
 
 SECTION_HEADINGS: dict[str, tuple[str, ...]] = {
@@ -154,10 +155,14 @@ def final(session: Session, app: App, case: Case, actor: str, text: str, *, abou
                                         "reexamination": reexam, "include_mediation": include_mediation},
                               "message": {"text": text}, **_files("#final", files)})
     now = app.now()
-    case.answered_at = at or now
     case.outcome = parsed.outcome
-    set_status(session, case, "answered", actor=actor, at=now,
-               reason="final response" + (f" scheduled at {at.isoformat()}" if at else ""))
+    if letters.by_post(case):  # answered when the letter is posted (mailbot.cases.postal)
+        log_event(session, case, "final_response_letter", actor=actor, at=now,
+                  reason="the case is answered when the letter is recorded as posted")
+    else:
+        case.answered_at = at or now
+        set_status(session, case, "answered", actor=actor, at=now,
+                   reason="final response" + (f" scheduled at {at.isoformat()}" if at else ""))
     rounds.answer_queued(session, case, outcome=parsed.outcome, mediation=include_mediation)
     log_event(session, case, "final_response", actor=actor, at=now, outcome=parsed.outcome,
               mediation=include_mediation, scheduled=at.isoformat() if at else None)

@@ -13,7 +13,7 @@ from mailbot import db
 from mailbot.app import App
 from mailbot.cases import actions
 from mailbot.cases.queue import BadFilter, QueueFilter, list_cases, queue_row
-from mailbot.cases.records import add_message, log_event, open_case
+from mailbot.cases.records import add_message, open_case
 from mailbot.cases.search import search_cases
 from mailbot.cases.views import attachment_bytes, case_detail, format_case
 from mailbot.cli.printing import print_json, print_queue, read_input
@@ -21,6 +21,8 @@ from mailbot.exitcodes import EX_DATAERR, EX_OK, EX_USAGE
 from mailbot.mail.extract import extract
 from mailbot.mail.senders import valid_address
 from mailbot.models import Case, Message
+from mailbot.outgoing import letters
+from mailbot.outgoing.responses import acknowledge
 
 
 def dispatch(args: argparse.Namespace, app: App) -> int:
@@ -137,27 +139,31 @@ def cases_new(args: argparse.Namespace, app: App) -> int:
                     default_category=brand.default_category, urgent_keywords=brand.urgent_keywords)
     data = facts.to_json()
     if args.address:
-        data["postal_address"] = args.address
+        data["postal_address"] = args.address.strip()
+    if args.address or args.email:  # the contact details are known: not asked for again
+        data["missing"] = [m for m in data.get("missing", []) if m != "coordonnees"]
+    if args.by_post:
+        data["by_post"] = True
+    if (args.by_post or not (args.email or "").strip()) and not args.address.strip():
+        print("mailbot: this customer is answered by post (no --email, or --by-post): give their postal "
+              "address with --address", file=sys.stderr)
+        return EX_USAGE
     with db.session_scope(app.engine) as s:
         case = open_case(s, app, brand, customer_email=(args.email or "").strip().lower(), customer_name=args.name,
                          subject=args.summary.splitlines()[0][:200], received_at=received, channel=args.channel,
                          category=args.category or facts.category, urgent=facts.urgent, extracted=data,
-                         actor="cli")
+                         actor="cli", received_date_only=len(args.received.strip()) <= 10)
         add_message(s, case, direction="in", kind="customer", message_id=None, subject=case.subject,
                     from_addr=case.customer_email, from_name=args.name, body_text=args.summary,
                     sent_at=received, route_signal="manual", route_detail=f"registered by hand ({args.channel})", created_at=app.now())
-        if case.customer_email:
-            from mailbot.outgoing.responses import acknowledge
-
-            acknowledge(s, app, case, None)
-        else:
-            log_event(s, case, "ack_by_post_required", at=app.now(),
-                      reason="no email address: send the acknowledgement by post")
+        acknowledge(s, app, case, None)  # by mail, or a letter to post (mailbot.outgoing.letters)
         out = queue_row(app, case, app.now()).to_json()
     if args.json:
         print_json(out)
     else:
         print(out["ref"])
+        if letters.by_post(case):
+            print("the acknowledgement is a letter to post: see mailbot letters list", file=sys.stderr)
     return EX_OK
 
 

@@ -215,6 +215,12 @@ def _retry_quarantined(app: App, q: Quarantine, raw: bytes) -> int:
     return EX_DATAERR if result.outcome is Outcome.QUARANTINED else EX_OK
 
 
+def cmd_letters(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.cli import letter_commands
+
+    return letter_commands.dispatch(args, open_app(config))
+
+
 def cmd_stats(args: argparse.Namespace, config: Config) -> int:
     from mailbot.cli.reports import print_stats
 

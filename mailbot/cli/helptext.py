@@ -87,6 +87,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("Counts per brand, category and status, and deadlines met.",
               "mailbot stats\n"
               "mailbot stats --json"),
+    "letters": ("Letters to post, for customers answered by post (no email address, or `cases new --by-post`): "
+                "`list` renders each waiting letter to a PDF in `[letters] path` and lists them; `posted ID` "
+                "records the day a letter left (an acknowledgement then counts as sent, a final response as "
+                "the answer).",
+                "mailbot letters list\n"
+                "mailbot letters posted 7 --on 2026-12-07"),
+    "letters list": ("The letters still to post (--all: posted ones too), with their PDF file.",
+                     "mailbot letters list\n"
+                     "mailbot letters list --all --json"),
+    "letters posted": ("Record a letter as posted, today or --on the day it left (not before it was written, "
+                       "not in the future).",
+                       "mailbot letters posted 7\n"
+                       "mailbot letters posted 7 --on 2026-12-07 --as agent@divikeys.com"),
     "register": ("The complaint register, one line per round of each case (the regulator's table).",
                  "mailbot register export --csv > register.csv\n"
                  "mailbot register export --format xlsx --out register.xlsx"),
@@ -122,8 +135,12 @@ ARGUMENTS: dict[str, str] = {
     "text": "words to look for",
     "n": "the attachment's number in `cases show`",
     "name": "the customer's name",
-    "email": "the customer's address: they get the acknowledgement by mail",
-    "address": "the customer's postal address",
+    "email": "the customer's address: they get the acknowledgement by mail (without it: a letter)",
+    "address": "the customer's postal address (required when they are answered by post)",
+    "by_post": "the customer asked for paper: every mail to them is a letter to post",
+    "on": "the day the letter was posted, YYYY-MM-DD (default: today)",
+    "all": "also the letters already posted",
+    "letters:id": "the letter's number, as `letters list` shows it",
     "summary": "what the complaint is about (kept as the case's first message)",
     "category": "a category key of the brand (default: from the summary's words)",
     "channel": "how the complaint came",

@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from mailbot.cases.statuses import STATUSES
@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     cn.add_argument("--name", required=True)
     cn.add_argument("--email", default="")
     cn.add_argument("--address", default="")
+    cn.add_argument("--by-post", action="store_true")
     cn.add_argument("--summary", required=True)
     cn.add_argument("--category", default=None)
     cn.add_argument("--json", action="store_true")
@@ -130,6 +131,15 @@ def _parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("stats", help="counts and SLA compliance per brand/category/status")
     st.add_argument("--json", action="store_true")
+    lt = sub.add_parser("letters", help="letters to post: customers answered by post")
+    lsub = lt.add_subparsers(dest="action", required=True)
+    ll = lsub.add_parser("list", help="the letters to post, each with its PDF")
+    ll.add_argument("--all", action="store_true")
+    ll.add_argument("--json", action="store_true")
+    lp = lsub.add_parser("posted", help="record a letter as posted")
+    lp.add_argument("id", type=int)
+    lp.add_argument("--on", default=None, type=_day)
+    lp.add_argument("--as", dest="actor", default="cli")
     reg = sub.add_parser("register", help="the complaint register: one line per round of each case")
     reg.add_argument("action", choices=["export"])
     reg.add_argument("--format", choices=["csv", "xlsx"], default="csv", help="default: %(default)s")
@@ -173,7 +183,7 @@ def _handlers() -> dict[str, Handler]:
         "ingest": commands.cmd_ingest, "import": commands.cmd_import, "cases": commands.cmd_cases,
         "outbox": commands.cmd_outbox, "quarantine": commands.cmd_quarantine,
         "stats": commands.cmd_stats, "register": commands.cmd_register, "imap": commands.cmd_imap,
-        "tick": commands.cmd_tick, "web": commands.cmd_web, "postfix-maps": commands.cmd_postfix_maps,
+        "tick": commands.cmd_tick, "web": commands.cmd_web, "letters": commands.cmd_letters, "postfix-maps": commands.cmd_postfix_maps,
     }
 
 
@@ -264,6 +274,10 @@ def hand_to_daemon(args: argparse.Namespace) -> int | None:
         print(f"mailbot: {answer.text}", file=sys.stderr)
         return EX_TEMPFAIL
     return None  # (a refusal such as 552, too big for the socket: in process, as before)
+
+
+def _day(value: str) -> date:
+    return date.fromisoformat(value)
 
 
 def parse_when(value: str) -> datetime:

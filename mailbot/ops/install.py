@@ -48,6 +48,7 @@ def production_config(text: str, etc: Path, state: Path) -> str:
         (r'^url = "sqlite:///var/mailbot\.db"', f'url = "sqlite:///{state}/mailbot.db"'),
         (r'^transport = "maildir"( *)#[^\n]*', r'transport = "smtp"\1# the local Postfix (docs/operations.md §2)'),
         (r'^path = "var/sent"', f'host = "127.0.0.1"\nport = 25\npath = "{state}/sent"'),
+        (r'^path = "var/letters"', f'path = "{state}/letters"'),
         (r'^secret_file = "var/secret"', f'secret_file = "{etc}/secret"'),
         (r'^socket = "var/mailbot\.lmtp"', f'socket = "{state}/mailbot.lmtp"'),
         (r'^enabled = false( *)# true in production[^\n]*', r'enabled = true\1# /healthz and /metrics'),

@@ -33,6 +33,12 @@ def job_retention(app: App) -> str:
     return f"retention: {purge_retention(app)} purged"
 
 
+def job_letters(app: App) -> str:
+    from mailbot.cases.postal import render_pending
+
+    return f"letters: {render_pending(app)} rendered"
+
+
 def job_outbox(app: App) -> str:
     from mailbot.cases.deliveries import dispatch
 
@@ -44,6 +50,7 @@ JOBS: tuple[tuple[str, Callable[[App], str]], ...] = (
     ("sla_sweep", job_sla_sweep),
     ("autoclose", job_autoclose),
     ("retention", job_retention),
+    ("letters", job_letters),
     ("outbox", job_outbox),
 )
 

@@ -88,7 +88,8 @@ def setup_logging(verbose: bool = False, fmt: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("mailparser", "mail-parser", "apscheduler", "alembic", "mail_parser"):
+    for noisy in ("mailparser", "mail-parser", "apscheduler", "alembic", "mail_parser", "weasyprint",
+                  "fontTools"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     # aiosmtpd logs every peer, envelope address and command at INFO: personal data.
     logging.getLogger("mail.log").setLevel(logging.WARNING)

@@ -25,7 +25,8 @@ from mailbot.config import BrandConfig
 from mailbot.mail.parsing import ParsedMail
 from mailbot.mail.senders import is_noreply, valid_address
 from mailbot.models import Case, FailingRecipient, Message, Outbox, StoredMessage, track
-from mailbot.outgoing import outbox
+from mailbot.outgoing import letters, outbox
+from mailbot.outgoing.audiences import is_staff_kind
 from mailbot.outgoing.compose import new_message_id
 from mailbot.outgoing.links import status_url
 
@@ -61,7 +62,8 @@ def case_context(app: App, case: Case) -> dict[str, Any]:
         "ref": case.ref, "subject": case.subject, "status": case.status, "category": case.category or "",
         "category_label": label, "priority": case.priority, "urgent": case.priority == "urgent",
         "tier": case.tier, "tier_days": brand.sla.tiers.get(case.tier, 0),
-        "received_at": _iso_local(app, brand, case.received_at),
+        "received_at": app.calendar(brand).local(case.received_at).date().isoformat() if case.received_date_only
+        else _iso_local(app, brand, case.received_at),  # a day alone reads as a day, not as "12:00"
         "ack_due_at": _iso_local(app, brand, case.ack_due_at),
         "due_at": _iso_local(app, brand, case.due_at),
         "customer_name": case.customer_name, "customer_email": case.customer_email,
@@ -186,9 +188,15 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
                    reply_to: str | None = None, record: bool = True,
                    language: str | None = None) -> str | None:
     """Queue mail of `kind` about the case (rendered by the dispatcher, see mailbot.outgoing.drafts);
-    automatic mail counts against the per-case cap."""
+    automatic mail counts against the per-case cap. To a customer answered by post it is a
+    letter instead (mailbot.outgoing.letters; returns "letter:ID")."""
     brand = app.config.brand(case.brand)
     now = app.now()
+    if to_addr == case.customer_email and not is_staff_kind(kind) and letters.by_post(case):
+        letter = letters.queue(session, case, kind, language=language, to_name=to_name or case.customer_name,
+                               context={**(ctx_extra or {}), "round": case.round_number}, now=now)
+        log_event(session, case, "letter_queued", at=now, kind=kind, letter=letter.id)
+        return f"letter:{letter.id}"
     if not valid_address(to_addr):
         log_event(session, case, "mail_not_queued", at=now, kind=kind, to=to_addr[:200],
                   reason="not a valid address")
@@ -218,6 +226,10 @@ def acknowledge(session: Session, app: App, case: Case, msg: Message | StoredMes
     not queued (None: queued). `sender_header`: the From header, named in the reason when
     it holds no valid address."""
     now = app.now()
+    if letters.by_post(case):  # a letter: the case is acknowledged when it is posted (mailbot.cases.postal)
+        send_case_mail(session, app, case, kind, to_addr=case.customer_email, to_name=case.customer_name,
+                       about=msg)
+        return None
     withheld = may_auto_answer(case.customer_email, app, session)
     if withheld is None and kind == "acknowledgement":
         sent = _acks_last_hour(session, case.customer_email, now)

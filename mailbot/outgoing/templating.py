@@ -33,6 +33,8 @@ Context keys (every template must render with :func:`sample_context`)
   agents, the agent token address)
 - ``status_url``: the case's status page for the customer (signed link; "" without a web side)
 - ``signin``: {url, expires_at, minutes} (the staff sign-in link, ``staff_signin`` only)
+- ``letter``: {date, place, to_name, to_address} - set when the mail is a letter to post (a PDF:
+  mailbot.outgoing.letter_pdf); empty strings otherwise
 - ``extension``: {new_due_at, old_due_at, reason, days, earlier (bool: the new date comes sooner),
   tier (the new tier when a tier change moved the date, else "")}
 - ``reminder``: {percent (0-100, share of the time elapsed), due_at}
@@ -454,6 +456,7 @@ def _empty_kind_context() -> dict[str, Any]:
         "signin": {"url": "", "minutes": 0, "expires_at": ""},
         "extension": {"new_due_at": "", "reason": "", "days": 0, "old_due_at": "", "earlier": False,
                       "tier": ""},
+        "letter": {"date": "", "place": "", "to_name": "", "to_address": ""},
         "reminder": {"percent": 0, "due_at": ""},
         "final": {
             "sections": dict.fromkeys(
@@ -706,6 +709,8 @@ def _check_variants(brand: str, language: str) -> list[dict[str, Any]]:
     urgent["brand"]["postal_address"] = ""
     urgent["brand"]["mediator"].update(postal_address="", email="")
     urgent["extension"].update(earlier=True, reason="", tier="simple")
+    urgent["letter"] = {"date": "2026-12-02", "place": "Marigot", "to_name": "Camille Martin",
+                        "to_address": "3 rue de la Poste, 97150 Marigot"}
     sparse = {**sample_context(brand, name, language), **_empty_kind_context()}
     sparse["case"].update(customer_name="", subject="", extracted={
         "amounts": [], "fact_dates": [], "references": [], "operation_types": [],

@@ -1,0 +1,99 @@
+"""Divikeys' complaint procedure (shared/seeds/divikeys-reclamations.txt), paragraph by
+paragraph, Saint-Martin time (AST, UTC-4; Saint-Martin's holidays)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from pypdf import PdfReader
+
+from tests.procedures.conftest import Desk, only
+
+FINAL_DK = """Résumé : votre virement de 500 EUR n'est pas arrivé.
+Étapes suivies : vérification auprès de notre partenaire de paiement.
+Solution : les fonds ont été crédités le 18 décembre.
+"""
+
+
+def pdf_text(path: str) -> str:
+    return " ".join(" ".join(page.extract_text().split()) for page in PdfReader(io.BytesIO(Path(path).read_bytes())).pages)
+
+
+def letters(desk: Desk, *args: str) -> list[dict]:
+    return json.loads(desk.run("letters", "list", "--json", *args))
+
+
+# §2.2 "Par Courrier Postal", §3.1 "un accusé de réception par email ou par courrier postal dans un
+# délai de 48 heures", §3.4 "une réponse finale par email ou par courrier postal".
+def test_a_complaint_by_post_is_acknowledged_and_answered_by_letters(desk: Desk) -> None:
+    desk.at("2026-12-04T10:00:00-04:00")  # Friday
+    p = desk.fresh("cases", "new", "--brand", "divikeys", "--channel", "postal", "--received", "2026-12-04",
+                   "--name", "Jeanne Martin", "--address", "3 rue de la Poste, 97150 Marigot",
+                   "--summary", "Mon virement de 500 EUR du 2 décembre n'est pas arrivé.")
+    ref = p.stdout.strip()
+    assert ref == "DK-2026-000001" and "letter to post" in p.stderr
+    assert desk.new_mails() == []  # nothing is ever queued to an empty address
+    [ack] = letters(desk)
+    assert (ack["ref"], ack["kind"], ack["posted_on"]) == (ref, "acknowledgement", None)
+    text = pdf_text(ack["file"])
+    for words in ("Divikeys SAS, 14 rue Anegada, Hope estate, 97150 Saint Martin", "Jeanne Martin",
+                  "3 rue de la Poste", "97150 Marigot", "Saint Martin, le vendredi 4 décembre 2026",
+                  "Référence : DK-2026-000001", "Objet : Accusé de réception de votre réclamation",
+                  "Nous avons bien reçu votre réclamation le vendredi 4 décembre 2026 et nous vous en remercions",
+                  "au plus tard le lundi 28 décembre 2026",
+                  "adressez votre courrier à Divikeys SAS, 14 rue Anegada, Hope estate, 97150 Saint Martin"):
+        assert words in text, words
+    assert "12:00" not in text and "répondez simplement à ce message" not in text
+    assert desk.show(ref)["status"] == "new"  # acknowledged when the letter is posted, not before
+
+    desk.at("2026-12-07T09:00:00-04:00")
+    desk.run("letters", "posted", str(ack["id"]), "--on", "2026-12-05")
+    assert desk.show(ref)["status"] == "acknowledged"
+    [line] = desk.register()
+    assert (line["received_at"], line["acknowledged_at"], line["ack_via"], line["ack_met"]) == (
+        "2026-12-04", "2026-12-05", "letter", "yes")
+    assert desk.run("letters", "posted", str(ack["id"]), rc=65) == ""  # once
+
+    desk.at("2026-12-21T11:00:00-04:00")
+    f = desk.tmp / "final.txt"
+    f.write_text(FINAL_DK)
+    desk.run("cases", "reply", ref, "--file", str(f), "--as", "agent@divikeys.com", "--final")
+    assert desk.new_mails() == []
+    assert desk.show(ref)["status"] != "answered" and desk.register()[0]["answered_at"] == ""
+    [final] = letters(desk)
+    text = pdf_text(final["file"])
+    mediator = desk.app.config.brand("divikeys").mediator
+    assert mediator is not None
+    for words in ("Objet : Réponse à votre réclamation", "Résumé de votre réclamation",
+                  "Étapes suivies pour résoudre le problème", "les fonds ont été crédités le 18 décembre",
+                  "vous pouvez demander un réexamen", mediator.name):
+        assert words in text, words
+    desk.at("2026-12-22T09:00:00-04:00")
+    desk.fresh("letters", "posted", str(final["id"]))
+    line = desk.register()[0]
+    assert (line["answered_at"], line["answer_via"], line["answer_met"]) == ("2026-12-22", "letter", "yes")
+    assert desk.show(ref)["status"] == "answered"
+    assert letters(desk) == [] and len(letters(desk, "--all")) == 2
+
+
+def test_a_final_letter_left_unposted_is_escalated_like_an_unanswered_case(desk: Desk) -> None:
+    desk.at("2026-12-04T10:00:00-04:00")
+    out = desk.run("cases", "new", "--brand", "divikeys", "--received", "2026-12-04", "--name", "Jeanne Martin",
+                   "--address", "3 rue de la Poste, 97150 Marigot", "--summary", "Virement non reçu")
+    ref = out.strip()
+    desk.at("2026-12-05T10:00:00-04:00")
+    desk.run("letters", "posted", str(letters(desk)[0]["id"]))
+    f = desk.tmp / "final.txt"
+    f.write_text(FINAL_DK)
+    desk.run("cases", "reply", ref, "--file", str(f), "--as", "agent@divikeys.com", "--final")
+    desk.new_mails()
+    desk.tick("2026-12-29T09:00:00-04:00")  # the deadline was 28 December: the letter is still here
+    escalation = only(desk.new_mails(), "supervisor@divikeys.com")
+    assert ref in escalation.subject
+
+
+def test_paper_without_an_address_is_refused(desk: Desk) -> None:
+    desk.run("cases", "new", "--brand", "divikeys", "--received", "2026-12-04", "--name", "X",
+             "--summary", "Y", rc=2)
