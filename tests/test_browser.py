@@ -221,5 +221,5 @@ def test_an_agent_signs_in_finds_the_case_opens_its_attachment_and_answers_and_t
         _sign_in(site, boss, "supervisor@kalra-plus.com")
         assert "/staff/dashboard" in boss.url
         assert boss.text("#open-kalra-plus") == "0"
-        assert "< 1 w" in boss.text(".brand-figures")
+        assert "< 1 sem." in boss.text(".brand-figures")
         boss.shot("dashboard")

@@ -158,6 +158,7 @@ def test_the_dashboard_counts_a_supervisors_brands_only(web_app: App, tmp_path: 
     assert re.search(r'id="open-kalra-plus"><a [^>]*>3<', page)
     assert "open-divikeys" not in page and "<svg" in page
     assert re.search(r"<text[^>]*>&lt; 1 h</text><rect[^>]*/><text[^>]*>3</text>", page)  # 3 acknowledged at once
+    assert "&lt; 1 sem.</text>" in page and "&lt; 1 wk</text>" in c.get("/staff/dashboard?lang=en").text
 
 
 def test_an_agent_has_no_dashboard(web_app: App, tmp_path: Path) -> None:

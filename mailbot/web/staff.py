@@ -111,8 +111,12 @@ def dashboard(request: Request) -> HTMLResponse:
         figs = figures(s, app, staff.agent.brands)
     lang = request_language(request, app.config.brand(staff.agent.brands[0]).language)
     w = words(lang)
+    def bars(key: str, counts: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        return list(zip(w[key].split("|"), (n for _, n in counts), strict=True))
+
     charts = [{"f": f,
-               "ack": bar_chart(f"{f.name}: {w['ack_chart']}", f.ack_times),
-               "answer": bar_chart(f"{f.name}: {w['answer_chart']}", f.answer_times, colour="#2f7d4f")}
+               "ack": bar_chart(f"{f.name}: {w['ack_chart']}", bars("ack_buckets", f.ack_times)),
+               "answer": bar_chart(f"{f.name}: {w['answer_chart']}", bars("answer_buckets", f.answer_times),
+                                   colour="#2f7d4f")}
               for f in figs]
     return staff_page(request, staff, "staff_dashboard.html", {"charts": charts})
