@@ -16,7 +16,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, time
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -283,6 +283,33 @@ class SlaConfig(_Strict):
                                "the reasons given", ge=1)
     reasons_required: bool = _d(False, "every change of the promised date tells the customer "
                                 "its reason (a tier change too, not only an extension)")
+    business_hours: str = _d("09:00-18:00", "opening hours (local, HH:MM-HH:MM) of business days: "
+                             "reminders, escalations and holding replies are sent within them, and "
+                             "an urgent case's first-response deadline counts them")
+    holding_reply: bool = _d(True, "when a deadline passes unanswered, the customer gets a holding "
+                             "reply (as well as the supervisor's escalation)")
+    urgent_response_hours: float = _d(4, "urgent cases (fraud…): an agent acts within this many "
+                                      "opening hours, else the supervisor is alerted", gt=0)
+    urgent_realert_minutes: float = _d(30, "urgent cases: the on-call alert is repeated this often "
+                                       "while no agent has acted", gt=0)
+    urgent_realerts: int = _d(2, "urgent cases: how many times the on-call alert is repeated", ge=0)
+
+    @property
+    def opening_hours(self) -> tuple[time, time]:
+        start, _, end = self.business_hours.partition("-")
+        return time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
+
+    @field_validator("business_hours")
+    @classmethod
+    def _hours(cls, v: str) -> str:
+        start, sep, end = v.partition("-")
+        try:
+            opens, closes = time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
+        except ValueError:
+            opens = closes = None
+        if not sep or opens is None or closes is None or not opens < closes:
+            raise ValueError(f"{v!r} is not opening hours like 09:00-18:00")
+        return v
 
     @model_validator(mode="after")
     def _tiers_known(self) -> SlaConfig:

@@ -6,7 +6,7 @@ Bank Kalra-plus: Europe/Paris, holidays FR.  Platform Divikeys: America/Marigot
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -328,3 +328,31 @@ def test_business_hours_properties(cal: BusinessCalendar, received: datetime, ho
     assert_utc(due)
     assert due >= received + timedelta(hours=hours)
     assert cal.add_business_hours(received, hours + 1) > due
+
+
+# -- opening hours: when staff mail and holding replies go out, urgent first-response deadlines --
+
+_OPEN, _CLOSE = time(9), time(18)
+
+
+@pytest.mark.parametrize(("at", "expected"), [
+    ("2026-12-07T10:30:00+01:00", "2026-12-07T10:30:00+01:00"),  # Monday, open: as is
+    ("2026-12-07T07:00:00+01:00", "2026-12-07T09:00:00+01:00"),  # before opening
+    ("2026-12-07T18:00:00+01:00", "2026-12-08T09:00:00+01:00"),  # at closing: next morning
+    ("2026-12-05T11:00:00+01:00", "2026-12-07T09:00:00+01:00"),  # Saturday
+    ("2026-12-24T20:00:00+01:00", "2026-12-28T09:00:00+01:00"),  # Christmas Eve evening, Christmas, weekend
+])
+def test_working_moment(at: str, expected: str) -> None:
+    cal = BusinessCalendar("Europe/Paris")
+    assert cal.local(cal.working_moment(datetime.fromisoformat(at), _OPEN, _CLOSE)).isoformat() == expected
+
+
+@pytest.mark.parametrize(("start", "hours", "expected"), [
+    ("2026-12-07T10:00:00+01:00", 4, "2026-12-07T14:00:00+01:00"),
+    ("2026-12-04T17:30:00+01:00", 4, "2026-12-07T12:30:00+01:00"),  # Friday evening: Monday
+    ("2026-12-05T03:00:00+01:00", 9, "2026-12-07T18:00:00+01:00"),  # a whole working day
+])
+def test_add_working_hours(start: str, hours: float, expected: str) -> None:
+    cal = BusinessCalendar("Europe/Paris")
+    got = cal.add_working_hours(datetime.fromisoformat(start), hours, _OPEN, _CLOSE)
+    assert cal.local(got).isoformat() == expected

@@ -75,8 +75,10 @@ def test_simple_tier_reminders_once_each_then_escalation(cli_app: tuple[str, App
     tick(path, "2026-11-27T12:00:00+00:00")  # past 50 %
     tick(path, "2026-11-27T12:05:00+00:00")
     assert kinds(app)["reminder"] == 1
-    tick(path, "2026-11-29T18:00:00+00:00")  # past 80 %
-    tick(path, "2026-11-29T18:00:00+00:00")
+    tick(path, "2026-11-29T18:00:00+00:00")  # past 80 %, but a Sunday: reminders wait for opening hours
+    assert kinds(app)["reminder"] == 1
+    tick(path, "2026-11-30T08:00:00+00:00")  # Monday 09:00 in Paris
+    tick(path, "2026-11-30T08:05:00+00:00")
     assert kinds(app)["reminder"] == 2
     assert kinds(app)["escalation"] == 0
     tick(path, "2026-12-01T08:00:00+00:00")  # breached

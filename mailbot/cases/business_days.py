@@ -182,6 +182,31 @@ class BusinessCalendar:
             cursor = day_end
             day += _ONE_DAY
 
+    def working_moment(self, dt: datetime, opening: time, closing: time) -> datetime:
+        """``dt`` if it falls within opening hours of a business day, else the next opening
+        (staff reminders and customers' holding replies: never on a Sunday or at 3 a.m.)."""
+        local = self.local(dt)
+        day = local.date()
+        if self.is_business_day(day) and opening <= local.time() < closing:
+            return dt
+        if not (self.is_business_day(day) and local.time() < opening):
+            day = self.next_business_day(day)
+        return datetime.combine(day, opening, tzinfo=self.tz).astimezone(UTC)
+
+    def add_working_hours(self, start: datetime, hours: float, opening: time, closing: time) -> datetime:
+        """``hours`` of opening hours of business days after ``start`` (an urgent case's
+        first-response deadline: 4 working hours from Friday 17:00, opening 09:00-18:00,
+        is Monday 12:00)."""
+        remaining = timedelta(hours=hours)
+        cursor = self.working_moment(start, opening, closing)
+        while True:
+            local = self.local(cursor)
+            day_close = datetime.combine(local.date(), closing, tzinfo=self.tz).astimezone(UTC)
+            if remaining <= day_close - cursor:
+                return cursor + remaining
+            remaining -= day_close - cursor
+            cursor = self.working_moment(day_close, opening, closing)
+
     def business_days_between(self, start: datetime, end: datetime) -> int:
         """Business days d with local(start).date() < d <= local(end).date() (negative if reversed)."""
         first = self.local(start).date()

@@ -38,6 +38,7 @@ from mailbot.models import (
     Quarantine,
     SlaMark,
 )
+from mailbot.outgoing.responses import send_case_mail
 
 log = logging.getLogger("mailbot.sla")
 SWEEP_BATCH = 500
@@ -63,12 +64,14 @@ def sla_sweep(app: App) -> str:
 def _sweep_case(session: Session, app: App, case: Case, now: datetime) -> int:
     brand = app.config.brand(case.brand)
     done = marked(session, case)
-    due = [p for p in sla_points(case, brand, round_start(session, case)) if p.key not in done and p.at <= now]
-    # Only the latest reminder is worth sending when several came due at once.
-    reminders = [p for p in due if p.kind == "reminder"]
+    points = sla_points(case, brand, app.calendar(brand), round_start(session, case))
+    due = [p for p in points if p.key not in done and p.at <= now]
+    # Only the latest reminder (and on-call alert) is worth sending when several came due at once.
+    latest = {p.kind: p for p in due}
     fired = 0
     for point in due:
-        skip = point.kind == "reminder" and (point is not reminders[-1] or case.due_at and now >= case.due_at)
+        skip = point.kind in ("reminder", "urgent_alert") and (
+            point is not latest[point.kind] or case.due_at is not None and now >= case.due_at)
         if _fire(session, app, case, brand, point, send=not skip):
             fired += 0 if skip else 1
     reschedule(session, case, brand)
@@ -85,11 +88,19 @@ def _fire(session: Session, app: App, case: Case, brand: BrandConfig, point: Sla
     if not send:
         log_event(session, case, "sla_point_skipped", at=app.now(), point=point.key)
         return True
-    kind = "reminder" if point.kind == "reminder" else "escalation"
-    due_local = app.calendar(brand).local(case.due_at).isoformat() if case.due_at else ""
+    cal = app.calendar(brand)
+    deadline = point.deadline or case.due_at
+    due_local = cal.local(deadline).isoformat() if deadline else ""
+    if point.kind == "holding":
+        send_case_mail(session, app, case, "holding_reply", to_addr=case.customer_email, to_name=case.customer_name,
+                       ctx_extra={"reminder": {"percent": 100, "due_at": due_local}})
+        log_event(session, case, "holding_reply", at=app.now(), point=point.key)
+        return True
+    kind, role = {"reminder": ("reminder", "assignee"), "urgent_alert": ("urgent_alert", "oncall")}.get(
+        point.kind, ("escalation", "supervisor"))
     assignee = app.config.agent(case.assignee) if case.assignee else None
-    sent = send_to_role(session, app, case, kind, "assignee" if kind == "reminder" else "supervisor", ctx_extra={
-        "reminder": {"percent": point.percent, "due_at": due_local},
+    sent = send_to_role(session, app, case, kind, role, ctx_extra={
+        "reminder": {"percent": point.percent, "due_at": due_local, "urgent": point.kind.startswith("urgent")},
         "assignee": {"name": assignee.name if assignee else "", "email": case.assignee or ""}})
     if not sent:
         log_event(session, case, "sla_point_no_recipient", at=app.now(), point=point.key)

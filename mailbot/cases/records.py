@@ -72,6 +72,8 @@ def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email:
         next_sla_at=o.next_sla_at,  # before the INSERT: no UPDATE
         received_date_only=received_date_only,
     )
+    if urgent:  # its on-call alerts and first-response deadline come before any other point
+        case.next_sla_at = sla.next_at(case, brand, app.calendar(brand), set())
     _insert_case(session, case)
     rounds.open_round(session, case, brand, app.calendar(brand), kind="complaint", received_at=received_at,
                       ack_due_at=o.ack_due_at, due_at=o.due_at)

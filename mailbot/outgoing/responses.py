@@ -101,7 +101,7 @@ def context(app: App, case: Case, about: Message | None = None, **extra: Any) ->
         "status_url": status_url(app.config, case.ref, case.reply_token),
         "extension": {"new_due_at": "", "old_due_at": "", "reason": "", "days": 0, "earlier": False,
                       "tier": ""},
-        "reminder": {"percent": 0, "due_at": ""},
+        "reminder": {"percent": 0, "due_at": "", "urgent": False},
         "final": {"sections": {k: "" for k in ("summary", "explanation", "steps", "corrective_measures",
                                                 "solution")},
                   "outcome": "accepted", "reexamination": False, "include_mediation": True},

@@ -37,7 +37,8 @@ Context keys (every template must render with :func:`sample_context`)
   mailbot.outgoing.letter_pdf); empty strings otherwise
 - ``extension``: {new_due_at, old_due_at, reason, days, earlier (bool: the new date comes sooner),
   tier (the new tier when a tier change moved the date, else "")}
-- ``reminder``: {percent (0-100, share of the time elapsed), due_at}
+- ``reminder``: {percent (0-100, share of the time elapsed), due_at, urgent (bool: about an urgent
+  case's first-response deadline: an on-call alert repeated, the supervisor's alert)}
 - ``final``: {sections: {summary, explanation, steps, corrective_measures, solution} (strings; when
   all are empty the agent's ``message.text`` is shown instead), outcome ("accepted" |
   "partially_accepted" | "rejected" | ""), reexamination (bool: this response concludes a
@@ -94,6 +95,7 @@ KINDS = (
     "escalation",
     "final_response",
     "reexamination_ack",
+    "holding_reply",
     "command_rejection",
     "urgent_alert",
     "security_alert",
@@ -392,7 +394,7 @@ def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, 
             "earlier": False,
             "tier": "",
         },
-        "reminder": {"percent": 80, "due_at": due},
+        "reminder": {"percent": 80, "due_at": due, "urgent": False},
         "final": {
             "sections": _sample_sections(fr),
             "outcome": "accepted",
@@ -457,7 +459,7 @@ def _empty_kind_context() -> dict[str, Any]:
         "extension": {"new_due_at": "", "reason": "", "days": 0, "old_due_at": "", "earlier": False,
                       "tier": ""},
         "letter": {"date": "", "place": "", "to_name": "", "to_address": ""},
-        "reminder": {"percent": 0, "due_at": ""},
+        "reminder": {"percent": 0, "due_at": "", "urgent": False},
         "final": {
             "sections": dict.fromkeys(
                 ("summary", "explanation", "steps", "corrective_measures", "solution"), ""
@@ -709,6 +711,7 @@ def _check_variants(brand: str, language: str) -> list[dict[str, Any]]:
     urgent["brand"]["postal_address"] = ""
     urgent["brand"]["mediator"].update(postal_address="", email="")
     urgent["extension"].update(earlier=True, reason="", tier="simple")
+    urgent["reminder"]["urgent"] = True
     urgent["letter"] = {"date": "2026-12-02", "place": "Marigot", "to_name": "Camille Martin",
                         "to_address": "3 rue de la Poste, 97150 Marigot"}
     sparse = {**sample_context(brand, name, language), **_empty_kind_context()}

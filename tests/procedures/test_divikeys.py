@@ -97,3 +97,25 @@ def test_a_final_letter_left_unposted_is_escalated_like_an_unanswered_case(desk:
 def test_paper_without_an_address_is_refused(desk: Desk) -> None:
     desk.run("cases", "new", "--brand", "divikeys", "--received", "2026-12-04", "--name", "X",
              "--summary", "Y", rc=2)
+
+
+# §3.2 "vous tenir informé de l'avancement de votre dossier"; §3.3 "dans un délai de 15 jours ouvrés"
+def test_a_deadline_passed_unanswered_brings_the_customer_a_holding_reply(desk: Desk) -> None:
+    desk.at("2026-11-23T10:00:00-04:00")
+    ref = desk.mail_in(to="info@divikeys.com")  # due Monday 14 December
+    desk.new_mails()
+    desk.tick("2026-12-11T17:00:00-04:00")
+    assert [m.to for m in desk.new_mails()] == ["agent@divikeys.com"]  # the agent's reminder
+    desk.tick("2026-12-12T12:00:00-04:00")  # Saturday
+    assert desk.new_mails() == []
+    desk.tick("2026-12-15T08:00:00-04:00")  # the deadline passed overnight; opening hours start at 9
+    assert desk.new_mails() == []
+    desk.tick("2026-12-15T09:00:00-04:00")
+    mails = desk.new_mails()
+    holding, escalation = only(mails, "marie.dupont@example.org"), only(mails, "supervisor@divikeys.com")
+    assert holding.subject == f"[{ref}] Votre réclamation est toujours en cours de traitement"
+    assert "Nous nous étions engagés à vous répondre au plus tard le lundi 14 décembre 2026" in holding.text
+    assert "vous pourrez saisir le médiateur" in holding.text
+    assert "Escalade" in escalation.subject
+    desk.tick("2026-12-16T09:00:00-04:00")
+    assert desk.new_mails() == []  # once

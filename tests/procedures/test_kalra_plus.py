@@ -1,0 +1,55 @@
+"""Kalra-plus' complaint procedure (shared/seeds/kalra-plus-reclamations.txt), paragraph by
+paragraph, Paris time. §5 and §6 (the final response and mediation) and the caps of §4 are
+in test_regulator.py."""
+
+from __future__ import annotations
+
+from tests.procedures.conftest import Desk, only
+
+FRAUD = ("Bonjour,\nje constate une opération non reconnue de 890,00 € sur ma carte le 3 décembre 2026.\n"
+         "Je n'ai jamais fait ce paiement.\nMarie Dupont")
+
+
+# §4 "un accusé de réception sous 24 heures ouvrées" ; "5 jours ouvrés pour les réclamations simples"
+def test_the_acknowledgement_promises_the_tier_date(desk: Desk) -> None:
+    desk.at("2026-11-23T10:00:00+01:00")
+    ref = desk.mail_in()
+    ack = only(desk.new_mails(), "marie.dupont@example.org")
+    assert ack.subject == f"[{ref}] Accusé de réception de votre réclamation : Virement non reçu"
+    assert "Votre réclamation relève du délai de 5 jours ouvrés : vous recevrez notre réponse au plus tard le " \
+           "lundi 30 novembre 2026." in ack.text
+    assert desk.register()[0]["ack_met"] == "yes"
+
+
+# §8 "fraude potentielle, opération non reconnue, suspicion d'accès non autorisé … intervention rapide"
+def test_an_unrecognised_operation_alerts_on_call_again_then_the_supervisor(desk: Desk) -> None:
+    desk.at("2026-12-04T17:30:00+01:00")  # Friday evening
+    ref = desk.mail_in(subject="Opération non reconnue", body=FRAUD)
+    mails = desk.new_mails()
+    ack, alert = only(mails, "marie.dupont@example.org"), only(mails, "astreinte@kalra-plus.com")
+    assert "faites immédiatement opposition à votre carte" in ack.text  # the immediate safety steps
+    assert alert.subject.startswith(f"[{ref}] URGENT : nouvelle réclamation")
+    desk.tick("2026-12-04T18:01:00+01:00")
+    [again] = desk.new_mails()
+    assert again.to == "astreinte@kalra-plus.com" and again.subject.startswith(f"[{ref}] RAPPEL URGENT")
+    # 4 opening hours (09:00-18:00) from Friday 17:30: Monday 12:30
+    assert "le superviseur sera alerté" in again.text and "lundi 7 décembre 2026 à 12:30" in again.text
+    desk.tick("2026-12-04T18:31:00+01:00")
+    assert [m.to for m in desk.new_mails()] == ["astreinte@kalra-plus.com"]
+    desk.tick("2026-12-06T12:00:00+01:00")  # Sunday: nothing more
+    assert desk.new_mails() == []
+    desk.tick("2026-12-07T12:31:00+01:00")
+    [escalation] = desk.new_mails()
+    assert escalation.to == "supervisor@kalra-plus.com"
+    assert escalation.subject.startswith(f"[{ref}] URGENT - Escalade : aucun agent n'a pris en charge")
+
+
+def test_an_urgent_case_an_agent_takes_is_not_escalated(desk: Desk) -> None:
+    desk.at("2026-12-04T10:00:00+01:00")
+    ref = desk.mail_in(subject="Opération non reconnue", body=FRAUD)
+    desk.new_mails()
+    desk.at("2026-12-04T10:10:00+01:00")
+    desk.agent_reply(ref, "#assign agent@kalra-plus.com", agent="agent@kalra-plus.com")
+    desk.new_mails()
+    desk.tick("2026-12-04T15:00:00+01:00")
+    assert [m for m in desk.new_mails() if m.to in ("astreinte@kalra-plus.com", "supervisor@kalra-plus.com")] == []
