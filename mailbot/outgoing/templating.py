@@ -32,7 +32,7 @@ Context keys (every template must render with :func:`sample_context`)
 - ``reply_address``: the address replies must go to (the case's secret plus-address; for mails to
   agents, the agent token address)
 - ``status_url``: the case's status page for the customer (signed link; "" without a web side)
-- ``signin``: {url, expires_at, minutes} (the staff sign-in link, ``staff_signin`` only)
+- ``signin``: {url, expires_at, zone, minutes} (the staff sign-in link, ``staff_signin`` only)
 - ``letter``: {date, place, to_name, to_address} - set when the mail is a letter to post (a PDF:
   mailbot.outgoing.letter_pdf); empty strings otherwise
 - ``extension``: {new_due_at, old_due_at, reason, days, earlier (bool: the new date comes sooner),
@@ -383,7 +383,7 @@ def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, 
         "reply_address": f"{local}+r7k2q9x4m1@{domain}",
         "status_url": f"https://reclamations.{domain}/status/KP-2026-000123/0f3c9a2be1d4",
         "signin": {"url": f"https://reclamations.{domain}/staff/signin/x7Qm2", "minutes": 15,
-                   "expires_at": f"2026-12-01T09:45:00{off}"},
+                   "expires_at": f"2026-12-01T09:45:00{off}", "zone": "Europe/Paris"},
         "extension": {
             "new_due_at": new_due,
             "reason": "analyse approfondie des opérations avec notre partenaire de paiement"
@@ -455,7 +455,7 @@ def _sample_sections(fr: bool) -> dict[str, str]:
 def _empty_kind_context() -> dict[str, Any]:
     return {
         "status_url": "",
-        "signin": {"url": "", "minutes": 0, "expires_at": ""},
+        "signin": {"url": "", "minutes": 0, "expires_at": "", "zone": ""},
         "extension": {"new_due_at": "", "reason": "", "days": 0, "old_due_at": "", "earlier": False,
                       "tier": ""},
         "letter": {"date": "", "place": "", "to_name": "", "to_address": ""},

@@ -65,7 +65,7 @@ def request_link(app: App, secret: str, base_url: str, email: str) -> bool:
                      "postal_address": brand.postal_address, "mediator": mediator_context(brand)},
            "agent": {"name": agent.name, "email": agent.email},
            "signin": {"url": url, "minutes": app.config.web.signin_minutes,
-                      "expires_at": app.calendar(brand).local(expires).isoformat()}}
+                      "expires_at": app.calendar(brand).local(expires).isoformat(), "zone": brand.timezone}}
     rendered = app.renderer.render(brand.key, brand.language, "staff_signin", ctx)
     mid = new_message_id(brand.addresses[0])
     raw = build(Outgoing(from_addr=brand.addresses[0], from_name=brand.name, to_addr=agent.email,
