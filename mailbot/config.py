@@ -66,6 +66,10 @@ class SmtpConfig(_Strict):
     tls_cert: str | None = _d(None, "PEM certificate file; setting it enables STARTTLS")
     tls_key: str | None = _d(None, "PEM private key file (default: the certificate file)")
     require_starttls: bool = _d(False, "refuse mail sent without STARTTLS (needs tls_cert)")
+    max_sessions: int = _d(200, "SMTP sessions at once; one more is answered 421 and closed (each holds a "
+                           "file descriptor: keep it well under the process's limit, LimitNOFILE)", ge=1)
+    idle_timeout: float = _d(120.0, "seconds a session may wait between commands (the DATA of a mail "
+                             "included) before it is closed", gt=0)
 
 
 class PipeConfig(_Strict):

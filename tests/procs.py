@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -22,14 +23,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_daemon(tmp_path: Path, port: int, extra: str = "", **over: object) -> subprocess.Popen[bytes]:
-    """Write tmp_path/config.toml and start `mailbot run` on it; returns once it listens."""
-    data = config_data(tmp_path, smtp={"port": port}, **over)
+def start_daemon(tmp_path: Path, port: int, extra: str = "", *, max_files: int | None = None,
+                 **over: object) -> subprocess.Popen[bytes]:
+    """Write tmp_path/config.toml and start `mailbot run` on it; returns once it listens.
+    `max_files`: the process's limit of open files (RLIMIT_NOFILE), as LimitNOFILE sets it."""
+    smtp = {**over.pop("smtp", {}), "port": port}  # type: ignore[dict-item]
+    data = config_data(tmp_path, smtp=smtp, **over)
     cfg = tmp_path / "config.toml"
     cfg.write_text(to_toml(data) + extra)
+
+    def limit() -> None:
+        if max_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files))
+
     proc = subprocess.Popen([sys.executable, "-m", "mailbot.cli", "--config", str(cfg), "run"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=limit)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:

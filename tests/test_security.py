@@ -156,6 +156,39 @@ def test_the_units_do_not_start_without_their_environment_file() -> None:
         assert "EnvironmentFile=/etc/mailbot/env" in lines, unit  # no "-": a missing file is an error
 
 
+# --------------------------------------------------------------------------- 8. file descriptors
+
+def test_the_daemon_unit_raises_the_file_limit_well_over_the_session_cap() -> None:
+    from mailbot.config import SmtpConfig
+
+    lines = (ROOT / "systemd" / "mailbot.service").read_text().splitlines()
+    (limit,) = [int(line.split("=", 1)[1]) for line in lines if line.startswith("LimitNOFILE=")]
+    assert limit >= 10 * SmtpConfig().max_sessions >= 1000
+
+
+def test_loop_errors_of_one_kind_are_logged_once_a_minute() -> None:
+    """Out of descriptors, asyncio reported every failed accept with a traceback: 16 MB in 20 s."""
+    from mailbot.ops.loop_errors import ThrottledLoopErrors
+
+    now = [0.0]
+    logged: list[str] = []
+
+    class Loop:
+        def default_exception_handler(self, context: dict[str, object]) -> None:
+            logged.append(str(context["message"]))
+
+    throttle = ThrottledLoopErrors(clock=lambda: now[0])
+    loop = Loop()
+    for i in range(1000):
+        now[0] = i * 0.02  # 50 a second for 20 s
+        throttle(loop, {"message": "socket.accept() out of system resource\nsocket: <fd=9>"})  # type: ignore[arg-type]
+        throttle(loop, {"message": f"Exception in callback BaseSelectorEventLoop._start_serving(<x>)\n{i}"})  # type: ignore[arg-type]
+    assert len(logged) == 2
+    now[0] = 61.0
+    throttle(loop, {"message": "socket.accept() out of system resource\nsocket: <fd=9>"})  # type: ignore[arg-type]
+    assert len(logged) == 3 and "999 more of this kind" in logged[-1]
+
+
 # --------------------------------------------------------------------------- 3. one mail, two brands
 
 

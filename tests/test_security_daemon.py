@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import smtplib
+import socket
 import subprocess
 import threading
 import time
@@ -22,6 +23,9 @@ from tests.mails import mail
 from tests.procs import StderrReader, free_port, start_daemon, wait_until
 
 SUPPORT = "support@kalra-plus.com"
+MAX_FILES = 256  # the daemon's RLIMIT_NOFILE here (systemd's default soft limit is 1024)
+MAX_SESSIONS = 50
+IDLE_TIMEOUT = 4.0
 
 
 @dataclass
@@ -53,7 +57,8 @@ class Daemon:
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     workdir = tmp_path_factory.mktemp("daemon")
     port, hport = free_port(), free_port()
-    proc = start_daemon(workdir, port, http={"enabled": True, "host": "127.0.0.1", "port": hport})
+    proc = start_daemon(workdir, port, max_files=MAX_FILES, http={"enabled": True, "host": "127.0.0.1", "port": hport},
+                        smtp={"port": port, "max_sessions": MAX_SESSIONS, "idle_timeout": IDLE_TIMEOUT})
     d = Daemon(proc, port, hport, StderrReader(proc), workdir)
     wait_until(lambda: _answers(d), what="/healthz")
     try:
@@ -107,3 +112,72 @@ def test_one_mail_does_not_freeze_the_daemon(daemon: Daemon) -> None:
     assert time.monotonic() - started < 10
     assert health and max(health) < 2
     assert daemon.send(mail())[0] == 250  # and the next mail is taken at once
+
+
+# --------------------------------------------------------------------------- 6. replies leak state
+
+def test_every_accepted_mail_gets_the_same_reply(daemon: Daemon) -> None:
+    """`250 followup KP-…`, `duplicate`, `own` let an outsider test Message-IDs and
+    reference/address pairs; the outcome is logged, the peer hears only OK."""
+    first = mail(message_id="<leak-1@example.org>", frm="leak@example.org")
+    replies = {
+        "new case": daemon.send(first),
+        "duplicate": daemon.send(first),
+        "follow-up": daemon.send(mail(frm="leak@example.org", In_Reply_To="<leak-1@example.org>")),
+        "own address": daemon.send(mail(frm="support@kalra-plus.com")),
+        "stranger quoting a reference": daemon.send(mail(subject="Re: [KP-2026-000001]")),
+        "unparseable": daemon.send(b"\x00\xff" * 10),
+    }
+    assert set(replies.values()) == {(250, b"2.0.0 OK")}, replies
+    wait_until(lambda: daemon.log.has("mail.duplicate") or any(
+        r.get("event") == "mail.duplicate" for r in daemon.log.records()), what="the outcome in the log")
+
+
+# --------------------------------------------------------------------------- 8. idle connections
+
+def _greeting(sock: socket.socket) -> bytes:
+    sock.settimeout(5)
+    try:
+        return sock.recv(200)
+    except OSError:
+        return b""
+
+
+def test_idle_connections_cannot_take_every_file_descriptor(daemon: Daemon) -> None:
+    """1,100 idle connections (over systemd's default of 1,024 descriptors) stopped new
+    SMTP sessions and /healthz, and asyncio logged a traceback in a tight loop."""
+    lines_before = len(daemon.log.lines)
+    socks = [socket.create_connection(("127.0.0.1", daemon.smtp), timeout=5) for _ in range(MAX_FILES + 50)]
+    try:
+        greetings = [_greeting(s) for s in socks]
+        assert sum(g.startswith(b"220") for g in greetings) <= MAX_SESSIONS
+        assert all(g.startswith((b"220", b"421 4.3.2")) for g in greetings), set(greetings)
+        assert daemon.healthz() < 2  # still answering
+        with pytest.raises(smtplib.SMTPConnectError) as refused:  # a new session: told to come back
+            smtplib.SMTP("127.0.0.1", daemon.smtp, timeout=5)
+        assert refused.value.smtp_code == 421
+    finally:
+        for s in socks:
+            s.close()
+    wait_until(lambda: _delivers(daemon), what="a new session once the idle ones are gone")
+    logged = daemon.log.lines[lines_before:]
+    assert len(logged) < 50, logged[:5]  # a warning or two, not a traceback per connection
+    assert sum("out of system resource" in line for line in logged) <= 1
+
+
+def _delivers(d: Daemon) -> bool:
+    try:
+        return d.send(mail(), timeout=5)[0] == 250
+    except (OSError, smtplib.SMTPException):
+        return False
+
+
+def test_an_idle_session_is_closed(daemon: Daemon) -> None:
+    with socket.create_connection(("127.0.0.1", daemon.smtp), timeout=IDLE_TIMEOUT + 10) as s:
+        assert _greeting(s).startswith(b"220")
+        s.settimeout(IDLE_TIMEOUT + 10)
+        started = time.monotonic()
+        rest = b""
+        while chunk := s.recv(200):
+            rest += chunk
+        assert time.monotonic() - started < IDLE_TIMEOUT + 5

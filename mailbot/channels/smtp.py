@@ -8,6 +8,17 @@ The protocol edge answers in protocol terms, from one table (`Reply`):
   is quarantined, not bounced); oversize mail gets 552 (aiosmtpd enforces
   `data_size_limit` even when the client ignores the advertised SIZE).
 - LMTP answers one line per accepted recipient, as RFC 2033 requires.
+
+An accepted mail gets the same reply whatever became of it (new case, follow-up,
+duplicate, our own, quarantined): the outcome is in the log, not on the wire,
+where it would tell an outsider which Message-IDs and references exist. (The
+daemon's local socket, mailbot.channels.local, only its own user can reach, and
+there the outcome is the point: `mailbot ingest` prints it.)
+
+At most `smtp.max_sessions` sessions at once: one more is answered 421 and closed
+at once, so idle connections cannot take every file descriptor (and with them new
+sessions, the database and /healthz); a session idle for `smtp.idle_timeout` is
+closed.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,6 +37,7 @@ from mailbot.app import App
 from mailbot.ingest.pipeline import GroupCommit, IngestResult, Received, TemporaryFailure
 
 log = logging.getLogger("mailbot.smtp")
+BUSY_LOG_INTERVAL = 60.0  # seconds between two warnings that sessions are refused
 
 
 class Reply:
@@ -33,6 +46,7 @@ class Reply:
     NO_SUCH_USER = "550 5.1.1 <{}>: no such mailbox here"
     TOO_BIG = "552 5.3.4 Message too big for this system"
     TEMPFAIL = "451 4.3.0 Temporary failure, please retry later"
+    BUSY = "421 4.3.2 Too many connections, try again later"
 
 
 class IngestHandler:
@@ -44,6 +58,9 @@ class IngestHandler:
         self.lmtp = lmtp
         self.group = GroupCommit(app)  # concurrent sessions' mails share a transaction
         self.in_flight = 0
+        self.sessions = 0  # open now (see _Capped)
+        self.refused = 0  # sessions refused for the cap since the last warning
+        self._warned_at = -BUSY_LOG_INTERVAL
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -60,7 +77,7 @@ class IngestHandler:
             return self._per_rcpt(envelope, Reply.TOO_BIG)
         self.in_flight += 1
         try:
-            result = await asyncio.get_running_loop().run_in_executor(
+            await asyncio.get_running_loop().run_in_executor(
                 self.executor, self._ingest, raw, envelope.mail_from, list(envelope.rcpt_tos))
         except TemporaryFailure as exc:
             log.warning("database unavailable, answering 451: %s", exc, extra={"event": "smtp.tempfail"})
@@ -70,11 +87,27 @@ class IngestHandler:
             return self._per_rcpt(envelope, Reply.TEMPFAIL)
         finally:
             self.in_flight -= 1
-        # (the mail's outcome is logged by ingest, as for every channel)
-        return self._per_rcpt(envelope, f"{Reply.OK} {result.outcome} {' '.join(result.case_refs)}".strip())
+        # The outcome is logged by ingest, as for every channel, and not told to the peer.
+        return self._per_rcpt(envelope, Reply.OK)
 
     def _ingest(self, raw: bytes, mail_from: str | None, rcpts: list[str]) -> IngestResult:
         return self.group.ingest(Received(raw, "smtp", mail_from, tuple(rcpts)))
+
+    def opening(self) -> bool:
+        """A session starts: False (and a warning, at most one a minute) when at the cap."""
+        if self.sessions < self.app.config.smtp.max_sessions:
+            self.sessions += 1
+            return True
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._warned_at >= BUSY_LOG_INTERVAL:
+            log.warning("smtp: %d sessions open, the limit: refused %d with 421", self.sessions, self.refused,
+                        extra={"event": "smtp.busy", "sessions": self.sessions, "refused": self.refused})
+            self._warned_at, self.refused = now, 0
+        return False
+
+    def closed(self) -> None:
+        self.sessions -= 1
 
     def _per_rcpt(self, envelope: Envelope, line: str) -> str:
         if not self.lmtp:
@@ -92,12 +125,41 @@ def tls_context(app: App) -> ssl.SSLContext | None:
     return ctx
 
 
+class _Capped:
+    """A session counted against `smtp.max_sessions` (asyncio's protocol calls): over
+    the cap, the connection hears 421 and is closed before aiosmtpd starts on it."""
+
+    event_handler: IngestHandler  # (aiosmtpd's name for the handler it was given)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._counted = self.event_handler.opening()
+        if not self._counted:
+            transport.write(f"{Reply.BUSY}\r\n".encode())  # type: ignore[attr-defined]
+            transport.close()
+            return
+        super().connection_made(transport)  # type: ignore[misc]
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if not self._counted:
+            return
+        self.event_handler.closed()
+        super().connection_lost(error)  # type: ignore[misc]
+
+
+class CappedSMTP(_Capped, SMTP):
+    pass
+
+
+class CappedLMTP(_Capped, LMTP):
+    pass
+
+
 def protocol_factory(app: App, handler: IngestHandler) -> Any:
     cfg = app.config.smtp
-    cls = LMTP if cfg.lmtp else SMTP
+    cls = CappedLMTP if cfg.lmtp else CappedSMTP
     ctx = tls_context(app)
     kwargs: dict[str, Any] = {"data_size_limit": cfg.max_message_size, "enable_SMTPUTF8": True,
-                              "decode_data": False, "ident": "mailbot"}
+                              "decode_data": False, "ident": "mailbot", "timeout": cfg.idle_timeout}
     if ctx is not None:
         kwargs.update(tls_context=ctx, require_starttls=cfg.require_starttls)
     return lambda: cls(handler, **kwargs)

@@ -29,6 +29,7 @@ from mailbot.config import Config, ConfigError, MissingSecret, load_config
 from mailbot.ingest import analysis
 from mailbot.ops import jobs
 from mailbot.ops.checks import check_file
+from mailbot.ops.loop_errors import ThrottledLoopErrors
 from mailbot.outgoing.templating import TemplateError
 
 log = logging.getLogger("mailbot.daemon")
@@ -131,6 +132,7 @@ class Daemon:
 
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(ThrottledLoopErrors())  # e.g. out of file descriptors: not 16 MB of log
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: threading.Thread(

@@ -100,8 +100,13 @@ def collect(app: App) -> dict[str, float]:
     return out
 
 
+HTTP_IDLE_TIMEOUT = 10.0  # seconds
+
+
 def start_http(app: App) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
+        timeout = HTTP_IDLE_TIMEOUT  # an idle connection is closed (each holds a thread and a descriptor)
+
         def do_GET(self) -> None:  # noqa: N802
             if self.path == "/healthz":
                 try:
