@@ -72,8 +72,8 @@ def test_postfix_keeps_the_mail_while_the_database_is_down_then_delivers_it_once
             p.send("marie.dupont@example.org", ["support@kalra-plus.com"],
                    mail(message_id="<during-outage@example.org>"))
             p.wait(lambda: "451 4.3.0" in p.log(), "the 451 in the log")
+            p.wait(lambda: [q["queue_name"] for q in p.queue()] == ["deferred"], "the mail in the deferred queue")
             queued = p.queue()
-            assert len(queued) == 1 and queued[0]["queue_name"] == "deferred"
             assert "451 4.3.0" in queued[0]["recipients"][0]["delay_reason"]
         finally:
             app.engine = good_engine
