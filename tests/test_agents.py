@@ -128,7 +128,9 @@ def test_final_missing_a_section_is_rejected_back_to_the_agent(desk: Desk) -> No
     mails = desk.new_mail()
     assert to(mails, "marie.dupont@example.org") == []
     (rejection,) = to(mails, "agent@kalra-plus.com")
-    assert "explanation" in text_of(rejection) and "corrective_measures" in text_of(rejection)
+    text = text_of(rejection)  # the headings to write, in the case's language (#23 item 9)
+    assert "section manquante : « Explication : »" in text and "« Mesures correctives : »" in text
+    assert "corrective_measures" not in text
     assert desk.case().status != "answered"
 
 

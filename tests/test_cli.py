@@ -696,6 +696,7 @@ def test_reply_assign_extend_close(tmp_path: Path, cli: Callable[..., Result]) -
 
     r = cli("cases", "extend", ref, "5", "analyse complémentaire avec notre partenaire")
     assert r.rc == 0, r.err
+    assert r.out.startswith(f"{ref}: deadline moved from ") and "is told why" in r.out  # says what it did
     d = show(cli, ref)
     assert datetime.fromisoformat(d["due_at"]) > datetime.fromisoformat(before["due_at"])
     deadline = [e for e in d["events"] if e["type"] == "deadline"][-1]
@@ -737,7 +738,7 @@ def test_final_response_missing_sections_is_refused(tmp_path: Path, cli: Callabl
     f.write_text("Explication : le virement a été bloqué par un contrôle.\n")
     r = cli("cases", "reply", ref, "--file", str(f), "--as", "agent@kalra-plus.com", "--final")
     assert r.rc != 0
-    assert "corrective_measures" in r.err and "solution" in r.err
+    assert "Mesures correctives :" in r.err and "Solution :" in r.err
     assert "explanation" not in r.err
     assert show(cli, ref) == before
 

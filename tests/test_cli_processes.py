@@ -95,6 +95,12 @@ def test_every_command_in_a_fresh_process(tmp_path: Path, mailbot: Mailbot) -> N
     assert "attachment #1 releve.pdf" in mailbot("cases", "show", "DK-2026-000003")
     assert "written to" in mailbot("cases", "attachment", "DK-2026-000003", "1", "--out", str(tmp_path / "r.pdf"))
     assert (tmp_path / "r.pdf").read_bytes() == b"%PDF-1.4 releve"
+    assert "DK-2026-000003" in mailbot("cases", "search", "justificatif")
+    assert "reopened" in mailbot("cases", "reopen", "KP-2026-000001", "--as", "supervisor@kalra-plus.com")
+    assert "reply queued" in mailbot("cases", "reply", "KP-2026-000001", "--as", "agent@kalra-plus.com",
+                                     "--template", "interim")
+    assert "are linked" in mailbot("cases", "link", "DK-2026-000001", "DK-2026-000002")
+    assert "DK-2026-000003 merged into DK-2026-000002" in mailbot("cases", "merge", "DK-2026-000003", "DK-2026-000002")
 
     outbox = json.loads(mailbot("outbox", "list", "--json"))
     assert {"acknowledgement", "extension", "final_response"} <= {r["kind"] for r in outbox}

@@ -149,7 +149,8 @@ def test_100_mails_from_one_sender_in_an_hour_give_at_most_ack_limit_acks(make_a
                                                                          clock: Clock) -> None:
     app = make_app(limits={"ack_limit": 3})
     for i in range(100):
-        r = ingest(app, mail(message_id=f"<flood-{i}@example.org>", subject=f"Plainte {i}"), "smtp")
+        r = ingest(app, mail(message_id=f"<flood-{i}@example.org>", subject=f"Plainte {i}", body=f"Plainte n°{i}"),
+                   "smtp")
         assert r.outcome is Outcome.CASE_OPENED  # still recorded
         clock.now += timedelta(seconds=30)
     assert len(rows(app, "acknowledgement")) == 3
@@ -166,9 +167,10 @@ def test_a_flood_in_one_imap_batch_gets_at_most_ack_limit_acks(make_app: Callabl
     queues itself: two earlier ones, then 10 mails in one batch, limit 3 → one more."""
     app = make_app(limits={"ack_limit": 3})
     for i in range(2):
-        ingest(app, mail(message_id=f"<before-{i}@example.org>", subject=f"Plainte {i}"), "smtp")
+        ingest(app, mail(message_id=f"<before-{i}@example.org>", subject=f"Plainte {i}", body=f"Plainte n°{i}"), "smtp")
     clock.now += timedelta(minutes=5)
-    batch = [Received(mail(message_id=f"<batch-{i}@example.org>", subject=f"Relance {i}"), "imap:x")
+    batch = [Received(mail(message_id=f"<batch-{i}@example.org>", subject=f"Relance {i}", body=f"Relance n°{i}"),
+                      "imap:x")
              for i in range(10)]
     other = Received(mail(frm="autre@example.org", message_id="<other@example.org>"), "imap:x")
     results = ingest_batch(app, [*batch[:5], other, *batch[5:]])
@@ -189,7 +191,8 @@ def test_an_agent_mail_inside_a_batch_does_not_reset_the_ack_count(make_app: Cal
     assert notif.reply_to
     agent = Received(mail(frm="Paul Agent <agent@kalra-plus.com>", to=notif.reply_to, subject="Re: suivi",
                           body="#note\nDossier connu.", message_id="<agent-1@kalra-plus.com>"), "imap:x")
-    flood = [Received(mail(message_id=f"<f-{i}@example.org>", subject=f"Relance {i}"), "imap:x")
+    flood = [Received(mail(message_id=f"<f-{i}@example.org>", subject=f"Relance {i}", body=f"Relance n°{i}"),
+                      "imap:x")
              for i in range(6)]
     results = ingest_batch(app, [*flood[:3], agent, *flood[3:]])
     assert [r.outcome for r in results] == [Outcome.CASE_OPENED] * 3 + [Outcome.FOLLOWUP] + [
@@ -206,7 +209,8 @@ def test_a_sender_marked_failing_is_cleared_when_it_writes_in_a_batch(app: App) 
 
     with db.session_scope(app.engine) as s:
         mark_failing(s, "marie.dupont@example.org", "bounced", app.now())
-    ingest_batch(app, [Received(mail(message_id=f"<b-{i}@example.org>", subject=f"P {i}"), "imap:x")
+    ingest_batch(app, [Received(mail(message_id=f"<b-{i}@example.org>", subject=f"P {i}", body=f"Plainte n°{i}"),
+                                "imap:x")
                        for i in range(3)])
     with db.session_scope(app.engine) as s:
         assert s.get(FailingRecipient, "marie.dupont@example.org") is None

@@ -17,13 +17,18 @@ from sqlmodel import Session, col, select
 
 from mailbot.app import App
 from mailbot.cases import attachments, rounds, sla
+from mailbot.cases.messages import Say, localized, say
 from mailbot.cases.records import add_message, log_event, set_status
 from mailbot.cases.staff_mail import send_staff_mail
 from mailbot.config import AgentConfig
 from mailbot.mail.masking import stored_body
+from mailbot.mail.quotes import own_closing, own_greeting
 from mailbot.models import Attachment, Case, Message, track
 from mailbot.outgoing import letters
-from mailbot.outgoing.responses import send_case_mail
+from mailbot.outgoing.audiences import customer_view
+from mailbot.outgoing.command_help import heading
+from mailbot.outgoing.responses import context, send_case_mail
+from mailbot.outgoing.templating import TemplateError
 
 SECTION_HEADINGS: dict[str, tuple[str, ...]] = {
     "summary": ("resume", "resume de la reclamation", "resume de votre reclamation", "summary",
@@ -47,10 +52,17 @@ TIERS_ALIASES = {"simple": "simple", "complex": "complex", "complexe": "complex"
 
 
 class Rejected(Exception):
-    def __init__(self, command: str, reasons: list[str]) -> None:
+    """A command refused before it changed anything. `reasons`: in English (the command line,
+    logs, the console); `localized(language)`: for a rejection mail in its reader's language."""
+
+    def __init__(self, command: str, reasons: Sequence[str | Say]) -> None:
         self.command = command
-        self.reasons = reasons
-        super().__init__(f"{command}: " + "; ".join(reasons))
+        self.said = list(reasons)
+        self.reasons = [str(r) for r in reasons]
+        super().__init__(f"{command}: " + "; ".join(self.reasons))
+
+    def localized(self, language: str) -> list[str]:
+        return localized(self.said, language)
 
 
 @dataclass(frozen=True)
@@ -99,7 +111,7 @@ def parse_final(text: str) -> FinalResponse:
 
 def _require_open(case: Case, command: str) -> None:
     if case.status == "closed":
-        raise Rejected(command, [f"case {case.ref} is closed"])
+        raise Rejected(command, [say("closed", ref=case.ref)])
 
 
 def note(session: Session, app: App, case: Case, actor: str, text: str) -> None:
@@ -117,11 +129,12 @@ def reply(session: Session, app: App, case: Case, actor: str, text: str, *, abou
     command = "#ask" if ask else "reply"
     _require_open(case, command)
     if not text.strip():
-        raise Rejected(command, ["the reply has no text for the customer"])
+        raise Rejected(command, [say("no_text")])
     kind = "request_info" if ask else "agent_reply"
     send_case_mail(session, app, case, kind, to_addr=case.customer_email, to_name=case.customer_name,
                    about=about, automatic=False,
-                   ctx_extra={"message": {"text": text}, **_files(command, files)})
+                   ctx_extra={"message": {"text": text, "own_greeting": own_greeting(text),
+                                          "own_closing": own_closing(text)}, **_files(command, files)})
     log_event(session, case, "agent_reply", actor=actor, at=app.now(), ask=ask)
     set_status(session, case, "waiting_customer" if ask else "in_progress", actor=actor, at=app.now())
 
@@ -131,7 +144,7 @@ def _files(command: str, files: Sequence[Attachment]) -> dict[str, list[int]]:
     of them is over the limits (the customer gets nothing rather than a part)."""
     problems = attachments.refused(files)
     if problems:
-        raise Rejected(command, [f"attachment refused, nothing was sent: {p}" for p in problems])
+        raise Rejected(command, [say("file_refused", problem=p) for p in problems])
     return {"attachments": [a.id for a in files if a.id is not None]} if files else {}
 
 
@@ -144,7 +157,7 @@ def final(session: Session, app: App, case: Case, actor: str, text: str, *, abou
     parsed = parse_final(text)
     missing = [s for s in brand.final_sections if s not in parsed.sections]
     if missing:
-        raise Rejected("#final", [f"missing section: {m}" for m in missing])
+        raise Rejected("#final", [say("missing_section", heading=heading(m, case.language)) for m in missing])
     reexam = case.status == "reexamination"
     # Every final response names the mediator, whatever its outcome (ACPR 2022-R-01 asks it
     # of a refusal or a partial answer; the seeds promise it after any unsatisfying one).
@@ -176,9 +189,9 @@ def extend(session: Session, app: App, case: Case, actor: str, days: int, reason
     reason = stored_body(reason)
     _require_open(case, "#extend")
     if days <= 0 or days > 60:
-        raise Rejected("#extend", [f"N must be between 1 and 60 business days, got {days}"])
+        raise Rejected("#extend", [say("extend_days", days=days)])
     if not reason.strip():
-        raise Rejected("#extend", ["a reason is required: the customer is told why"])
+        raise Rejected("#extend", [say("extend_reason")])
     cal = app.calendar(case.brand)
     assert case.due_at is not None
     _move_promised_date(session, app, case, actor, "#extend", cal.add_business_days(case.due_at, days), reason)
@@ -195,7 +208,7 @@ def set_tier(session: Session, app: App, case: Case, actor: str, tier: str, reas
     brand = app.config.brand(case.brand)
     tier = TIERS_ALIASES.get(tier.lower(), tier.lower())
     if tier not in brand.sla.tiers:
-        raise Rejected("#tier", [f"unknown tier {tier!r}; {brand.name} has {', '.join(brand.sla.tiers)}"])
+        raise Rejected("#tier", [say("unknown_tier", tier=tier, brand=brand.name, known=", ".join(brand.sla.tiers))])
     if case.round_number > 1:
         raise Rejected("#tier", ["the tier sets the first answer's date; a re-examination has its own "
                                  "deadline (use #extend N reason)"])
@@ -241,7 +254,7 @@ def set_category(session: Session, app: App, case: Case, actor: str, category: s
     brand = app.config.brand(case.brand)
     keys = [c.key for c in brand.categories]
     if category not in keys:
-        raise Rejected("#category", [f"unknown category {category!r}; known: {', '.join(keys)}"])
+        raise Rejected("#category", [say("unknown_category", category=category, known=", ".join(keys))])
     log_event(session, case, "category", actor=actor, at=app.now(), old=case.category, new=category)
     case.category = category
     session.add(case)
@@ -249,7 +262,7 @@ def set_category(session: Session, app: App, case: Case, actor: str, category: s
 
 def set_priority(session: Session, app: App, case: Case, actor: str, priority: str) -> None:
     if priority not in ("urgent", "normal"):
-        raise Rejected("#priority", [f"priority must be urgent or normal, got {priority!r}"])
+        raise Rejected("#priority", [say("priority", priority=priority)])
     log_event(session, case, "priority", actor=actor, at=app.now(), old=case.priority, new=priority)
     case.priority = priority
     session.add(case)
@@ -258,9 +271,9 @@ def set_priority(session: Session, app: App, case: Case, actor: str, priority: s
 def assign(session: Session, app: App, case: Case, actor: str, agent_email: str) -> AgentConfig:
     agent = app.config.agent(agent_email)
     if agent is None:
-        raise Rejected("#assign", [f"{agent_email} is not a configured agent"])
+        raise Rejected("#assign", [say("not_an_agent", address=agent_email)])
     if case.brand not in agent.brands:
-        raise Rejected("#assign", [f"{agent_email} does not work for {case.brand}"])
+        raise Rejected("#assign", [say("not_of_brand", address=agent_email, brand=case.brand)])
     log_event(session, case, "assigned", actor=actor, at=app.now(), old=case.assignee, new=agent.email)
     case.assignee = agent.email
     session.add(case)
@@ -287,11 +300,9 @@ def close(session: Session, app: App, case: Case, actor: str, reason: str = "") 
     answered = case.answered_at is not None and case.status == "answered"
     if not answered:
         if not reason.strip():
-            raise Rejected("#close", ["no final response was sent: closing needs a reason (#close reason), "
-                                      "which the customer is told"])
+            raise Rejected("#close", [say("close_reason")])
         if brand.close_without_final == "supervisor" and not _supervises(app, actor):
-            raise Rejected("#close", [f"no final response was sent: only a supervisor may close {case.ref} "
-                                      "(send the final response with #final, or ask a supervisor)"])
+            raise Rejected("#close", [say("close_supervisor", ref=case.ref)])
     now = app.now()
     case.closed_at = now
     set_status(session, case, "closed", actor=actor, at=now,
@@ -317,7 +328,7 @@ def _supervises(app: App, actor: str) -> bool:
 def reopen(session: Session, app: App, case: Case, actor: str, reason: str = "") -> None:
     """Work on a closed (or answered) case again: back in progress, its clock running."""
     if case.status not in ("closed", "answered"):
-        raise Rejected("#reopen", [f"{case.ref} is {case.status}, not closed or answered"])
+        raise Rejected("#reopen", [say("not_reopenable", ref=case.ref, status=case.status)])
     case.closed_at = None
     set_status(session, case, "in_progress", actor=actor, at=app.now(), reason=reason.strip() or "reopened")
     sla.reschedule(session, case, app.config.brand(case.brand))
@@ -325,3 +336,19 @@ def reopen(session: Session, app: App, case: Case, actor: str, reason: str = "")
 
 _EXTEND = re.compile(r"^#extend\s+(\d{1,3})\s+(.+)$", re.IGNORECASE)
 _FINAL_AT = re.compile(r"^#final(?:\s+at\s+(\S+))?$", re.IGNORECASE)
+
+
+def saved_reply(app: App, case: Case, about: Message | None, name: str) -> str:
+    """The text of the brand's saved reply `name` for this case, in the case's language
+    (templates/<brand>/<language>/replies/NAME.txt, rendered in the mail templates' sandbox,
+    with what the customer wrote masked as in any mail to them)."""
+    name = name.strip().lower()
+    renderer = app.renderer
+    known = renderer.replies(case.brand, renderer.resolve_language(case.brand, case.language))
+    if name not in known:
+        raise Rejected("#reply", [say("no_reply", name=name, known=", ".join(known) or "-")])
+    ctx = customer_view(context(app, case, about), customer_text=True)
+    try:
+        return renderer.render_reply(case.brand, case.language, name, ctx)
+    except TemplateError as exc:
+        raise Rejected("#reply", [say("reply_error", name=name, error=str(exc))]) from exc

@@ -17,10 +17,11 @@ from datetime import datetime, tzinfo
 from sqlmodel import Session
 
 from mailbot.app import App
-from mailbot.cases import actions, reexamination
+from mailbot.cases import actions, merging, reexamination
 from mailbot.cases.attachments import of_message, store_attachments
+from mailbot.cases.messages import say
 from mailbot.cases.records import add_message, log_event
-from mailbot.cases.staff_mail import send_staff_mail, send_to_role
+from mailbot.cases.staff_mail import send_staff_mail, send_to_role, staff_language
 from mailbot.cases.tokens import TokenCheck, check_agent_token, issued_to, token_case_id
 from mailbot.mail.masking import stored_body
 from mailbot.mail.parsing import ParsedMail
@@ -80,8 +81,9 @@ def handle_agent_mail(session: Session, app: App, inbound: InboundRow, parsed: P
         inbound.reason = f"agent command {rej.command} rejected: {'; '.join(rej.reasons)}"[:1000]
         log_event(session, case, "command_rejected", actor=sender, at=app.now(), command=rej.command,
                   reasons=rej.reasons)
-        send_staff_mail(session, app, case, "command_rejection", sender,
-                        ctx_extra={"rejection": {"command": rej.command, "reasons": rej.reasons}})
+        member = app.config.staff(sender, case.brand)
+        send_staff_mail(session, app, case, "command_rejection", sender, ctx_extra={"rejection": {
+            "command": rej.command, "reasons": rej.localized(staff_language(app, member, case.brand))}})
     return case
 
 
@@ -133,6 +135,10 @@ def _forgery(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail
                      ctx_extra={"security": {"sender": parsed.from_addr, "reason": reason}})
 
 
+COMMANDS = ("#note", "#ask", "#final", "#reply", "#extend", "#tier", "#category", "#priority", "#assign", "#link",
+            "#merge", "#reopen", "#reexamine", "#close")
+
+
 @dataclass
 class _Plan:
     """What the text of an agent's mail is for, as its command lines say."""
@@ -140,6 +146,7 @@ class _Plan:
     mode: str = "reply"  # reply | note | ask | final | close
     inline: str = ""  # text written on the mode's own line (#ask Question ?, #close reason)
     at: datetime | None = None
+    saved: str | None = None  # #reply NAME: a saved reply goes after the agent's own text
 
 
 def run_commands(session: Session, app: App, case: Case, actor: str, commands: list[str], body: str,
@@ -161,7 +168,7 @@ def run_commands(session: Session, app: App, case: Case, actor: str, commands: l
         elif word == "#extend":
             days, _, reason = arg.partition(" ")
             if not days.isdigit():
-                raise actions.Rejected("#extend", ["usage: #extend N reason (N business days)"])
+                raise actions.Rejected("#extend", [say("extend_usage")])
             actions.extend(session, app, case, actor, int(days), reason)
         elif word == "#tier":
             tier, _, reason = arg.partition(" ")
@@ -177,9 +184,16 @@ def run_commands(session: Session, app: App, case: Case, actor: str, commands: l
                 reexamination.by_agent(session, app, case, actor, arg)
             except reexamination.NotReopenable as exc:
                 raise actions.Rejected("#reexamine", [str(exc)]) from None
+        elif word == "#reply":
+            plan.saved = arg
+        elif word == "#link":
+            merging.link(session, app, case, actor, arg)
+        elif word == "#merge":
+            merging.merge(session, app, case, actor, arg)
+        elif word == "#reopen":
+            actions.reopen(session, app, case, actor, arg)
         else:
-            raise actions.Rejected(word, [f"unknown command {word}; known: #note #ask #final #extend #tier "
-                                          "#category #priority #assign #close #reexamine"])
+            raise actions.Rejected(word, [say("unknown_command", word=word, known=" ".join(COMMANDS))])
     _apply_mode(session, app, case, actor, plan, body, about, files, has_commands=bool(commands))
 
 
@@ -190,18 +204,20 @@ def _joined(*parts: str) -> str:
 def _apply_mode(session: Session, app: App, case: Case, actor: str, plan: _Plan, body: str,
                 about: Message | None, files: Sequence[Attachment], has_commands: bool) -> None:
     """The text's part: the mail's files go with what reaches the customer (a note keeps them)."""
+    saved = actions.saved_reply(app, case, about, plan.saved) if plan.saved is not None else ""
     if plan.mode == "note":
         if not _joined(plan.inline, body):
-            raise actions.Rejected("#note", ["the note is empty: write it on the #note line or below it"])
+            raise actions.Rejected("#note", [say("note_empty")])
         actions.note(session, app, case, actor, _joined(plan.inline, body))
     elif plan.mode == "ask":
-        actions.reply(session, app, case, actor, _joined(plan.inline, body), about=about, ask=True, files=files)
+        actions.reply(session, app, case, actor, _joined(plan.inline, body, saved), about=about, ask=True,
+                      files=files)
     elif plan.mode == "final":
         actions.final(session, app, case, actor, body, about=about, at=plan.at, files=files)
     elif plan.mode == "close":
         actions.close(session, app, case, actor, reason=_joined(plan.inline, body))
-    elif plan.mode == "reply" and (not has_commands or has_message(body)):
-        actions.reply(session, app, case, actor, body, about=about, files=files)
+    elif plan.mode == "reply" and (saved or not has_commands or has_message(body)):
+        actions.reply(session, app, case, actor, _joined(body, saved), about=about, files=files)
 
 
 _CLOSINGS = re.compile(r"^(cordialement|bien (à|a) vous|bien cordialement|salutations|merci|bonne journée|"
@@ -222,9 +238,9 @@ def _final_at(arg: str, tz: tzinfo) -> datetime | None:
         return None
     word, _, when = arg.partition(" ")
     if word.lower() != "at" or not when.strip():
-        raise actions.Rejected("#final", ["usage: #final or #final at 2026-12-01T09:00"])
+        raise actions.Rejected("#final", [say("final_usage")])
     try:
         dt = datetime.fromisoformat(when.strip())
     except ValueError:
-        raise actions.Rejected("#final", [f"cannot read the date {when.strip()!r}; use 2026-12-01T09:00"]) from None
+        raise actions.Rejected("#final", [say("final_date", when=when.strip())]) from None
     return dt if dt.tzinfo else dt.replace(tzinfo=tz)

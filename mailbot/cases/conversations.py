@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from mailbot import db
 from mailbot.app import App
-from mailbot.cases import reexamination, staff_mail
+from mailbot.cases import duplicates, reexamination, staff_mail
 from mailbot.cases.agent_mail import handle_agent_mail
 from mailbot.cases.attachments import store_attachments
 from mailbot.cases.records import add_message, log_event, open_case, set_status
@@ -133,9 +133,15 @@ def _open(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, r
     if contact.source in ("reply-to", "envelope"):
         log_event(session, case, "customer_address", at=app.now(), address=contact.address,
                   source=contact.source, reason=f"taken from {contact.source}, not From")
+    related = duplicates.related_case(session, brand.key, case.customer_email, parsed.subject, parsed.text,
+                                      received_at)
     msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")
-    withheld = responses.after_new_case(session, app, case, msg, parsed)
-    staff_mail.announce_new_case(session, app, case, msg, withheld)
+    if related is None:
+        withheld = responses.after_new_case(session, app, case, msg, parsed)
+    else:  # probably an existing case: linked for an agent to merge, no second deadline promised
+        duplicates.link_to(session, case, related, app.now())
+        withheld = responses.acknowledge(session, app, case, msg, kind="linked_ack", sender_header=parsed.from_header)
+    staff_mail.announce_new_case(session, app, case, msg, withheld, related)
     return case
 
 

@@ -136,7 +136,7 @@ def answer_queued(session: Session, case: Case, *, outcome: str, mediation: bool
 
 
 # What leaving the house means for a round.
-ACK_KINDS = ("acknowledgement", "reexamination_ack")
+ACK_KINDS = ("acknowledgement", "reexamination_ack", "linked_ack")
 ANSWER_KINDS = ("final_response",)
 
 

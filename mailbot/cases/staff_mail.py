@@ -21,6 +21,7 @@ from typing import Any, Literal
 from sqlmodel import Session
 
 from mailbot.app import App
+from mailbot.cases.duplicates import Related
 from mailbot.cases.records import log_event
 from mailbot.cases.tokens import make_agent_token
 from mailbot.config import AgentConfig
@@ -96,20 +97,24 @@ def send_to_role(session: Session, app: App, case: Case, kind: str, role: Role, 
 
 
 def announce_new_case(session: Session, app: App, case: Case, msg: StoredMessage,
-                      withheld: Withheld | None = None) -> None:
+                      withheld: Withheld | None = None, related: Related | None = None) -> None:
     """A new case: the on-call address at once if it is urgent, and the assignee or team
-    (told why the customer got no acknowledgement, when it was `withheld`)."""
+    (told why the customer got no acknowledgement, when it was `withheld`, and which case
+    it probably repeats, when `related`)."""
+    extra = {"related": {"ref": related.case.ref, "why": related.why}} if related is not None else {}
     if case.priority == "urgent":
-        send_to_role(session, app, case, "urgent_alert", "oncall", about=msg)
-    notify_customer_message(session, app, case, msg, withheld)
+        send_to_role(session, app, case, "urgent_alert", "oncall", about=msg, ctx_extra=extra)
+    notify_customer_message(session, app, case, msg, withheld, extra)
 
 
 def notify_customer_message(session: Session, app: App, case: Case, msg: Message | StoredMessage,
-                            withheld: Withheld | None = None) -> None:
+                            withheld: Withheld | None = None, extra: dict[str, Any] | None = None) -> None:
     """Tell the assignee (or the brand's team) about a customer message, and why the customer
     got no acknowledgement when it was `withheld`."""
-    extra = {"ack": {"why": withheld.code, "detail": withheld.detail}} if withheld is not None else None
-    send_to_role(session, app, case, "agent_notification", "assignee", about=msg, ctx_extra=extra)
+    extra = dict(extra or {})
+    if withheld is not None:
+        extra["ack"] = {"why": withheld.code, "detail": withheld.detail}
+    send_to_role(session, app, case, "agent_notification", "assignee", about=msg, ctx_extra=extra or None)
 
 
 def redirect_withheld(session: Session, app: App, case: Case, row_id: int) -> list[str]:

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from mailbot import blobs
 from mailbot.app import App
 from mailbot.cases.sla import OPEN_STATUSES
-from mailbot.mail.quotes import strip_reply
+from mailbot.mail.quotes import fold_quotes
 from mailbot.models import Attachment, Case, Event, FailingRecipient, Message, Round
 
 
@@ -222,20 +222,6 @@ def _messages(msgs: list[Message], atts: list[Attachment], tz: tzinfo) -> tuple[
                                     m.from_addr, m.from_name, at, text, m.body_text, folded, m.route_signal,
                                     m.route_detail, tuple(views)))
     return messages, notes
-
-
-def fold_quotes(text: str) -> tuple[str, int]:
-    """A received mail's own words, and how many non-blank lines of quoted history (and
-    signature) were folded away: 0 when nothing was."""
-    kept = strip_reply(text)
-    if not kept.strip():
-        return text.strip(), 0
-    folded = _lines(text) - _lines(kept)
-    return (kept, folded) if folded > 0 else (text.strip(), 0)
-
-
-def _lines(text: str) -> int:
-    return sum(1 for line in text.splitlines() if line.strip())
 
 
 def attachment_bytes(session: Session, app: App, case: Case, n: int) -> tuple[AttachmentView, bytes] | str:

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from datetime import datetime, time
 from pathlib import Path
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from mailbot import db
 from mailbot.app import App
-from mailbot.cases import actions
+from mailbot.cases import actions, merging
 from mailbot.cases.queue import BadFilter, QueueFilter, list_cases, queue_row
 from mailbot.cases.records import add_message, open_case
 from mailbot.cases.search import search_cases
-from mailbot.cases.views import attachment_bytes, case_detail, format_case
+from mailbot.cases.views import attachment_bytes, case_detail, format_case, when
 from mailbot.cli.printing import print_json, print_queue, read_input
 from mailbot.exitcodes import EX_DATAERR, EX_OK, EX_USAGE
 from mailbot.mail.extract import extract
 from mailbot.mail.senders import valid_address
-from mailbot.models import Case, Message
+from mailbot.models import Case
 from mailbot.outgoing import letters
 from mailbot.outgoing.responses import acknowledge
 
@@ -28,7 +29,7 @@ from mailbot.outgoing.responses import acknowledge
 def dispatch(args: argparse.Namespace, app: App) -> int:
     handler = {"list": cases_list, "search": cases_search, "show": cases_show, "attachment": cases_attachment, "new": cases_new,
                "reply": cases_reply, "assign": cases_assign, "extend": cases_extend,
-               "close": cases_close}[args.action]
+               "close": cases_close, "reopen": cases_reopen, "merge": cases_merge, "link": cases_link}[args.action]
     return handler(args, app)
 
 
@@ -167,16 +168,18 @@ def cases_new(args: argparse.Namespace, app: App) -> int:
     return EX_OK
 
 
-def _act(app: App, ref: str, fn) -> int:  # type: ignore[no-untyped-def]
+def _act(app: App, ref: str, fn: Callable[[Session, Case], str]) -> int:
+    """Run one action on the case in one transaction and print what it did."""
     try:
         with db.session_scope(app.engine) as s:
             case = _find(s, ref)
             if case is None:
                 return EX_USAGE
-            fn(s, case)
+            done = fn(s, case)
     except actions.Rejected as rej:
         print(f"mailbot: refused: {rej}", file=sys.stderr)
         return EX_DATAERR
+    print(done)
     return EX_OK
 
 
@@ -186,30 +189,91 @@ def _agent_ok(app: App, agent: str, case: Case) -> None:
         raise actions.Rejected("reply", [f"{agent} is not an agent of {case.brand}"])
 
 
-def cases_reply(args: argparse.Namespace, app: App) -> int:
-    text = read_input(args.file).decode("utf-8")
+def _local(app: App, case: Case, dt: datetime | None) -> str:
+    return when(app.calendar(case.brand).local(dt)) if dt else "-"
 
-    def go(s: Session, case: Case) -> None:
+
+def _customer(case: Case) -> str:
+    return case.customer_email or "the customer, as a letter to post (letters list)"
+
+
+def cases_reply(args: argparse.Namespace, app: App) -> int:
+    if args.file is None and args.template is None:
+        print("mailbot: give the text (--file F, - for stdin) or a saved reply (--template NAME), or both",
+              file=sys.stderr)
+        return EX_USAGE
+    text = read_input(args.file).decode("utf-8") if args.file else ""
+
+    def go(s: Session, case: Case) -> str:
         _agent_ok(app, args.agent, case)
-        about = s.exec(select(Message).where(Message.case_id == case.id, Message.direction == "in")
-                       .order_by(col(Message.id).desc())).first()
-        if args.note:
-            actions.note(s, app, case, args.agent, text)
-        elif args.final:
-            actions.final(s, app, case, args.agent, text, about=about)
+        about = actions.last_customer_message(s, case)
+        if args.template:
+            text_ = "\n\n".join(t.strip() for t in (text, actions.saved_reply(app, case, about, args.template))
+                                 if t.strip())
         else:
-            actions.reply(s, app, case, args.agent, text, about=about, ask=args.ask)
+            text_ = text
+        if args.note:
+            actions.note(s, app, case, args.agent, text_)
+            return f"{case.ref}: note added by {args.agent}"
+        if args.final:
+            parsed = actions.final(s, app, case, args.agent, text_, about=about)
+            return f"{case.ref}: final response queued to {_customer(case)} (outcome {parsed.outcome}); " \
+                   f"the case is {case.status}"
+        actions.reply(s, app, case, args.agent, text_, about=about, ask=args.ask)
+        what = "question" if args.ask else "reply"
+        return f"{case.ref}: {what} queued to {_customer(case)}; the case is {case.status}"
 
     return _act(app, args.ref, go)
 
 
 def cases_assign(args: argparse.Namespace, app: App) -> int:
-    return _act(app, args.ref, lambda s, c: actions.assign(s, app, c, args.actor, args.agent))
+    def go(s: Session, case: Case) -> str:
+        before = case.assignee
+        agent = actions.assign(s, app, case, args.actor, args.agent)
+        told = f"; {agent.email} is told by mail" if agent.email != args.actor.lower() else ""
+        return f"{case.ref}: assigned to {agent.email} (was {before or 'nobody'}){told}"
+
+    return _act(app, args.ref, go)
 
 
 def cases_extend(args: argparse.Namespace, app: App) -> int:
-    return _act(app, args.ref, lambda s, c: actions.extend(s, app, c, args.actor, args.days, args.reason))
+    def go(s: Session, case: Case) -> str:
+        before = case.due_at
+        actions.extend(s, app, case, args.actor, args.days, args.reason)
+        return (f"{case.ref}: deadline moved from {_local(app, case, before)} to {_local(app, case, case.due_at)}; "
+                f"{case.customer_email or 'the customer'} is told why")
+
+    return _act(app, args.ref, go)
 
 
 def cases_close(args: argparse.Namespace, app: App) -> int:
-    return _act(app, args.ref, lambda s, c: actions.close(s, app, c, args.actor, args.reason))
+    def go(s: Session, case: Case) -> str:
+        told = actions.close(s, app, case, args.actor, args.reason)
+        return f"{case.ref}: closed" + (f"; {case.customer_email} is told why" if told else "")
+
+    return _act(app, args.ref, go)
+
+
+def cases_reopen(args: argparse.Namespace, app: App) -> int:
+    def go(s: Session, case: Case) -> str:
+        actions.reopen(s, app, case, args.actor, args.reason)
+        return f"{case.ref}: reopened ({case.status}), answer due {_local(app, case, case.due_at)}"
+
+    return _act(app, args.ref, go)
+
+
+def cases_merge(args: argparse.Namespace, app: App) -> int:
+    def go(s: Session, case: Case) -> str:
+        kept, gone = merging.merge(s, app, case, args.actor, args.other)
+        return (f"{gone.ref} merged into {kept.ref} (the one received first; {gone.ref} closed as merged); "
+                f"one deadline, {_local(app, kept, kept.due_at)}; {kept.customer_email or 'the customer'} is told once")
+
+    return _act(app, args.ref, go)
+
+
+def cases_link(args: argparse.Namespace, app: App) -> int:
+    def go(s: Session, case: Case) -> str:
+        other = merging.link(s, app, case, args.actor, args.other)
+        return f"{case.ref} and {other.ref} are linked"
+
+    return _act(app, args.ref, go)

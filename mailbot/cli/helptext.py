@@ -65,7 +65,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                     "(which must carry the brand's final_sections).",
                     "mailbot cases reply KP-2026-000123 --as agent@kalra-plus.com --file answer.txt\n"
                     "mailbot cases reply KP-2026-000123 --as agent@kalra-plus.com --note --file - <<< \"Appelé\"\n"
-                    "mailbot cases reply KP-2026-000123 --as agent@kalra-plus.com --final --file final.txt"),
+                    "mailbot cases reply KP-2026-000123 --as agent@kalra-plus.com --final --file final.txt\n"
+                    "mailbot cases reply KP-2026-000123 --as agent@kalra-plus.com --ask --template documents"),
     "cases assign": ("Give a case to an agent of its brand (who then gets its reminders).",
                      "mailbot cases assign KP-2026-000123 agent@kalra-plus.com --as supervisor@kalra-plus.com"),
     "cases extend": ("Move a case's answer deadline by N business days (in the brand's calendar: weekends and "
@@ -74,6 +75,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cases close": ("Close a case. Before its final response a reason is required, and the customer is told.",
                     "mailbot cases close KP-2026-000123\n"
                     "mailbot cases close KP-2026-000123 --reason \"réclamation retirée par le client\""),
+    "cases reopen": ("Work on a closed or answered case again: back in progress, its clock running.",
+                     "mailbot cases reopen KP-2026-000123 --as supervisor@kalra-plus.com --reason \"nouvelle pièce\""),
+    "cases merge": ("Make REF and OTHER one case: the same customer's two cases about one matter become one (one "
+                    "thread, the earlier deadline); the one received first is kept, the other closed as merged, "
+                    "and the customer is told once.",
+                    "mailbot cases merge KP-2026-000123 KP-2026-000130 --as agent@kalra-plus.com"),
+    "cases link": ("Relate two cases (each names the other in `cases show`); nothing is sent.",
+                   "mailbot cases link KP-2026-000123 KP-2026-000140"),
     "outbox": ("Outgoing mail: `list` what waits, was sent or failed; `flush` sends what is due now; `retry ID` "
                "gives a failed mail a fresh set of attempts.",
                "mailbot outbox list --status failed\n"

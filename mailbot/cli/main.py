@@ -98,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     cn.add_argument("--json", action="store_true")
     cr = csub.add_parser("reply", help="answer a case as an agent")
     cr.add_argument("ref")
-    cr.add_argument("--file", required=True, help="the reply text (- for stdin)")
+    cr.add_argument("--file", default=None, help="the reply text (- for stdin)")
+    cr.add_argument("--template", default=None, metavar="NAME",
+                    help="a saved reply (templates/<brand>/<language>/replies/NAME.txt), after the --file text")
     cr.add_argument("--as", dest="agent", required=True, help="agent address")
     mode = cr.add_mutually_exclusive_group()
     mode.add_argument("--final", action="store_true")
@@ -117,6 +119,18 @@ def _parser() -> argparse.ArgumentParser:
     cc.add_argument("ref")
     cc.add_argument("--reason", default="", help="why; required before the final response")
     cc.add_argument("--as", dest="actor", default="cli")
+    co = csub.add_parser("reopen", help="work on a closed or answered case again")
+    co.add_argument("ref")
+    co.add_argument("--reason", default="", help="why (kept in the timeline)")
+    co.add_argument("--as", dest="actor", default="cli")
+    cm = csub.add_parser("merge", help="make REF and OTHER one case (same customer, same matter); the customer is told")
+    cm.add_argument("ref")
+    cm.add_argument("other", help="the other case's reference (the one received first is kept)")
+    cm.add_argument("--as", dest="actor", default="cli")
+    ck = csub.add_parser("link", help="relate two cases (each names the other)")
+    ck.add_argument("ref")
+    ck.add_argument("other", help="the reference of the other case")
+    ck.add_argument("--as", dest="actor", default="cli")
 
     ob = sub.add_parser("outbox", help="outgoing mail")
     ob.add_argument("action", choices=["list", "flush", "retry"])
@@ -168,6 +182,7 @@ def _parser() -> argparse.ArgumentParser:
 # a public one would let anyone forge agent commands); the read-only ones run without it.
 NEEDS_SECRET = {("run", None), ("ingest", None), ("import", None), ("tick", None), ("cases", "new"),
                 ("cases", "reply"), ("cases", "assign"), ("cases", "extend"), ("cases", "close"),
+                ("cases", "reopen"), ("cases", "merge"), ("cases", "link"),
                 ("quarantine", "retry"), ("outbox", "flush"), ("web", None)}
 
 

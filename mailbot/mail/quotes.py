@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable
 from html import unescape
 
-__all__ = ["MAX_CHARS", "split_commands", "strip_reply"]
+__all__ = ["MAX_CHARS", "fold_quotes", "own_closing", "own_greeting", "split_commands", "strip_reply"]
 
 #: Work is capped: longer inputs are cut to this many characters first.
 MAX_CHARS = 1_000_000
@@ -390,6 +390,41 @@ def strip_reply(text: str, html: str | None = None) -> str:
         return ""
     except Exception:  # a reply must never sink the relay; fall back to the raw text
         return (text or "")[:MAX_CHARS].strip()
+
+
+def fold_quotes(text: str) -> tuple[str, int]:
+    """A received mail's own words (`strip_reply`), and how many non-blank lines of quoted
+    history and signature were folded away: 0, and the whole text, when nothing was."""
+    kept = strip_reply(text)
+    if not kept.strip():
+        return text.strip(), 0
+    folded = _count_lines(text) - _count_lines(kept)
+    return (kept, folded) if folded > 0 else (text.strip(), 0)
+
+
+def _count_lines(text: str) -> int:
+    return sum(1 for line in text.splitlines() if line.strip())
+
+
+_GREETING = re.compile(
+    r"^\s*(bonjour|bonsoir|madame|monsieur|mesdames|messieurs|ch[eè]re?s?\b|hello|hi\b|dear\b|good (morning|afternoon|evening))",
+    re.IGNORECASE)
+_CLOSING = re.compile(
+    r"^\s*(cordialement|bien (à|a) vous|bien cordialement|sinc[eè]res salutations|salutations|"
+    r"veuillez agr[ée]er|(best|kind|warm) regards|regards|sincerely|yours (sincerely|faithfully|truly)|best wishes)\b",
+    re.IGNORECASE)
+
+
+def own_greeting(text: str) -> bool:
+    """The text opens with its own greeting ("Bonjour Madame,", "Dear Mr Smith,")."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return bool(_GREETING.match(first))
+
+
+def own_closing(text: str) -> bool:
+    """The text ends with its own closing ("Cordialement,\nPaul"): one of its last three lines."""
+    lines = [line for line in text.splitlines() if line.strip()][-3:]
+    return any(_CLOSING.match(line) for line in lines)
 
 
 # --- agent commands ----------------------------------------------------------------

@@ -97,7 +97,7 @@ def find_case(session: Session, route: BrandRoute, parsed: ParsedMail) -> CaseRo
     if route.token:
         case = session.exec(select(Case).where(Case.reply_token == route.token, Case.brand == brand)).first()
         if case is not None:
-            return CaseRoute(case, "reply_token", f"plus-address token of {route.address.split('@')[0]}")
+            return _kept(session, CaseRoute(case, "reply_token", f"plus-address token of {route.address.split('@')[0]}"))
     for signal, ids in (("in_reply_to", parsed.in_reply_to), ("references", parsed.references[::-1])):
         case = _case_by_message_ids(session, brand, ids)
         if case is not None:
@@ -107,10 +107,25 @@ def find_case(session: Session, route: BrandRoute, parsed: ParsedMail) -> CaseRo
         if case is None:
             continue
         if case.customer_email and case.customer_email in (parsed.from_addr, *parsed.reply_to):
-            return CaseRoute(case, "subject_ref", f"subject quotes {ref}, sender is its customer")
+            return _kept(session, CaseRoute(case, "subject_ref", f"subject quotes {ref}, sender is its customer"))
         return CaseRoute(None, "new", f"subject quotes {ref} but {parsed.from_addr or 'the sender'} "
                                       "is not its customer: new case")
     return CaseRoute(None, "new", "no reply token, thread header or own reference: new case")
+
+
+def _kept(session: Session, found: CaseRoute) -> CaseRoute:
+    """A case merged into another (`#merge`, outcome "merged") leads to the one it was merged
+    into: its reply address and reference keep working for the customer."""
+    case, detail = found.case, found.detail
+    for _ in range(5):
+        if case is None or case.outcome != "merged" or case.linked_case_id is None:
+            break
+        kept = session.get(Case, case.linked_case_id)
+        if kept is None:
+            break
+        detail += f"; {case.ref} was merged into {kept.ref}"
+        case = kept
+    return CaseRoute(case, found.signal, detail) if case is not found.case else found
 
 
 def _case_by_message_ids(session: Session, brand: str, ids: Sequence[str]) -> Case | None:

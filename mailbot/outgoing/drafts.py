@@ -21,8 +21,10 @@ from sqlmodel import Session, col, select
 
 from mailbot.app import App
 from mailbot.mail.masking import for_customer
+from mailbot.mail.quotes import fold_quotes
 from mailbot.models import Attachment, Blob, Case, Message, Outbox
 from mailbot.outgoing.audiences import RecipientNotStaff, customer_view, is_staff_kind
+from mailbot.outgoing.command_help import command_help
 from mailbot.outgoing.compose import OutFile, Outgoing, build
 from mailbot.outgoing.responses import context, reply_address
 
@@ -69,6 +71,7 @@ def render_drafts(session: Session, app: App, rows: Sequence[Outbox], at: dateti
             if message_id in mids:
                 records.setdefault((case_id, message_id), msg_id)
     files = _Files.read(session, app, rows, cases, abouts)
+    notes = _notes(session, {r.case_id for r in rows if r.case_id and is_staff_kind(r.kind)})
     out: dict[int, Draft | Exception] = {}
     for row in rows:
         assert row.id is not None
@@ -77,10 +80,24 @@ def render_drafts(session: Session, app: App, rows: Sequence[Outbox], at: dateti
             if case is None:
                 raise ValueError(f"outbox row {row.id} has no case and no raw bytes")
             about = abouts.get(row.about_id) if row.about_id else None
-            out[row.id] = _draft(app, row, case, about, threads[case.id or 0], records, at, files)
+            out[row.id] = _draft(app, row, case, about, threads[case.id or 0], records, at, files,
+                                 notes.get(case.id or 0, []))
         except Exception as exc:  # noqa: BLE001 - one row's error is that row's, not the batch's
             out[row.id] = exc
     return out
+
+
+NOTES_SHOWN = 5  # the latest internal notes a staff mail repeats
+
+
+def _notes(session: Session, case_ids: set[int | None]) -> dict[int, list[Message]]:
+    """The latest notes of each case (for staff mail: they never reach the customer)."""
+    out: dict[int, list[Message]] = defaultdict(list)
+    if case_ids:
+        for m in session.exec(select(Message).where(col(Message.case_id).in_(case_ids), Message.kind == "note")
+                              .order_by(col(Message.id))):
+            out[m.case_id].append(m)
+    return {k: v[-NOTES_SHOWN:] for k, v in out.items()}
 
 
 # Staff mail about a customer message lists its files and attaches them (up to the brand's
@@ -142,7 +159,7 @@ def _check_staff_row(app: App, row: Outbox, case: Case) -> None:
 
 
 def _draft(app: App, row: Outbox, case: Case, about: Message | None, ids: Sequence[tuple[int, str]],
-           records: dict[tuple[int, str], int], at: datetime, files: _Files) -> Draft:
+           records: dict[tuple[int, str], int], at: datetime, files: _Files, notes: list[Message]) -> Draft:
     brand = app.config.brand(case.brand)
     if is_staff_kind(row.kind):
         _check_staff_row(app, row, case)
@@ -157,7 +174,16 @@ def _draft(app: App, row: Outbox, case: Case, about: Message | None, ids: Sequen
                                  "dropped_reason": a.dropped_reason or ""} for n, a in files.listed(row)]
     ctx = context(app, case, about, **extra)
     staff = is_staff_kind(row.kind)
-    if not staff:
+    if staff:
+        language = app.renderer.resolve_language(brand.key, row.language or brand.language)
+        replies = app.renderer.replies(brand.key, app.renderer.resolve_language(brand.key, case.language))
+        ctx["commands"] = command_help(brand, language, case.language, replies)
+        ctx["notes"] = [{"at": app.calendar(brand).local(n.created_at).isoformat(), "author": n.from_addr,
+                         "text": n.body_text} for n in notes]
+        if about is not None and about.direction == "in" and "text" not in extra.get("message", {}):
+            text, folded = fold_quotes(about.body_text)  # a reply's quoted history is not repeated
+            ctx["message"] = {**ctx["message"], "text": text, "quoted_lines": folded}
+    else:
         ctx = customer_view(ctx, customer_text="text" not in extra.get("message", {}))
     rendered = app.renderer.render(brand.key, row.language or case.language, row.kind, ctx)
     thread = thread_of(ids, about)

@@ -30,19 +30,9 @@ from mailbot.outgoing.audiences import is_staff_kind
 from mailbot.outgoing.compose import new_message_id
 from mailbot.outgoing.links import status_url
 
-COMMANDS = (
-    ("#note", "note interne, jamais envoyée au client / internal note"),
-    ("#ask", "demande d'informations au client / ask the customer for information"),
-    ("#final", "réponse finale (sections obligatoires) / final response"),
-    ("#extend N raison", "prolonger le délai de N jours ouvrés / extend the deadline"),
-    ("#tier simple|complex|exceptional [raison]", "changer de palier, le client est prévenu / change tier, "
-     "the customer is told"),
-    ("#category X", "changer de catégorie / change category"),
-    ("#priority urgent|normal", "changer de priorité / change priority"),
-    ("#assign agent@…", "assigner / assign"),
-    ("#close", "clore / close"),
-    ("#reexamine", "ouvrir un réexamen / open a re-examination"),
-)
+# The answers to a new complaint that `limits.ack_limit` counts per sender and hour: the
+# acknowledgement, and the short one of a probable duplicate (mailbot.cases.duplicates).
+FIRST_ANSWERS = ("acknowledgement", "linked_ack")
 
 
 def reply_address(brand: BrandConfig, token: str) -> str:
@@ -96,6 +86,7 @@ def context(app: App, case: Case, about: Message | None = None, **extra: Any) ->
             "from_name": about.from_name if about else case.customer_name,
             "from_addr": about.from_addr if about else case.customer_email,
             "at": _iso_local(app, brand, about.created_at) if about else "",
+            "quoted_lines": 0, "own_greeting": False, "own_closing": False,
         },
         "reply_address": reply_address(brand, case.reply_token),
         "status_url": status_url(app.config, case.ref, case.reply_token),
@@ -106,12 +97,15 @@ def context(app: App, case: Case, about: Message | None = None, **extra: Any) ->
                                                 "solution")},
                   "outcome": "accepted", "reexamination": False, "include_mediation": True},
         "rejection": {"command": "", "reasons": []},
-        "commands": [{"name": n, "help": h} for n, h in COMMANDS],
+        "commands": [],  # staff mail: the brand's command help (mailbot.outgoing.command_help)
         "agent": {"name": "", "email": ""},
         "assignee": {"name": "", "email": ""},
         "assigned_by": "",
         "closure": {"reason": ""},
         "attachments": [],
+        "merge": {"other_ref": ""},
+        "notes": [],
+        "related": {"ref": "", "why": ""},
         "security": {"sender": "", "reason": ""},
         "delivery": {"to": "", "kind": "", "error": "", "permanent": False},
         "ack": {"why": "", "detail": ""},
@@ -151,13 +145,13 @@ def may_auto_answer(address: str, app: App, session: Session | None = None) -> W
 
 
 _ACKS_SINCE = select(func.count()).select_from(Outbox).where(
-    Outbox.to_addr == bindparam("to"), Outbox.kind == "acknowledgement",
+    Outbox.to_addr == bindparam("to"), col(Outbox.kind).in_(FIRST_ANSWERS),
     col(Outbox.created_at) > bindparam("since"))
 _IS_FAILING = select(FailingRecipient.address).where(FailingRecipient.address == bindparam("a"))
 
 
 _ACKS_SINCE_MANY = (select(Outbox.to_addr, func.count()).where(
-    col(Outbox.to_addr).in_(bindparam("to", expanding=True)), Outbox.kind == "acknowledgement",
+    col(Outbox.to_addr).in_(bindparam("to", expanding=True)), col(Outbox.kind).in_(FIRST_ANSWERS),
     col(Outbox.created_at) > bindparam("since")).group_by(Outbox.to_addr))
 
 
@@ -231,7 +225,7 @@ def acknowledge(session: Session, app: App, case: Case, msg: Message | StoredMes
                        about=msg)
         return None
     withheld = may_auto_answer(case.customer_email, app, session)
-    if withheld is None and kind == "acknowledgement":
+    if withheld is None and kind in FIRST_ANSWERS:
         sent = _acks_last_hour(session, case.customer_email, now)
         if sent >= app.config.limits.ack_limit:
             withheld = Withheld("limit", f"ack_limit: {sent} acknowledgements to this sender in the last hour",
@@ -246,7 +240,7 @@ def acknowledge(session: Session, app: App, case: Case, msg: Message | StoredMes
                          to_name=case.customer_name, about=msg)
     if row is None:
         return Withheld("cap", f"auto_per_case limit {app.config.limits.auto_per_case} reached")
-    if kind == "acknowledgement":
+    if kind in FIRST_ANSWERS:
         session.info["ack_counts"][case.customer_email.lower()] += 1
     if case.acknowledged_at is None:  # the first acknowledgement; later rounds keep theirs (rounds)
         case.acknowledged_at = now

@@ -2,6 +2,10 @@
 
 Files
 -----
+Saved replies (texts an agent sends with ``#reply NAME`` or ``cases reply --template NAME``) are
+``templates/<brand>/<language>/replies/NAME.txt`` (or ``templates/_default/<language>/replies/``):
+a body only, no ``Subject:`` line, rendered with the same context and sandbox.
+
 ``templates/<brand>/<language>/<kind>.txt|.html`` are looked up first, then the shared wording in
 ``templates/_default/<language>/``, then the same two directories for the default language
 (``fr``).  A brand template usually
@@ -26,7 +30,9 @@ Context keys (every template must render with :func:`sample_context`)
   with offset), customer_name, customer_email, language, channel, missing (list of keys, see
   ``MISSING_LABELS``), extracted: {amounts: [{value, currency}], fact_dates: [ISO dates],
   references: [str], operation_types: [str], phone, customer_number}}
-- ``message``: {subject, text, from_name, from_addr, at} - the message the mail is about (the
+- ``message``: {subject, text, from_name, from_addr, at, quoted_lines (lines of quoted history
+  folded out of ``text`` in staff mail), own_greeting, own_closing (bools: the agent's text has
+  its own greeting / closing, so the mail adds none)} - the message the mail is about (the
   customer's mail for acknowledgement / agent_notification / urgent_alert / reexamination_ack,
   the agent's text for request_info / final_response)
 - ``reply_address``: the address replies must go to (the case's secret plus-address; for mails to
@@ -50,6 +56,9 @@ Context keys (every template must render with :func:`sample_context`)
 - ``assignee``: {name, email} (the agent the case is assigned to; empty strings when none)
 - ``assigned_by``: who assigned the case (assignment)
 - ``closure``: {reason} (closure_notice: why a case is closed before any final response)
+- ``merge``: {other_ref} (merge_notice: the case merged into this one)
+- ``notes``: [{at, author, text}] - the case's latest internal notes (staff mail only)
+- ``related``: {ref, why ("resent" | "quoted_ref")} - the existing case a new one probably repeats
 - ``attachments``: [{n (its number in the case: `mailbot cases attachment REF N`), filename,
   content_type, size (bytes), kept (bool), attached (bool: the file is attached to this mail),
   dropped_reason}] - the files of the message a staff notification is about
@@ -72,7 +81,7 @@ plus " à 14:00" / " at 14:00"), ``filesize`` (12345 -> "12 Ko" / "12 KB"), ``mi
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -104,12 +113,15 @@ KINDS = (
     "assignment",
     "closure_notice",
     "staff_signin",
+    "merge_notice",
+    "linked_ack",
 )
 CASELESS_KINDS = ("staff_signin",)  # about no case: rendered without case keys in their text
 
 DEFAULT_DIR = "_default"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _LANG_RE = re.compile(r"^[a-z]{2,3}(-[a-zA-Z0-9]{2,8})?$")
+_REPLY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,59}$")
 # Line breaks that come from *data* ({{ ... }} output) are swapped for private-use sentinels while
 # rendering, so only a line break written in the template file can end the "Subject:" line.
 _DATA_LF, _DATA_CR = "\ue000", "\ue001"
@@ -379,6 +391,9 @@ def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, 
             "from_name": "Camille Martin",
             "from_addr": "camille.martin@example.org",
             "at": f"2026-12-01T09:30:00{off}",
+            "quoted_lines": 6,
+            "own_greeting": False,
+            "own_closing": True,
         },
         "reply_address": f"{local}+r7k2q9x4m1@{domain}",
         "status_url": f"https://reclamations.{domain}/status/KP-2026-000123/0f3c9a2be1d4",
@@ -412,6 +427,11 @@ def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, 
         "assigned_by": f"supervisor@{domain}",
         "closure": {"reason": "vous nous avez indiqué que le virement est bien arrivé" if fr
                     else "you told us the transfer has arrived"},
+        "merge": {"other_ref": "KP-2026-000124" if brand_key == "kalra-plus" else "DK-2026-000124"},
+        "related": {"ref": "KP-2026-000101" if brand_key == "kalra-plus" else "DK-2026-000101", "why": "resent"},
+        "notes": [{"at": f"2026-12-01T11:00:00{off}", "author": f"agent@{domain}",
+                   "text": "Cliente rappelée : le relevé arrive demain." if fr
+                   else "Called the customer back: the statement comes tomorrow."}],
         "attachments": [
             {"n": 1, "filename": "releve-novembre.pdf", "content_type": "application/pdf", "size": 182_344,
              "kept": True, "attached": True, "dropped_reason": ""},
@@ -474,6 +494,9 @@ def _empty_kind_context() -> dict[str, Any]:
         "assignee": {"name": "", "email": ""},
         "assigned_by": "",
         "closure": {"reason": ""},
+        "merge": {"other_ref": ""},
+        "related": {"ref": "", "why": ""},
+        "notes": [],
         "attachments": [],
         "security": {"sender": "", "reason": ""},
         "delivery": {"to": "", "kind": "", "error": "", "permanent": False},
@@ -656,10 +679,35 @@ class Renderer:
                         except jinja2.TemplateError as exc:
                             raise TemplateError(f"{kind}.{ext} of {brand}/{lang}: {exc}") from exc
 
+    # -- saved replies -----------------------------------------------------
+
+    def replies(self, brand: str, language: str) -> list[str]:
+        """Names of the saved replies of ``brand`` in ``language``: the files
+        ``templates/<brand>/<language>/replies/NAME.txt`` and the shared
+        ``templates/_default/<language>/replies/NAME.txt``."""
+        if not _NAME_RE.match(brand) or not _LANG_RE.match(language):
+            return []
+        names: set[str] = set()
+        for base in (self.root / brand / language / "replies", self.root / DEFAULT_DIR / language / "replies"):
+            if base.is_dir():
+                names.update(p.stem for p in base.glob("*.txt") if _REPLY_RE.match(p.stem))
+        return sorted(names)
+
+    def render_reply(self, brand: str, language: str, name: str, context: Mapping[str, Any]) -> str:
+        """The text of a saved reply for one case, rendered in the same sandbox as the mails
+        (the case's data are data, never template source). TemplateError if unknown or broken."""
+        lang = self.resolve_language(brand, language)
+        if name not in self.replies(brand, lang):
+            raise TemplateError(f"no saved reply {name!r} for {brand}/{lang}")
+        env = self._env(brand, lang)
+        ctx: dict[str, Any] = {**_empty_kind_context(), **context, "language": lang, "kind": "reply"}
+        return _restore(self._render_one(env, brand, lang, f"replies/{name}.txt", ctx)).strip() + "\n"
+
     # -- check-config ------------------------------------------------------
 
     def check(self, brands: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
-        """Render every kind x language of each brand against sample contexts; errors, or []."""
+        """Render every kind x language of each brand against sample contexts, and every saved
+        reply; errors, or []."""
         errors: list[str] = []
         for brand, languages in brands:
             available = self.languages(brand)
@@ -672,18 +720,21 @@ class Renderer:
                     )
                     continue
                 for kind in KINDS:
-                    errors.extend(self._check_one(brand, language, kind))
+                    errors += self._check_language_of_files(brand, language, kind)
+                    errors += self._first_error(partial(self.render, brand, language, kind), brand, language)
+                for name in self.replies(brand, language):
+                    errors += self._first_error(partial(self.render_reply, brand, language, name), brand, language)
         return list(dict.fromkeys(errors))
 
-    def _check_one(self, brand: str, language: str, kind: str) -> list[str]:
-        errors = self._check_language_of_files(brand, language, kind)
+    @staticmethod
+    def _first_error(render: Callable[[dict[str, Any]], object], brand: str, language: str) -> list[str]:
+        """The first error of rendering one template with each check context, or []."""
         for ctx in _check_variants(brand, language):
             try:
-                self.render(brand, language, kind, ctx)
+                render(ctx)
             except TemplateError as exc:
-                errors.append(str(exc))
-                break
-        return errors
+                return [str(exc)]
+        return []
 
     def _check_language_of_files(self, brand: str, language: str, kind: str) -> list[str]:
         errors = []
