@@ -36,7 +36,7 @@ def test_the_same_complaint_sent_again_is_linked_and_gets_no_second_deadline(des
     desk.reply(notif, "#merge KP-2026-000001")
     mails = desk.new_mail()
     told = only(to(mails, CUSTOMER))
-    assert "KP-2026-000001" in told["Subject"] and "KP-2026-000002" in text_of(told)
+    assert told["Subject"].startswith("[KP-2026-000001]") and "KP-2026-000002" in text_of(told)
     a, b = desk.case("KP-2026-000001"), desk.case("KP-2026-000002")
     assert (b.status, b.outcome) == ("closed", "merged") and a.status != "closed"
     assert {m.case_id for m in desk.messages("customer")} == {a.id}  # one thread
