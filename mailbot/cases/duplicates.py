@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, select
 
 from mailbot.cases.records import log_event
-from mailbot.cases.references import refs_in
 from mailbot.cases.sla import OPEN_STATUSES
+from mailbot.mail.routing import refs_in
 from mailbot.models import Case, Message, track
 
 LOOK_BACK = timedelta(days=90)
