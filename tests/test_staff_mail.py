@@ -55,7 +55,7 @@ def test_every_kind_of_staff_mail_carries_a_token_of_its_case_and_recipient(desk
     assert_staff_token(desk, only(to(desk.inbox, ONCALL)), ONCALL)  # the urgent alert
     desk.tick_at(0.6)
     assert_staff_token(desk, only(to(desk.new_mail(), AGENT)), AGENT)  # reminder
-    desk.tick_at(1.01)
+    desk.tick_at(1.3)
     assert_staff_token(desk, only(to(desk.new_mail(), SUPERVISOR)), SUPERVISOR)  # escalation
     desk.reply(notif, "#tier inconnu")
     assert_staff_token(desk, only(to(desk.new_mail(), AGENT)), AGENT)  # command rejection
@@ -74,7 +74,7 @@ def test_replying_to_any_staff_mail_acts_on_the_case(desk: Desk, clock: Clock) -
     desk.reply(notif, "#tier inconnu")
     rejection = only(to(desk.new_mail(), AGENT))
     desk.reply(rejection, "#category securite")
-    desk.tick_at(1.01)
+    desk.tick_at(1.3)
     escalation = only(to(desk.new_mail(), SUPERVISOR))
     desk.reply(escalation, f"#assign {AGENT}", frm=SUPERVISOR)
     case = desk.case()
