@@ -193,11 +193,21 @@ class SecurityConfig(_Strict):
     secret_file: str | None = _d(None, "file holding the token secret, read when secret_env is unset "
                                  "(relative to the config file)")
     secret: str | None = _d(None, "the secret inline: only for tests")
-    require_authenticated_agents: bool = _d(False, "agent mail must show DKIM or SPF pass in "
-                                            "the trusted MTA's Authentication-Results")
+    require_authenticated_agents: bool = _d(False, "agent mail must show DKIM, SPF or DMARC pass "
+                                            "for exactly the From domain in the topmost "
+                                            "Authentication-Results of trusted_authserv_id")
     trusted_authserv_id: str | None = _d(None, "authserv-id of your MTA's Authentication-Results "
-                                         "(others are ignored)")
+                                         "(required with require_authenticated_agents; only the "
+                                         "topmost header of this id is read)")
     agent_token_days: int = _d(90, "days an agent reply token stays valid", ge=1)
+
+    @model_validator(mode="after")
+    def _authserv_id_with_authentication(self) -> SecurityConfig:
+        if self.require_authenticated_agents and not (self.trusted_authserv_id or "").strip():
+            raise ValueError("require_authenticated_agents needs trusted_authserv_id (the authserv-id "
+                             "your MTA writes in Authentication-Results): without it anyone can write "
+                             "a passing header")
+        return self
 
     def resolved_secret(self) -> str:
         """The HMAC key of the agent tokens. There is no built-in key: without one (or

@@ -29,24 +29,61 @@ from mailbot.mail.quotes import split_commands, strip_reply
 from mailbot.mail.routing import BrandRoute
 from mailbot.models import Attachment, Case, InboundRow, Message
 
-_AUTH_PASS = re.compile(r"\b(dkim|spf)\s*=\s*pass\b[^;]*", re.IGNORECASE)
+_COMMENT = re.compile(r"\([^()]*\)")
+_PAIR = re.compile(r"([A-Za-z0-9._/-]+)[^\S\n]*+=[^\S\n]*+(\"[^\"]*\"|[^\s;]+)")
+
+
+def trusted_results(parsed: ParsedMail, trusted_authserv_id: str) -> list[list[tuple[str, str]]] | None:
+    """The results of the topmost Authentication-Results header whose authserv-id is the
+    trusted one, each as its `(name, value)` pairs (`("dkim", "pass"), ("header.d", …)`),
+    or None when no such header exists.
+
+    Only the topmost counts: the receiving MTA prepends its own header, so anything below
+    it (including a "pass" of the same authserv-id written by the sender) came from outside.
+    """
+    want = trusted_authserv_id.strip().lower()
+    for value in parsed.message.get_all("Authentication-Results", []):
+        text = _COMMENT.sub(" ", str(value)[:4000])
+        head, _, rest = text.partition(";")
+        parts = head.split()
+        if not parts or parts[0].lower() != want:
+            continue
+        results = []
+        for resinfo in rest.split(";"):
+            pairs = [(k.lower(), v.strip('"').strip()) for k, v in _PAIR.findall(resinfo)]
+            if pairs:
+                results.append(pairs)
+        return results
+    return None
+
+
+def _domain_of(value: str) -> str:
+    """The domain of `user@domain`, `@domain` or `domain`, lower-case."""
+    return value.rpartition("@")[2].strip().rstrip(".").lower()
 
 
 def authenticated(parsed: ParsedMail, sender: str, trusted_authserv_id: str | None) -> str | None:
-    """None when the trusted MTA vouches for the sender's domain, else the reason why not."""
-    domain = sender.rpartition("@")[2].lower()
-    values = [str(v) for v in parsed.message.get_all("Authentication-Results", [])]
-    if not values:
-        return "no Authentication-Results header"
-    for value in values:
-        authserv = value.split(";", 1)[0].strip().lower()
-        if trusted_authserv_id and authserv != trusted_authserv_id.lower():
+    """None when the trusted MTA vouches for the sender's domain, else the reason why not.
+
+    The trusted MTA's topmost header must show, for exactly the domain of the From address,
+    `dkim=pass` with `header.d` (or `header.i`), `spf=pass` with `smtp.mailfrom`, or
+    `dmarc=pass` with `header.from` (the MTA's own DMARC alignment check, which knows the
+    public suffix list). Look-alike, suffix and parent domains do not count.
+    """
+    if not trusted_authserv_id:
+        return "require_authenticated_agents is set without trusted_authserv_id"
+    domain = _domain_of(sender)
+    results = trusted_results(parsed, trusted_authserv_id)
+    if results is None:
+        return f"no Authentication-Results header from {trusted_authserv_id}"
+    vouching = {"dkim": ("header.d", "header.i"), "spf": ("smtp.mailfrom",), "dmarc": ("header.from",)}
+    for pairs in results:
+        method, result = pairs[0][0].split("/")[0], pairs[0][1].lower()
+        if result != "pass" or method not in vouching:
             continue
-        for m in _AUTH_PASS.finditer(value):
-            if domain and re.search(rf"(header\.d|header\.i|smtp\.mailfrom|header\.from)=[^;\s]*@?{re.escape(domain)}\b",
-                                    m.group(0), re.IGNORECASE):
-                return None
-    return f"no DKIM/SPF pass for {domain} from the trusted MTA"
+        if domain and any(k in vouching[method] and _domain_of(v) == domain for k, v in pairs[1:]):
+            return None
+    return f"no DKIM/SPF/DMARC pass for {domain} from {trusted_authserv_id}"
 
 
 def handle_agent_mail(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail,
