@@ -203,6 +203,14 @@ def _handlers() -> dict[str, Handler]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The CLI: every string it prints is cleaned of control characters (cli/terminal.py)."""
+    from mailbot.cli.terminal import cleaned_output
+
+    with cleaned_output():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "ingest":
         handed = hand_to_daemon(args)

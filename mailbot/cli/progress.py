@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+from mailbot.cli.terminal import uncleaned
+
 
 class Progress:
     def __init__(self, label: str, total: int | None = None) -> None:
@@ -17,8 +19,9 @@ class Progress:
         if self.tty:
             rate = self.count / max(time.monotonic() - self.started, 1e-6)
             of = f"/{self.total}" if self.total else ""
-            sys.stderr.write(f"\r{self.label}: {self.count}{of} mails ({rate:.0f}/s)")
-            sys.stderr.flush()
+            tty = uncleaned(sys.stderr)  # our own carriage return
+            tty.write(f"\r{self.label}: {self.count}{of} mails ({rate:.0f}/s)")
+            tty.flush()
 
     def done(self) -> None:
         elapsed = time.monotonic() - self.started
