@@ -250,6 +250,8 @@ class Category(_Strict):
 
     key: str = Field(description="short name, used by `#category KEY` and in the register")
     label: str = Field(description="what the customer and agents read")
+    labels: dict[str, str] = _d({}, "the label in the brand's other languages, e.g. "
+                                "{ en = \"Late or failed payment\" } (default: label)")
     keywords: list[str] = _d([], "words that put a new case in this category (first match wins)")
     tier: str | None = _d(None, "SLA tier of cases in this category (one of the brand's sla.tiers; "
                           "default: sla.default_tier)")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from mailbot.mail import extract as _x
 from mailbot.mail import masking as _m
-from mailbot.mail.extract import Amount, Extracted, detect_language, extract
+from mailbot.mail.extract import Amount, Extracted, detect_language, extract, extract_phone
 from mailbot.mail.htmltext import html_to_text
 from mailbot.mail.masking import (
     find_cards,
@@ -979,3 +979,15 @@ def test_masking_in_one_pass_matches_separate_calls(text: str) -> None:
         mask_sensitive(text), find_ibans(text), find_cards(_m.mask_ibans(text))
     )
     assert _m.iban_spans(text) == _m._scan(text, _m._IBAN_RE, _m._iban_span)  # without the hint
+
+
+@pytest.mark.parametrize(("text", "phone"), [
+    ("Tél : 06 90 12 34 56", "+590 690 12 34 56"),  # Saint-Martin mobile (issue 22: was +33)
+    ("Fixe 0590 87 65 43", "+590 590 87 65 43"),
+    ("+33 6 90 12 34 56", "+590 690 12 34 56"),
+    ("0696 11 22 33", "+596 696 11 22 33"),  # Martinique
+    ("0692 11 22 33", "+262 692 11 22 33"),  # La Réunion
+    ("06 12 34 56 78", "+33 6 12 34 56 78"),
+])
+def test_overseas_numbers_keep_their_own_country_code(text: str, phone: str) -> None:
+    assert extract_phone(text) == phone

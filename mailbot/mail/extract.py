@@ -457,13 +457,27 @@ _FR_PHONE_RE = re.compile(
 _INTL_PHONE_RE = re.compile(r"\+(?<![\w+]\+)(?!33)\d{1,3}(?:(?:[ .-]\d{1,6}){2,6}|\d{6,12})(?!\d)")
 
 
+# Overseas departments and communities dialled with a French national number but their own
+# country code (ARCEP numbering plan): 0590/0690/0691 Guadeloupe, Saint-Martin, Saint-
+# Barthélemy; 0594/0694 French Guiana; 0596/0696/0697 Martinique; 0262/0263/0692/0693 La
+# Réunion; 0269/0639 Mayotte.
+_OVERSEAS = {"590": "590", "690": "590", "691": "590", "594": "594", "694": "594", "596": "596",
+             "696": "596", "697": "596", "262": "262", "263": "262", "692": "262", "693": "262",
+             "269": "262", "639": "262"}
+
+
 def extract_phone(text: str) -> str | None:
-    """A French number as ``+33 6 12 34 56 78``, else an international one as written."""
+    """A French number as ``+33 6 12 34 56 78`` (an overseas one with its own code:
+    ``+590 690 12 34 56`` in Saint-Martin), else an international one as written."""
     match = _FR_PHONE_RE.search(text)
     if match:
-        digits = re.sub(r"\D", "", match.group(2))
-        pairs = " ".join(digits[i : i + 2] for i in range(0, 8, 2))
-        return f"+33 {match.group(1)} {pairs}"
+        national = match.group(1) + re.sub(r"\D", "", match.group(2))  # 9 digits after the 0
+        code = _OVERSEAS.get(national[:3])
+        if code:
+            rest = national[3:]
+            return f"+{code} {national[:3]} " + " ".join(rest[i : i + 2] for i in range(0, 6, 2))
+        pairs = " ".join(national[1 + i : 3 + i] for i in range(0, 8, 2))
+        return f"+33 {national[0]} {pairs}"
     match = _INTL_PHONE_RE.search(text)
     return match.group(0) if match else None
 

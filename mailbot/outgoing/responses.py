@@ -46,7 +46,8 @@ def _iso_local(app: App, brand: BrandConfig, dt: datetime | None) -> str:
 
 def case_context(app: App, case: Case) -> dict[str, Any]:
     brand = app.config.brand(case.brand)
-    label = next((c.label for c in brand.categories if c.key == case.category), case.category or "")
+    label = next((c.labels.get(case.language, c.label) for c in brand.categories if c.key == case.category),
+                 case.category or "")  # in the customer's language when the brand gives it
     ex = case.extracted or {}
     return {
         "ref": case.ref, "subject": case.subject, "status": case.status, "category": case.category or "",

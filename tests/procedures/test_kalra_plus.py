@@ -53,3 +53,13 @@ def test_an_urgent_case_an_agent_takes_is_not_escalated(desk: Desk) -> None:
     desk.new_mails()
     desk.tick("2026-12-04T15:00:00+01:00")
     assert [m for m in desk.new_mails() if m.to in ("astreinte@kalra-plus.com", "supervisor@kalra-plus.com")] == []
+
+
+# §2 the kinds of complaint, in the customer's language
+def test_an_english_acknowledgement_shows_the_english_category(desk: Desk) -> None:
+    desk.at("2026-11-23T10:00:00+01:00")
+    desk.mail_in(subject="Transfer not received", body=(
+        "Hello,\nmy transfer of EUR 1,250.00 made on 3 November 2026 has not arrived.\nPlease check.\nMary Smith"))
+    ack = only(desk.new_mails(), "marie.dupont@example.org")
+    assert "Category: Late or failed transaction, transfer or payment" in ack.text
+    assert "virement" not in ack.text.lower()
