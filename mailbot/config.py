@@ -252,6 +252,11 @@ class Category(_Strict):
     label: str = Field(description="what the customer and agents read")
     labels: dict[str, str] = _d({}, "the label in the brand's other languages, e.g. "
                                 "{ en = \"Late or failed payment\" } (default: label)")
+    ask: list[Literal["coordonnees", "date_faits", "type_operation", "montant", "references",
+                      "pieces_jointes", "etapes"]] | None = _d(None, "what the acknowledgement asks for when it is missing, among "
+                               "coordonnees, date_faits, type_operation, montant, references, "
+                               "pieces_jointes, etapes (default: all but etapes; a login problem "
+                               "needs no amount)")
     keywords: list[str] = _d([], "words that put a new case in this category (first match wins)")
     tier: str | None = _d(None, "SLA tier of cases in this category (one of the brand's sla.tiers; "
                           "default: sla.default_tier)")
@@ -376,6 +381,8 @@ class BrandConfig(_Strict):
                                          "without one)")
     postal_address: str = _d("", "the brand's postal address, given in mail")
     sla: SlaConfig = _d(SlaConfig(), "deadlines (`[brands.sla]`)")
+    ask_steps_taken: bool = _d(False, "the acknowledgement also asks for the steps already taken "
+                               "to solve the problem, when the mail gives none (Divikeys §2.1)")
     final_sections: list[Literal["summary", "explanation", "steps", "corrective_measures",
                                  "solution"]] = _d(
         ["summary", "explanation", "steps", "corrective_measures", "solution"],

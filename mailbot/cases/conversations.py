@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete
 from sqlmodel import Session, col, select
@@ -23,7 +24,7 @@ from mailbot.cases.sla import Opening
 from mailbot.cases.tokens import is_agent_token
 from mailbot.config import BrandConfig
 from mailbot.mail.classify import Verdict
-from mailbot.mail.extract import Extracted, extract_for
+from mailbot.mail.extract import Extracted, extract_for, mentions_steps_taken
 from mailbot.mail.masking import stored_body
 from mailbot.mail.parsing import ParsedMail
 from mailbot.mail.quotes import strip_reply
@@ -127,7 +128,7 @@ def _open(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, r
     case = open_case(
         session, app, brand, customer_email=contact.address, customer_name=facts.name or parsed.from_name,
         subject=parsed.subject, received_at=received_at, category=facts.category,
-        urgent=facts.urgent, language=case_language(brand, facts), extracted=facts.to_json(), opening=opening,
+        urgent=facts.urgent, language=case_language(brand, facts), extracted=opening_facts(brand, facts, parsed.text), opening=opening,
         channel=channel_of(inbound.source),
     )
     if contact.source in ("reply-to", "envelope"):
@@ -145,6 +146,15 @@ def _open(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, r
     return case
 
 
+def opening_facts(brand: BrandConfig, facts: Extracted, text: str) -> dict[str, Any]:
+    """A new case's extracted facts; a brand that asks for the steps already taken has them
+    listed as missing when the complaint gives none."""
+    data = facts.to_json()
+    if brand.ask_steps_taken and not mentions_steps_taken(text):
+        data["missing"] = [*data.get("missing", []), "etapes"]
+    return data
+
+
 def _follow_up(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, found: CaseRoute,
                received_at: datetime) -> Case:
     case = found.case
@@ -152,6 +162,8 @@ def _follow_up(session: Session, app: App, inbound: InboundRow, parsed: ParsedMa
     if _from_staff(app, case, parsed):
         return _hold_staff_message(session, app, inbound, parsed, found)
     msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")
+    _refresh_missing(session, app, case, extract_for(app.config.brand(case.brand), parsed, received_at),
+                     parsed.text)
     if case.status in reexamination.REOPENABLE:
         reexamination.after_answer(session, app, case, msg, subject=parsed.subject,
                                    new_text=strip_reply(parsed.text, parsed.html), received_at=received_at)
@@ -197,6 +209,22 @@ def _hold_staff_message(session: Session, app: App, inbound: InboundRow, parsed:
               signal=found.signal)
     staff_mail.send_staff_mail(session, app, case, "staff_held", parsed.from_addr, about=msg)
     return case
+
+
+def _refresh_missing(session: Session, app: App, case: Case, facts: Extracted, text: str) -> None:
+    """A follow-up that brings facts (an amount, a date, a file, the steps taken…) takes them
+    off the case's list of what is missing: an item stays missing only if this mail lacks it too."""
+    ex = dict(case.extracted or {})
+    before = list(ex.get("missing", []))
+    lacking = set(facts.missing) | ({"etapes"} if not mentions_steps_taken(text) else set())
+    still = [m for m in before if m in lacking]
+    if still == before:
+        return
+    ex["missing"] = still
+    case.extracted = ex  # a new dict: the JSON column sees the change
+    session.add(case)
+    log_event(session, case, "facts_received", actor=case.customer_email, at=app.now(),
+              received=[m for m in before if m not in still])
 
 
 def handle_automatic(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail,

@@ -92,6 +92,10 @@ def _fire(session: Session, app: App, case: Case, brand: BrandConfig, point: Sla
     deadline = point.deadline or case.due_at
     due_local = cal.local(deadline).isoformat() if deadline else ""
     if point.kind == "holding":
+        if case.acknowledged_at and deadline and case.acknowledged_at >= deadline:
+            log_event(session, case, "sla_point_skipped", at=app.now(), point=point.key,
+                      reason="acknowledged after the deadline: the acknowledgement said so")
+            return True
         send_case_mail(session, app, case, "holding_reply", to_addr=case.customer_email, to_name=case.customer_name,
                        ctx_extra={"reminder": {"percent": 100, "due_at": due_local}})
         log_event(session, case, "holding_reply", at=app.now(), point=point.key)

@@ -19,7 +19,7 @@ from mailbot.cases.search import search_cases
 from mailbot.cases.views import attachment_bytes, case_detail, format_case, when
 from mailbot.cli.printing import print_json, print_queue, read_input
 from mailbot.exitcodes import EX_DATAERR, EX_OK, EX_USAGE
-from mailbot.mail.extract import extract
+from mailbot.mail.extract import extract, mentions_steps_taken
 from mailbot.mail.senders import valid_address
 from mailbot.models import Case
 from mailbot.outgoing import letters
@@ -141,6 +141,8 @@ def cases_new(args: argparse.Namespace, app: App) -> int:
     data = facts.to_json()
     if args.address:
         data["postal_address"] = args.address.strip()
+    if brand.ask_steps_taken and not mentions_steps_taken(args.summary):
+        data["missing"] = [*data.get("missing", []), "etapes"]
     if args.address or args.email:  # the contact details are known: not asked for again
         data["missing"] = [m for m in data.get("missing", []) if m != "coordonnees"]
     if args.by_post:

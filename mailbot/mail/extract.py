@@ -880,6 +880,19 @@ def extract(
     )  # fmt: skip
 
 
+_STEPS_TAKEN = re.compile(
+    r"\bj'?ai (?:deja |aussi |egalement )?(?:contacte|essaye|appele|ecrit|tente|relance|verifie|signale|"
+    r"fait opposition|redemarre|reinstalle|reinitialise)\b|\bdeja (?:contacte|essaye|appele|ecrit|tente|relance)"
+    r"|\bi(?: have|'ve)? (?:already |also )?(?:contacted|tried|called|written|checked|reported|reset|restarted)\b"
+    r"|\balready (?:contacted|tried|called|written)")
+
+
+def mentions_steps_taken(text: str) -> bool:
+    """Whether a complaint says what was already tried to solve the problem (Divikeys §2.1
+    asks for it): "j'ai déjà contacté…", "I have tried…"."""
+    return bool(_STEPS_TAKEN.search(fold(text or "")))
+
+
 def extract_for(brand: BrandConfig, parsed: ParsedMail, sent_at: datetime) -> Extracted:
     """The facts of a parsed mail for a brand (its categories and urgent keywords)."""
     return extract(

@@ -44,6 +44,13 @@ def _iso_local(app: App, brand: BrandConfig, dt: datetime | None) -> str:
     return app.calendar(brand).local(dt).isoformat() if dt else ""
 
 
+def asked_missing(brand: BrandConfig, case: Case) -> list[str]:
+    """What the case lacks and its category asks for (a login problem is asked no amount)."""
+    category = next((c for c in brand.categories if c.key == case.category), None)
+    asked = category.ask if category is not None and category.ask is not None else None
+    return [m for m in (case.extracted or {}).get("missing", []) if asked is None or m in asked]
+
+
 def case_context(app: App, case: Case) -> dict[str, Any]:
     brand = app.config.brand(case.brand)
     label = next((c.labels.get(case.language, c.label) for c in brand.categories if c.key == case.category),
@@ -58,7 +65,9 @@ def case_context(app: App, case: Case) -> dict[str, Any]:
         "ack_due_at": _iso_local(app, brand, case.ack_due_at),
         "due_at": _iso_local(app, brand, case.due_at),
         "customer_name": case.customer_name, "customer_email": case.customer_email,
-        "language": case.language, "channel": case.channel, "missing": list(ex.get("missing", [])),
+        "language": case.language, "channel": case.channel, "missing": asked_missing(brand, case),
+        "overdue": bool(case.due_at and app.now() > case.due_at),
+        "ack_late": bool(case.ack_due_at and app.now() > case.ack_due_at),
         "extracted": {
             "amounts": list(ex.get("amounts", [])), "fact_dates": list(ex.get("fact_dates", [])),
             "references": list(ex.get("references", [])),

@@ -27,7 +27,8 @@ Context keys (every template must render with :func:`sample_context`)
 - ``brand``: {key, name, address, postal_address, mediator: {name, postal_address, website, email}}
 - ``case``: {ref, subject, status, category, category_label, priority, urgent (bool), tier,
   tier_days (int), received_at, ack_due_at, due_at (ISO 8601 strings in the brand's local time,
-  with offset), customer_name, customer_email, language, channel, missing (list of keys, see
+  with offset), overdue (bool: the answer date has passed, e.g. an imported backlog mail),
+  ack_late (bool: so has the acknowledgement's), customer_name, customer_email, language, channel, missing (list of keys, see
   ``MISSING_LABELS``), extracted: {amounts: [{value, currency}], fact_dates: [ISO dates],
   references: [str], operation_types: [str], phone, customer_number}}
 - ``message``: {subject, text, from_name, from_addr, at, quoted_lines (lines of quoted history
@@ -177,6 +178,7 @@ MISSING_LABELS: dict[str, dict[str, str]] = {
         "montant": "le ou les montants",
         "references": "les références de l'opération",
         "pieces_jointes": "tout justificatif utile (captures d'écran, relevés, e-mails)",
+        "etapes": "les étapes déjà suivies pour tenter de résoudre le problème",
     },
     "en": {
         "coordonnees": "your contact details (postal address or phone number, customer number)",
@@ -185,6 +187,7 @@ MISSING_LABELS: dict[str, dict[str, str]] = {
         "montant": "the amount or amounts",
         "references": "the references of the operation",
         "pieces_jointes": "any useful evidence (screenshots, statements, e-mails)",
+        "etapes": "the steps you have already taken to solve the problem",
     },
 }
 
@@ -374,7 +377,7 @@ def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, 
             "customer_name": "Camille Martin",
             "customer_email": "camille.martin@example.org",
             "language": language,
-            "channel": "email",
+            "channel": "email", "overdue": False, "ack_late": False,
             "missing": ["date_faits", "montant", "pieces_jointes"],
             "extracted": {
                 "amounts": [{"value": "250.00", "currency": "EUR"}],
@@ -763,6 +766,7 @@ def _check_variants(brand: str, language: str) -> list[dict[str, Any]]:
     urgent["brand"]["mediator"].update(postal_address="", email="")
     urgent["extension"].update(earlier=True, reason="", tier="simple")
     urgent["reminder"]["urgent"] = True
+    urgent["case"].update(overdue=True, ack_late=True)
     urgent["letter"] = {"date": "2026-12-02", "place": "Marigot", "to_name": "Camille Martin",
                         "to_address": "3 rue de la Poste, 97150 Marigot"}
     sparse = {**sample_context(brand, name, language), **_empty_kind_context()}

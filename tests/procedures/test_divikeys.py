@@ -119,3 +119,17 @@ def test_a_deadline_passed_unanswered_brings_the_customer_a_holding_reply(desk: 
     assert "Escalade" in escalation.subject
     desk.tick("2026-12-16T09:00:00-04:00")
     assert desk.new_mails() == []  # once
+
+
+# §2.1 "Les étapes déjà suivies pour tenter de résoudre le problème"
+def test_the_acknowledgement_asks_for_the_steps_already_taken(desk: Desk) -> None:
+    desk.at("2026-11-23T10:00:00-04:00")
+    ref = desk.mail_in(to="info@divikeys.com", message_id="<dk1@example.org>")
+    ack = only(desk.new_mails(), "marie.dupont@example.org")
+    assert "les étapes déjà suivies pour tenter de résoudre le problème" in ack.text
+    desk.mail_in(to="info@divikeys.com", subject="Re: Virement", In_Reply_To="<dk1@example.org>",
+                 body="J'ai déjà contacté ma banque, qui ne voit rien.")
+    assert "etapes" not in desk.show(ref)["extracted"]["missing"]
+    desk.mail_in(to="info@divikeys.com", frm="Ana <ana@example.org>",
+                 body="Bonjour, j'ai déjà contacté le porteur du projet sans réponse. Mon remboursement manque.")
+    assert "les étapes déjà suivies" not in only(desk.new_mails(), "ana@example.org").text

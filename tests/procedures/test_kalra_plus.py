@@ -63,3 +63,42 @@ def test_an_english_acknowledgement_shows_the_english_category(desk: Desk) -> No
     ack = only(desk.new_mails(), "marie.dupont@example.org")
     assert "Category: Late or failed transaction, transfer or payment" in ack.text
     assert "virement" not in ack.text.lower()
+
+
+# §3 "nous recommandons d'indiquer : vos coordonnées, la date des faits, le type d'opération … montants"
+def test_what_is_asked_for_fits_the_complaint_and_follows_what_the_customer_sends(desk: Desk) -> None:
+    desk.at("2026-11-23T10:00:00+01:00")
+    login = desk.mail_in(frm="Paul <paul@example.org>", subject="Connexion impossible",
+                         body="Bonjour,\nje n'arrive plus à me connecter à l'application depuis hier.\nPaul")
+    ack = only(desk.new_mails(), "paul@example.org")
+    assert "vos coordonnées" in ack.text
+    assert "le ou les montants" not in ack.text and "le type d'opération" not in ack.text  # a login problem
+    ref = desk.mail_in(message_id="<first@example.org>", body="Bonjour,\nmon virement n'est pas arrivé.\nMarie")
+    ack = only(desk.new_mails(), "marie.dupont@example.org")
+    assert "le ou les montants" in ack.text and "tout justificatif utile" in ack.text
+    desk.at("2026-11-23T11:00:00+01:00")
+    desk.mail_in(subject="Re: Virement", In_Reply_To="<first@example.org>",
+                 body="Il s'agit d'un virement de 1 250,00 € du 3 novembre 2026.",
+                 attachments=(("releve.pdf", "application/pdf", b"%PDF-1.4 releve"),))
+    missing = desk.show(ref)["extracted"]["missing"]
+    assert "montant" not in missing and "pieces_jointes" not in missing and "date_faits" not in missing
+    assert login != ref
+
+
+# an imported backlog: no acknowledgement promises a date already past
+def test_an_imported_old_mail_is_acknowledged_as_late_not_with_a_past_date(desk: Desk) -> None:
+    import mailbox
+    from datetime import UTC, datetime
+
+    from tests.mails import mail
+
+    box = mailbox.mbox(desk.tmp / "backlog.mbox")
+    box.add(mail(date=datetime(2026, 10, 1, 9, 0, tzinfo=UTC)))
+    box.close()
+    desk.at("2026-11-23T10:00:00+01:00")
+    desk.fresh("import", str(desk.tmp / "backlog.mbox"))
+    desk.tick("2026-11-23T10:01:00+01:00")  # (the fresh process's clock ran on a little)
+    ack = only(desk.new_mails(), "marie.dupont@example.org")
+    assert "Le délai de réponse que nous nous étions fixé pour cette réclamation (le jeudi 8 octobre 2026) est " \
+           "déjà dépassé" in ack.text
+    assert "au plus tard le" not in ack.text
