@@ -78,7 +78,7 @@ def settings(config_path: str) -> PipeSettings | None:
     if not isinstance(path, str) or not isinstance(timeout, int | float) or timeout <= 0:
         return None
     if path and not os.path.isabs(path):
-        path = os.path.join(os.path.dirname(os.path.abspath(config_path)), path)
+        path = os.path.join(os.path.dirname(os.path.realpath(config_path)), path)  # as Config.resolve_path
     return PipeSettings(path, float(timeout))
 
 

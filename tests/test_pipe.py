@@ -208,3 +208,17 @@ def test_framing_round_trip(raw: bytes) -> None:
     assert lines[-2:] == [b".", b""]
     content = b"".join(line[1:] + b"\r\n" if line.startswith(b".") else line + b"\r\n" for line in lines[:-2])
     assert pipe.unframed(content, len(raw)) == raw
+
+
+def test_the_client_finds_the_socket_where_the_daemon_binds_it(tmp_path: Path) -> None:
+    """A relative `[pipe] socket` is relative to the config file, symlinks resolved, on
+    both sides (the client reads it with tomllib alone)."""
+    from mailbot.config import load_config
+
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "config.toml").write_text(to_toml(config_data(etc)))
+    link = tmp_path / "config.toml"
+    link.symlink_to(etc / "config.toml")
+    config = load_config(str(link))
+    assert pipe.settings(str(link)) == pipe.PipeSettings(str(config.resolve_path(config.pipe.socket)), 60.0)
