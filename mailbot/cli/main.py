@@ -283,10 +283,10 @@ def hand_to_daemon(args: argparse.Namespace) -> int | None:
     `args.raw`, standard input being readable once)."""
     from mailbot import pipe
 
-    args.raw = pipe.read_mail(args.file)
     settings = pipe.settings(args.config)
-    if settings is None or not settings.socket:
-        return None
+    if settings is None or not settings.socket or not os.path.exists(settings.socket):
+        return None  # (the mail is not read yet: the full path checks the config and the secret first)
+    args.raw = pipe.read_mail(args.file)
     answer = pipe.deliver(settings.socket, args.raw, args.sender, args.recipient, settings.timeout)
     if answer is None:
         return None
