@@ -22,8 +22,13 @@ from mailbot.models import Case, Letter
 
 
 def by_post(case: Case) -> bool:
-    """The case's customer is answered by post: no email address, or asked for paper."""
-    return not case.customer_email or bool((case.extracted or {}).get("by_post"))
+    """The case's customer is answered by post: asked for paper, or came by another channel
+    than email (post, phone, form) without an email address. A mail whose sender address
+    was unusable (issue 26: `From: a@x.example b@y.example`) is not: no postal address is
+    known either, so nothing is queued and the staff's notification says so."""
+    if (case.extracted or {}).get("by_post"):
+        return True
+    return not case.customer_email and case.channel != "email"
 
 
 def postal_address(case: Case) -> str:
