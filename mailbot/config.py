@@ -198,7 +198,8 @@ class SecurityConfig(_Strict):
                                             "Authentication-Results of trusted_authserv_id")
     trusted_authserv_id: str | None = _d(None, "authserv-id of your MTA's Authentication-Results "
                                          "(required with require_authenticated_agents; only the "
-                                         "topmost header of this id is read)")
+                                         "topmost header of this id is read); set, a customer's reply "
+                                         "matched only by the case reference in its subject must pass too")
     agent_token_days: int = _d(90, "days an agent reply token stays valid", ge=1)
 
     @model_validator(mode="after")

@@ -315,10 +315,13 @@ def test_same_message_id_with_other_attachment_names_is_not_a_duplicate(app: App
 
 def test_reply_with_in_reply_to_joins_the_case(app: App) -> None:
     ingest(app, mail(message_id="<first@example.org>"), "test")
-    r = ingest(app, mail(subject="Re: précision", In_Reply_To="<first@example.org>",
-                         frm="someone.else@example.net"), "test")
+    r = ingest(app, mail(subject="Re: précision", In_Reply_To="<first@example.org>"), "test")
     assert r.outcome is Outcome.FOLLOWUP and r.case_refs == ("KP-2026-000001",)
     assert messages_of(app, "KP-2026-000001")[-1].route_signal == "in_reply_to"
+    # the customer's own Message-ID threads only for the customer (issue #20: thread hijack)
+    r = ingest(app, mail(subject="Re: précision", In_Reply_To="<first@example.org>",
+                         frm="someone.else@example.net"), "test")
+    assert r.outcome is Outcome.CASE_OPENED and r.case_refs == ("KP-2026-000002",)
 
 
 def test_reply_to_our_acknowledgement_joins_via_references(app: App) -> None:

@@ -26,7 +26,8 @@ from mailbot.cases import conversations
 from mailbot.ingest import pipeline
 from mailbot.ingest.pipeline import Outcome, Received, TemporaryFailure, ingest, ingest_batch
 from mailbot.models import Case, Inbound, Quarantine
-from tests.conftest import ROOT, config_data
+from tests.conftest import ROOT, TEST_SECRET, config_data
+from tests.desk import AGENT, CUSTOMER, Desk, only, text_of, to
 from tests.mails import mail
 from tests.procs import to_toml
 
@@ -208,6 +209,126 @@ def test_a_mail_delivered_once_per_brand_opens_a_case_at_each(app: App) -> None:
                               Received(both, "imap:dk", mailbox_brand="divikeys")])
     assert [r.outcome for r in imap] == [Outcome.DUPLICATE, Outcome.DUPLICATE]
     assert sorted(c.brand for c in cases(app)) == ["divikeys", "kalra-plus"]
+
+
+# --------------------------------------------------------------------------- 4. thread hijack
+
+def test_a_stranger_reusing_a_customers_message_id_does_not_take_the_thread(app: App) -> None:
+    """A stranger's mail reused the customer's Message-ID; the customer's later reply
+    (In-Reply-To their own mail) joined the stranger's case, and the agent's answers
+    went to the stranger."""
+    first = ingest(app, mail(frm="marie@example.org", message_id="<mine@example.org>"), "smtp",
+                   envelope_to=["support@kalra-plus.com"])
+    stolen = ingest(app, mail(frm="mallory@evil.example", message_id="<mine@example.org>",
+                              body="Autre chose entièrement."), "smtp", envelope_to=["support@kalra-plus.com"])
+    assert stolen.outcome is Outcome.CASE_OPENED  # (a different mail: kept, on a case of its own)
+    reply = ingest(app, mail(frm="marie@example.org", subject="Re: Virement non reçu", body="Des nouvelles ?",
+                             In_Reply_To="<mine@example.org>"), "smtp", envelope_to=["support@kalra-plus.com"])
+    assert reply.case_refs == first.case_refs, reply.reason
+    joined = ingest(app, mail(frm="mallory@evil.example", subject="Re: Virement non reçu", body="Moi aussi",
+                              In_Reply_To="<mine@example.org>"), "smtp", envelope_to=["support@kalra-plus.com"])
+    assert joined.case_refs == stolen.case_refs  # the stranger's own mail: their own case
+    by_ref = {c.ref: c.customer_email for c in cases(app)}
+    assert by_ref[first.case_refs[0]] == "marie@example.org"
+
+
+def test_a_message_id_of_several_cases_opens_a_new_case(app: App) -> None:
+    """The same sender's client reused one Message-ID for two complaints: a reply naming it
+    is not guessed into either."""
+    for body in ("Premier problème de virement.", "Second problème : des frais inconnus."):
+        ingest(app, mail(message_id="<reused@example.org>", body=body), "smtp", envelope_to=["support@kalra-plus.com"])
+    r = ingest(app, mail(subject="Re: ?", In_Reply_To="<reused@example.org>", body="Alors ?"), "smtp",
+               envelope_to=["support@kalra-plus.com"])
+    assert r.outcome is Outcome.CASE_OPENED and r.case_refs == ("KP-2026-000003",)
+
+
+# --------------------------------------------------------------------------- 5. subject reference
+
+FINAL_OK = ("#final\nExplication : un contrôle anti-fraude a retenu le virement.\n"
+            "Mesures correctives : le seuil du contrôle a été revu.\n"
+            "Solution : le virement a été exécuté le 24 novembre.\n")
+MX = "mx.kalra-plus.com"
+
+
+def answered_case(desk: Desk) -> str:
+    """A case whose final response went out; returns its reference."""
+    notif = desk.complaint()
+    desk.reply(notif, FINAL_OK)
+    desk.new_mail()
+    assert desk.case().status == "answered"
+    return desk.case().ref
+
+
+def forged(ref: str, **headers: str) -> bytes:
+    """The customer's address in From, the case's reference in the subject: nothing else."""
+    return mail(frm=f"Marie Dupont <{CUSTOMER}>", subject=f"Re: [{ref}] votre réponse",
+                body="Je conteste cette réponse et demande un réexamen.", **headers)
+
+
+def test_a_subject_reference_alone_never_reopens_an_answered_case(app: App) -> None:
+    """A forged From of the customer with `Re: [KP-…]` reopened the answered case and mailed
+    the customer; now it is kept on the case, the agent is told, nothing else happens."""
+    desk = Desk(app)
+    ref = answered_case(desk)
+    r = desk.receive(forged(ref))
+    assert r.case_refs == (ref,)
+    assert desk.case().status == "answered"
+    sent = desk.new_mail()
+    assert to(sent, CUSTOMER) == []  # no re-examination acknowledgement to the (real) customer
+    note = text_of(only(to(sent, AGENT)))
+    assert "usurpé" in note and "#reexamine" in note
+    (event,) = desk.events("message_after_answer")
+    assert "subject's reference alone" in event.data["reason"]
+
+
+def test_with_a_trusted_mta_a_subject_reference_needs_an_aligned_from(make_app: Callable[..., App]) -> None:
+    app = make_app(security={"secret": TEST_SECRET, "trusted_authserv_id": MX})
+    desk = Desk(app)
+    ref = answered_case(desk)
+    assert desk.receive(forged(ref)).case_refs != (ref,)  # no header from our MTA
+    spoofed = f"{MX}; dkim=pass header.d=evilexample.org; spf=fail smtp.mailfrom=mallory@evil.example"
+    assert desk.receive(forged(ref, Authentication_Results=spoofed)).case_refs != (ref,)
+    theirs = "mx.evil.example; dmarc=pass header.from=example.org"
+    assert desk.receive(forged(ref, Authentication_Results=theirs)).case_refs != (ref,)
+    genuine = f"{MX}; dkim=pass header.d=example.org; dmarc=pass header.from=example.org"
+    r = desk.receive(forged(ref, Authentication_Results=genuine))
+    assert r.case_refs == (ref,)
+    assert desk.case(ref).status == "reexamination"  # vouched for: it asks, so it reopens
+
+
+@pytest.mark.parametrize(("header", "from_addr", "verdict"), [
+    ("mx.kalra-plus.com; dmarc=pass header.from=example.org", "a@example.org", None),
+    ("mx.kalra-plus.com 1; spf=pass smtp.mailfrom=bounce@example.org", "a@example.org", None),
+    ("mx.kalra-plus.com; dkim=pass (good sig) header.i=@example.org", "a@example.org", None),
+    ("MX.Kalra-Plus.com; DKIM=Pass header.d=Example.ORG", "a@example.org", None),
+    ("mx.kalra-plus.com; dkim=pass header.d=evilexample.org", "a@example.org", "no DKIM/SPF/DMARC pass"),
+    ("mx.kalra-plus.com; dkim=pass header.d=mail.example.org", "a@example.org", "no DKIM/SPF/DMARC pass"),
+    ("mx.kalra-plus.com; dkim=fail header.d=example.org; spf=softfail smtp.mailfrom=example.org",
+     "a@example.org", "no DKIM/SPF/DMARC pass"),
+    ("mx.kalra-plus.com; dmarc=pass header.from=evil.example", "a@example.org", "no DKIM/SPF/DMARC pass"),
+    ("mx.evil.example; dmarc=pass header.from=example.org", "a@example.org", "no Authentication-Results"),
+])
+def test_authentication_results_of_the_trusted_mta_only(header: str, from_addr: str, verdict: str | None) -> None:
+    from email import message_from_string
+
+    from mailbot.mail.authresults import from_unverified
+
+    msg = message_from_string(f"Authentication-Results: {header}\nFrom: {from_addr}\n\nx")
+    why = from_unverified(msg, from_addr, MX)
+    assert (why is None) if verdict is None else (why is not None and verdict in why), why
+
+
+def test_only_the_topmost_header_of_the_trusted_mta_counts() -> None:
+    """The MTA adds its header on top; one the sender wrote below it with the same id is not read."""
+    from email import message_from_string
+
+    from mailbot.mail.authresults import from_unverified
+
+    msg = message_from_string(f"Authentication-Results: {MX}; dmarc=fail header.from=example.org\n"
+                              f"Authentication-Results: {MX}; dmarc=pass header.from=example.org\n"
+                              "From: a@example.org\n\nx")
+    assert from_unverified(msg, "a@example.org", MX) is not None
+    assert from_unverified(msg, "a@example.org", None) is not None  # no trusted MTA: nothing trusted
 
 
 # --------------------------------------------------------------------------- 9. poison mail

@@ -23,67 +23,18 @@ from mailbot.cases.messages import say
 from mailbot.cases.records import add_message, log_event
 from mailbot.cases.staff_mail import send_staff_mail, send_to_role, staff_language
 from mailbot.cases.tokens import TokenCheck, check_agent_token, issued_to, token_case_id
+from mailbot.mail.authresults import from_unverified
 from mailbot.mail.masking import stored_body
 from mailbot.mail.parsing import ParsedMail
 from mailbot.mail.quotes import split_commands, strip_reply
 from mailbot.mail.routing import BrandRoute
 from mailbot.models import Attachment, Case, InboundRow, Message
 
-_COMMENT = re.compile(r"\([^()]*\)")
-_PAIR = re.compile(r"([A-Za-z0-9._/-]+)[^\S\n]*+=[^\S\n]*+(\"[^\"]*\"|[^\s;]+)")
-
-
-def trusted_results(parsed: ParsedMail, trusted_authserv_id: str) -> list[list[tuple[str, str]]] | None:
-    """The results of the topmost Authentication-Results header whose authserv-id is the
-    trusted one, each as its `(name, value)` pairs (`("dkim", "pass"), ("header.d", …)`),
-    or None when no such header exists.
-
-    Only the topmost counts: the receiving MTA prepends its own header, so anything below
-    it (including a "pass" of the same authserv-id written by the sender) came from outside.
-    """
-    want = trusted_authserv_id.strip().lower()
-    for value in parsed.message.get_all("Authentication-Results", []):
-        text = _COMMENT.sub(" ", str(value)[:4000])
-        head, _, rest = text.partition(";")
-        parts = head.split()
-        if not parts or parts[0].lower() != want:
-            continue
-        results = []
-        for resinfo in rest.split(";"):
-            pairs = [(k.lower(), v.strip('"').strip()) for k, v in _PAIR.findall(resinfo)]
-            if pairs:
-                results.append(pairs)
-        return results
-    return None
-
-
-def _domain_of(value: str) -> str:
-    """The domain of `user@domain`, `@domain` or `domain`, lower-case."""
-    return value.rpartition("@")[2].strip().rstrip(".").lower()
-
 
 def authenticated(parsed: ParsedMail, sender: str, trusted_authserv_id: str | None) -> str | None:
-    """None when the trusted MTA vouches for the sender's domain, else the reason why not.
-
-    The trusted MTA's topmost header must show, for exactly the domain of the From address,
-    `dkim=pass` with `header.d` (or `header.i`), `spf=pass` with `smtp.mailfrom`, or
-    `dmarc=pass` with `header.from` (the MTA's own DMARC alignment check, which knows the
-    public suffix list). Look-alike, suffix and parent domains do not count.
-    """
-    if not trusted_authserv_id:
-        return "require_authenticated_agents is set without trusted_authserv_id"
-    domain = _domain_of(sender)
-    results = trusted_results(parsed, trusted_authserv_id)
-    if results is None:
-        return f"no Authentication-Results header from {trusted_authserv_id}"
-    vouching = {"dkim": ("header.d", "header.i"), "spf": ("smtp.mailfrom",), "dmarc": ("header.from",)}
-    for pairs in results:
-        method, result = pairs[0][0].split("/")[0], pairs[0][1].lower()
-        if result != "pass" or method not in vouching:
-            continue
-        if domain and any(k in vouching[method] and _domain_of(v) == domain for k, v in pairs[1:]):
-            return None
-    return f"no DKIM/SPF/DMARC pass for {domain} from {trusted_authserv_id}"
+    """None when the trusted MTA vouches for the sender's domain, else the reason why not
+    (mailbot.mail.authresults: the topmost header of that authserv-id, exactly that domain)."""
+    return from_unverified(parsed.message, sender, trusted_authserv_id)
 
 
 def handle_agent_mail(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail,

@@ -67,7 +67,7 @@ def handle_customer(session: Session, app: App, inbound: InboundRow, parsed: Par
             if agent_case is not None:
                 cases.append(agent_case)
             continue
-        found = find_case(session, route, parsed)
+        found = find_case(session, route, parsed, app.config.security.trusted_authserv_id)
         if found.case is None and app.config.staff(parsed.from_addr, route.brand.key):
             found = _staff_thread(session, route, parsed) or found
         if found.case is None:
@@ -164,7 +164,13 @@ def _follow_up(session: Session, app: App, inbound: InboundRow, parsed: ParsedMa
     msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")
     _refresh_missing(session, app, case, extract_for(app.config.brand(case.brand), parsed, received_at),
                      parsed.text)
-    if case.status in reexamination.REOPENABLE:
+    if (case.status in reexamination.REOPENABLE and found.signal == "subject_ref"
+            and not app.config.security.trusted_authserv_id):
+        # The subject's reference alone, and no MTA vouches for the From (it may be forged):
+        # recorded, nothing sent; the agent's notification says so, `#reexamine` reopens it.
+        log_event(session, case, "message_after_answer", actor=parsed.from_addr, at=app.now(), message=msg.id,
+                  reason="joined by the subject's reference alone: not reopened; #reexamine opens one")
+    elif case.status in reexamination.REOPENABLE:
         reexamination.after_answer(session, app, case, msg, subject=parsed.subject,
                                    new_text=strip_reply(parsed.text, parsed.html), received_at=received_at)
     elif case.status == "waiting_customer":

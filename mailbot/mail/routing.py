@@ -10,6 +10,19 @@ the message as its `route_signal`:
 4. `subject_ref`  — the case reference in the subject, *and* the sender is
    the case's own customer (a stranger quoting a reference gets a new case);
 5. `new`          — otherwise, a new case.
+
+Thread headers prove little by themselves: anyone can write a Message-ID. They
+thread on the Message-IDs of mail *we* sent (random, never shown to strangers),
+and on a Message-ID of mail we received only when it came from the same sender
+as this one: a stranger who reuses a customer's Message-ID does not pull the
+customer's later replies into the stranger's case. When a Message-ID still names
+messages of several cases, nothing is guessed: a new case.
+
+The subject's reference is weaker still (the From can be forged). With
+`security.trusted_authserv_id`, it counts only when that MTA's
+Authentication-Results vouch for the From domain (mailbot.mail.authresults);
+and whatever the headers, a match by the subject alone never reopens an answered
+or closed case by itself (mailbot.cases.conversations: the agent is told).
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from mailbot.config import BrandConfig, Config
+from mailbot.mail.authresults import from_unverified
 from mailbot.mail.parsing import ParsedMail
 from mailbot.models import Case, Message
 
@@ -91,7 +105,8 @@ def _header_recipients(parsed: ParsedMail) -> list[str]:
     return [*parsed.to, *parsed.cc, *(a for a in extra if "@" in a)]
 
 
-def find_case(session: Session, route: BrandRoute, parsed: ParsedMail) -> CaseRoute:
+def find_case(session: Session, route: BrandRoute, parsed: ParsedMail,
+              trusted_authserv_id: str | None = None) -> CaseRoute:
     """The case this customer message belongs to, and the signal that proved it."""
     brand = route.brand.key
     if route.token:
@@ -99,17 +114,24 @@ def find_case(session: Session, route: BrandRoute, parsed: ParsedMail) -> CaseRo
         if case is not None:
             return _kept(session, CaseRoute(case, "reply_token", f"plus-address token of {route.address.split('@')[0]}"))
     for signal, ids in (("in_reply_to", parsed.in_reply_to), ("references", parsed.references[::-1])):
-        case = _case_by_message_ids(session, brand, ids)
-        if case is not None:
-            return CaseRoute(case, signal, f"{signal.replace('_', '-')} names a message of {case.ref}")
+        found = _thread(session, brand, ids, parsed.from_addr)
+        if isinstance(found, str):
+            return CaseRoute(None, "new", f"{signal.replace('_', '-')} names {found}: new case")
+        if found is not None:
+            return CaseRoute(found, signal, f"{signal.replace('_', '-')} names a message of {found.ref}")
     for ref in refs_in(parsed.subject):
         case = session.exec(select(Case).where(Case.ref == ref, Case.brand == brand)).first()
         if case is None:
             continue
-        if case.customer_email and case.customer_email in (parsed.from_addr, *parsed.reply_to):
-            return _kept(session, CaseRoute(case, "subject_ref", f"subject quotes {ref}, sender is its customer"))
-        return CaseRoute(None, "new", f"subject quotes {ref} but {parsed.from_addr or 'the sender'} "
-                                      "is not its customer: new case")
+        if not (case.customer_email and case.customer_email in (parsed.from_addr, *parsed.reply_to)):
+            return CaseRoute(None, "new", f"subject quotes {ref} but {parsed.from_addr or 'the sender'} "
+                                          "is not its customer: new case")
+        if trusted_authserv_id:
+            why = from_unverified(parsed.message, parsed.from_addr, trusted_authserv_id)
+            if why is not None:
+                return CaseRoute(None, "new", f"subject quotes {ref} and names its customer as sender, "
+                                              f"but {why}: new case")
+        return _kept(session, CaseRoute(case, "subject_ref", f"subject quotes {ref}, sender is its customer"))
     return CaseRoute(None, "new", "no reply token, thread header or own reference: new case")
 
 
@@ -128,19 +150,26 @@ def _kept(session: Session, found: CaseRoute) -> CaseRoute:
     return CaseRoute(case, found.signal, detail) if case is not found.case else found
 
 
-def _case_by_message_ids(session: Session, brand: str, ids: Sequence[str]) -> Case | None:
+_THREAD = (select(Case, Message.message_id, Message.direction, Message.from_addr)
+           .join(Message, col(Message.case_id) == col(Case.id)))
+
+
+def _thread(session: Session, brand: str, ids: Sequence[str], sender: str | None) -> Case | str | None:
+    """The case the first of `ids` that counts names: a mail we sent, or one we received
+    from `sender` (None: ours only). A string says why not, when that Message-ID names
+    messages of several cases."""
     if not ids:
         return None
     ids = list(ids)[:50]
-    rows = session.exec(
-        select(Case, Message.message_id)
-        .join(Message, col(Message.case_id) == col(Case.id))
-        .where(col(Message.message_id).in_(ids), Case.brand == brand)
-    ).all()
-    by_id = {mid: case for case, mid in rows}
+    rows = session.exec(_THREAD.where(col(Message.message_id).in_(ids), Case.brand == brand)).all()
+    sender = (sender or "").lower()
     for mid in ids:
-        if mid in by_id:
-            return by_id[mid]
+        cases = {case.id: case for case, m, direction, frm in rows if m == mid and (
+            direction == "out" or (direction == "in" and sender and (frm or "").lower() == sender))}
+        if len(cases) > 1:
+            return f"{mid}, a message of {len(cases)} cases ({', '.join(sorted(c.ref for c in cases.values()))})"
+        if cases:
+            return next(iter(cases.values()))
     return None
 
 
@@ -148,8 +177,8 @@ def find_case_for_automatic(session: Session, route: BrandRoute, parsed: ParsedM
                             bounced_message_id: str | None) -> CaseRoute:
     """Where an auto-reply or bounce belongs (never opens a case)."""
     if bounced_message_id:
-        case = _case_by_message_ids(session, route.brand.key, [bounced_message_id])
-        if case is not None:
+        case = _thread(session, route.brand.key, [bounced_message_id], None)
+        if isinstance(case, Case):
             return CaseRoute(case, "bounced_message", f"returns our message {bounced_message_id}")
     found = find_case(session, route, parsed)
     if found.case is not None and found.signal != "subject_ref":

@@ -162,6 +162,7 @@ def secret_problems(parts: Parts, base_dir: Path) -> tuple[list[Problem], list[P
         sec.resolved_secret()
     except MissingSecret as exc:
         errors.append(Problem(("security",), str(exc)))
+
     else:
         warnings += _readable_secret_file(sec)
     for i, im in parts.imap:

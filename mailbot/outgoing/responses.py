@@ -97,6 +97,7 @@ def context(app: App, case: Case, about: Message | None = None, **extra: Any) ->
             "from_addr": about.from_addr if about else case.customer_email,
             "at": _iso_local(app, brand, about.created_at) if about else "",
             "quoted_lines": 0, "own_greeting": False, "own_closing": False,
+            "routed_by": getattr(about, "route_signal", "") or "",  # what joined it to the case
         },
         "reply_address": reply_address(brand, case.reply_token),
         "status_url": status_url(app.config, case.ref, case.reply_token),

@@ -33,7 +33,8 @@ Context keys (every template must render with :func:`sample_context`)
   references: [str], operation_types: [str], phone, customer_number}}
 - ``message``: {subject, text, from_name, from_addr, at, quoted_lines (lines of quoted history
   folded out of ``text`` in staff mail), own_greeting, own_closing (bools: the agent's text has
-  its own greeting / closing, so the mail adds none)} - the message the mail is about (the
+  its own greeting / closing, so the mail adds none), routed_by (what joined it to the case:
+  reply_token, in_reply_to, references, subject_ref, new…)} - the message the mail is about (the
   customer's mail for acknowledgement / agent_notification / urgent_alert / reexamination_ack,
   the agent's text for request_info / final_response)
 - ``reply_address``: the address replies must go to (the case's secret plus-address; for mails to
@@ -397,6 +398,7 @@ def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, 
             "quoted_lines": 6,
             "own_greeting": False,
             "own_closing": True,
+            "routed_by": "reply_token",
         },
         "reply_address": f"{local}+r7k2q9x4m1@{domain}",
         "status_url": f"https://reclamations.{domain}/status/KP-2026-000123/0f3c9a2be1d4",
