@@ -91,7 +91,8 @@ def test_every_command_that_signs_or_checks_a_token_needs_the_secret(
             "quarantine": ["1"], "outbox": [], "web": []}
     extra = {("cases", "new"): ["--brand", "kalra-plus", "--received", "2026-12-01", "--name", "N",
                                 "--summary", "S"], ("cases", "reply"): ["--file", "-", "--as", "a@b"],
-             ("cases", "assign"): ["agent@kalra-plus.com"], ("cases", "extend"): ["5", "why"]}
+             ("cases", "assign"): ["agent@kalra-plus.com"], ("cases", "extend"): ["5", "why"],
+             ("cases", "merge"): ["KP-2026-000002"], ("cases", "link"): ["KP-2026-000002"]}
     for command, action in sorted(NEEDS_SECRET, key=str):
         argv = [command, *([action] if action else []), *args[command], *extra.get((command, action), [])]
         if command == "cases" and action == "new":
