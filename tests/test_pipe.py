@@ -116,6 +116,24 @@ def test_the_daemon_takes_the_pipe_s_mail_and_answers_as_in_process(daemon: tupl
     assert "mailbot.pipe" in imported
 
 
+def test_a_single_line_mail_without_from_is_acknowledged_only_at_its_return_path(daemon: tuple[Path, Path],
+                                                                                  tmp_path: Path) -> None:
+    """One header line, no From, through the daemon: with no -f the case has no customer
+    address and nothing is queued to anyone but the agent (the pipe's placeholder sender is
+    never taken for the customer); with -f the return path is the customer."""
+    cfg, _ = daemon
+    p = ingest(cfg, b"Subject: Virement non recu", "-r", SUPPORT)
+    assert p.returncode == 0 and p.stdout.startswith(b"case_opened: KP-2026-000001"), (p.stdout, p.stderr)
+    p = ingest(cfg, b"Subject: Carte bloquee", "-r", SUPPORT, "-f", "marie@example.org")
+    assert p.returncode == 0 and p.stdout.startswith(b"case_opened: KP-2026-000002"), (p.stdout, p.stderr)
+    with sqlite3.connect(tmp_path / "mailbot.db") as db:
+        emails = db.execute("SELECT ref, customer_email FROM cases ORDER BY id").fetchall()
+        queued = db.execute("SELECT kind, to_addr FROM outbox ORDER BY id").fetchall()
+    assert emails == [("KP-2026-000001", ""), ("KP-2026-000002", "marie@example.org")]
+    assert sorted(queued) == [("acknowledgement", "marie@example.org"), ("agent_notification", "agent@kalra-plus.com"),
+                              ("agent_notification", "agent@kalra-plus.com")]
+
+
 def test_the_bytes_arrive_exactly(daemon: tuple[Path, Path], tmp_path: Path) -> None:
     cfg, _ = daemon
     for raw in AWKWARD:

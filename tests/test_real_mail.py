@@ -234,6 +234,24 @@ def test_two_addresses_without_a_comma_give_no_customer_address(app: App) -> Non
     assert "(sans adresse e-mail valide)" in body
 
 
+@pytest.mark.parametrize("raw", [b"Subject: Virement non recu", b"From:\r\nSubject: Virement non recu\r\n\r\n"])
+def test_a_mail_without_a_from_header_gets_no_acknowledgement_and_the_agent_is_told(app: App, raw: bytes) -> None:
+    """A single header line, no From (or an empty one): a case without an address, nothing
+    queued to the customer, and the agent's notification says the mail named no sender."""
+    r = ingest(app, raw, "test", mailbox_brand="kalra-plus")
+    assert r.outcome is Outcome.CASE_OPENED, r.reason
+    assert the_case(app).customer_email == ""
+    assert [row.kind for row in outbox(app)] == ["agent_notification"]
+    (suppressed,) = events(app, "ack_suppressed")
+    assert suppressed.data["reason"] == "no sender address"
+    (notification,) = sent(app)
+    assert notification["To"].addresses[0].addr_spec == "agent@kalra-plus.com"
+    body = text_of(notification)
+    assert "ATTENTION : le message n'indique aucune adresse d'expéditeur (en-tête From absent ou vide). " \
+           "Aucun accusé de réception n'a été envoyé" in body
+    assert "n'est pas valide" not in body
+
+
 def test_without_a_usable_from_the_envelope_sender_is_the_customer(app: App) -> None:
     ingest(app, raw_mail(b"From: a@x.example b@y.example", b"Subject: Virement"), "test",
            envelope_from="marie@example.org")
