@@ -14,6 +14,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
+from mailbot import filemodes
 from mailbot.prepared import Prepared
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -52,9 +53,9 @@ def make_engine(url: str, busy_timeout: float = 10.0) -> Engine:
     `busy_timeout` (seconds, `database.busy_timeout`): how long a SQLite writer
     waits for another one's lock before the caller answers "retry later"."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = url.split("///", 1)[-1].split("?", 1)[0]
+        if "///" in url and path and path != ":memory:":
+            filemodes.private_sqlite(Path(path))  # 0600, and so its -wal and -shm
         engine = create_engine(url, connect_args={"timeout": busy_timeout, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
         event.listen(engine, "begin", _sqlite_begin_immediate)

@@ -203,8 +203,12 @@ def _handlers() -> dict[str, Handler]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The CLI: every string it prints is cleaned of control characters (cli/terminal.py)."""
+    """The CLI: every string it prints is cleaned of control characters (cli/terminal.py);
+    every file it creates is its user's alone, whatever the umask (mailbot/filemodes.py)."""
     from mailbot.cli.terminal import cleaned_output
+    from mailbot.filemodes import private_umask
+
+    private_umask()
 
     with cleaned_output():
         return _main(argv)

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from mailbot import filemodes
 from mailbot.models import Case, Letter
 
 
@@ -50,10 +51,10 @@ def file_name(letter: Letter, ref: str) -> str:
 
 
 def write_file(directory: Path, letter: Letter, ref: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
+    filemodes.private_dir(directory)  # 0700 and 0600: a customer's postal address (mailbot.filemodes)
     path = directory / file_name(letter, ref)
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(letter.pdf or b"")
+    filemodes.write_private(tmp, letter.pdf or b"")
     tmp.replace(path)
     return path
 

@@ -13,6 +13,7 @@ from email import policy
 from pathlib import Path
 from typing import Protocol
 
+from mailbot import filemodes
 from mailbot.config import Config, OutboundConfig
 from mailbot.mail.senders import idna_address, needs_smtputf8
 
@@ -46,7 +47,7 @@ class MaildirTransport:
         self.path = path
         self.where = f"maildir {path}"
         for sub in ("tmp", "new", "cur"):
-            (path / sub).mkdir(parents=True, exist_ok=True)
+            filemodes.private_dir(path / sub)  # 0700: customers' mail (mailbot.filemodes)
         self._n = 0
         self._cur: set[str] | None = None
 
@@ -63,7 +64,7 @@ class MaildirTransport:
                 return  # delivered before, and already read by the mailbox owner
         tmp = self.path / "tmp" / unique
         envelope = f"X-Mailbot-Envelope-From: {from_addr}\r\nX-Mailbot-Envelope-To: {to_addr}\r\n".encode()
-        with open(tmp, "wb") as fh:
+        with os.fdopen(filemodes.open_private(tmp), "wb") as fh:
             fh.write(envelope + raw)
             fh.flush()
             os.fsync(fh.fileno())
