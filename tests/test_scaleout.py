@@ -28,6 +28,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from mailbot.cases import business_days
 from mailbot.cases.sla import sla_points
 from mailbot.db import make_engine, upgrade
 from mailbot.models import Case, Outbox
@@ -166,11 +167,12 @@ def _drained_and_empty(engine: Engine, ids: set[str], dovecot: Dovecot, user: st
 def reminder_time(tmp_path: Path, pg_url: str, engine: Engine) -> str:
     """A time past every case's 50 % reminder point and before any 80 % point."""
     brand = make_config(tmp_path, pg_url).brand("kalra-plus")
+    cal = business_days.for_brand(brand)
     with Session(engine) as s:
         cases = list(s.exec(select(Case)).all())
     assert len(cases) == N
-    p50 = [p.at for c in cases for p in sla_points(c, brand) if p.kind == "reminder" and p.percent == 50]
-    p80 = [p.at for c in cases for p in sla_points(c, brand) if p.kind == "reminder" and p.percent == 80]
+    p50 = [p.at for c in cases for p in sla_points(c, brand, cal) if p.kind == "reminder" and p.percent == 50]
+    p80 = [p.at for c in cases for p in sla_points(c, brand, cal) if p.kind == "reminder" and p.percent == 80]
     assert len(p50) == len(p80) == N
     when = max(p50) + timedelta(minutes=1)
     assert when < min(p80), (max(p50), min(p80))
