@@ -50,7 +50,7 @@ class App:
         """A renderer of `config`'s templates with every one of them compiled now: a file
         edited later is not read until the next reload. Raises TemplateError."""
         renderer = Renderer(config.resolve_path(config.templates_dir))
-        renderer.compile_all([(b.key, b.languages) for b in config.brands])
+        renderer.compile_all(config.brands)
         return renderer
 
     def reconfigure(self, config: Config, renderer: Renderer) -> None:

@@ -172,5 +172,8 @@ def test_a_broken_saved_reply_is_a_check_config_error(tmp_path) -> None:  # type
 
     shutil.copytree(ROOT / "templates", tmp_path / "t")
     Path(tmp_path / "t/_default/fr/replies/broken.txt").write_text("{{ case.nope }}")
-    errors = Renderer(tmp_path / "t").check([("kalra-plus", ["fr"])])
+    from tests.conftest import make_config
+
+    kalra = make_config(tmp_path).brand("kalra-plus").model_copy(update={"languages": ["fr"]})
+    errors = Renderer(tmp_path / "t").check([kalra])
     assert any("broken.txt" in e for e in errors), errors

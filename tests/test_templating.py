@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 
+from mailbot.config import BrandConfig
 from mailbot.outgoing.templating import (
     CASELESS_KINDS,
     KINDS,
@@ -28,9 +29,12 @@ from mailbot.outgoing.templating import (
     missing_label,
     sample_context,
 )
+from tests.conftest import make_config
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-BRANDS = {"kalra-plus": "Kalra-plus", "divikeys": "Divikeys"}
+SHIPPED_BRANDS = {b.key: b for b in make_config(Path("/nonexistent")).brands}  # config.toml's
+BRANDS = {key: b.name for key, b in SHIPPED_BRANDS.items()}
+ACME = BrandConfig(key="acme", name="Acme", prefix="AC", addresses=["support@acme.example"])
 LANGUAGES = ("fr", "en")
 URGENT_MARK = {"fr": "traitée en priorité", "en": "handled as a priority"}
 CONFIDENTIAL = {
@@ -52,7 +56,7 @@ def renderer() -> Renderer:
 
 
 def ctx(brand: str, language: str, **case: Any) -> dict[str, Any]:
-    c = sample_context(brand, BRANDS[brand], language)
+    c = sample_context(SHIPPED_BRANDS[brand], language)
     c["case"].update(case)
     return c
 
@@ -128,11 +132,11 @@ def test_unknown_kind_or_bad_brand(renderer: Renderer) -> None:
 
 
 def test_shipped_templates_pass_check(renderer: Renderer) -> None:
-    assert renderer.check([("kalra-plus", ["fr", "en"]), ("divikeys", ["fr", "en"])]) == []
+    assert renderer.check(list(SHIPPED_BRANDS.values())) == []
 
 
 def test_check_reports_unknown_language(renderer: Renderer) -> None:
-    errors = renderer.check([("divikeys", ["fr", "de"])])
+    errors = renderer.check([SHIPPED_BRANDS["divikeys"].model_copy(update={"languages": ["fr", "de"]})])
     assert len(errors) == 1 and "divikeys/de" in errors[0]
 
 
@@ -329,7 +333,7 @@ def test_undefined_variable_names_the_file(tmp_path: Path) -> None:
         "_default/fr/acknowledgement.html": OK_HTML,
     })
     with pytest.raises(TemplateError) as err:
-        r.render("acme", "fr", "acknowledgement", sample_context("acme", "Acme", "fr"))
+        r.render("acme", "fr", "acknowledgement", sample_context(ACME, "fr"))
     assert "templates/acme/fr/acknowledgement.txt:4" in str(err.value)
     assert "nope" in str(err.value)
 
@@ -341,7 +345,7 @@ def test_undefined_variable_in_partial_names_the_partial(tmp_path: Path) -> None
         "_default/fr/acknowledgement.html": OK_HTML,
     })
     with pytest.raises(TemplateError, match=r"templates/_default/fr/_part\.txt:2.*missing_var"):
-        r.render("acme", "fr", "acknowledgement", sample_context("acme", "Acme", "fr"))
+        r.render("acme", "fr", "acknowledgement", sample_context(ACME, "fr"))
 
 
 def test_missing_subject_line(tmp_path: Path) -> None:
@@ -350,13 +354,13 @@ def test_missing_subject_line(tmp_path: Path) -> None:
         "acme/fr/acknowledgement.html": OK_HTML,
     })
     with pytest.raises(TemplateError, match=r"acme/fr/acknowledgement\.txt.*Subject"):
-        r.render("acme", "fr", "acknowledgement", sample_context("acme", "Acme", "fr"))
+        r.render("acme", "fr", "acknowledgement", sample_context(ACME, "fr"))
 
 
 def test_missing_template_file(tmp_path: Path) -> None:
     r = write_templates(tmp_path, {"acme/fr/acknowledgement.txt": "Subject: x\n\ny\n"})
     with pytest.raises(TemplateError, match=r"acknowledgement\.html.*not found"):
-        r.render("acme", "fr", "acknowledgement", sample_context("acme", "Acme", "fr"))
+        r.render("acme", "fr", "acknowledgement", sample_context(ACME, "fr"))
 
 
 ESCAPES = [
@@ -376,7 +380,7 @@ def test_sandbox_escape_is_a_security_error(tmp_path: Path, payload: str, monkey
         "acme/fr/acknowledgement.txt": f"Subject: x\n\n{payload}\n",
         "acme/fr/acknowledgement.html": OK_HTML,
     })
-    c = sample_context("acme", "Acme", "fr")
+    c = sample_context(ACME, "fr")
     before = copy.deepcopy(c)
     with pytest.raises(TemplateSecurityError) as err:
         r.render("acme", "fr", "acknowledgement", c)
@@ -393,7 +397,7 @@ def test_check_names_broken_template(tmp_path: Path) -> None:
     undefined = tmp_path / "templates" / "_default" / "fr" / "reminder.html"
     undefined.write_text(undefined.read_text().replace("{{ case.ref }}", "{{ case.reff }}"))
     r = Renderer(tmp_path / "templates")
-    errors = r.check([("kalra-plus", ["fr", "en"]), ("divikeys", ["fr", "en"])])
+    errors = r.check(list(SHIPPED_BRANDS.values()))
     assert any("templates/divikeys/en/final_response.txt" in e and "syntax" in e for e in errors)
     assert any("templates/_default/fr/reminder.html" in e and "reff" in e for e in errors)
     assert all("templates/" in e for e in errors)
@@ -402,7 +406,7 @@ def test_check_names_broken_template(tmp_path: Path) -> None:
 def test_check_reports_language_fallback(tmp_path: Path) -> None:
     shutil.copytree(TEMPLATES, tmp_path / "templates")
     (tmp_path / "templates" / "_default" / "en" / "escalation.txt").unlink()
-    errors = Renderer(tmp_path / "templates").check([("divikeys", ["fr", "en"])])
+    errors = Renderer(tmp_path / "templates").check([SHIPPED_BRANDS["divikeys"]])
     assert len(errors) == 1 and "en/escalation.txt" in errors[0]
 
 
@@ -432,7 +436,7 @@ def test_missing_labels_and_money() -> None:
 
 
 def test_kind_specific_keys_default_to_empty(renderer: Renderer) -> None:
-    c = sample_context("divikeys", "Divikeys", "fr")
+    c = sample_context(SHIPPED_BRANDS["divikeys"], "fr")
     for key in ("extension", "reminder", "final", "rejection", "commands", "agent", "security"):
         del c[key]
     out = renderer.render("divikeys", "fr", "acknowledgement", c)

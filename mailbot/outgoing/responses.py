@@ -29,6 +29,7 @@ from mailbot.outgoing import letters, outbox
 from mailbot.outgoing.audiences import is_staff_kind
 from mailbot.outgoing.compose import new_message_id
 from mailbot.outgoing.links import status_url
+from mailbot.outgoing.templating import brand_context
 
 # The answers to a new complaint that `limits.ack_limit` counts per sender and hour: the
 # acknowledgement, and the short one of a probable duplicate (mailbot.cases.duplicates).
@@ -77,18 +78,11 @@ def case_context(app: App, case: Case) -> dict[str, Any]:
     }
 
 
-def mediator_context(brand: BrandConfig) -> dict[str, str]:
-    m = brand.mediator
-    return {"name": m.name if m else "", "postal_address": m.postal_address if m else "",
-            "website": m.website if m else "", "email": m.email if m else ""}
-
-
 def context(app: App, case: Case, about: Message | None = None, **extra: Any) -> dict[str, Any]:
     """The full template context (see mailbot.outgoing.templating for the keys)."""
     brand = app.config.brand(case.brand)
     ctx: dict[str, Any] = {
-        "brand": {"key": brand.key, "name": brand.name, "address": brand.addresses[0],
-                  "postal_address": brand.postal_address, "mediator": mediator_context(brand)},
+        "brand": brand_context(brand),
         "case": case_context(app, case),
         "message": {
             "subject": about.subject if about else case.subject,

@@ -24,6 +24,9 @@ through :func:`clean_header` (no CR/LF or other control characters).
 
 Context keys (every template must render with :func:`sample_context`)
 ---------------------------------------------------------------------
+``check-config`` renders each brand's templates with a sample case built from that brand's config
+(:func:`sample_context`): no brand is known to the code.
+
 - ``brand``: {key, name, address, postal_address, mediator: {name, postal_address, website, email}}
 - ``case``: {ref, subject, status, category, category_label, priority, urgent (bool), tier,
   tier_days (int), received_at, ack_due_at, due_at (ISO 8601 strings in the brand's local time,
@@ -85,15 +88,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
+from mailbot.config import BrandConfig
 from mailbot.mail.headers import clean_header
 
 KINDS = (
@@ -302,55 +307,43 @@ def command_help(language: str) -> list[dict[str, str]]:
 # Sample context
 
 
-_SAMPLE_BRANDS: dict[str, dict[str, str]] = {
-    "kalra-plus": {
-        "name": "Kalra-plus",
-        "address": "support@kalra-plus.com",
-        "postal_address": "",
-        "offset": "+01:00",
-        "tier": "simple",
-        "tier_days": "5",
-        "due": "2026-12-08",
-        "new_due": "2026-12-22",
-    },
-    "divikeys": {
-        "name": "Divikeys",
-        "address": "info@divikeys.com",
-        "postal_address": "Divikeys SAS, 14 rue Anegada, Hope estate, 97150 Saint Martin",
-        "offset": "-04:00",
-        "tier": "standard",
-        "tier_days": "15",
-        "due": "2026-12-22",
-        "new_due": "2027-01-07",
-    },
-}
+def mediator_context(brand: BrandConfig) -> dict[str, str]:
+    m = brand.mediator
+    return {"name": m.name if m else "", "postal_address": m.postal_address if m else "",
+            "website": m.website if m else "", "email": m.email if m else ""}
 
 
-def _sample_brand(brand_key: str, brand_name: str) -> dict[str, str]:
-    known = _SAMPLE_BRANDS.get(brand_key)
-    if known is None:
-        known = {
-            "address": f"support@{brand_key}.example",
-            "postal_address": f"{brand_name}, 1 rue de l'Exemple, 75001 Paris",
-            "offset": "+01:00",
-            "tier": "simple",
-            "tier_days": "5",
-            "due": "2026-12-08",
-            "new_due": "2026-12-22",
-        }
-    return {**known, "key": brand_key, "name": brand_name}
+def brand_context(brand: BrandConfig) -> dict[str, Any]:
+    """The ``brand`` key of every context, from the brand's config."""
+    return {"key": brand.key, "name": brand.name, "address": brand.addresses[0],
+            "postal_address": brand.postal_address, "mediator": mediator_context(brand)}
 
 
-def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, Any]:
-    """A complete, realistic context for every kind (used by :meth:`Renderer.check` and tests)."""
-    b: dict[str, Any] = _sample_brand(brand_key, brand_name)
-    off, tier, tier_days = b.pop("offset"), b.pop("tier"), int(b.pop("tier_days"))
-    b["mediator"] = {"name": "Médiateur de la consommation", "postal_address": "1 rue de la Médiation, 75001 Paris",
-                     "website": "https://mediateur.example", "email": "saisine@mediateur.example"}
-    due, new_due = f"{b.pop('due')}T18:00:00{off}", f"{b.pop('new_due')}T18:00:00{off}"
+def _weekdays_after(day: date, n: int) -> date:
+    """`n` days after `day` that are not Saturdays or Sundays (a sample's deadline: holidays
+    are the calendar's business, mailbot.cases.business_days)."""
+    while n > 0:
+        day += timedelta(days=1)
+        n -= day.weekday() < 5
+    return day
+
+
+def sample_context(brand: BrandConfig, language: str) -> dict[str, Any]:
+    """A complete, realistic context for every kind (used by :meth:`Renderer.check` and tests):
+    the brand's own data from its config (name, addresses, mediator, time zone, default tier,
+    reference prefix, first category), a sample customer and case around 1 December 2026."""
+    b = brand_context(brand)
+    received = datetime(2026, 12, 1, 9, 30, tzinfo=ZoneInfo(brand.timezone))
+    off = received.isoformat()[-6:]
+    tier = brand.sla.default_tier
+    tier_days = brand.sla.tiers.get(tier, 0)
+    due_day = _weekdays_after(received.date(), tier_days)
+    due = f"{due_day}T18:00:00{off}"
+    new_due = f"{_weekdays_after(due_day, 10)}T18:00:00{off}"
+    category = brand.categories[0] if brand.categories else None
+    ref = partial("{}-2026-{:06d}".format, brand.prefix)
     fr = language == "fr"
-    address = b["address"]
-    local, _, domain = address.partition("@")
+    local, _, domain = b["address"].partition("@")
     text = (
         "Bonjour,\n\nLe 27 novembre j'ai fait un virement de 250,00 EUR (réf. VIR-88213) qui "
         "n'est jamais arrivé.\nMerci de vérifier.\n\nCamille Martin"
@@ -361,13 +354,11 @@ def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, 
     return {
         "brand": b,
         "case": {
-            "ref": "KP-2026-000123" if brand_key == "kalra-plus" else "DK-2026-000123",
+            "ref": ref(123),
             "subject": "Virement non reçu" if fr else "Transfer not received",
             "status": "acknowledged",
-            "category": "transaction",
-            "category_label": "Retard ou problème de transaction, virement ou paiement"
-            if fr
-            else "Late or failed transaction, transfer or payment",
+            "category": category.key if category else "",
+            "category_label": category.labels.get(language, category.label) if category else "",
             "priority": "normal",
             "urgent": False,
             "tier": tier,
@@ -401,9 +392,9 @@ def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, 
             "routed_by": "reply_token",
         },
         "reply_address": f"{local}+r7k2q9x4m1@{domain}",
-        "status_url": f"https://reclamations.{domain}/status/KP-2026-000123/0f3c9a2be1d4",
+        "status_url": f"https://reclamations.{domain}/status/{ref(123)}/0f3c9a2be1d4",
         "signin": {"url": f"https://reclamations.{domain}/staff/signin/x7Qm2", "minutes": 15,
-                   "expires_at": f"2026-12-01T09:45:00{off}", "zone": "Europe/Paris"},
+                   "expires_at": f"2026-12-01T09:45:00{off}", "zone": brand.timezone},
         "extension": {
             "new_due_at": new_due,
             "reason": "analyse approfondie des opérations avec notre partenaire de paiement"
@@ -432,8 +423,8 @@ def sample_context(brand_key: str, brand_name: str, language: str) -> dict[str, 
         "assigned_by": f"supervisor@{domain}",
         "closure": {"reason": "vous nous avez indiqué que le virement est bien arrivé" if fr
                     else "you told us the transfer has arrived"},
-        "merge": {"other_ref": "KP-2026-000124" if brand_key == "kalra-plus" else "DK-2026-000124"},
-        "related": {"ref": "KP-2026-000101" if brand_key == "kalra-plus" else "DK-2026-000101", "why": "resent"},
+        "merge": {"other_ref": ref(124)},
+        "related": {"ref": ref(101), "why": "resent"},
         "notes": [{"at": f"2026-12-01T11:00:00{off}", "author": f"agent@{domain}",
                    "text": "Cliente rappelée : le relevé arrive demain." if fr
                    else "Called the customer back: the statement comes tomorrow."}],
@@ -670,11 +661,12 @@ class Renderer:
         first, second = self._search_path(brand, lang)[:2]
         return f"{self._display(first)}/{name} (or {self._display(second)}/{name})"
 
-    def compile_all(self, brands: Sequence[tuple[str, Sequence[str]]]) -> None:
+    def compile_all(self, brands: Sequence[BrandConfig]) -> None:
         """Compile every kind of each brand and language now (and keep them: templates are
         not read again from disk). Raises TemplateError for one that does not compile."""
-        for brand, languages in brands:
-            for language in languages:
+        for b in brands:
+            brand = b.key
+            for language in b.languages:
                 lang = self.resolve_language(brand, language)
                 env = self._env(brand, lang)
                 for kind in KINDS:
@@ -710,13 +702,14 @@ class Renderer:
 
     # -- check-config ------------------------------------------------------
 
-    def check(self, brands: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
-        """Render every kind x language of each brand against sample contexts, and every saved
-        reply; errors, or []."""
+    def check(self, brands: Sequence[BrandConfig]) -> list[str]:
+        """Render every kind x language of each brand against sample contexts made of the
+        brand's config (:func:`sample_context`), and every saved reply; errors, or []."""
         errors: list[str] = []
-        for brand, languages in brands:
+        for b in brands:
+            brand = b.key
             available = self.languages(brand)
-            for language in languages:
+            for language in b.languages:
                 if language not in available:
                     errors.append(
                         f"{self._display(str(self.root / brand / language))}: no templates for "
@@ -724,19 +717,20 @@ class Renderer:
                         f"(neither {brand}/{language} nor {DEFAULT_DIR}/{language} exists)"
                     )
                     continue
+                contexts = _check_variants(b, language)
                 for kind in KINDS:
                     errors += self._check_language_of_files(brand, language, kind)
-                    errors += self._first_error(partial(self.render, brand, language, kind), brand, language)
+                    errors += self._first_error(partial(self.render, brand, language, kind), contexts)
                 for name in self.replies(brand, language):
-                    errors += self._first_error(partial(self.render_reply, brand, language, name), brand, language)
+                    errors += self._first_error(partial(self.render_reply, brand, language, name), contexts)
         return list(dict.fromkeys(errors))
 
     @staticmethod
-    def _first_error(render: Callable[[dict[str, Any]], object], brand: str, language: str) -> list[str]:
+    def _first_error(render: Callable[[dict[str, Any]], object], contexts: list[dict[str, Any]]) -> list[str]:
         """The first error of rendering one template with each check context, or []."""
-        for ctx in _check_variants(brand, language):
+        for ctx in contexts:
             try:
-                render(ctx)
+                render(ctx)  # (the immutable sandbox cannot change it)
             except TemplateError as exc:
                 return [str(exc)]
         return []
@@ -754,12 +748,13 @@ class Renderer:
         return errors if language != self.default_language else []
 
 
-def _check_variants(brand: str, language: str) -> list[dict[str, Any]]:
+def _check_variants(brand: BrandConfig, language: str) -> list[dict[str, Any]]:
     """The sample context plus variants that exercise the conditional branches."""
-    name = _SAMPLE_BRANDS.get(brand, {}).get("name", brand)
-    base = sample_context(brand, name, language)
-    urgent = sample_context(brand, name, language)
-    urgent["case"].update(urgent=True, priority="urgent", missing=[], tier="complex", tier_days=15)
+    base = sample_context(brand, language)
+    urgent = sample_context(brand, language)
+    longest = max(brand.sla.tiers, key=brand.sla.tiers.__getitem__, default="")
+    urgent["case"].update(urgent=True, priority="urgent", missing=[], tier=longest,
+                          tier_days=brand.sla.tiers.get(longest, 0))
     urgent["final"].update(
         outcome="rejected", reexamination=True, include_mediation=False,
         sections=dict.fromkeys(base["final"]["sections"], ""),
@@ -771,7 +766,7 @@ def _check_variants(brand: str, language: str) -> list[dict[str, Any]]:
     urgent["case"].update(overdue=True, ack_late=True)
     urgent["letter"] = {"date": "2026-12-02", "place": "Marigot", "to_name": "Camille Martin",
                         "to_address": "3 rue de la Poste, 97150 Marigot"}
-    sparse = {**sample_context(brand, name, language), **_empty_kind_context()}
+    sparse = {**sample_context(brand, language), **_empty_kind_context()}
     sparse["case"].update(customer_name="", subject="", extracted={
         "amounts": [], "fact_dates": [], "references": [], "operation_types": [],
         "phone": "", "customer_number": "",

@@ -28,7 +28,7 @@ from mailbot.config import AgentConfig
 from mailbot.models import Outbox, WebSession, WebUsedLink
 from mailbot.outgoing import outbox
 from mailbot.outgoing.compose import Outgoing, build, new_message_id
-from mailbot.outgoing.responses import mediator_context
+from mailbot.outgoing.templating import brand_context
 from mailbot.web import signing
 
 LINKS_PER_WINDOW = 5
@@ -61,8 +61,7 @@ def request_link(app: App, secret: str, base_url: str, email: str) -> bool:
     expires = now + timedelta(minutes=app.config.web.signin_minutes)
     url = f"{base_url}/staff/signin/{signing.make_signin_token(secret, agent.email, expires)}"
     brand = app.config.brand(agent.brands[0])
-    ctx = {"brand": {"key": brand.key, "name": brand.name, "address": brand.addresses[0],
-                     "postal_address": brand.postal_address, "mediator": mediator_context(brand)},
+    ctx = {"brand": brand_context(brand),
            "agent": {"name": agent.name, "email": agent.email},
            "signin": {"url": url, "minutes": app.config.web.signin_minutes,
                       "expires_at": app.calendar(brand).local(expires).isoformat(), "zone": brand.timezone}}
