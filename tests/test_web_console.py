@@ -45,7 +45,7 @@ def _events(app: App, ref: str, type_: str) -> list[Event]:
     return rows
 
 
-def _act(c: TestClient, ref: str, action: str, **fields: str):  # type: ignore[no-untyped-def]
+def _act(c: TestClient, ref: str, action: str, /, **fields: str):  # type: ignore[no-untyped-def]
     return c.post(f"/staff/cases/{ref}/{action}", data={"csrf": csrf(c, f"/staff/cases/{ref}"), **fields})
 
 
@@ -220,3 +220,86 @@ def test_a_reply_with_files_reaches_the_customer_with_them_and_a_refused_file_se
                if "marie@" in str(m["To"]) and "Voici le formulaire" in text_of(m)]
     assert [(p.get_filename(), p.get_content()) for p in reply.iter_attachments()] == [("formulaire.pdf", b"%PDF-1.4 form")]
     assert "formulaire.pdf" in c.get(f"/staff/cases/{ref}").text
+
+
+def test_the_case_page_offers_every_action_of_the_agents_mail_commands(web_app: App, tmp_path: Path) -> None:
+    from mailbot.cases.agent_mail import COMMANDS
+
+    assert post_complaint(client(web_app)).status_code == 303
+    c = sign_in(web_app, tmp_path, AGENT)
+    ref = "KP-2026-000001"
+    sections = {"explanation": "Contrôle.", "corrective_measures": "Ajusté.", "solution": "Exécuté."}
+    before = set(re.findall(rf'action="/staff/cases/{ref}/(\w+)', c.get(f"/staff/cases/{ref}").text))
+    assert _act(c, ref, "final", **sections, outcome="accepted").status_code == 303
+    page = c.get(f"/staff/cases/{ref}").text  # answered: re-examination and reopening are offered too
+    offered = before | set(re.findall(rf'(?:form)?action="/staff/cases/{ref}/(\w+)', page))
+    assert {w.lstrip("#") for w in COMMANDS} <= offered
+    for field in re.findall(r'<(?:input|select|textarea)\b[^>]*\bid="([^"]+)"', page):
+        assert f'for="{field}"' in page, f"no label for {field}"
+
+
+def test_an_agent_merges_a_customers_second_case_into_the_first_from_either_page(
+        web_app: App, tmp_path: Path, clock: Clock) -> None:
+    assert post_complaint(client(web_app), files=[PDF]).status_code == 303
+    clock.now += timedelta(hours=2)
+    assert post_complaint(client(web_app), subject="Toujours rien", description="Mon virement n'est toujours "
+                          "pas arrivé, je vous relance.").status_code == 303
+    assert post_complaint(client(web_app), email="autre@example.org").status_code == 303
+    c = sign_in(web_app, tmp_path, AGENT)
+    first, second, other = "KP-2026-000001", "KP-2026-000002", "KP-2026-000003"
+    page = c.get(f"/staff/cases/{second}").text
+    assert f'<option value="{first}">' in page and f'<option value="{other}">' not in page  # the customer's cases
+    refused = _act(c, second, "merge", ref=other)  # another customer's case: refused, what was typed kept
+    assert refused.status_code == 422 and f'value="{other}"' in refused.text
+    assert _case(web_app, other).status != "closed" and _case(web_app, second).status != "closed"
+    r = _act(c, second, "merge", ref=first.lower())
+    assert r.status_code == 303 and r.headers["location"].startswith(f"/staff/cases/{first}?done=merge")
+    merged = _case(web_app, second)
+    assert (merged.status, merged.outcome) == ("closed", "merged")
+    kept = c.get(r.headers["location"]).text
+    assert "Toujours rien" in kept and "releve.pdf" in kept and "Dossiers fusionnés" in kept
+    [notice] = [m for m in sent_mails(web_app, tmp_path / "sent")
+                if "marie@" in str(m["To"]) and second in text_of(m) and first in str(m["Subject"])]
+    assert _events(web_app, first, "merged_in")[0].actor == AGENT
+    gone = c.get(f"/staff/cases/{second}").text  # the merged case: no more actions, a link to the kept one
+    assert f'href="/staff/cases/{first}' in gone and f"/staff/cases/{second}/reopen" not in gone
+
+
+def test_linking_cases_names_each_on_the_others_page_and_sends_nothing(web_app: App, tmp_path: Path) -> None:
+    assert post_complaint(client(web_app)).status_code == 303
+    assert post_complaint(client(web_app), email="conjoint@example.org").status_code == 303
+    assert post_complaint(client(web_app), brand="divikeys").status_code == 303
+    c = sign_in(web_app, tmp_path, AGENT)
+    before = len(sent_mails(web_app, tmp_path / "sent"))
+    assert _act(c, "KP-2026-000001", "link", ref="DK-2026-000001").status_code == 422  # another brand's: unknown
+    assert _act(c, "KP-2026-000001", "link", ref="KP-2026-000002").status_code == 303
+    for ref, other in (("KP-2026-000001", "KP-2026-000002"), ("KP-2026-000002", "KP-2026-000001")):
+        assert f'<a href="/staff/cases/{other}' in c.get(f"/staff/cases/{ref}").text
+    assert len(sent_mails(web_app, tmp_path / "sent")) == before
+
+
+def test_an_answered_case_is_reexamined_or_reopened_from_its_page(web_app: App, tmp_path: Path) -> None:
+    assert post_complaint(client(web_app)).status_code == 303
+    c = sign_in(web_app, tmp_path, AGENT)
+    ref = "KP-2026-000001"
+    assert _act(c, ref, "reexamine").status_code == 422  # not answered yet
+    sections = {"explanation": "Contrôle.", "corrective_measures": "Ajusté.", "solution": "Exécuté."}
+    assert _act(c, ref, "final", **sections, outcome="rejected").status_code == 303
+    assert _act(c, ref, "reexamine", reason="le client conteste par téléphone").status_code == 303
+    assert _case(web_app, ref).status == "reexamination"
+    assert any("examen" in str(m["Subject"]).lower() for m in sent_mails(web_app, tmp_path / "sent")
+               if "marie@" in str(m["To"]))
+
+
+def test_tier_category_and_priority_change_from_the_case_page(web_app: App, tmp_path: Path) -> None:
+    assert post_complaint(client(web_app)).status_code == 303
+    c = sign_in(web_app, tmp_path, AGENT)
+    ref = "KP-2026-000001"
+    assert 'id="f-tier-reason"' in c.get(f"/staff/cases/{ref}").text
+    assert _act(c, ref, "tier", tier="complex", reason="enquête auprès du partenaire").status_code == 303
+    assert _act(c, ref, "category", category="frais").status_code == 303
+    assert _act(c, ref, "priority", priority="urgent").status_code == 303
+    case = _case(web_app, ref)
+    assert (case.tier, case.category, case.priority) == ("complex", "frais", "urgent")
+    assert any("enquête auprès du partenaire" in text_of(m) for m in sent_mails(web_app, tmp_path / "sent")
+               if "marie@" in str(m["To"]))

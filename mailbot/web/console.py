@@ -17,10 +17,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mailbot import db
-from mailbot.cases import actions, attachments, register
+from mailbot.cases import actions, attachments, merging, reexamination, register
 from mailbot.cases.queue import SORTS, BadFilter, QueueFilter, list_cases
 from mailbot.cases.records import STATUSES, add_message, log_event
 from mailbot.cases.search import search_cases
@@ -39,7 +39,11 @@ router = APIRouter(prefix="/staff", include_in_schema=False)
 PER_PAGE = 50
 INLINE_TYPES = {"application/pdf", "image/png", "image/jpeg", "image/gif", "image/webp", "text/plain"}
 OUTCOME_WORDS = {"accepted": "accepte", "partially_accepted": "partiellement accepte", "rejected": "rejete"}
-ACTIONS = ("reply", "ask", "note", "final", "extend", "tier", "assign", "close")
+# Every action of an agent's mail (mailbot.cases.agent_mail.COMMANDS), each through the same
+# package function as its # command: reply (and #reply NAME), #ask, #note, #final, #extend,
+# #tier, #category, #priority, #assign, #link, #merge, #reopen, #reexamine, #close.
+ACTIONS = ("reply", "ask", "note", "final", "extend", "tier", "category", "priority", "assign", "link", "merge",
+           "reopen", "reexamine", "close")
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -112,8 +116,20 @@ def _case_context(request: Request, staff: Staff, s: Session, case: Case) -> dic
         "agents": [a for a in app.config.agents if case.brand in a.brands],
         "tiers": brand.sla.tiers, "sections": brand.final_sections, "outcomes": list(OUTCOME_WORDS),
         "cap": {"days": cap, "used": used, "left": max(0, cap - used)},
+        "categories": brand.categories, "reasons_required": brand.sla.reasons_required,
+        "saved_replies": app.renderer.replies(case.brand, app.renderer.resolve_language(case.brand, case.language)),
+        "related": _related(s, case), "merged": case.outcome == merging.MERGED,
         "errors": {}, "values": {}, "notice": "", "open": case.status not in ("closed",),
+        "reopenable": case.status in reexamination.REOPENABLE and case.outcome != merging.MERGED,
     }
+
+
+def _related(s: Session, case: Case) -> list[Case]:
+    """The customer's other cases of the brand (what a merge or a link most often names)."""
+    if not case.customer_email:
+        return []
+    return list(s.exec(select(Case).where(Case.brand == case.brand, Case.customer_email == case.customer_email,
+                                          Case.id != case.id).order_by(col(Case.id).desc()).limit(20)))
 
 
 @router.get("/cases/{ref}", response_class=HTMLResponse)
@@ -198,24 +214,44 @@ def _staff_files(s: Session, request: Request, staff: Staff, case: Case, action:
 
 
 def _perform(action: str, s: Session, request: Request, staff: Staff, case: Case,
-             form: dict[str, str], uploads: list[Upload]) -> None:
+             form: dict[str, str], uploads: list[Upload]) -> str:
+    """Carry out `action` with the package function its # command uses; returns the
+    reference of the case to show next (a merge may keep the other case)."""
     app = ctx(request).app
     who = staff.email
     text = form.get("text", "")
     about = actions.last_customer_message(s, case)
+    if action in ("reply", "ask") and form.get("saved"):  # #reply NAME: the saved reply after the agent's text
+        text = "\n\n".join(p.strip() for p in (text, actions.saved_reply(app, case, about, form["saved"])) if p.strip())
     files = _staff_files(s, request, staff, case, action, text, uploads) if action in ("reply", "ask", "final") else []
+    if action == "merge":
+        kept, _ = merging.merge(s, app, case, who, form.get("ref", ""))
+        return kept.ref
     run: dict[str, Callable[[], object]] = {
         "reply": lambda: actions.reply(s, app, case, who, text, about=about, files=files),
         "ask": lambda: actions.reply(s, app, case, who, text, about=about, ask=True, files=files),
-        "note": lambda: actions.note(s, app, case, who, text) if text.strip() else _refuse("note", "empty"),
+        "note": lambda: actions.note(s, app, case, who, text) if text.strip() else _refuse("#note", "empty"),
         "final": lambda: actions.final(s, app, case, who, _final_text(form, app.config.brand(case.brand)
                                                                        .final_sections), about=about, files=files),
         "extend": lambda: actions.extend(s, app, case, who, _int(form.get("days", "")), form.get("reason", "")),
-        "tier": lambda: actions.set_tier(s, app, case, who, form.get("tier", "")),
+        "tier": lambda: actions.set_tier(s, app, case, who, form.get("tier", ""), form.get("reason", "")),
+        "category": lambda: actions.set_category(s, app, case, who, form.get("category", "")),
+        "priority": lambda: actions.set_priority(s, app, case, who, form.get("priority", "")),
         "assign": lambda: actions.assign(s, app, case, who, form.get("agent", "")),
+        "link": lambda: merging.link(s, app, case, who, form.get("ref", "")),
+        "reopen": lambda: actions.reopen(s, app, case, who, form.get("reason", "")),
+        "reexamine": lambda: _reexamine(s, request, case, who, form.get("reason", "")),
         "close": lambda: actions.close(s, app, case, who, form.get("reason", "")),
     }
     run[action]()
+    return case.ref
+
+
+def _reexamine(s: Session, request: Request, case: Case, who: str, reason: str) -> None:
+    try:
+        reexamination.by_agent(s, ctx(request).app, case, who, reason.strip())
+    except reexamination.NotReopenable as exc:
+        raise actions.Rejected("#reexamine", [str(exc)]) from None
 
 
 def _refuse(command: str, reason: str) -> None:
@@ -247,7 +283,7 @@ async def act(request: Request, ref: str, action: str) -> Response:
                 return error_page(request, 404)
             if len(uploads) > app.config.web.max_files:
                 raise actions.Rejected(action, [f"at most {app.config.web.max_files} files"])
-            _perform(action, s, request, staff, case, values, uploads)
+            shown = _perform(action, s, request, staff, case, values, uploads)
     except actions.Rejected as exc:
         with db.session_scope(app.engine) as s:
             case = _own_case(s, staff, ref)
@@ -256,6 +292,6 @@ async def act(request: Request, ref: str, action: str) -> Response:
         context["errors"] = {action: exc.reasons}
         context["values"] = {action: values}
         return staff_page(request, staff, "staff_case.html", context, status=422)
-    return RedirectResponse(f"/staff/cases/{ref.upper()}?done={action}#top", status_code=303)
+    return RedirectResponse(f"/staff/cases/{shown}?done={action}#top", status_code=303)
 
 
