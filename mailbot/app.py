@@ -43,13 +43,13 @@ class App:
 
     @cached_property
     def renderer(self) -> Renderer:
-        return Renderer(self.config.resolve_path(self.config.templates_dir))
+        return Renderer(self.config.resolve_path(self.config.templates_dir), zones=self.config.zones())
 
     @staticmethod
     def compiled_renderer(config: Config) -> Renderer:
         """A renderer of `config`'s templates with every one of them compiled now: a file
         edited later is not read until the next reload. Raises TemplateError."""
-        renderer = Renderer(config.resolve_path(config.templates_dir))
+        renderer = Renderer(config.resolve_path(config.templates_dir), zones=config.zones())
         renderer.compile_all(config.brands)
         return renderer
 

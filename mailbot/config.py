@@ -358,7 +358,7 @@ class BrandConfig(_Strict):
     language: str = _d("fr", "language of mail when the customer's is not served")
     languages: list[str] = _d(["fr", "en"], "languages the brand answers in "
                               "(`templates/<brand>/<language>/`)")
-    timezone: str = _d("Europe/Paris", "IANA time zone of the brand's business days")
+    timezone: str = _d("Europe/Paris", "IANA time zone of the brand's business days and of every time its mails and pages show (named after it: 'à 10:00 (heure de Paris)')")
     holidays_country: str = _d("FR", "country whose public holidays are not business days "
                                "(ISO 3166 code)")
     holidays_subdiv: str | None = _d(None, "subdivision adding its own holidays (e.g. MF: "
@@ -598,6 +598,10 @@ class Config(_Strict):
             if b.key == key:
                 return b
         raise KeyError(key)
+
+    def zones(self) -> dict[str, str]:
+        """Each brand's time zone, by brand key (the times its mails and pages show)."""
+        return {b.key: b.timezone for b in self.brands}
 
     def brand_for_address(self, address: str) -> BrandConfig | None:
         """The brand owning `address` (plus-addressing allowed), or None."""

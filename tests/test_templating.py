@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import html
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -421,6 +422,14 @@ def test_date_filters() -> None:
     assert format_datetime("2026-12-02T14:00:00+01:00", "fr") == "mercredi 2 décembre 2026 à 14:00"
     assert format_datetime("2026-08-15T09:05:00+02:00", "en") == "Saturday 15 August 2026 at 09:05"
     assert format_datetime("2026-08-15", "en") == "Saturday 15 August 2026"
+    # a time names its zone (and is shown in it); a date alone stays a date
+    assert format_datetime("2026-12-28T17:00:00+01:00", "fr", "Europe/Paris") == \
+        "lundi 28 décembre 2026 à 17:00 (heure de Paris)"
+    assert format_datetime("2026-12-28T21:00:00+00:00", "en", "America/Marigot") == \
+        "Monday 28 December 2026 at 17:00 (Saint-Martin time)"
+    assert format_datetime("2026-12-28T17:00:00-05:00", "fr", "America/New_York") == \
+        "lundi 28 décembre 2026 à 17:00 (America/New_York)"
+    assert format_datetime("2026-12-28", "fr", "Europe/Paris") == "lundi 28 décembre 2026"
     assert format_date("", "fr") == ""
     with pytest.raises(ValueError):
         format_date("next tuesday", "fr")
@@ -441,3 +450,27 @@ def test_kind_specific_keys_default_to_empty(renderer: Renderer) -> None:
         del c[key]
     out = renderer.render("divikeys", "fr", "acknowledgement", c)
     assert "DK-2026-000123" in out.text
+
+
+_A_TIME = re.compile(r"(?: à | at )\d{2}:\d{2}")
+
+
+@pytest.mark.parametrize("brand", sorted(BRANDS))
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_every_time_a_mail_shows_names_its_zone(brand: str, language: str) -> None:
+    """Issue 22 item 9: wherever a mail of the shipped templates (customer's or staff's,
+    text and HTML, the brand's overrides included) shows a time, the brand's time zone is
+    named right after it; dates alone stay dates."""
+    zones = {"kalra-plus": "Europe/Paris", "divikeys": "America/Marigot"}
+    named = {("Europe/Paris", "fr"): "heure de Paris", ("Europe/Paris", "en"): "Paris time",
+             ("America/Marigot", "fr"): "heure de Saint-Martin", ("America/Marigot", "en"): "Saint-Martin time"}
+    label = named[zones[brand], language]
+    r = Renderer(TEMPLATES, zones=zones)
+    shown = 0
+    for kind in KINDS:
+        out = r.render(brand, language, kind, ctx(brand, language))
+        for part in (out.text, html.unescape(out.html)):
+            for m in _A_TIME.finditer(part):
+                shown += 1
+                assert part[m.end():].startswith(f" ({label})"), (kind, part[m.start() - 60:m.end() + 30])
+    assert shown >= 10

@@ -61,10 +61,12 @@ def test_a_form_complaint_is_a_case_of_channel_form_acknowledged_with_its_status
     mails = sent_mails(web_app, tmp_path / "sent")
     ack = next(m for m in mails if m["To"].addresses[0].addr_spec == "marie@example.org")
     assert "KP-2026-000001" in ack["Subject"]
+    assert "reçu votre réclamation le lundi 23 novembre 2026 à 10:00 (heure de Paris)" in text_of(ack)
     link = link_in([ack], re.escape(BASE) + r"/status/\S+")
     page = c.get(link.removeprefix(BASE))
     assert page.status_code == 200
     assert "Virement non reçu" in page.text and "relevé" in page.text
+    assert "lundi 23 novembre 2026 à 10:00 (heure de Paris)" in page.text  # a time names its zone
 
 
 def test_without_a_public_url_customer_mail_carries_no_status_link(make_app: Callable[..., App],

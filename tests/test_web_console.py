@@ -81,7 +81,7 @@ def test_a_case_page_shows_everything_and_records_who_saw_it(web_app: App, tmp_p
     c = sign_in(web_app, tmp_path, AGENT)
     page = c.get("/staff/cases/KP-2026-000001").text
     assert "Mon virement de 1 250,00 EUR" in page and "releve.pdf" in page
-    assert "(CET)" in page  # times in the brand's zone, named
+    assert "(heure de Paris)" in page and "CET" not in page  # times in the brand's zone, named
     assert "plafond réglementaire : 35 jours ouvrés" in page  # a payment-services bank: 35 at most
     [viewed] = _events(web_app, "KP-2026-000001", "viewed")
     assert viewed.actor == AGENT

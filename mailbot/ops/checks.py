@@ -95,7 +95,8 @@ def template_problems(parts: Parts, base_dir: Path) -> list[Problem]:
     if not tdir.is_dir():
         return [Problem(("templates_dir",), f"directory {tdir} does not exist")]
     # the template's own file and line lead the message: no config line for it
-    return [Problem((), e) for e in Renderer(tdir).check([b for _, b in parts.brands])]
+    zones = {b.key: b.timezone for _, b in parts.brands}
+    return [Problem((), e) for e in Renderer(tdir, zones=zones).check([b for _, b in parts.brands])]
 
 
 def staff_problems(parts: Parts, i: int, brand: BrandConfig) -> list[Problem]:

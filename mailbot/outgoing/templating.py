@@ -79,7 +79,8 @@ ack) get empty defaults when the caller leaves them out.  The renderer adds ``la
 rendered), ``kind`` and, for the HTML part, ``subject``.
 
 Filters: ``date`` ("mardi 1er décembre 2026" / "Tuesday 1 December 2026"), ``datetime`` (the same
-plus " à 14:00" / " at 14:00"), ``filesize`` (12345 -> "12 Ko" / "12 KB"), ``missing_label`` (missing-item key -> human label), ``money``
+plus " à 14:00 (heure de Paris)" / " at 14:00 (Paris time)": a time always names its zone, the
+brand's ``timezone``, by :func:`zone_label`; a date alone stays a date), ``filesize`` (12345 -> "12 Ko" / "12 KB"), ``missing_label`` (missing-item key -> human label), ``money``
 ({value, currency} -> "1 234,56 EUR" / "EUR 1,234.56").
 """
 
@@ -226,14 +227,39 @@ def format_date(value: Any, language: str = "fr") -> str:
     return f"{_DAYS[lang][d.weekday()]} {day} {_MONTHS[lang][d.month - 1]} {d.year}"
 
 
-def format_datetime(value: Any, language: str = "fr") -> str:
-    """format_date plus ' à 14:00' / ' at 14:00' (the time as given, in the brand's local time)."""
+# Zones their people call by a place ("heure de Paris"); any other is named by its IANA name.
+_ZONE_NAMES: dict[str, dict[str, str]] = {
+    "Europe/Paris": {"fr": "heure de Paris", "en": "Paris time"},
+    "America/Marigot": {"fr": "heure de Saint-Martin", "en": "Saint-Martin time"},
+    "America/St_Barthelemy": {"fr": "heure de Saint-Barthélemy", "en": "Saint-Barthélemy time"},
+    "America/Guadeloupe": {"fr": "heure de la Guadeloupe", "en": "Guadeloupe time"},
+    "America/Martinique": {"fr": "heure de la Martinique", "en": "Martinique time"},
+    "America/Cayenne": {"fr": "heure de la Guyane", "en": "French Guiana time"},
+    "Indian/Reunion": {"fr": "heure de La Réunion", "en": "Réunion time"},
+    "Indian/Mayotte": {"fr": "heure de Mayotte", "en": "Mayotte time"},
+}
+
+
+def zone_label(zone: str, language: str = "fr") -> str:
+    """How a reader is told the zone of a time: 'heure de Paris' / 'Paris time' for the
+    zones known by a place, the IANA name ('America/New_York') otherwise."""
+    names = _ZONE_NAMES.get(zone)
+    return names.get(_table_lang(language), names["en"]) if names else zone
+
+
+def format_datetime(value: Any, language: str = "fr", zone: str = "") -> str:
+    """format_date plus ' à 14:00' / ' at 14:00', in `zone` and naming it
+    (' à 14:00 (heure de Paris)') when one is given; a date alone stays a date."""
     d = _to_datetime(value)
     if d is None:
         return ""
+    if zone and isinstance(d, datetime) and d.tzinfo is not None:
+        d = d.astimezone(ZoneInfo(zone))
     text = format_date(d, language)
     if isinstance(d, datetime):
         text += f"{_AT[_table_lang(language)]}{d:%H:%M}"
+        if zone:
+            text += f" ({zone_label(zone, language)})"
     return text
 
 
@@ -507,9 +533,13 @@ def _empty_kind_context() -> dict[str, Any]:
 class Renderer:
     """Renders ``<kind>.txt`` + ``<kind>.html`` for a brand and a language."""
 
-    def __init__(self, templates_dir: Path, default_language: str = "fr") -> None:
+    def __init__(self, templates_dir: Path, default_language: str = "fr",
+                 zones: Mapping[str, str] | None = None) -> None:
+        """`zones`: each brand's time zone (its ``timezone``): the ``datetime`` filter shows
+        a time in it and names it; a brand without one gets times as given, unnamed."""
         self.root = Path(templates_dir).resolve()
         self.default_language = default_language
+        self.zones = dict(zones or {})
         self._envs: dict[tuple[str, str], ImmutableSandboxedEnvironment] = {}
 
     # -- discovery ---------------------------------------------------------
@@ -564,7 +594,7 @@ class Renderer:
             lstrip_blocks=True,
         )
         env.filters["date"] = partial(format_date, language=language)
-        env.filters["datetime"] = partial(format_datetime, language=language)
+        env.filters["datetime"] = partial(format_datetime, language=language, zone=self.zones.get(brand, ""))
         env.filters["missing_label"] = partial(missing_label, language=language)
         env.filters["money"] = partial(format_money, language=language)
         env.filters["filesize"] = partial(format_filesize, language=language)

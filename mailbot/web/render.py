@@ -23,11 +23,12 @@ def _local(value: datetime | None, tz: str) -> datetime | None:
 
 
 def _when(value: datetime | None, tz: str, language: str) -> str:
-    """A time in the brand's zone with the zone's name: "… à 14:00 (Europe/Paris)"."""
+    """A time in the brand's zone with the zone's name, as the mails give it:
+    "… à 14:00 (heure de Paris)" (`templating.zone_label`)."""
     local = _local(value, tz)
     if local is None:
         return "—"
-    return f"{format_datetime(local, language)} ({local.tzname()})"
+    return format_datetime(local, language, tz)
 
 
 def _day(value: datetime | None, tz: str, language: str) -> str:

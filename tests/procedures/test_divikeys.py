@@ -127,6 +127,8 @@ def test_the_acknowledgement_asks_for_the_steps_already_taken(desk: Desk) -> Non
     ref = desk.mail_in(to="info@divikeys.com", message_id="<dk1@example.org>")
     ack = only(desk.new_mails(), "marie.dupont@example.org")
     assert "les étapes déjà suivies pour tenter de résoudre le problème" in ack.text
+    # Saint-Martin's time, named (issue 22 item 9)
+    assert "reçu votre réclamation le lundi 23 novembre 2026 à 10:00 (heure de Saint-Martin)" in ack.text
     desk.mail_in(to="info@divikeys.com", subject="Re: Virement", In_Reply_To="<dk1@example.org>",
                  body="J'ai déjà contacté ma banque, qui ne voit rien.")
     assert "etapes" not in desk.show(ref)["extracted"]["missing"]

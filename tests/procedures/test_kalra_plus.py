@@ -16,6 +16,8 @@ def test_the_acknowledgement_promises_the_tier_date(desk: Desk) -> None:
     ref = desk.mail_in()
     ack = only(desk.new_mails(), "marie.dupont@example.org")
     assert ack.subject == f"[{ref}] Accusé de réception de votre réclamation : Virement non reçu"
+    # a time names its zone (issue 22 item 9); the dates promised stay dates
+    assert "Nous avons bien reçu votre réclamation le lundi 23 novembre 2026 à 10:00 (heure de Paris)" in ack.text
     assert "Votre réclamation relève du délai de 5 jours ouvrés : vous recevrez notre réponse au plus tard le " \
            "lundi 30 novembre 2026." in ack.text
     assert desk.register()[0]["ack_met"] == "yes"
@@ -62,6 +64,7 @@ def test_an_english_acknowledgement_shows_the_english_category(desk: Desk) -> No
         "Hello,\nmy transfer of EUR 1,250.00 made on 3 November 2026 has not arrived.\nPlease check.\nMary Smith"))
     ack = only(desk.new_mails(), "marie.dupont@example.org")
     assert "Category: Late or failed transaction, transfer or payment" in ack.text
+    assert "We received your complaint on Monday 23 November 2026 at 10:00 (Paris time)" in ack.text
     assert "virement" not in ack.text.lower()
 
 

@@ -242,6 +242,8 @@ def test_a_reexamination_has_its_own_deadline_reminders_escalation_and_mediation
     mails = desk.new_mails()
     ack, note = only(mails, "marie.dupont@example.org"), only(mails, "agent@kalra-plus.com")
     assert "au plus tard le mercredi 16 décembre 2026" in ack.text
+    assert "Nous avons bien reçu le mercredi 25 novembre 2026 à 10:00 (heure de Paris) votre demande de réexamen" \
+        in ack.text
     assert "Réclamation en réexamen : réponse attendue au plus tard le mercredi 16 décembre 2026" in note.text
     assert desk.show(ref)["status"] == "reexamination"
     desk.tick("2026-12-07T09:00:00+01:00")  # past half of the re-examination's 15 business days
