@@ -163,6 +163,10 @@ class LimitsConfig(_Strict):
     ack_limit: int = _d(5, "acknowledgements per sender per hour (later mails are recorded, "
                         "not acknowledged)", ge=0)
     auto_per_case: int = _d(20, "automatic mails per case, all kinds together", ge=0)
+    first_contact_acks: int = _d(100, "acknowledgements per hour, all brands together, to addresses we never "
+                                 "wrote to before (beyond it a new sender's case is opened without one, the "
+                                 "staff's notification says why, and the supervisor gets one alert an hour)",
+                                 ge=0)
     max_attachment_size: int = _d(26_214_400, "bytes per attachment kept (a larger one is listed "
                                   "as dropped)", gt=0)
     blocked_extensions: list[str] = _d(

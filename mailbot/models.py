@@ -209,6 +209,7 @@ class Event(SQLModel, table=True):
     """The audit trail: who did what, when."""
 
     __tablename__ = "events"
+    __table_args__ = (Index("ix_events_type_at", "type", "at"),)
     id: int | None = Field(default=None, primary_key=True)
     case_id: int | None = Field(default=None, foreign_key="cases.id", index=True)
     at: datetime = Field(default_factory=utcnow)
@@ -229,6 +230,7 @@ class Outbox(SQLModel, table=True):
     __table_args__ = (
         Index("ix_outbox_due", "status", "not_before"),
         Index("ix_outbox_rcpt_kind", "to_addr", "kind", "created_at"),
+        Index("ix_outbox_kind_created", "kind", "created_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
     case_id: int | None = Field(default=None, foreign_key="cases.id", index=True)
@@ -325,6 +327,17 @@ class SlaMark(SQLModel, table=True):
     case_id: int = Field(foreign_key="cases.id", primary_key=True)
     point: str = Field(primary_key=True, max_length=60)
     at: datetime = Field(default_factory=utcnow)
+
+
+class AlertMark(SQLModel, table=True):
+    """An alert to staff of one kind (and brand): when the last one went, and how many
+    occurrences wait for the next digest (one alert, then at most a digest an hour)."""
+
+    __tablename__ = "alert_marks"
+    key: str = Field(primary_key=True, max_length=100)
+    last_at: datetime
+    pending: int = 0
+    case_id: int | None = None  # the latest case concerned (the digest is staff mail about it)
 
 
 class FailingRecipient(SQLModel, table=True):

@@ -33,7 +33,7 @@ import pytest
 from tests.conftest import SHIPPED
 
 MODULES = ["mailbot.mail.extract", "mailbot.mail.classify", "mailbot.mail.parsing", "mailbot.mail.quotes",
-           "mailbot.mail.masking", "mailbot.mail.authresults", "mailbot.mail.routing"]
+           "mailbot.mail.masking", "mailbot.mail.authresults", "mailbot.mail.routing", "mailbot.mail.reflection"]
 # (module, function) -> how this test reaches the patterns that function compiles at run time.
 BUILT_AT_RUN_TIME = {
     ("mailbot.mail.extract", "_phrase"): "keyword phrases: every keyword of the shipped config (test below)",

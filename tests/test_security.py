@@ -13,7 +13,8 @@ import mailbox
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from mailbot.ingest import pipeline
 from mailbot.ingest.pipeline import Outcome, Received, TemporaryFailure, ingest, ingest_batch
 from mailbot.models import Case, Inbound, Quarantine
 from tests.conftest import ROOT, TEST_SECRET, config_data
-from tests.desk import AGENT, CUSTOMER, Desk, only, text_of, to
+from tests.desk import AGENT, CUSTOMER, SUPERVISOR, Desk, only, reply_to, text_of, to
 from tests.mails import mail
 from tests.procs import to_toml
 
@@ -415,3 +416,204 @@ def test_import_of_an_mbox_with_a_poison_mail_records_every_mail(app: App, tmp_p
         assert expected in p.stdout.decode()
     with db.session_scope(app.engine) as s:
         assert s.exec(select(func.count()).select_from(Inbound)).one() == 4
+
+
+# --------------------------------------------------------------------------- 7. reflected phishing
+
+PHISHING_NAME = "client, votre carte est bloquée. Appelez le +33 1 84 88 12 34"
+PHISHING_SUBJECT = "Carte bloquée : vérifiez sur https://kalra-secure.example/verif ou au 01 84 88 12 34"
+VICTIM = "victime@example.org"
+
+
+def everything_of(m: EmailMessage) -> str:
+    """What the recipient of `m` sees: its headers and both parts."""
+    html = m.get_body(("html",))
+    return "\n".join([*(f"{k}: {v}" for k, v in m.items()), text_of(m), html.get_content() if html else ""])
+
+
+def test_a_forged_name_and_subject_are_not_echoed_to_the_victim(app: App) -> None:
+    """A forged From whose display name was a phishing text with a phone number, and a
+    link in the subject: the genuine bank acknowledgement carried both to the victim."""
+    desk = Desk(app)
+    desk.receive(mail(frm=f'"{PHISHING_NAME}" <{VICTIM}>', subject=PHISHING_SUBJECT))
+    sent = desk.new_mail()
+    ack = everything_of(only(to(sent, VICTIM)))
+    for bait in ("+33", "84 88 12 34", "https", "kalra-secure", "bloquée. Appelez", "votre carte est"):
+        assert bait not in ack, bait
+    assert "Bonjour Madame, Monsieur" in ack and "Carte bloquée : vérifiez sur […] ou au […]" in ack
+    staff = text_of(only(to(sent, AGENT)))  # staff read what was written: they investigate with it
+    assert PHISHING_SUBJECT in staff and "+33 1 84 88 12 34" in staff
+
+
+@pytest.mark.parametrize(("name", "greeting"), [
+    ("Marie Dupont", "Marie Dupont"), ("Dupont, Marie", "Marie Dupont"),
+    ("Jean-Pierre de La Fontaine", "Jean-Pierre de La Fontaine"), ("M. O'Neil", "M. O'Neil"),
+    ("Éloïse Ménard", "Éloïse Ménard"), ("marie dupont", ""), ("Support 24/7", ""), ("www.evil.example", ""),
+    ("Gagnez Un Iphone Sur Evil Point Com Maintenant", ""), ("client, votre carte est bloquée", ""),
+])
+def test_greeting_by_name_only_when_it_looks_like_a_name(name: str, greeting: str) -> None:
+    from mailbot.mail.reflection import greeting_name
+
+    assert greeting_name(name) == greeting
+
+
+@pytest.mark.parametrize(("subject", "echoed"), [
+    ("Virement non reçu", "Virement non reçu"),
+    ("Re: [KP-2026-000001] prélèvement du 03.11.2026 de 1 250,00 €",
+     "Re: [KP-2026-000001] prélèvement du 03.11.2026 de 1 250,00 €"),
+    ("Commande 123456789012 non livrée", "Commande 123456789012 non livrée"),
+    ("Appelez le 0184881234 ou le 01.84.88.12.34 ou +44 20 7946 0958", "Appelez le […] ou le […] ou […]"),
+    ("Voir www.evil.example, kalra-secure.fr/login ou http://x.y/z", "Voir […], […] ou […]"),
+    ("Écrivez à secours@kalra-secure.fr", "Écrivez à […]"),
+    ("M.Le Roy, Mr.de la Tour", "M.Le Roy, Mr.de la Tour"),
+])
+def test_subjects_are_echoed_without_links_or_phone_numbers(subject: str, echoed: str) -> None:
+    from mailbot.mail.reflection import echo_safe
+
+    assert echo_safe(subject) == echoed
+
+
+def test_acknowledgements_to_first_time_addresses_are_capped_per_hour_with_one_alert(
+        make_app: Callable[..., App]) -> None:
+    """A forged-From run makes the genuine brand write to anyone: past the hourly cap a new
+    sender's case opens without an acknowledgement, the staff are told why, the supervisor
+    gets one alert, then one digest an hour later; known senders are not held back."""
+    app = make_app(limits={"first_contact_acks": 3})
+    desk = Desk(app)
+    desk.receive(mail(frm="Ancienne Cliente <known@example.org>"))
+    desk.new_mail()
+    for n in range(6):
+        desk.receive(mail(frm=f"Personne {chr(65 + n)} <new{n}@example.org>", subject=f"Plainte {n}"),
+                     rcpt="support@kalra-plus.com" if n % 2 else "info@divikeys.com")
+    desk.receive(mail(frm="Ancienne Cliente <known@example.org>", subject="Autre chose",
+                      body="Des frais de tenue de compte inconnus ce mois-ci."))
+    sent = desk.new_mail()
+    acked = {m["To"].addresses[0].addr_spec for m in sent if "Accusé" in m["Subject"]}
+    assert acked == {"new0@example.org", "new1@example.org", "known@example.org"}, acked
+    assert len(cases(app)) == 8  # every complaint is a case
+    notes = [text_of(m) for m in sent if m["To"].addresses[0].addr_spec.startswith("agent@")]
+    assert sum("plafond horaire des accusés de réception" in t for t in notes) == 4
+    alerts = [m for m in sent if m["To"].addresses[0].addr_spec.startswith("supervisor@")]
+    assert len(alerts) == 1 and "plafond des accusés de réception" in alerts[0]["Subject"]
+    assert "plafond de 3 accusés de réception par heure" in text_of(alerts[0])
+
+    desk.receive(mail(frm="Personne G <new6@example.org>"))  # still within the hour: no second alert
+    assert not [m for m in desk.new_mail() if "Accusé" in m["Subject"] or "supervisor@" in str(m["To"])]
+    app.clock.now += timedelta(minutes=61)  # type: ignore[attr-defined]
+    desk.tick()
+    digest = only([m for m in desk.new_mail() if "supervisor@" in str(m["To"])])
+    assert "Résumé : 4 nouveaux expéditeurs sans accusé de réception" in digest["Subject"]
+    listed = text_of(digest)
+    assert all(f"new{n}@example.org" in listed for n in (3, 4, 5, 6)), listed
+    desk.receive(mail(frm="Personne H <new7@example.org>"))  # a new hour: acknowledged again
+    assert to(desk.new_mail(), "new7@example.org")
+    desk.tick()
+    assert not [m for m in desk.new_mail() if "supervisor@" in str(m["To"])]  # nothing more to report
+
+
+# --------------------------------------------------------------------------- 15. tokens in relayed text
+
+def test_no_agent_token_or_staff_address_reaches_the_customer(app: App) -> None:
+    """The agent's client pasted the notification below the answer without quote markers:
+    the quote stripper keeps such text, and its token and staff addresses went out with it."""
+    desk = Desk(app)
+    notif = desk.complaint()
+    token_address = reply_to(notif)
+    pasted = (f"Bonjour Marie,\nVotre virement est parti hier.\nPaul\n\n"
+              f"De : mailbot <{token_address}>\nÀ : Paul <{AGENT}>\nCopie : {SUPERVISOR}\n"
+              f"{text_of(notif)}\nJeton : {token_address.partition('+')[2].partition('@')[0]}\n")
+    desk.reply(notif, pasted)
+    (answer,) = to(desk.new_mail(), CUSTOMER)
+    seen = everything_of(answer)
+    assert "Votre virement est parti hier." in seen
+    token = token_address.partition("+")[2].partition("@")[0]
+    for secret in (token, token_address, AGENT, SUPERVISOR):
+        assert secret not in seen, secret
+    (record,) = [m for m in desk.messages() if m.direction == "out" and m.kind == "agent_reply"]
+    assert token not in record.body_text and AGENT not in record.body_text  # the case's record of what went out
+
+
+def test_the_staff_scrub_keeps_other_addresses() -> None:
+    from mailbot.mail.reflection import without_staff
+
+    staff = frozenset({"agent@kalra-plus.com"})
+    text = ("Écrivez à support@kalra-plus.com ou support+c0123456789abcdef0123@kalra-plus.com, "
+            "pas à Agent@Kalra-Plus.com ni support+a12-2550-0123456789abcdef0123@kalra-plus.com (a12-2550-0123456789abcdef0123).")
+    assert without_staff(text, staff) == ("Écrivez à support@kalra-plus.com ou support+c0123456789abcdef0123@kalra-plus.com, "
+                                          "pas à […] ni […] ([…]).")
+
+
+# --------------------------------------------------------------------------- 12. customer on a staff address
+
+def test_a_customer_writing_to_a_staff_token_address_lands_on_the_case_and_the_agent_is_told(app: App) -> None:
+    """An agent copied the customer; the customer's reply-all reached the agent's token
+    address: it got 250 and nothing was recorded. It is the customer's message now."""
+    desk = Desk(app)
+    notif = desk.complaint()
+    staff_address = reply_to(notif)
+    r = desk.receive(mail(frm=f"Marie Dupont <{CUSTOMER}>", to=staff_address, subject=f"Re: {notif['Subject']}",
+                          body="Voici le relevé demandé : le virement apparaît bien au débit."), rcpt=staff_address)
+    assert r.case_refs == (desk.case().ref,)
+    (msg,) = [m for m in desk.messages("customer") if "relevé demandé" in m.body_text]
+    assert msg.from_addr == CUSTOMER and msg.route_signal == "staff_address"
+    sent = desk.new_mail()
+    assert "relevé demandé" in text_of(only(to(sent, AGENT)))
+    assert to(sent, SUPERVISOR) == [] and not desk.events("security")  # no false alarm
+    # anyone else with that address is still refused as a forgery
+    desk.receive(mail(frm="Mallory <mallory@evil.example>", to=staff_address, body="#close"), rcpt=staff_address)
+    assert desk.events("security") and desk.case().status != "closed"
+
+
+# --------------------------------------------------------------------------- 11. security alerts
+
+def _forge(desk: Desk, token_address: str, n: int) -> None:
+    desk.receive(mail(frm="Mallory <mallory@evil.example>", to=token_address, subject=f"Re: tentative {n}",
+                      body=f"#close\nTentative numéro {n}."), rcpt=token_address)
+
+
+def test_forged_agent_mail_makes_one_alert_then_a_digest_and_is_kept_in_the_history(app: App) -> None:
+    """30 forged mails made 30 alerts, each saying the message was kept in the history,
+    where only an event was."""
+    desk = Desk(app)
+    notif = desk.complaint()
+    token_address = reply_to(notif)
+    for n in range(30):
+        _forge(desk, token_address, n)
+    alerts = to(desk.new_mail(), SUPERVISOR)
+    assert len(alerts) == 1 and "conservé dans l'historique" in text_of(alerts[0])
+    kept = desk.messages("refused")
+    assert [m.body_text.replace("\r\n", "\n").strip() for m in kept] == [f"#close\nTentative numéro {n}." for n in range(30)]
+    assert all(m.from_addr == "mallory@evil.example" for m in kept)
+    assert desk.case().status != "closed"
+    desk.tick()
+    assert to(desk.new_mail(), SUPERVISOR) == []  # the digest waits for the hour
+    app.clock.now += timedelta(minutes=61)  # type: ignore[attr-defined]
+    desk.tick()
+    digest = only(to(desk.new_mail(), SUPERVISOR))
+    assert "29 messages refusés" in digest["Subject"]
+    listed = text_of(digest)
+    lines = [ln for ln in listed.splitlines() if ln.startswith("- ")]
+    assert len(lines) == 29 and all(desk.case().ref in ln and "mallory@evil.example" in ln for ln in lines), listed
+    _forge(desk, token_address, 31)  # the digest just went: the next waits for the next digest
+    assert to(desk.new_mail(), SUPERVISOR) == []
+    app.clock.now += timedelta(minutes=61)  # type: ignore[attr-defined]
+    desk.tick()
+    assert "1 messages refusés" in only(to(desk.new_mail(), SUPERVISOR))["Subject"]
+    app.clock.now += timedelta(minutes=61)  # type: ignore[attr-defined]
+    _forge(desk, token_address, 32)  # a quiet hour later: an alert at once
+    assert "message refusé sur une réclamation" in only(to(desk.new_mail(), SUPERVISOR))["Subject"]
+
+
+def test_a_cross_brand_rejection_names_the_right_brands(app: App) -> None:
+    desk = Desk(app)
+    notif = desk.complaint()
+    token_address = reply_to(notif)  # a kalra-plus case's token, issued to agent@kalra-plus.com
+    # a divikeys agent uses it
+    desk.receive(mail(frm="agent@divikeys.com", to=token_address, body="#close"), rcpt=token_address)
+    # the right agent, but to the divikeys address (the token's plus-part on the other brand)
+    elsewhere = "info+" + token_address.partition("+")[2].partition("@")[0] + "@divikeys.com"
+    desk.receive(mail(frm=AGENT, to=elsewhere, body="#close"), rcpt=elsewhere)
+    reasons = [e.data["reason"] for e in desk.events("security")]
+    assert reasons == ["agent@divikeys.com is an agent of divikeys, not of kalra-plus",
+                       f"a token of a kalra-plus case ({desk.case().ref}) sent to a divikeys address"], reasons
+    assert [e.data["brand"] for e in desk.events("security")] == ["kalra-plus", "kalra-plus"]

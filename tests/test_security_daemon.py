@@ -15,6 +15,9 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
 from pathlib import Path
 
 import pytest
@@ -181,3 +184,29 @@ def test_an_idle_session_is_closed(daemon: Daemon) -> None:
         while chunk := s.recv(200):
             rest += chunk
         assert time.monotonic() - started < IDLE_TIMEOUT + 5
+
+
+# --------------------------------------------------------------------------- 7. reflected phishing
+
+def _sent_to(d: Daemon, address: str) -> list[EmailMessage]:
+    new = d.workdir / "sent" / "new"
+    found = [message_from_bytes(p.read_bytes(), policy=default) for p in new.iterdir()] if new.is_dir() else []
+    return [m for m in found if isinstance(m, EmailMessage) and address in str(m["To"])]
+
+
+def test_a_forged_sender_gets_no_phishing_text_from_the_bank(daemon: Daemon) -> None:
+    """The attack as it came, by SMTP: a forged From whose name is a phishing text with a
+    phone number, a link in the subject; the acknowledgement to the victim carries neither."""
+    raw = mail(frm='"client, votre carte est bloquée. Appelez le +33 1 84 88 12 34" <victim-smtp@example.org>',
+               subject="Carte bloquée : https://kalra-secure.example/verif ou 01 84 88 12 34",
+               message_id="<phishing@example.org>")
+    assert daemon.send(raw, sender="victim-smtp@example.org")[0] == 250
+    wait_until(lambda: _sent_to(daemon, "victim-smtp@example.org"), timeout=60, what="the acknowledgement")
+    (ack,) = _sent_to(daemon, "victim-smtp@example.org")
+    text = ack.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    seen = "\n".join([*(f"{k}: {v}" for k, v in ack.items()), text,
+                      ack.get_body(("html",)).get_content()])  # type: ignore[union-attr]
+    assert "Carte bloquée" in seen  # (decoded: the checks below read what the victim reads)
+    for bait in ("+33", "84 88 12 34", "kalra-secure", "https", "est bloquée"):
+        assert bait not in seen, bait
+    assert "Bonjour Madame, Monsieur" in text

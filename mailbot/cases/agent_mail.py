@@ -17,11 +17,11 @@ from datetime import datetime, tzinfo
 from sqlmodel import Session
 
 from mailbot.app import App
-from mailbot.cases import actions, merging, reexamination
+from mailbot.cases import actions, alerts, merging, reexamination
 from mailbot.cases.attachments import of_message, store_attachments
 from mailbot.cases.messages import say
 from mailbot.cases.records import add_message, log_event
-from mailbot.cases.staff_mail import send_staff_mail, send_to_role, staff_language
+from mailbot.cases.staff_mail import send_staff_mail, staff_language
 from mailbot.cases.tokens import TokenCheck, check_agent_token, issued_to, token_case_id
 from mailbot.mail.authresults import from_unverified
 from mailbot.mail.masking import stored_body
@@ -75,6 +75,22 @@ def handle_agent_mail(session: Session, app: App, inbound: InboundRow, parsed: P
     return case
 
 
+def customer_on_staff_address(session: Session, app: App, route: BrandRoute, sender: str) -> tuple[Case, str] | None:
+    """The case whose customer wrote to a staff token address (a reply-all after an agent
+    copied them), and the staff address the token was issued to; None when the token is
+    not a genuine one of the brand's staff, or the sender is not that case's customer."""
+    sender = (sender or "").lower()
+    if not sender or app.config.agent(sender) is not None:
+        return None
+    staff = [a.email for a in app.config.staff_of(route.brand.key)] + list(route.brand.external_staff)
+    issued = issued_to(app.config.security.resolved_secret(), route.token or "", staff, app.now())
+    case_id = token_case_id(route.token) if issued else None
+    case = session.get(Case, case_id) if case_id else None
+    if case is None or case.brand != route.brand.key or (case.customer_email or "").lower() != sender:
+        return None
+    return case, issued or ""
+
+
 def _check_token(app: App, route: BrandRoute, sender: str) -> tuple[TokenCheck, str]:
     """The token's check for the sender, and to whom it was issued: the sender, or (a staff
     mail forwarded inside the team, e.g. to a supervisor) another agent of the brand, which
@@ -103,10 +119,12 @@ def _authorisation_problem(app: App, parsed: ParsedMail, sender: str, case: Case
     agent = app.config.agent(sender)
     if agent is None:
         return f"{sender or 'unknown sender'} is not a configured agent"
+    if case is not None and case.brand != route.brand.key:
+        return f"a token of a {case.brand} case ({case.ref}) sent to a {route.brand.key} address"
+    if route.brand.key not in agent.brands:
+        return f"{sender} is an agent of {', '.join(agent.brands)}, not of {route.brand.key}"
     if case is None:
         return f"invalid agent token: {token_reason}"
-    if case.brand != route.brand.key or case.brand not in agent.brands:
-        return f"{sender} is not an agent of {case.brand}"
     if app.config.security.require_authenticated_agents:
         return authenticated(parsed, sender, app.config.security.trusted_authserv_id)
     return None
@@ -114,13 +132,22 @@ def _authorisation_problem(app: App, parsed: ParsedMail, sender: str, case: Case
 
 def _forgery(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, route: BrandRoute,
              case: Case | None, reason: str) -> None:
-    brand = route.brand
-    log_event(session, case, "security", actor=parsed.from_addr or "unknown", at=app.now(),
-              reason=reason, inbound=inbound.id, brand=brand.key)
+    """A refused agent mail: an event, the message kept on the case it aimed at (kind
+    `refused`: shown to staff, never relayed nor taken for the customer's), and the case's
+    supervisors alerted — once, then in an hourly digest (mailbot.cases.alerts)."""
+    sender = parsed.from_addr or "unknown"
+    log_event(session, case, "security", actor=sender, at=app.now(),
+              reason=reason, inbound=inbound.id, brand=case.brand if case is not None else route.brand.key)
     inbound.reason = f"forged agent mail: {reason}"[:1000]
-    if case is not None:
-        send_to_role(session, app, case, "security_alert", "supervisor",
-                     ctx_extra={"security": {"sender": parsed.from_addr, "reason": reason}})
+    if case is None:
+        return
+    # Without its Message-ID: a refused mail threads nothing onto the case, nor shows in our References.
+    msg = add_message(session, case, direction="in", kind="refused", message_id=None,
+                      subject=parsed.subject, from_addr=sender, from_name=parsed.from_name,
+                      body_text=parsed.masked_text if parsed.masked_text is not None else stored_body(parsed.text),
+                      sent_at=parsed.date, inbound_id=inbound.id, route_signal="agent_token", route_detail=f"refused: {reason}"[:1000], created_at=app.now())
+    store_attachments(session, app, msg, parsed)
+    alerts.alert(session, app, alerts.security_key(case.brand), case, {"sender": sender, "reason": reason})
 
 
 COMMANDS = ("#note", "#ask", "#final", "#reply", "#extend", "#tier", "#category", "#priority", "#assign", "#link",

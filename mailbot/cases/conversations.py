@@ -16,8 +16,8 @@ from sqlmodel import Session, col, select
 
 from mailbot import db
 from mailbot.app import App
-from mailbot.cases import duplicates, reexamination, staff_mail
-from mailbot.cases.agent_mail import handle_agent_mail
+from mailbot.cases import alerts, duplicates, reexamination, staff_mail
+from mailbot.cases.agent_mail import customer_on_staff_address, handle_agent_mail
 from mailbot.cases.attachments import store_attachments
 from mailbot.cases.records import add_message, log_event, open_case, set_status
 from mailbot.cases.sla import Opening
@@ -61,13 +61,18 @@ def handle_customer(session: Session, app: App, inbound: InboundRow, parsed: Par
     cases: list[Case] = []
     clear_failing(session, parsed.from_addr)
     for route in routes:
-        if is_agent_token(route.token):
+        customer = customer_on_staff_address(session, app, route, parsed.from_addr) \
+            if is_agent_token(route.token) else None
+        if is_agent_token(route.token) and customer is None:
             with db.writes_now(session):  # its commands run in a savepoint
                 agent_case = handle_agent_mail(session, app, inbound, parsed, route)
             if agent_case is not None:
                 cases.append(agent_case)
             continue
-        found = find_case(session, route, parsed, app.config.security.trusted_authserv_id)
+        if customer is not None:  # the customer answered a mail an agent copied them on (reply-all)
+            found = CaseRoute(customer[0], "staff_address", f"the customer wrote to the staff address of {customer[1]}")
+        else:
+            found = find_case(session, route, parsed, app.config.security.trusted_authserv_id)
         if found.case is None and app.config.staff(parsed.from_addr, route.brand.key):
             found = _staff_thread(session, route, parsed) or found
         if found.case is None:
@@ -142,6 +147,10 @@ def _open(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, r
     else:  # probably an existing case: linked for an agent to merge, no second deadline promised
         duplicates.link_to(session, case, related, app.now())
         withheld = responses.acknowledge(session, app, case, msg, kind="linked_ack", sender_header=parsed.from_header)
+    if withheld is not None and withheld.code == "first_contact_cap":
+        alerts.alert(session, app, alerts.FIRST_CONTACT_CAP, case, {
+            "what": "first_contact_cap", "sender": case.customer_email, "reason": withheld.reason,
+            "count": app.config.limits.first_contact_acks})
     staff_mail.announce_new_case(session, app, case, msg, withheld, related)
     return case
 

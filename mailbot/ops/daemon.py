@@ -73,7 +73,8 @@ def start_scheduler(app: App) -> BackgroundScheduler:
     sched = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
     s = app.config.scheduler
     intervals = {"outbox": s.outbox_interval, "sla_sweep": s.sla_interval,
-                 "autoclose": s.housekeeping_interval, "retention": s.housekeeping_interval}
+                 "autoclose": s.housekeeping_interval, "retention": s.housekeeping_interval,
+                 "alert_digests": s.sla_interval}
     if app.config.imap:
         intervals["reconcile"] = s.reconcile_interval
     for name, seconds in intervals.items():

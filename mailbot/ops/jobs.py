@@ -39,6 +39,12 @@ def job_letters(app: App) -> str:
     return f"letters: {render_pending(app)} rendered"
 
 
+def job_alert_digests(app: App) -> str:
+    from mailbot.cases.alerts import send_digests
+
+    return f"alert digests: {send_digests(app)} sent"
+
+
 def job_outbox(app: App) -> str:
     from mailbot.cases.deliveries import dispatch
 
@@ -51,6 +57,7 @@ JOBS: tuple[tuple[str, Callable[[App], str]], ...] = (
     ("autoclose", job_autoclose),
     ("retention", job_retention),
     ("letters", job_letters),
+    ("alert_digests", job_alert_digests),
     ("outbox", job_outbox),
 )
 

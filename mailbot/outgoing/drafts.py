@@ -20,10 +20,15 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from mailbot.app import App
-from mailbot.mail.masking import for_customer
 from mailbot.mail.quotes import fold_quotes
 from mailbot.models import Attachment, Blob, Case, Message, Outbox
-from mailbot.outgoing.audiences import RecipientNotStaff, customer_view, is_staff_kind
+from mailbot.outgoing.audiences import (
+    RecipientNotStaff,
+    customer_view,
+    is_staff_kind,
+    name_for_customer,
+    rendered_for_customer,
+)
 from mailbot.outgoing.command_help import command_help
 from mailbot.outgoing.compose import OutFile, Outgoing, build
 from mailbot.outgoing.responses import context, reply_address
@@ -186,10 +191,12 @@ def _draft(app: App, row: Outbox, case: Case, about: Message | None, ids: Sequen
     else:
         ctx = customer_view(ctx, customer_text="text" not in extra.get("message", {}))
     rendered = app.renderer.render(brand.key, row.language or case.language, row.kind, ctx)
+    if not staff:
+        rendered = rendered_for_customer(app.config, rendered)
     thread = thread_of(ids, about)
     out = Outgoing(
         from_addr=row.from_addr, from_name=brand.name, to_addr=row.to_addr,
-        to_name=row.to_name if staff else for_customer(row.to_name),
+        to_name=row.to_name if staff else name_for_customer(row.to_name),
         subject=f"[{case.ref}] {rendered.subject}", text=rendered.text, html=rendered.html,
         message_id=row.message_id, in_reply_to=thread[-1] if thread else None, references=thread,
         reply_to=row.reply_to or reply_address(brand, case.reply_token),

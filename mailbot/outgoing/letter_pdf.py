@@ -9,6 +9,7 @@ from datetime import datetime
 
 from mailbot.app import App
 from mailbot.models import Case, Letter
+from mailbot.outgoing.audiences import rendered_for_customer
 from mailbot.outgoing.responses import context
 
 
@@ -31,8 +32,8 @@ def render(app: App, case: Case, letter: Letter) -> bytes:
     from weasyprint import HTML  # imported when a letter is rendered: ~0.5 s, not on every start
 
     extra = {**(letter.context or {}), "letter": letter_context(app, case, letter)}
-    rendered = app.renderer.render(case.brand, letter.language or case.language, letter.kind,
-                                   context(app, case, None, **extra))
+    rendered = rendered_for_customer(app.config, app.renderer.render(
+        case.brand, letter.language or case.language, letter.kind, context(app, case, None, **extra)))
     pdf = HTML(string=rendered.html).write_pdf()
     assert pdf is not None
     return pdf

@@ -7,7 +7,10 @@ Loop and flood protection lives here, in one place:
   not a valid address (no mail of any kind is queued to one);
 - at most `limits.ack_limit` acknowledgements per sender per hour (later mails
   are still recorded on their case; the suppression is an event);
-- at most `limits.auto_per_case` automatic mails per case, all kinds together.
+- at most `limits.auto_per_case` automatic mails per case, all kinds together;
+- at most `limits.first_contact_acks` acknowledgements an hour, all brands together, to
+  addresses we never wrote to before: a forged From makes the genuine brand write to
+  anyone, and a flood of them is a spam (or phishing) run through us (issue #20).
 """
 
 from __future__ import annotations
@@ -111,7 +114,8 @@ def context(app: App, case: Case, about: Message | None = None, **extra: Any) ->
         "merge": {"other_ref": ""},
         "notes": [],
         "related": {"ref": "", "why": ""},
-        "security": {"sender": "", "reason": ""},
+        "security": {"what": "forgery", "sender": "", "reason": "", "kind": "", "count": 0, "since": "",
+                     "digest": []},
         "delivery": {"to": "", "kind": "", "error": "", "permanent": False},
         "ack": {"why": "", "detail": ""},
     }
@@ -152,6 +156,11 @@ def may_auto_answer(address: str, app: App, session: Session | None = None) -> W
 _ACKS_SINCE = select(func.count()).select_from(Outbox).where(
     Outbox.to_addr == bindparam("to"), col(Outbox.kind).in_(FIRST_ANSWERS),
     col(Outbox.created_at) > bindparam("since"))
+_WRITTEN_TO = select(Outbox.id).where(Outbox.to_addr == bindparam("a")).limit(1)
+_EARLIER = Outbox.__table__.alias("earlier")
+_FIRST_CONTACT_ACKS = select(func.count()).select_from(Outbox).where(
+    col(Outbox.kind).in_(FIRST_ANSWERS), col(Outbox.created_at) > bindparam("since"),
+    ~select(_EARLIER.c.id).where(_EARLIER.c.to_addr == Outbox.to_addr, _EARLIER.c.id < Outbox.id).exists())
 _IS_FAILING = select(FailingRecipient.address).where(FailingRecipient.address == bindparam("a"))
 
 
@@ -179,6 +188,24 @@ def _acks_last_hour(session: Session, to_addr: str, now: datetime) -> int:
         counts[to] = session.connection().execute(
             _ACKS_SINCE, {"to": to, "since": now - timedelta(hours=1)}).scalar_one()
     return int(counts[to])
+
+
+def _first_contact(session: Session, to_addr: str) -> bool:
+    """No mail of ours ever went to this address (this transaction's included)."""
+    known = session.info.setdefault("written_to", {})
+    to = to_addr.lower()
+    if to not in known:
+        known[to] = session.connection().execute(_WRITTEN_TO, {"a": to}).first() is not None
+    return not known[to]
+
+
+def _first_contact_acks(session: Session, now: datetime) -> int:
+    """Acknowledgements of the last hour, all brands, that were the first mail to their
+    address: read once per transaction, counted up as `acknowledge` queues them."""
+    if "first_contact_acks" not in session.info:
+        session.info["first_contact_acks"] = session.connection().execute(
+            _FIRST_CONTACT_ACKS, {"since": now - timedelta(hours=1)}).scalar_one()
+    return int(session.info["first_contact_acks"])
 
 
 def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr: str,
@@ -235,6 +262,10 @@ def acknowledge(session: Session, app: App, case: Case, msg: Message | StoredMes
         if sent >= app.config.limits.ack_limit:
             withheld = Withheld("limit", f"ack_limit: {sent} acknowledgements to this sender in the last hour",
                                 case.customer_email)
+    first = withheld is None and kind in FIRST_ANSWERS and _first_contact(session, case.customer_email)
+    if first and (n := _first_contact_acks(session, now)) >= app.config.limits.first_contact_acks:
+        withheld = Withheld("first_contact_cap", f"first_contact_acks: {n} acknowledgements to first-time "
+                            "addresses in the last hour", case.customer_email)
     if withheld is not None and withheld.code == "no_address" and sender_header:
         withheld = replace(withheld, reason=f"no valid sender address in From: {sender_header[:200]!r}",
                            detail=sender_header[:200])
@@ -247,6 +278,9 @@ def acknowledge(session: Session, app: App, case: Case, msg: Message | StoredMes
         return Withheld("cap", f"auto_per_case limit {app.config.limits.auto_per_case} reached")
     if kind in FIRST_ANSWERS:
         session.info["ack_counts"][case.customer_email.lower()] += 1
+    if first:
+        session.info["first_contact_acks"] += 1
+    session.info.setdefault("written_to", {})[case.customer_email.lower()] = True
     if case.acknowledged_at is None:  # the first acknowledgement; later rounds keep theirs (rounds)
         case.acknowledged_at = now
     if case.status == "new":

@@ -67,12 +67,15 @@ Context keys (every template must render with :func:`sample_context`)
 - ``attachments``: [{n (its number in the case: `mailbot cases attachment REF N`), filename,
   content_type, size (bytes), kept (bool), attached (bool: the file is attached to this mail),
   dropped_reason}] - the files of the message a staff notification is about
-- ``security``: {sender, reason}
+- ``security``: {what ("forgery": a refused agent mail; "first_contact_cap": the hourly cap on
+  acknowledgements to first-time addresses reached, ``count`` the cap; "digest": what happened since
+  the last alert, ``kind`` "security" or "first_contact_cap", ``count`` occurrences since ``since``,
+  ``digest`` [{at, ref, sender, reason}]), sender, reason, kind, count, since, digest}
 - ``delivery``: {to, kind, error, permanent (bool: refused for good by the relay, not retried)} - the
   mail that failed, for ``delivery_failure``
 - ``ack``: {why, detail} - for agent_notification, why the customer got no acknowledgement:
   ``why`` is "" (one was sent), "no_address" (``detail``: the From header), "noreply", "failing"
-  (``detail``: the address), "own", "limit" or "cap"
+  (``detail``: the address), "own", "limit", "cap" or "first_contact_cap"
 
 The kind-specific keys (extension, reminder, final, rejection, commands, agent, security, delivery,
 ack) get empty defaults when the caller leaves them out.  The renderer adds ``language`` (the language actually
@@ -463,6 +466,7 @@ def sample_context(brand: BrandConfig, language: str) -> dict[str, Any]:
              "kept": False, "attached": False, "dropped_reason": "blocked file type .exe"},
         ],
         "security": {
+            "what": "forgery", "kind": "", "count": 0, "since": "", "digest": [],
             "sender": "intrus@example.net",
             "reason": "commande d'agent envoyée depuis une adresse non autorisée"
             if fr
@@ -520,7 +524,8 @@ def _empty_kind_context() -> dict[str, Any]:
         "related": {"ref": "", "why": ""},
         "notes": [],
         "attachments": [],
-        "security": {"sender": "", "reason": ""},
+        "security": {"what": "forgery", "sender": "", "reason": "", "kind": "", "count": 0, "since": "",
+                     "digest": []},
         "delivery": {"to": "", "kind": "", "error": "", "permanent": False},
         "ack": {"why": "", "detail": ""},
     }
