@@ -345,6 +345,32 @@ class SlaConfig(_Strict):
         return self
 
 
+class DigestConfig(_Strict):
+    """The daily digest to a brand's staff (`[brands.digest]`, mailbot.cases.digest)."""
+
+    enabled: bool = _d(True, "each agent and supervisor of the brand gets one mail a business day "
+                       "listing their cases: overdue, due today, waiting on the customer, assigned to them")
+    at: str = _d("08:30", "local time (HH:MM, the brand's time zone) from which the day's digest is sent")
+    case_reminders: Literal["urgent", "all"] = _d(
+        "urgent", "per-case reminders (sla.reminders): for urgent cases only, the others being in the "
+        "digest, or for every case (with the digest off, every case gets them)")
+    max_lines: int = _d(30, "cases listed in each section at most (the rest are counted, with the "
+                        "command that lists them)", ge=1, le=500)
+
+    @property
+    def time(self) -> time:
+        return time.fromisoformat(self.at)
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, v: str) -> str:
+        try:
+            time.fromisoformat(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not a time like 08:30") from None
+        return v
+
+
 _BRAND_KEY = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _PREFIX = re.compile(r"^[A-Z]{1,6}$")
 
@@ -386,6 +412,7 @@ class BrandConfig(_Strict):
                                          "without one)")
     postal_address: str = _d("", "the brand's postal address, given in mail")
     sla: SlaConfig = _d(SlaConfig(), "deadlines (`[brands.sla]`)")
+    digest: DigestConfig = _d(DigestConfig(), "the daily digest to the brand's staff (`[brands.digest]`)")
     ask_steps_taken: bool = _d(False, "the acknowledgement also asks for the steps already taken "
                                "to solve the problem, when the mail gives none (Divikeys §2.1)")
     final_sections: list[Literal["summary", "explanation", "steps", "corrective_measures",
@@ -450,6 +477,11 @@ class BrandConfig(_Strict):
             raise ValueError(f"unknown time zone {v!r}" + (hint or ": expected an IANA name such "
                              "as 'Europe/Paris' or 'America/Marigot'")) from exc
         return v
+
+    def reminds_per_case(self, priority: str) -> bool:
+        """Whether a case of this priority gets per-case reminders (sla.reminders): urgent
+        ones always; the others unless the daily digest lists them."""
+        return priority == "urgent" or not self.digest.enabled or self.digest.case_reminders == "all"
 
     def category_tier(self, category: str | None) -> str:
         for c in self.categories:

@@ -32,21 +32,32 @@ class Desk:
         self.app = app
         self.seen: set[str] = set()
         self.inbox: list[EmailMessage] = []  # every mail sent so far, in order
+        self.digests: list[EmailMessage] = []  # the daily digests (mailbot.cases.digest), apart
 
     def receive(self, raw: bytes, rcpt: str = "support@kalra-plus.com") -> IngestResult:
         return ingest(self.app, raw, "smtp", envelope_to=[rcpt])
 
     def new_mail(self) -> list[EmailMessage]:
-        """Mails sent since the last call (the outbox is dispatched first)."""
+        """Mails sent since the last call (the outbox is dispatched first), but the daily
+        digests: a stream of their own (`new_digests`), so that a test about a case's mail
+        reads the same whatever the hour its clock ticks at."""
         dispatch(self.app)
         out = []
         new = Path(self.app.config.resolve_path(self.app.config.outbound.path)) / "new"
         for p in sorted(new.iterdir(), key=lambda p: p.stat().st_mtime_ns) if new.is_dir() else []:
             if p.name not in self.seen:
                 self.seen.add(p.name)
-                out.append(email.message_from_bytes(p.read_bytes(), policy=default))  # type: ignore[arg-type]
+                m = email.message_from_bytes(p.read_bytes(), policy=default)
+                assert isinstance(m, EmailMessage)
+                (self.digests if is_daily_digest(m) else out).append(m)
         self.inbox += out
         return out
+
+    def new_digests(self) -> list[EmailMessage]:
+        """The daily digests sent since the last call."""
+        before = len(self.digests)
+        self.new_mail()
+        return self.digests[before:]
 
     def tick(self) -> list[str]:
         return run_all_jobs(self.app)
@@ -92,6 +103,26 @@ class Desk:
         raw = mail(frm=frm, to=rcpt, subject=f"Re: {staff_mail['Subject']}", body=body,
                    In_Reply_To=staff_mail["Message-ID"], **headers)
         return self.receive(raw, rcpt)
+
+
+    def write(self, address: str, body: str, frm: str = AGENT, subject: str = "") -> IngestResult:
+        """A staff member writes a new mail to `address` (e.g. a digest line's, from its link)."""
+        return self.receive(mail(frm=frm, to=address, subject=subject or "Dossier", body=body), address)
+
+
+def is_daily_digest(m: EmailMessage) -> bool:
+    """The day's digest (its Message-ID: mailbot.cases.digest.message_id)."""
+    return str(m["Message-ID"]).startswith("<digest.")
+
+
+def digest_line(digest: EmailMessage, ref: str) -> str:
+    """The reply address printed under the case's line of a digest (French or English)."""
+    text = text_of(digest)
+    block = text[text.index(ref):]
+    for label in ("Agir sur ce dossier : ", "Act on this case: "):
+        if label in block:
+            return block.split(label, 1)[1].split()[0]
+    raise AssertionError(f"no line address for {ref}")
 
 
 def to(msgs: list[EmailMessage], addr: str) -> list[EmailMessage]:

@@ -32,7 +32,10 @@ Solution : les fonds ont été crédités le 2 décembre.
 def cli_app(tmp_path: Path, clock: Clock, db_url: str) -> tuple[str, App]:
     """A config file on disk (for `mailbot --config … tick`) and an App on the same database."""
     path = tmp_path / "config.toml"
-    path.write_text(to_toml(config_data(tmp_path, db_url)))
+    data = config_data(tmp_path, db_url)
+    for brand in data["brands"]:  # the reminders followed here: for every case, not only urgent ones
+        brand["digest"] = {**brand.get("digest", {}), "case_reminders": "all"}
+    path.write_text(to_toml(data))
     from mailbot.config import load_config
 
     app = App.open(load_config(path), upgrade=True, clock=clock)

@@ -46,7 +46,7 @@ from tests.chaos import (
     wait_for,
     write_config,
 )
-from tests.conftest import ROOT, _db_url, make_config
+from tests.conftest import ROOT, SHIPPED, _db_url, make_config
 from tests.dovecot import Dovecot
 from tests.procs import free_port
 
@@ -91,6 +91,8 @@ def test_three_instances_one_schema_one_mailbox(tmp_path: Path, pg_url: str, eng
         "outbound": {"transport": "maildir", "path": str(maildir), "backoff_seconds": 1},
         "scheduler": {"outbox_interval": 0.5, "sla_interval": 1},
         "limits": {"ack_limit": 1000},
+        # every case gets its per-case reminders (the shipped config keeps them for urgent cases)
+        "brands": [{**SHIPPED["brands"][0], "digest": {"case_reminders": "all"}}, *SHIPPED["brands"][1:]],
     }
     ports = [free_port() for _ in range(INSTANCES)]
     daemons = [DaemonProc(write_config(tmp_path / f"i{k}" / "config.toml", tmp_path, pg_url, ports[k], **common),
@@ -166,7 +168,8 @@ def _drained_and_empty(engine: Engine, ids: set[str], dovecot: Dovecot, user: st
 
 def reminder_time(tmp_path: Path, pg_url: str, engine: Engine) -> str:
     """A time past every case's 50 % reminder point and before any 80 % point."""
-    brand = make_config(tmp_path, pg_url).brand("kalra-plus")
+    common = {"brands": [{**SHIPPED["brands"][0], "digest": {"case_reminders": "all"}}, *SHIPPED["brands"][1:]]}
+    brand = make_config(tmp_path, pg_url, **common).brand("kalra-plus")
     cal = business_days.for_brand(brand)
     with Session(engine) as s:
         cases = list(s.exec(select(Case)).all())

@@ -132,7 +132,8 @@ def test_a_staff_reply_to_the_from_address_of_a_notification_is_held_on_its_case
 
 def test_a_removed_assignee_gets_nothing_and_the_team_gets_the_case(make_app: Callable[..., App],
                                                                    clock: Clock) -> None:
-    team_of_two = {"brands": [{**SHIPPED["brands"][0], "team": ["agent@kalra-plus.com", COLLEAGUE]},
+    team_of_two = {"brands": [{**SHIPPED["brands"][0], "team": ["agent@kalra-plus.com", COLLEAGUE],
+                               "digest": {"case_reminders": "all"}},  # a reminder for this normal case
                               SHIPPED["brands"][1]]}
     before = make_app(agents=agents_with({"email": COLLEAGUE, "name": "Paul", "brands": ["kalra-plus"]}),
                       **team_of_two)

@@ -266,6 +266,7 @@ def set_priority(session: Session, app: App, case: Case, actor: str, priority: s
     log_event(session, case, "priority", actor=actor, at=app.now(), old=case.priority, new=priority)
     case.priority = priority
     session.add(case)
+    sla.reschedule(session, case, app.config.brand(case.brand))  # urgent: per-case reminders and alerts
 
 
 def assign(session: Session, app: App, case: Case, actor: str, agent_email: str) -> AgentConfig:

@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from mailbot.app import App
 from mailbot.cases import actions, alerts, merging, reexamination
 from mailbot.cases.attachments import of_message, store_attachments
+from mailbot.cases.digest import queue_digest
 from mailbot.cases.messages import say
 from mailbot.cases.records import add_message, log_event
 from mailbot.cases.staff_mail import send_staff_mail, staff_language
@@ -42,6 +43,8 @@ def handle_agent_mail(session: Session, app: App, inbound: InboundRow, parsed: P
     """Record and carry out an agent's reply; returns the case, or None for a forgery."""
     sender = parsed.from_addr
     check, issued = _check_token(app, route, sender)
+    if check.case_id == DIGEST_CASE and app.config.staff(sender, route.brand.key) is not None:
+        return handle_digest_reply(session, app, inbound, parsed, route, issued)
     case = session.get(Case, check.case_id) if check.ok else None
     problem = _authorisation_problem(app, parsed, sender, case, route, check.reason)
     if problem is not None:
@@ -51,6 +54,15 @@ def handle_agent_mail(session: Session, app: App, inbound: InboundRow, parsed: P
     assert case is not None
     inbound.handled = "agent_mail"
     text = stored_body(strip_reply(parsed.text, parsed.html))  # no card number whole, even from staff
+    _act(session, app, inbound, parsed, case, issued, text)
+    return case
+
+
+def _act(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, case: Case, issued: str,
+         text: str) -> None:
+    """Record an agent's text on the case and carry out its commands (a rejection mail
+    to the sender when one is refused)."""
+    sender = parsed.from_addr
     commands, body = split_commands(text)
     detail = f"signed token issued to {issued}" + (f", forwarded to {sender}" if issued != sender.lower() else "")
     msg = add_message(session, case, direction="in", kind="agent", message_id=parsed.message_id,
@@ -72,7 +84,62 @@ def handle_agent_mail(session: Session, app: App, inbound: InboundRow, parsed: P
         member = app.config.staff(sender, case.brand)
         send_staff_mail(session, app, case, "command_rejection", sender, ctx_extra={"rejection": {
             "command": rej.command, "reasons": rej.localized(staff_language(app, member, case.brand))}})
-    return case
+
+
+DIGEST_CASE = 0  # the case id of the daily digest's own token: it names no case
+_BLOCK_START = re.compile(r"^\s*\[?([A-Za-z]{1,6}-\d{4}-\d{6,})\]?\s*[:\-–]?\s*(.*)$")
+
+
+def digest_blocks(text: str) -> tuple[list[tuple[str, str]], str]:
+    """A reply to the digest read as paragraphs, each starting with a case's reference
+    ("KP-2026-000123 #note called back", or the reference alone on its line, then the
+    commands and text): [(REF, its text)], and the text before the first reference."""
+    blocks: list[tuple[str, list[str]]] = []
+    before: list[str] = []
+    for line in text.splitlines():
+        m = _BLOCK_START.match(line)
+        if m:
+            blocks.append((m.group(1).upper(), [m.group(2)] if m.group(2).strip() else []))
+        elif blocks:
+            blocks[-1][1].append(line)
+        else:
+            before.append(line)
+    return [(ref, "\n".join(lines).strip()) for ref, lines in blocks], "\n".join(before).strip()
+
+
+def handle_digest_reply(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, route: BrandRoute,
+                        issued: str) -> Case | None:
+    """A reply to the daily digest (its token names no case): each paragraph starting with a
+    reference acts on that case of the brand as a reply to its notification would (same
+    authorisation: an agent of the brand, authenticated when required). A reply naming
+    no case of the brand gets a fresh digest saying why. Returns the last case acted on."""
+    sender = parsed.from_addr
+    agent = app.config.staff(sender, route.brand.key)
+    assert agent is not None
+    if app.config.security.require_authenticated_agents:
+        problem = authenticated(parsed, sender, app.config.security.trusted_authserv_id)
+        if problem is not None:
+            _forgery(session, app, inbound, parsed, route, None, problem)
+            inbound.handled = "forgery_refused"
+            return None
+    text = stored_body(strip_reply(parsed.text, parsed.html))
+    blocks, _before = digest_blocks(text)
+    acted: Case | None = None
+    unknown = []
+    for ref, block in blocks:
+        case = session.exec(select(Case).where(Case.ref == ref, Case.brand == route.brand.key)).first()
+        if case is None or not block:
+            unknown.append(ref)
+            continue
+        _act(session, app, inbound, parsed, case, issued, block)
+        acted = case
+    inbound.handled = "agent_mail" if acted is not None else "digest_reply_unusable"
+    if acted is None or unknown:
+        problem = say("digest_no_case", refs=", ".join(unknown)) if unknown else say("digest_no_ref")
+        queue_digest(session, app, route.brand, agent, app.calendar(route.brand).local(app.now()).date(),
+                     problem=problem.text(staff_language(app, agent, route.brand.key)), daily=False)
+        log_event(session, acted, "digest_reply_unusable", actor=sender, at=app.now(), refs=unknown)
+    return acted
 
 
 def customer_on_staff_address(session: Session, app: App, route: BrandRoute, sender: str) -> tuple[Case, str] | None:

@@ -57,6 +57,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "already_merged": {"fr": "{ref} a déjà été fusionnée dans {into}", "en": "{ref} was already merged into {into}"},
     "no_reply": {"fr": "pas de réponse enregistrée « {name} » ; réponses : {known}",
                  "en": "no saved reply {name!r}; saved replies: {known}"},
+    "digest_no_ref": {"fr": "elle ne nomme aucun dossier (aucun paragraphe ne commence par une référence)",
+                      "en": "it names no case (no paragraph starts with a reference)"},
+    "digest_no_case": {"fr": "pas de dossier de la marque, ou rien à faire, pour : {refs}",
+                       "en": "no case of the brand, or nothing to do, for: {refs}"},
     "reply_error": {"fr": "la réponse enregistrée « {name} » n'a pas pu être rendue : {error}",
                     "en": "the saved reply {name!r} could not be rendered: {error}"},
 }

@@ -50,7 +50,7 @@ class Opening:
 def opening(brand: BrandConfig, cal: BusinessCalendar, received_at: datetime, category: str | None) -> Opening:
     tier = brand.category_tier(category)  # categories may start in a given tier
     ack, due = ack_due(brand, cal, received_at), resolution_due(brand, cal, received_at, tier)
-    first = min((p.at for p in _points("new", received_at, ack, due, brand, cal)), default=None)
+    first = min((p.at for p in _points("new", received_at, ack, due, brand, cal, reminders=True)), default=None)
     return Opening(brand.key, received_at, category, cal.local(received_at).year, tier, ack, due, first)
 
 
@@ -69,7 +69,7 @@ def sla_points(case: Case, brand: BrandConfig, cal: BusinessCalendar, start: dat
     current round began (a re-examination's receipt; default: the case's)."""
     urgent = case.priority == "urgent" and case.round_number <= 1 and not agent_acted(case)
     return _points(case.status, start or case.received_at, case.ack_due_at, case.due_at, brand, cal,
-                   urgent=urgent)
+                   urgent=urgent, reminders=brand.reminds_per_case(case.priority))
 
 
 def agent_acted(case: Case) -> bool:
@@ -86,10 +86,13 @@ def round_start(session: Session, case: Case) -> datetime:
 
 
 def _points(status: str, received_at: datetime, ack_due_at: datetime | None, due_at: datetime | None,
-            brand: BrandConfig, cal: BusinessCalendar, *, urgent: bool = False) -> list[SlaPoint]:
+            brand: BrandConfig, cal: BusinessCalendar, *, urgent: bool = False, reminders: bool
+            ) -> list[SlaPoint]:
     """Staff points (reminders, escalations) and the customer's holding reply fall within
     opening hours of business days (`sla.business_hours`); an urgent case's on-call alert
-    repeats on the clock (on-call is on call)."""
+    repeats on the clock (on-call is on call). `reminders`: whether the case gets per-case
+    reminders (`BrandConfig.reminds_per_case`: else the daily digest lists it). (A new
+    case's first point counts them: at worst the sweep wakes for nothing and reschedules.)"""
     if status not in OPEN_STATUSES or due_at is None:
         return []
     opens, closes = brand.sla.opening_hours
@@ -102,7 +105,7 @@ def _points(status: str, received_at: datetime, ack_due_at: datetime | None, due
     if status == "new" and ack_due_at is not None:
         points.append(SlaPoint("ack_breach", "ack_breach", working(ack_due_at), deadline=ack_due_at))
     span = due_at - received_at
-    for fraction in brand.sla.reminders:
+    for fraction in brand.sla.reminders if reminders else ():
         pct = round(fraction * 100)
         points.append(SlaPoint(f"reminder-{pct}@{stamp}", "reminder", working(received_at + span * fraction), pct))
     if brand.sla.escalate_at_breach:

@@ -72,7 +72,7 @@ EXTRA_JOBS = (("reconcile", _reconcile),)
 def start_scheduler(app: App) -> BackgroundScheduler:
     sched = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
     s = app.config.scheduler
-    intervals = {"outbox": s.outbox_interval, "sla_sweep": s.sla_interval,
+    intervals = {"outbox": s.outbox_interval, "sla_sweep": s.sla_interval, "digest": s.sla_interval,
                  "autoclose": s.housekeeping_interval, "retention": s.housekeeping_interval,
                  "alert_digests": s.sla_interval}
     if app.config.imap:

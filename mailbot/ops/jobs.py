@@ -21,6 +21,12 @@ def job_sla_sweep(app: App) -> str:
     return f"sla sweep: {sla_sweep(app)}"
 
 
+def job_digest(app: App) -> str:
+    from mailbot.cases.digest import send_digests
+
+    return f"digest: {send_digests(app)} queued"
+
+
 def job_autoclose(app: App) -> str:
     from mailbot.cases.lifecycle import autoclose
 
@@ -54,6 +60,7 @@ def job_outbox(app: App) -> str:
 # Order matters for `tick`: the sweep may queue mail that the dispatch then sends.
 JOBS: tuple[tuple[str, Callable[[App], str]], ...] = (
     ("sla_sweep", job_sla_sweep),
+    ("digest", job_digest),
     ("autoclose", job_autoclose),
     ("retention", job_retention),
     ("letters", job_letters),

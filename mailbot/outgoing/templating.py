@@ -71,6 +71,13 @@ Context keys (every template must render with :func:`sample_context`)
   acknowledgements to first-time addresses reached, ``count`` the cap; "digest": what happened since
   the last alert, ``kind`` "security" or "first_contact_cap", ``count`` occurrences since ``since``,
   ``digest`` [{at, ref, sender, reason}]), sender, reason, kind, count, since, digest}
+- ``digest``: {day (ISO date, the brand's), zone, supervisor (bool), problem (why a reply to the
+  digest could not be used: this digest answers it; "" otherwise), total, counts: {overdue,
+  due_today, waiting, assigned}, sections: [{key (overdue | due_today | waiting | assigned), total,
+  more (cases not listed), command (the `mailbot cases list` listing them all), lines: [{ref,
+  customer, subject, category_label, status, urgent (bool), assignee, due_at, overdue_days,
+  reply_address (this case's staff token for the recipient)}]}]} (``digest`` only: the daily
+  digest, mailbot.cases.digest; no ``case`` nor ``message`` keys)
 - ``delivery``: {to, kind, error, permanent (bool: refused for good by the relay, not retried)} - the
   mail that failed, for ``delivery_failure``
 - ``ack``: {why, detail} - for agent_notification, why the customer got no acknowledgement:
@@ -126,8 +133,9 @@ KINDS = (
     "staff_signin",
     "merge_notice",
     "linked_ack",
+    "digest",
 )
-CASELESS_KINDS = ("staff_signin",)  # about no case: rendered without case keys in their text
+CASELESS_KINDS = ("staff_signin", "digest")  # about no case: rendered without case keys in their text
 
 DEFAULT_DIR = "_default"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -465,6 +473,7 @@ def sample_context(brand: BrandConfig, language: str) -> dict[str, Any]:
             {"n": 3, "filename": "setup.exe", "content_type": "application/octet-stream", "size": 90_000,
              "kept": False, "attached": False, "dropped_reason": "blocked file type .exe"},
         ],
+        "digest": _sample_digest(brand, b["address"], off, fr),
         "security": {
             "what": "forgery", "kind": "", "count": 0, "since": "", "digest": [],
             "sender": "intrus@example.net",
@@ -477,6 +486,30 @@ def sample_context(brand: BrandConfig, language: str) -> dict[str, Any]:
                      "permanent": True},
         "ack": {"why": "no_address", "detail": "camille.martin@example.org camille@example.net"},
     }
+
+
+def _sample_digest(brand: BrandConfig, address: str, off: str, fr: bool) -> dict[str, Any]:
+    local, _, domain = address.partition("@")
+
+    def line(n: int, status: str, due: str, late: int, assignee: str = "") -> dict[str, Any]:
+        return {"ref": f"{brand.prefix}-2026-{n:06d}", "customer": "Camille Martin", "status": status,
+                "subject": "Virement non reçu" if fr else "Transfer not received", "urgent": n == 201,
+                "category_label": "Virement" if fr else "Transfer", "assignee": assignee,
+                "due_at": f"{due}T23:59:59{off}", "overdue_days": late,
+                "reply_address": f"{local}+a{n}-2650-3f9c0a1b2c3d4e5f6a7b@{domain}"}
+
+    me = f"agent@{domain}"
+    sections = [
+        {"key": "overdue", "total": 3, "more": 2, "command": f"mailbot cases list --brand {brand.key} --overdue",
+         "lines": [line(201, "in_progress", "2026-12-01", 2, me)]},
+        {"key": "due_today", "total": 1, "more": 0, "command": "", "lines": [line(202, "acknowledged", "2026-12-03", 0)]},
+        {"key": "waiting", "total": 0, "more": 0, "command": "", "lines": []},
+        {"key": "assigned", "total": 1, "more": 0, "command": "",
+         "lines": [line(203, "waiting_customer", "2026-12-10", 0, me)]},
+        {"key": "unassigned", "total": 1, "more": 0, "command": "", "lines": [line(204, "new", "2026-12-14", 0)]},
+    ]
+    return {"day": "2026-12-03", "zone": brand.timezone, "supervisor": False, "problem": "", "total": 6,
+            "counts": {s["key"]: s["total"] for s in sections}, "sections": sections}
 
 
 def _sample_sections(fr: bool) -> dict[str, str]:
@@ -502,6 +535,9 @@ def _empty_kind_context() -> dict[str, Any]:
     return {
         "status_url": "",
         "signin": {"url": "", "minutes": 0, "expires_at": "", "zone": ""},
+        "digest": {"day": "", "zone": "", "supervisor": False, "problem": "", "total": 0,
+                   "counts": dict.fromkeys(("overdue", "due_today", "waiting", "assigned", "unassigned"), 0),
+                   "sections": []},
         "extension": {"new_due_at": "", "reason": "", "days": 0, "old_due_at": "", "earlier": False,
                       "tier": ""},
         "letter": {"date": "", "place": "", "to_name": "", "to_address": ""},
@@ -798,6 +834,7 @@ def _check_variants(brand: BrandConfig, language: str) -> list[dict[str, Any]]:
     urgent["brand"]["mediator"].update(postal_address="", email="")
     urgent["extension"].update(earlier=True, reason="", tier="simple")
     urgent["reminder"]["urgent"] = True
+    urgent["digest"].update(supervisor=True, problem="KP-2026-999999")
     urgent["case"].update(overdue=True, ack_late=True)
     urgent["letter"] = {"date": "2026-12-02", "place": "Marigot", "to_name": "Camille Martin",
                         "to_address": "3 rue de la Poste, 97150 Marigot"}

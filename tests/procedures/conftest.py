@@ -39,6 +39,7 @@ from mailbot.config import load_config
 from mailbot.ingest.pipeline import ingest
 from mailbot.ops.jobs import run_all_jobs
 from tests.conftest import ROOT, Clock, config_data
+from tests.desk import is_daily_digest
 from tests.mails import mail
 from tests.procs import to_toml
 
@@ -158,15 +159,24 @@ class Desk:
         return [_sent(raw) for _name, raw in found]
 
     def new_mails(self) -> list[Sent]:
-        """The mails sent since the last call, by Date."""
+        """The mails sent since the last call, by Date; but the staff's daily digests
+        (tests/test_digest.py follows them), which a tick at any hour may send."""
         out = []
         for sub in ("new", "cur"):
             d = self.sent_dir / sub
             for f in sorted(d.iterdir()) if d.is_dir() else ():
                 if f.name not in self._seen:
                     self._seen.add(f.name)
-                    out.append(_sent(f.read_bytes()))
+                    sent = _sent(f.read_bytes())
+                    if not is_daily_digest(sent.msg):
+                        out.append(sent)
         return sorted(out, key=lambda m: (email.utils.parsedate_to_datetime(m.msg["Date"]), m.to))
+
+    def digest_to(self, address: str) -> Sent:
+        """The latest daily digest sent to `address`."""
+        found = [m for m in self.all_mails() if m.to == address and is_daily_digest(m.msg)]
+        assert found, f"no digest to {address}"
+        return max(found, key=lambda m: email.utils.parsedate_to_datetime(m.msg["Date"]))
 
     def agent_reply(self, ref: str, text: str, agent: str) -> None:
         """The agent answers by replying to the last notification of the case they got."""
