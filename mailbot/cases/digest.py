@@ -39,7 +39,8 @@ from mailbot.config import AgentConfig, BrandConfig
 from mailbot.models import Outbox
 from mailbot.outgoing import outbox
 from mailbot.outgoing.compose import Outgoing, build, new_message_id
-from mailbot.outgoing.responses import mediator_context, reply_address
+from mailbot.outgoing.responses import reply_address
+from mailbot.outgoing.templating import brand_context
 
 SECTIONS = ("overdue", "due_today", "waiting", "assigned", "unassigned")
 
@@ -108,8 +109,7 @@ def context(app: App, brand: BrandConfig, person: AgentConfig, day: date, found:
     """The template context of a digest (kind `digest`; see mailbot.outgoing.templating)."""
     now = app.now()
     return {
-        "brand": {"key": brand.key, "name": brand.name, "address": brand.addresses[0],
-                  "postal_address": brand.postal_address, "mediator": mediator_context(brand)},
+        "brand": brand_context(brand),
         "agent": {"name": person.name, "email": person.email},
         "reply_address": reply_address(brand, staff_token(app, 0, person.email)),
         "digest": {"day": day.isoformat(), "zone": brand.timezone, "supervisor": person.supervises,
