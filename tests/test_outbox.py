@@ -19,6 +19,7 @@ from sqlmodel import col, select
 
 from mailbot import db
 from mailbot.app import App
+from mailbot.caselocks import lock
 from mailbot.cases.deliveries import dispatch
 from mailbot.ingest.pipeline import Outcome, Received, ingest, ingest_batch
 from mailbot.models import Case, Event, Message, Outbox
@@ -263,7 +264,7 @@ def test_per_case_cap_on_automatic_mail(make_app: Callable[..., App]) -> None:
     case = the_case(app)
     for i in range(5):  # follow-ups after the final response would each ask for an acknowledgement
         with db.session_scope(app.engine) as s:
-            c = s.get(Case, case.id)
+            c = lock(s, s.get(Case, case.id))  # type: ignore[arg-type]
             c.status = "answered"  # type: ignore[union-attr]
             s.add(c)
         ingest(app, mail(message_id=f"<cap-{i + 1}@example.org>", In_Reply_To="<cap-0@example.org>"), "smtp")

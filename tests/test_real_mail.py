@@ -27,6 +27,7 @@ from sqlmodel import col, select
 
 from mailbot import db
 from mailbot.app import App
+from mailbot.caselocks import lock
 from mailbot.cases import conversations
 from mailbot.cases.deliveries import dispatch
 from mailbot.ingest.pipeline import Outcome, ingest
@@ -272,7 +273,7 @@ def test_no_mail_is_ever_queued_to_an_invalid_address(app: App) -> None:
 
     ingest(app, mail(), "test")
     with db.session_scope(app.engine) as s:
-        case = s.exec(select(Case)).one()
+        case = lock(s, s.exec(select(Case)).one())
         case.customer_email = "big bug bb@bug.example"
         s.add(case)
     with db.session_scope(app.engine) as s:
@@ -380,7 +381,7 @@ def test_a_read_receipt_is_recorded_as_read_and_answered_by_nothing(app: App, re
 def test_a_read_receipt_does_not_reopen_an_answered_case(app: App) -> None:
     ingest(app, mail(), "test")
     with db.session_scope(app.engine) as s:
-        case = s.exec(select(Case)).one()
+        case = lock(s, s.exec(select(Case)).one())
         case.status = "answered"
         s.add(case)
     assert ingest(app, _mdn(_ack_id(app)), "test").outcome is Outcome.AUTOMATIC

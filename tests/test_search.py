@@ -12,6 +12,7 @@ from sqlmodel import select
 
 from mailbot import db
 from mailbot.app import App
+from mailbot.caselocks import lock
 from mailbot.cases import actions
 from mailbot.cases.lifecycle import purge_retention
 from mailbot.cases.queue import BadFilter
@@ -78,7 +79,7 @@ def test_postgresql_searches_through_its_gin_index(three: App) -> None:
 def test_the_purge_takes_the_words_out_of_the_index_and_the_file(app: App, clock: Clock, tmp_path: Path) -> None:
     ingest(app, mail(frm="Hortense Zylberstein <hortense@example.org>", body="Mot secret: quetzalcoatlus."), "smtp")
     with db.session_scope(app.engine) as s:
-        case = s.exec(select(Case)).one()
+        case = lock(s, s.exec(select(Case)).one())
         case.status, case.closed_at = "closed", clock.now
     assert found(app, "quetzalcoatlus") == found(app, "zylberstein") == ["KP-2026-000001"]
     clock.now += timedelta(days=365 * 5 + 2)

@@ -15,6 +15,7 @@ from sqlmodel import select
 
 from mailbot import db
 from mailbot.app import App
+from mailbot.caselocks import lock
 from mailbot.config import parse_config
 from mailbot.models import Attachment, Case, Inbound, Message, WebSubmission
 from mailbot.web.i18n import all_keys
@@ -189,7 +190,7 @@ def test_a_forged_or_moved_status_link_is_404(web_app: App, tmp_path: Path) -> N
 def test_the_status_link_ends_with_the_case_retention(web_app: App, tmp_path: Path, clock: Clock) -> None:
     link = _status_link(web_app, tmp_path)
     with db.session_scope(web_app.engine) as s:
-        case = s.exec(select(Case)).one()
+        case = lock(s, s.exec(select(Case)).one())
         case.status, case.closed_at = "closed", clock.now
         s.add(case)
     c = client(web_app)
@@ -230,7 +231,7 @@ def test_a_status_page_post_without_csrf_is_403(web_app: App, tmp_path: Path) ->
 def test_once_answered_the_customer_can_ask_for_a_re_examination(web_app: App, tmp_path: Path) -> None:
     link = _status_link(web_app, tmp_path)
     with db.session_scope(web_app.engine) as s:
-        case = s.exec(select(Case)).one()
+        case = lock(s, s.exec(select(Case)).one())
         case.status, case.answered_at = "answered", web_app.now()
         s.add(case)
     c = client(web_app)

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from mailbot import caselocks
 from mailbot.app import App
 from mailbot.cases import attachments, rounds, sla
 from mailbot.cases.messages import Say, localized, say
@@ -125,6 +126,7 @@ def note(session: Session, app: App, case: Case, actor: str, text: str) -> None:
 def reply(session: Session, app: App, case: Case, actor: str, text: str, *, about: Message | None,
           ask: bool = False, files: Sequence[Attachment] = ()) -> None:
     """Relay the agent's text (and files) to the customer in the customer's thread."""
+    caselocks.lock(session, case)
     text = stored_body(text)
     command = "#ask" if ask else "reply"
     _require_open(case, command)
@@ -151,6 +153,7 @@ def _files(command: str, files: Sequence[Attachment]) -> dict[str, list[int]]:
 def final(session: Session, app: App, case: Case, actor: str, text: str, *, about: Message | None,
           at: datetime | None = None, files: Sequence[Attachment] = ()) -> FinalResponse:
     """The final response: every section the brand's procedure promises, plus recourse."""
+    caselocks.lock(session, case)
     text = stored_body(text)
     _require_open(case, "#final")
     brand = app.config.brand(case.brand)
@@ -186,6 +189,7 @@ def final(session: Session, app: App, case: Case, actor: str, text: str, *, abou
 def extend(session: Session, app: App, case: Case, actor: str, days: int, reason: str) -> None:
     """Extend the deadline by N business days and tell the customer why; refused past the
     legal caps (mailbot.cases.rounds)."""
+    caselocks.lock(session, case)
     reason = stored_body(reason)
     _require_open(case, "#extend")
     if days <= 0 or days > 60:
@@ -203,6 +207,7 @@ def set_tier(session: Session, app: App, case: Case, actor: str, tier: str, reas
     """Change the case's tier, and with it the date promised for the first answer: the
     customer is told the new date and why (the tier's own reason unless one is given;
     `sla.reasons_required`: one must be given). Refused past the legal caps."""
+    caselocks.lock(session, case)
     _require_open(case, "#tier")
     reason = stored_body(reason)
     brand = app.config.brand(case.brand)
@@ -251,6 +256,7 @@ def _move_promised_date(session: Session, app: App, case: Case, actor: str, comm
 
 
 def set_category(session: Session, app: App, case: Case, actor: str, category: str) -> None:
+    caselocks.lock(session, case)
     brand = app.config.brand(case.brand)
     keys = [c.key for c in brand.categories]
     if category not in keys:
@@ -261,6 +267,7 @@ def set_category(session: Session, app: App, case: Case, actor: str, category: s
 
 
 def set_priority(session: Session, app: App, case: Case, actor: str, priority: str) -> None:
+    caselocks.lock(session, case)
     if priority not in ("urgent", "normal"):
         raise Rejected("#priority", [say("priority", priority=priority)])
     log_event(session, case, "priority", actor=actor, at=app.now(), old=case.priority, new=priority)
@@ -270,6 +277,7 @@ def set_priority(session: Session, app: App, case: Case, actor: str, priority: s
 
 
 def assign(session: Session, app: App, case: Case, actor: str, agent_email: str) -> AgentConfig:
+    caselocks.lock(session, case)
     agent = app.config.agent(agent_email)
     if agent is None:
         raise Rejected("#assign", [say("not_an_agent", address=agent_email)])
@@ -295,6 +303,7 @@ def close(session: Session, app: App, case: Case, actor: str, reason: str = "") 
     nothing more. Before it, closing needs a reason and a supervisor (or the brand's
     `close_without_final = "agents"`), and the customer is told, with the reason.
     Returns whether the customer was told."""
+    caselocks.lock(session, case)
     reason = stored_body(reason)
     _require_open(case, "#close")
     brand = app.config.brand(case.brand)
@@ -328,6 +337,7 @@ def _supervises(app: App, actor: str) -> bool:
 
 def reopen(session: Session, app: App, case: Case, actor: str, reason: str = "") -> None:
     """Work on a closed (or answered) case again: back in progress, its clock running."""
+    caselocks.lock(session, case)
     if case.status not in ("closed", "answered"):
         raise Rejected("#reopen", [say("not_reopenable", ref=case.ref, status=case.status)])
     case.closed_at = None

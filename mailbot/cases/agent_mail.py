@@ -16,6 +16,7 @@ from datetime import datetime, tzinfo
 
 from sqlmodel import Session, select
 
+from mailbot import caselocks
 from mailbot.app import App
 from mailbot.cases import actions, alerts, merging, reexamination
 from mailbot.cases.attachments import of_message, store_attachments
@@ -62,6 +63,7 @@ def _act(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, ca
          text: str) -> None:
     """Record an agent's text on the case and carry out its commands (a rejection mail
     to the sender when one is refused)."""
+    caselocks.lock(session, case)  # the commands act on the case as it is now, alone
     sender = parsed.from_addr
     commands, body = split_commands(text)
     detail = f"signed token issued to {issued}" + (f", forwarded to {sender}" if issued != sender.lower() else "")

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete
 from sqlmodel import Session, col, select
 
-from mailbot import db
+from mailbot import caselocks, db
 from mailbot.app import App
 from mailbot.cases import alerts, duplicates, reexamination, staff_mail
 from mailbot.cases.agent_mail import customer_on_staff_address, handle_agent_mail
@@ -168,6 +168,7 @@ def _follow_up(session: Session, app: App, inbound: InboundRow, parsed: ParsedMa
                received_at: datetime) -> Case:
     case = found.case
     assert case is not None
+    caselocks.lock(session, case)  # as it is now: an agent's #final may have answered it meanwhile
     if _from_staff(app, case, parsed):
         return _hold_staff_message(session, app, inbound, parsed, found)
     msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from mailbot import caselocks
 from mailbot.cases.records import log_event
 from mailbot.cases.sla import OPEN_STATUSES
 from mailbot.mail.routing import refs_in
@@ -63,6 +64,7 @@ def related_case(session: Session, brand: str, sender: str, subject: str, text: 
 
 def link_to(session: Session, case: Case, related: Related, at: datetime) -> None:
     """Link the new case to the one it looks like (each names the other), with why."""
+    caselocks.lock(session, related.case)
     for a, b in ((case, related.case), (related.case, case)):
         if a.linked_case_id is None or a is case:
             a.linked_case_id = b.id

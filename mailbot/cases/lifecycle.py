@@ -19,8 +19,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
+from sqlmodel.sql.expression import SelectOfScalar
 
-from mailbot import counters, db
+from mailbot import caselocks, counters, db
 from mailbot.app import App
 from mailbot.cases.records import log_event, set_status
 from mailbot.cases.search import forget_erased
@@ -55,10 +56,19 @@ def sla_sweep(app: App) -> str:
             if session.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
             cases = list(session.exec(stmt).all())
+            caselocks.locked(session, cases)
             for case in cases:
                 fired += _sweep_case(session, app, case, now)
         if len(cases) < SWEEP_BATCH:
             return f"{fired} reminders/escalations"
+
+
+def _for_update(session: Session, stmt: SelectOfScalar[Case]) -> SelectOfScalar[Case]:
+    """The cases locked as they are read (PostgreSQL); those another transaction holds are
+    left for the next run."""
+    if session.get_bind().dialect.name == "postgresql":
+        return stmt.with_for_update(skip_locked=True)
+    return stmt
 
 
 def _sweep_case(session: Session, app: App, case: Case, now: datetime) -> int:
@@ -123,7 +133,8 @@ def autoclose(app: App) -> int:
     now = app.now()
     closed = 0
     with db.session_scope(app.engine) as session:
-        for case in session.exec(select(Case).where(Case.status == "answered")).all():
+        for case in session.exec(_for_update(session, select(Case).where(Case.status == "answered"))).all():
+            caselocks.locked(session, [case])
             brand = app.config.brand(case.brand)
             if case.answered_at and now >= case.answered_at + timedelta(days=brand.sla.autoclose_days):
                 set_status(session, case, "closed", at=now,
@@ -147,7 +158,9 @@ def purge_retention(app: App) -> int:
     now = app.now()
     purged = 0
     with db.session_scope(app.engine) as session, _overwriting_deletes(session):
-        rows = session.exec(select(Case).where(Case.status == "closed", col(Case.purged_at).is_(None))).all()
+        rows = session.exec(_for_update(session, select(Case).where(Case.status == "closed",
+                                                                  col(Case.purged_at).is_(None)))).all()
+        caselocks.locked(session, rows)
         for case in rows:
             brand = app.config.brand(case.brand)
             if case.closed_at and now >= case.closed_at + timedelta(days=365 * brand.retention_years):

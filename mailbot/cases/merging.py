@@ -15,6 +15,7 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from mailbot import caselocks
 from mailbot.app import App
 from mailbot.cases import sla
 from mailbot.cases.messages import say
@@ -37,11 +38,12 @@ def other_case(session: Session, case: Case, ref: str, command: str) -> Case:
         raise Rejected(command, [say("no_such_case", ref=ref, brand=case.brand)])
     if other.id == case.id:
         raise Rejected(command, [say("same_case", ref=ref)])
-    return other
+    return caselocks.lock(session, other)
 
 
 def link(session: Session, app: App, case: Case, actor: str, ref: str) -> Case:
     """Relate the two cases (each names the other); nothing is sent."""
+    caselocks.lock(session, case)
     other = other_case(session, case, ref, "#link")
     for a, b in ((case, other), (other, case)):
         if a.linked_case_id != b.id:
@@ -55,6 +57,7 @@ def merge(session: Session, app: App, case: Case, actor: str, ref: str) -> tuple
     """Make `case` and case `ref` one (see the module docstring); returns (kept, merged)."""
     from mailbot.cases.actions import Rejected, last_customer_message
 
+    caselocks.lock(session, case)
     other = other_case(session, case, ref, "#merge")
     for c in (case, other):
         if c.outcome == MERGED:

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from mailbot import db
+from mailbot import caselocks, db
 from mailbot.app import App
 from mailbot.cases import rounds, sla
 from mailbot.cases.records import log_event, set_status
@@ -96,6 +96,7 @@ def posted(session: Session, app: App, letter_id: int, *, on: date | None, by: s
         raise NotPostable(f"letter #{letter_id} was recorded as posted on {letter.posted_on.isoformat()}")
     case = session.get(Case, letter.case_id)
     assert case is not None
+    caselocks.lock(session, case)
     cal = app.calendar(case.brand)
     today = cal.local(app.now()).date()
     day = on or today

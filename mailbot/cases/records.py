@@ -9,7 +9,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session
 
-from mailbot import db
+from mailbot import caselocks, db
 from mailbot.app import App
 from mailbot.cases import references, rounds, sla
 from mailbot.cases.statuses import STATUSES  # noqa: F401 - re-exported
@@ -97,6 +97,7 @@ def _insert_case(session: Session, case: Case) -> None:
     case.id = int(_INSERT_CASE.scalar(session, values))
     make_transient_to_detached(case)
     session.add(case)
+    caselocks.locked(session, [case])  # inserted by this transaction: no one else sees it yet
 
 
 def add_message(session: Session, case: Case, *, direction: str, kind: str, message_id: str | None,

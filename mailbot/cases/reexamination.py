@@ -21,6 +21,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from mailbot import caselocks
 from mailbot.app import App
 from mailbot.cases import rounds, sla
 from mailbot.cases.records import log_event, set_status
@@ -55,6 +56,7 @@ def asked_for(subject: str, new_text: str) -> str | None:
 def reopen(session: Session, app: App, case: Case, msg: Message | StoredMessage | None, received_at: datetime, *,
            actor: str, reason: str) -> None:
     """Open the re-examination round: status, deadlines, acknowledgement, SLA clock."""
+    caselocks.lock(session, case)
     brand = app.config.brand(case.brand)
     cal = app.calendar(brand)
     now = app.now()
@@ -91,6 +93,7 @@ class NotReopenable(ValueError):
 def by_agent(session: Session, app: App, case: Case, actor: str, reason: str = "") -> None:
     """`#reexamine`: the agent reads a customer's mail as a request for a re-examination. It
     counts from that mail (the customer's last one after the answer), else from now."""
+    caselocks.lock(session, case)
     if case.status not in REOPENABLE:
         raise NotReopenable(f"case {case.ref} is {case.status}: only an answered or closed case is re-examined")
     last = session.exec(select(Message).where(Message.case_id == case.id, Message.direction == "in",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from mailbot import db
+from mailbot import caselocks, db
 from mailbot.app import App
 from mailbot.cases import actions, merging
 from mailbot.cases.queue import BadFilter, QueueFilter, list_cases, queue_row
@@ -177,7 +177,7 @@ def _act(app: App, ref: str, fn: Callable[[Session, Case], str]) -> int:
             case = _find(s, ref)
             if case is None:
                 return EX_USAGE
-            done = fn(s, case)
+            done = fn(s, caselocks.lock(s, case))
     except actions.Rejected as rej:
         print(f"mailbot: refused: {rej}", file=sys.stderr)
         return EX_DATAERR

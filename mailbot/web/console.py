@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from mailbot import db
+from mailbot import caselocks, db
 from mailbot.cases import actions, attachments, merging, reexamination, register
 from mailbot.cases.queue import SORTS, BadFilter, QueueFilter, list_cases
 from mailbot.cases.records import STATUSES, add_message, log_event
@@ -283,6 +283,7 @@ async def act(request: Request, ref: str, action: str) -> Response:
                 return error_page(request, 404)
             if len(uploads) > app.config.web.max_files:
                 raise actions.Rejected(action, [f"at most {app.config.web.max_files} files"])
+            caselocks.lock(s, case)
             shown = _perform(action, s, request, staff, case, values, uploads)
     except actions.Rejected as exc:
         with db.session_scope(app.engine) as s:
