@@ -148,9 +148,9 @@ def test_final_with_every_section_is_sent_with_recourse(desk: Desk) -> None:
 
 def test_final_at_schedules_the_response(desk: Desk) -> None:
     notif = customer_writes(desk)
-    raw, reply_to = agent_reply(notif, FINAL_OK.replace("#final", "#final at 2030-12-01T09:00") + QUOTED)
+    raw, reply_to = agent_reply(notif, FINAL_OK.replace("#final", "#final at 2026-11-27T10:00") + QUOTED)
     desk.send(raw, reply_to, "agent@kalra-plus.com")
-    assert to(desk.new_mail(), "marie.dupont@example.org") == []  # not before 1 December 2030
+    assert to(desk.new_mail(), "marie.dupont@example.org") == []  # not before 27 November, 10:00
 
 
 def test_extend_sends_the_notice_with_the_reason(desk: Desk) -> None:

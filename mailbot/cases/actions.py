@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from mailbot import caselocks
 from mailbot.app import App
-from mailbot.cases import attachments, rounds, sla
+from mailbot.cases import attachments, rounds, scheduled, sla
 from mailbot.cases.messages import Say, localized, say
 from mailbot.cases.records import add_message, log_event, set_status
 from mailbot.cases.staff_mail import send_staff_mail
@@ -152,33 +152,47 @@ def _files(command: str, files: Sequence[Attachment]) -> dict[str, list[int]]:
 
 def final(session: Session, app: App, case: Case, actor: str, text: str, *, about: Message | None,
           at: datetime | None = None, files: Sequence[Attachment] = ()) -> FinalResponse:
-    """The final response: every section the brand's procedure promises, plus recourse."""
+    """The final response: every section the brand's procedure promises, plus recourse. One
+    per round. `at`: scheduled for then (mailbot.cases.scheduled: in the future, by the
+    round's promised date and legal cap; the case is answered when it goes out)."""
     caselocks.lock(session, case)
     text = stored_body(text)
     _require_open(case, "#final")
     brand = app.config.brand(case.brand)
+    now = app.now()
+    rnd = rounds.current(session, case)
+    if at is not None and (problems := scheduled.problems(brand, app.calendar(brand), rnd, at, now)):
+        raise Rejected("#final", problems)
     parsed = parse_final(text)
     missing = [s for s in brand.final_sections if s not in parsed.sections]
     if missing:
         raise Rejected("#final", [say("missing_section", heading=heading(m, case.language)) for m in missing])
+    with_files = _files("#final", files)
+    if rounds.final_given(rnd) and scheduled.withdraw(session, case, now, status="replaced", actor=actor,
+                                                      reason="replaced by a new final response") is None:
+        raise Rejected("#final", [say("final_again")])
     reexam = case.status == "reexamination"
     # Every final response names the mediator, whatever its outcome (ACPR 2022-R-01 asks it
     # of a refusal or a partial answer; the seeds promise it after any unsatisfying one).
     include_mediation = brand.mediator is not None
-    send_case_mail(session, app, case, "final_response", to_addr=case.customer_email,
-                   to_name=case.customer_name, about=about, automatic=False, not_before=at,
-                   ctx_extra={"final": {"sections": {**dict.fromkeys(SECTION_HEADINGS, ""), **parsed.sections}, "outcome": parsed.outcome,
-                                        "reexamination": reexam, "include_mediation": include_mediation},
-                              "message": {"text": text}, **_files("#final", files)})
-    now = app.now()
-    case.outcome = parsed.outcome
+    queued = send_case_mail(
+        session, app, case, "final_response", to_addr=case.customer_email, to_name=case.customer_name,
+        about=about, automatic=False, not_before=at,
+        ctx_extra={"final": {"sections": {**dict.fromkeys(SECTION_HEADINGS, ""), **parsed.sections},
+                             "outcome": parsed.outcome, "reexamination": reexam,
+                             "include_mediation": include_mediation},
+                   "message": {"text": text}, **with_files})
     if letters.by_post(case):  # answered when the letter is posted (mailbot.cases.postal)
+        case.outcome = parsed.outcome
         log_event(session, case, "final_response_letter", actor=actor, at=now,
                   reason="the case is answered when the letter is recorded as posted")
+    elif at is not None:  # answered when it goes out (mailbot.cases.scheduled.sent)
+        log_event(session, case, scheduled.SCHEDULED, actor=actor, at=now, message_id=queued,
+                  scheduled=at.isoformat())
     else:
-        case.answered_at = at or now
-        set_status(session, case, "answered", actor=actor, at=now,
-                   reason="final response" + (f" scheduled at {at.isoformat()}" if at else ""))
+        case.outcome = parsed.outcome
+        case.answered_at = now
+        set_status(session, case, "answered", actor=actor, at=now, reason="final response")
     rounds.answer_queued(session, case, outcome=parsed.outcome, mediation=include_mediation)
     log_event(session, case, "final_response", actor=actor, at=now, outcome=parsed.outcome,
               mediation=include_mediation, scheduled=at.isoformat() if at else None)
@@ -214,6 +228,8 @@ def set_tier(session: Session, app: App, case: Case, actor: str, tier: str, reas
     tier = TIERS_ALIASES.get(tier.lower(), tier.lower())
     if tier not in brand.sla.tiers:
         raise Rejected("#tier", [say("unknown_tier", tier=tier, brand=brand.name, known=", ".join(brand.sla.tiers))])
+    if rounds.final_given(rounds.current(session, case)):
+        raise Rejected("#tier", [say("frozen")])
     if case.round_number > 1:
         raise Rejected("#tier", ["the tier sets the first answer's date; a re-examination has its own "
                                  "deadline (use #extend N reason)"])
@@ -237,6 +253,8 @@ def _move_promised_date(session: Session, app: App, case: Case, actor: str, comm
     brand = app.config.brand(case.brand)
     cal = app.calendar(brand)
     rnd = rounds.current(session, case)
+    if rounds.final_given(rnd):
+        raise Rejected(command, [say("frozen")])
     # the notice of a move to a tier of TIER_REASONS gives that tier's reason when no other is given
     told_why = reason.strip() or ("tier" if tier in TIER_REASONS else "")
     problems = rounds.cap_problems(brand, cal, rnd.received_at, new_due, told_why)
@@ -257,6 +275,7 @@ def _move_promised_date(session: Session, app: App, case: Case, actor: str, comm
 
 def set_category(session: Session, app: App, case: Case, actor: str, category: str) -> None:
     caselocks.lock(session, case)
+    _require_open(case, "#category")
     brand = app.config.brand(case.brand)
     keys = [c.key for c in brand.categories]
     if category not in keys:
@@ -268,6 +287,7 @@ def set_category(session: Session, app: App, case: Case, actor: str, category: s
 
 def set_priority(session: Session, app: App, case: Case, actor: str, priority: str) -> None:
     caselocks.lock(session, case)
+    _require_open(case, "#priority")
     if priority not in ("urgent", "normal"):
         raise Rejected("#priority", [say("priority", priority=priority)])
     log_event(session, case, "priority", actor=actor, at=app.now(), old=case.priority, new=priority)
@@ -278,6 +298,7 @@ def set_priority(session: Session, app: App, case: Case, actor: str, priority: s
 
 def assign(session: Session, app: App, case: Case, actor: str, agent_email: str) -> AgentConfig:
     caselocks.lock(session, case)
+    _require_open(case, "#assign")
     agent = app.config.agent(agent_email)
     if agent is None:
         raise Rejected("#assign", [say("not_an_agent", address=agent_email)])

@@ -222,6 +222,8 @@ def _forgery(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail
 COMMANDS = ("#note", "#ask", "#final", "#reply", "#extend", "#tier", "#category", "#priority", "#assign", "#link",
             "#merge", "#reopen", "#reexamine", "#close")
 
+DATE_COMMANDS = ("#extend", "#tier")  # each moves the promised date: one of them per mail
+
 
 @dataclass
 class _Plan:
@@ -239,6 +241,9 @@ def run_commands(session: Session, app: App, case: Case, actor: str, commands: l
     `#note text` on one line is a note of its own and leaves the rest of the mail as it is;
     `#note` alone makes the whole text a note. `#ask`, `#close` take their text on their line,
     below it, or both."""
+    date_changes = [c for c in commands if c.strip().partition(" ")[0].lower() in DATE_COMMANDS]
+    if len(date_changes) > 1:  # one notice per mail: thirty #extend lines are not thirty notices
+        raise actions.Rejected(date_changes[1].split()[0].lower(), [say("one_date_change", count=len(date_changes))])
     plan = _Plan()
     for line in commands:
         word, _, arg = line.strip().partition(" ")

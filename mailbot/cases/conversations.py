@@ -16,11 +16,11 @@ from sqlmodel import Session, col, select
 
 from mailbot import caselocks, db
 from mailbot.app import App
-from mailbot.cases import alerts, duplicates, reexamination, staff_mail
+from mailbot.cases import alerts, duplicates, reexamination, scheduled, staff_mail
 from mailbot.cases.agent_mail import customer_on_staff_address, handle_agent_mail
 from mailbot.cases.attachments import store_attachments
 from mailbot.cases.records import add_message, log_event, open_case, set_status
-from mailbot.cases.sla import Opening
+from mailbot.cases.sla import OPEN_STATUSES, Opening
 from mailbot.cases.tokens import is_agent_token
 from mailbot.config import BrandConfig
 from mailbot.mail.classify import Verdict
@@ -185,7 +185,12 @@ def _follow_up(session: Session, app: App, inbound: InboundRow, parsed: ParsedMa
                                    new_text=strip_reply(parsed.text, parsed.html), received_at=received_at)
     elif case.status == "waiting_customer":
         set_status(session, case, "in_progress", actor=case.customer_email, reason="customer replied")
-    staff_mail.notify_customer_message(session, app, case, msg)
+    held = None
+    if case.status in OPEN_STATUSES:  # a scheduled final response waits for the agent to read this mail
+        held = scheduled.withdraw(session, case, app.now(), status="held", actor=case.customer_email,
+                                  reason="the customer wrote before it went out")
+    extra = {"held_final": {"at": app.calendar(case.brand).local(held).isoformat()}} if held else None
+    staff_mail.notify_customer_message(session, app, case, msg, extra=extra)
     return case
 
 

@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 
 from mailbot import counters
 from mailbot.app import App
-from mailbot.cases import rounds
+from mailbot.cases import rounds, scheduled
 from mailbot.cases.records import log_case_event, log_event
 from mailbot.cases.staff_mail import Role, recipients, redirect_withheld, send_staff_mail
 from mailbot.models import Case
@@ -42,6 +42,8 @@ def record_delivery(session: Session, app: App, d: Delivery) -> None:
                            to=d.to_addr, message_id=d.message_id)
             rounds.delivered(session, case_id=d.case_id, kind=d.kind, round_number=d.round_number, at=d.at,
                              via="email")
+            if d.kind == scheduled.KIND:
+                scheduled.sent(session, app.config.brand(brand), d.case_id, d.message_id, d.round_number, d.at)
         return
     case = session.get(Case, d.case_id)
     if case is None:

@@ -61,6 +61,23 @@ MESSAGES: dict[str, dict[str, str]] = {
                       "en": "it names no case (no paragraph starts with a reference)"},
     "digest_no_case": {"fr": "pas de dossier de la marque, ou rien à faire, pour : {refs}",
                        "en": "no case of the brand, or nothing to do, for: {refs}"},
+    "frozen": {"fr": "la réponse finale de ce tour est déjà partie ou programmée : son délai est figé "
+                     "(un réexamen, #reexamine, ouvre un nouveau tour avec son propre délai)",
+               "en": "this round's final response is already sent or scheduled: its deadline is frozen "
+                     "(a re-examination, #reexamine, opens a new round with its own deadline)"},
+    "final_again": {"fr": "une réponse finale a déjà été donnée dans ce tour : une seule par tour (un réexamen, "
+                          "#reexamine, ouvre un nouveau tour)",
+                    "en": "a final response was already given in this round: one per round (a re-examination, "
+                          "#reexamine, opens a new round)"},
+    "one_date_change": {"fr": "une seule modification du délai par message (#extend ou #tier), celui-ci en a {count} : "
+                              "rien n'a été fait",
+                        "en": "one change of the deadline per mail (#extend or #tier), this one has {count}: "
+                              "nothing was done"},
+    "final_past": {"fr": "une réponse finale se programme dans le futur : {when} est passé (il est {now})",
+                   "en": "a final response is scheduled in the future: {when} is past (it is {now})"},
+    "final_too_late": {"fr": "{when} est après la date promise au client ou la limite légale : au plus tard {latest}",
+                       "en": "{when} is after the date promised to the customer or the legal limit: {latest} at "
+                             "the latest"},
     "reply_error": {"fr": "la réponse enregistrée « {name} » n'a pas pu être rendue : {error}",
                     "en": "the saved reply {name!r} could not be rendered: {error}"},
 }

@@ -114,6 +114,12 @@ def current(session: Session, case: Case) -> Round:
     return found
 
 
+def final_given(rnd: Round) -> bool:
+    """The round's final response is queued, scheduled or sent: its deadline is frozen
+    and it gets no other (a re-examination opens the next round)."""
+    return rnd.outcome is not None or rnd.answered_at is not None
+
+
 def move_due(session: Session, case: Case, new_due: datetime, now: datetime) -> bool:
     """Move the promised date of the case's current round; returns whether the old one had
     already passed unanswered (then the round stays late for good)."""
@@ -132,6 +138,13 @@ def answer_queued(session: Session, case: Case, *, outcome: str, mediation: bool
     """The round's final response is on its way (its time is set when it leaves)."""
     rnd = current(session, case)
     rnd.outcome, rnd.mediation_offered = outcome, mediation
+    session.add(rnd)
+
+
+def answer_withdrawn(session: Session, case: Case) -> None:
+    """The round's final response was taken back before it left (a scheduled one, held)."""
+    rnd = current(session, case)
+    rnd.outcome, rnd.mediation_offered = None, False
     session.add(rnd)
 
 

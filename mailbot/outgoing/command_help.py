@@ -46,12 +46,16 @@ def command_help(brand: BrandConfig, language: str, case_language: str,
          else "ask the customer for information; the case waits for their answer"),
         ("#final",
          f"réponse finale, le texte sous la commande avec les sections {sections} ; « {refused} » pour un "
-         "refus ; #final at 2026-12-01T09:00 pour l'envoyer plus tard" if fr
+         "refus ; une par tour ; #final at 2026-12-01T09:00 pour l'envoyer plus tard (avant la date promise ; "
+         "la réclamation reste ouverte jusque-là, un message du client la suspend)" if fr
          else f"final response, the text below the command with the sections {sections}; \"{refused}\" for "
-              "a refusal; #final at 2026-12-01T09:00 to send it later"),
+              "a refusal; one per round; #final at 2026-12-01T09:00 to send it later (by the promised date; the "
+              "case stays open until then, a mail from the customer holds it)"),
         ("#extend N raison" if fr else "#extend N reason",
-         "prolonge le délai de N jours ouvrés ; la raison est envoyée au client" if fr
-         else "extend the deadline by N business days; the reason is sent to the customer"),
+         "prolonge le délai de N jours ouvrés ; la raison est envoyée au client ; une modification du délai "
+         "par message, aucune après la réponse finale" if fr
+         else "extend the deadline by N business days; the reason is sent to the customer; one change of the "
+              "deadline per mail, none after the final response"),
         (f"#tier {tiers} [raison]" if fr else f"#tier {tiers} [reason]",
          "change le niveau de délai ; le client est prévenu de la nouvelle date (et de la raison)" if fr
          else "change the deadline tier; the customer is told the new date (and the reason)"),

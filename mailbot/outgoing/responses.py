@@ -118,6 +118,7 @@ def context(app: App, case: Case, about: Message | None = None, **extra: Any) ->
                      "digest": []},
         "delivery": {"to": "", "kind": "", "error": "", "permanent": False},
         "ack": {"why": "", "detail": ""},
+        "held_final": {"at": ""},  # a scheduled final response a customer's mail held (mailbot.cases.scheduled)
     }
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(ctx.get(key), dict):

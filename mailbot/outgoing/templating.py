@@ -485,6 +485,7 @@ def sample_context(brand: BrandConfig, language: str) -> dict[str, Any]:
                      "error": "550 5.1.1 <camille.martin@example.org>: Recipient address rejected: User unknown",
                      "permanent": True},
         "ack": {"why": "no_address", "detail": "camille.martin@example.org camille@example.net"},
+        "held_final": {"at": f"2026-12-04T09:00:00{off}"},
     }
 
 
@@ -564,6 +565,7 @@ def _empty_kind_context() -> dict[str, Any]:
                      "digest": []},
         "delivery": {"to": "", "kind": "", "error": "", "permanent": False},
         "ack": {"why": "", "detail": ""},
+        "held_final": {"at": ""},
     }
 
 
