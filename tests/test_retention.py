@@ -18,6 +18,7 @@ from sqlmodel import select
 from mailbot import db
 from mailbot.app import App
 from mailbot.cases.deliveries import dispatch
+from mailbot.cases.digest import send_digests
 from mailbot.cli.reports import export_register
 from mailbot.ingest.pipeline import ingest
 from mailbot.models import Case, Event
@@ -53,6 +54,9 @@ def test_the_purge_leaves_no_customer_word_in_the_database_file(tmp_path: Path, 
                      attachments=(("releve.pdf", "application/pdf", ATTACHED),)), "smtp")
     ingest(app, mail(frm="Other Customer <other@example.org>", body="Autre réclamation, ouverte.\n"), "smtp")
     dispatch(app)  # the acknowledgement and the agent notification quote the customer
+    clock.set("2026-11-24T08:00:00+00:00")  # the next morning's digests name the customer
+    assert send_digests(app) == 2
+    dispatch(app)
     with db.session_scope(app.engine) as s:
         s.exec(update(Case).where(Case.ref == "KP-2026-000001").values(  # type: ignore[call-overload]
             status="closed", closed_at=clock.now))

@@ -17,7 +17,8 @@ line (mailbot.cases.agent_mail.handle_digest_reply).
 Once a day per person and brand, however many instances tick: the digest's
 Message-ID is derived from (brand, person, day) and the outbox's Message-ID is
 unique, so a second insert fails and is dropped. A digest is sent even when it lists
-nothing: a quiet day then reads differently from a mailer that stopped.
+nothing: a quiet day then reads differently from a mailer that stopped. Its sent
+bytes are erased after 30 days (mailbot.cases.lifecycle.purge_retention).
 """
 
 from __future__ import annotations

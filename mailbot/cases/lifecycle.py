@@ -168,9 +168,24 @@ def purge_retention(app: App) -> int:
                 purged += 1
         if purged:
             forget_erased(session)
-    if purged and app.engine.dialect.name == "sqlite":
+        digests = _forget_old_digests(session, now)
+    if (purged or digests) and app.engine.dialect.name == "sqlite":
         _truncate_wal(app)
     return purged
+
+
+DIGEST_COPY_DAYS = 30
+
+
+def _forget_old_digests(session: Session, now: datetime) -> int:
+    """The daily digests (mailbot.cases.digest) name many cases' customers and are kept on no
+    case: their sent bytes are erased after DIGEST_COPY_DAYS days, so no digest outlives the
+    retention of the cases it listed."""
+    result = session.exec(update(Outbox).where(  # type: ignore[call-overload]
+        col(Outbox.kind) == "digest", col(Outbox.case_id).is_(None), col(Outbox.status) != "pending",
+        col(Outbox.raw).is_not(None), col(Outbox.created_at) < now - timedelta(days=DIGEST_COPY_DAYS))
+        .values(raw=None, context={}, to_name=""))
+    return int(result.rowcount or 0)
 
 
 @contextmanager
