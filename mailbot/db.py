@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,17 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # Errors that mean "the database is not available now": callers answer
 # "retry later" (SMTP 451, sysexit 75, IMAP leaves the mail in place).
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (OperationalError, DBAPIError)
+
+
+# PostgreSQL's DETAIL line of an error holds values: "Failing row contains (…the whole row…)",
+# "Key (reply_token)=(…) already exists". Statements' parameters are hidden by the engine
+# (`hide_parameters`); this hides those lines wherever an error's text is logged or kept.
+_DETAIL = re.compile(r"^DETAIL:[^\n]*", re.MULTILINE)
+
+
+def without_values(text: str) -> str:
+    """An error's text (or a traceback) without the values a database put in it."""
+    return _DETAIL.sub("DETAIL: (not shown: it holds values)", text)
 
 
 def _sqlite_pragmas(busy_timeout: float):  # type: ignore[no-untyped-def]
@@ -51,16 +63,20 @@ def make_engine(url: str, busy_timeout: float = 10.0) -> Engine:
     """An engine with the pragmas/options mailbot relies on.
 
     `busy_timeout` (seconds, `database.busy_timeout`): how long a SQLite writer
-    waits for another one's lock before the caller answers "retry later"."""
+    waits for another one's lock before the caller answers "retry later".
+
+    `hide_parameters`: an error's text (logged with its traceback, kept as a quarantine
+    reason) names the statement, never its values — customers' addresses, names, text."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1].split("?", 1)[0]
         if "///" in url and path and path != ":memory:":
             filemodes.private_sqlite(Path(path))  # 0600, and so its -wal and -shm
-        engine = create_engine(url, connect_args={"timeout": busy_timeout, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": busy_timeout, "check_same_thread": False},
+                               hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True)
 
 
 @contextmanager

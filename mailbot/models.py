@@ -16,6 +16,8 @@ from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlalchemy.orm import configure_mappers
 from sqlmodel import Field, Session, SQLModel
 
+from mailbot.bounds import bound_text_columns
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -395,3 +397,6 @@ class WebFigures(SQLModel, table=True):
     brand: str = Field(primary_key=True, max_length=60)
     computed_at: datetime
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+bound_text_columns(SQLModel.metadata)  # every text column cut to its length before the write (mailbot.bounds)

@@ -150,5 +150,6 @@ def _wrapped(conn: Connection, sql: str, params: Mapping[str, Any], exc: Excepti
     if disconnect:
         conn.invalidate(exc)
     return DBAPIError.instance(sql, dict(params), exc, dialect.loaded_dbapi.Error,
+                               hide_parameters=conn.engine.hide_parameters,  # as Connection.execute: no values
                                connection_invalidated=disconnect, dialect=dialect)
 

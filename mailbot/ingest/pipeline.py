@@ -378,8 +378,8 @@ def _is_transient_one(exc: BaseException) -> bool:
 
 
 def _quarantine_after_error(session: Session, app: App, work: _Work, exc: BaseException) -> None:
-    log.exception("ingest failed, quarantining sha256=%s", work.a.digest[:12])
-    reason = f"internal error while handling: {type(exc).__name__}: {str(exc)[:300]}"
+    log.error("ingest failed, quarantining sha256=%s", work.a.digest[:12], exc_info=exc)
+    reason = f"internal error while handling: {type(exc).__name__}: {db.without_values(str(exc))[:300]}"
     work.results[:] = [_quarantine(session, app, work, reason, key_suffix=_ERROR)]
 
 

@@ -14,6 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from mailbot.db import without_values
 from mailbot.mail.masking import mask_sensitive
 
 _STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -32,7 +33,7 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": mask_sensitive(record.getMessage())[:2000],
+            "msg": mask_sensitive(without_values(record.getMessage()))[:2000],
         }
         out.update(_extras(record))
         if record.exc_info:  # whole: the first frames say where it started (masked like the message)
@@ -49,7 +50,7 @@ class TextFormatter(logging.Formatter):
         extras = _extras(record)
         tail = [str(extras.pop("event"))] if "event" in extras else []
         tail += [f"{k}={_short(v)}" for k, v in extras.items() if v not in (None, [], "")]
-        line = f"{ts} {record.levelname:<7} {mask_sensitive(record.getMessage())[:2000]}"
+        line = f"{ts} {record.levelname:<7} {mask_sensitive(without_values(record.getMessage()))[:2000]}"
         line += f"  [{' '.join(tail)}]" if tail else ""
         if record.exc_info:
             line += "\n" + _traceback(self, record)
@@ -57,9 +58,10 @@ class TextFormatter(logging.Formatter):
 
 
 def _traceback(formatter: logging.Formatter, record: logging.LogRecord) -> str:
-    """The whole traceback (its first frames say where it started), masked like the message."""
+    """The whole traceback (its first frames say where it started), masked like the message,
+    without the values a database error carries (`db.without_values`)."""
     assert record.exc_info
-    return mask_sensitive(formatter.formatException(record.exc_info))
+    return mask_sensitive(without_values(formatter.formatException(record.exc_info)))
 
 
 def _short(value: Any) -> str:
