@@ -530,6 +530,11 @@ class HttpConfig(_Strict):
     enabled: bool = _d(False, "serve /healthz and /metrics")
     host: str = _d("127.0.0.1", "address to listen on")
     port: int = _d(9925, "TCP port (0: any free port)", ge=0, le=65535)
+    max_connections: int = _d(64, "connections at once; one more closes the oldest that has not sent its whole "
+                                  "request (else it hears 503)", ge=1)
+    timeout: float = _d(5.0, "seconds a client has to send its whole request, and to read the answer", gt=0)
+    metrics_cache: float = _d(5.0, "seconds a /metrics page is served again before the database is read anew "
+                                   "(0: every scrape reads it)", ge=0)
 
 
 class ApiClient(_Strict):

@@ -33,7 +33,8 @@ from mailbot.app import App
 from mailbot.ingest.pipeline import ingest
 from mailbot.models import Case
 from mailbot.ops import jobs
-from mailbot.ops.metrics import collect, start_http
+from mailbot.ops.http_listener import start_http
+from mailbot.ops.metrics import collect
 from tests.conftest import ROOT, Clock, make_config
 from tests.mails import mail
 from tests.procs import StderrReader, free_port, start_daemon, to_toml, wait_until
@@ -208,7 +209,8 @@ class Sink:
 def test_healthz_and_metrics_of_the_running_daemon(daemon, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     hport, relay_port = free_port(), free_port()
     proc, port, log = daemon(
-        http={"enabled": True, "port": hport}, scheduler={"outbox_interval": 0.2},
+        http={"enabled": True, "port": hport, "metrics_cache": 0},  # (each scrape reads the database)
+        scheduler={"outbox_interval": 0.2},
         outbound={"transport": "smtp", "host": "127.0.0.1", "port": relay_port, "timeout": 2,
                   "max_attempts": 1000, "backoff_seconds": 0.1, "backoff_max_seconds": 0.3})
     wait_until(lambda: any(r.get("event") == "daemon.ready" for r in log.records()), what="ready")

@@ -210,3 +210,74 @@ def test_a_forged_sender_gets_no_phishing_text_from_the_bank(daemon: Daemon) -> 
     for bait in ("+33", "84 88 12 34", "kalra-secure", "https", "est bloquée"):
         assert bait not in seen, bait
     assert "Bonjour Madame, Monsieur" in text
+
+
+# --------------------------------------------------------------------------- #27 item 11. the HTTP listener
+
+HALF_REQUEST = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # no blank line: never ends
+HTTP_MAX_CONNECTIONS = 64  # `[http] max_connections`, its default
+
+
+def _still_open(socks: list[socket.socket]) -> int:
+    """How many of these connections the daemon has not closed (nothing to read, no EOF)."""
+    n = 0
+    for s in socks:
+        s.settimeout(0)  # (with a timeout, recv would wait for data first)
+        try:
+            n += s.recv(1, socket.MSG_PEEK) != b""
+        except BlockingIOError:
+            n += 1
+        except OSError:
+            pass
+    return n
+
+
+def test_half_sent_http_requests_leave_healthz_and_ingest_working(daemon: Daemon) -> None:
+    """1,010 half-sent requests to the listener held a thread and a descriptor each, queued
+    scrapes at 100 % CPU and stalled ingest until SMTP clients timed out. Here 300 (over the
+    daemon's 256 descriptors): /healthz answers, mail is taken, 40 scrapes at once are
+    answered, and the half-sent connections are closed by the daemon."""
+    lines_before = len(daemon.log.lines)
+    socks: list[socket.socket] = []
+    try:
+        for n in range(1, MAX_FILES + 45):
+            s = socket.create_connection(("127.0.0.1", daemon.http), timeout=10)
+            s.sendall(HALF_REQUEST)
+            socks.append(s)
+            if n % 50 == 0:  # during the flood: health checks and mail go on
+                assert daemon.healthz(timeout=5) < 5
+            if n == 150:  # at most `[http] max_connections` held: each new one closed the oldest half-sent one
+                wait_until(lambda: _still_open(socks) <= HTTP_MAX_CONNECTIONS + 8, timeout=4,
+                           what="the daemon to keep no more than its cap of connections")
+        assert daemon.send(mail(frm="half.sent@example.org"), timeout=10)[0] == 250
+        codes: list[int] = []
+
+        def scrape() -> None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{daemon.http}/metrics", timeout=30) as r:
+                    codes.append(r.status)
+            except OSError:
+                codes.append(0)
+
+        scrapers = [threading.Thread(target=scrape) for _ in range(40)]
+        for t in scrapers:
+            t.start()
+        for t in scrapers:
+            t.join(60)
+        assert codes.count(200) == 40, codes
+        closed = 0
+        for s in socks:  # each is closed by the daemon: evicted at once, or at the request deadline
+            s.settimeout(30)
+            try:
+                closed += s.recv(100) == b""
+            except TimeoutError:
+                pass
+            except OSError:  # reset
+                closed += 1
+        assert closed == len(socks)
+    finally:
+        for s in socks:
+            s.close()
+    wait_until(lambda: _delivers(daemon), what="mail after the flood")
+    logged = daemon.log.lines[lines_before:]
+    assert len(logged) < 50, logged[:5]  # no traceback per connection

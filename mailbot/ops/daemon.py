@@ -208,7 +208,7 @@ class Daemon:
     def _start_http(self) -> Any:
         if not self.app.config.http.enabled:
             return None
-        from mailbot.ops.metrics import start_http
+        from mailbot.ops.http_listener import start_http
 
         return start_http(self.app)
 

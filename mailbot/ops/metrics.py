@@ -1,4 +1,4 @@
-"""`/healthz` and Prometheus `/metrics` on a configured loopback port (stdlib http.server).
+"""What Prometheus `/metrics` shows (served by mailbot.ops.http_listener, with `/healthz`).
 
 `/metrics` is the text format of prometheus_client: the counters of this process
 (mailbot.counters: mails in by outcome, cases opened, mails sent and failed, SLA and
@@ -9,18 +9,16 @@ oldest due mail, the quarantine).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.exposition import (
+from prometheus_client.exposition import (  # noqa: F401 (TEXT_FORMAT: for the listener)
     CONTENT_TYPE_PLAIN_0_0_4 as TEXT_FORMAT,  # what every Prometheus reads
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import func, or_, text
+from sqlalchemy import func, or_
 from sqlmodel import col, select
 
 from mailbot import counters, db
@@ -98,44 +96,3 @@ def collect(app: App) -> dict[str, float]:
                     labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
                     out[f"{sample.name}{{{labels}}}"] = sample.value
     return out
-
-
-HTTP_IDLE_TIMEOUT = 10.0  # seconds
-
-
-def start_http(app: App) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        timeout = HTTP_IDLE_TIMEOUT  # an idle connection is closed (each holds a thread and a descriptor)
-
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path == "/healthz":
-                try:
-                    with app.engine.connect() as c:
-                        c.execute(text("SELECT 1"))
-                    self._send(200, b"ok\n")
-                except Exception as exc:
-                    self._send(503, f"database unavailable: {type(exc).__name__}\n".encode())
-            elif self.path == "/metrics":
-                try:
-                    body = render(app)
-                except Exception as exc:  # the scrape fails visibly: Prometheus sets up=0
-                    self._send(503, f"database unavailable: {type(exc).__name__}\n".encode())
-                    return
-                self._send(200, body, TEXT_FORMAT)
-            else:
-                self._send(404, b"not found\n")
-
-        def _send(self, code: int, data: bytes, ctype: str = "text/plain") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    cfg = app.config.http
-    server = ThreadingHTTPServer((cfg.host, cfg.port), Handler)
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-    return server
