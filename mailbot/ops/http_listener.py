@@ -63,6 +63,8 @@ class HttpListener:
         self.db_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="http-db")
         self.open = 0
         self.unsent: dict[asyncio.StreamWriter, None] = {}  # connections yet to send a whole request, oldest first
+        self.writers: set[asyncio.StreamWriter] = set()  # every connection open
+        self.tasks: set[asyncio.Task[None]] = set()
         self._page: tuple[float, bytes] | None = None  # (monotonic time rendered, /metrics body)
         self._render = _Shared(self._render_metrics)
         self._check = _Shared(self._check_database)
@@ -79,6 +81,10 @@ class HttpListener:
         server = await asyncio.start_server(self._connection, sock=self.sock, limit=MAX_HEAD)
         async with server:
             await self._stopped.wait()
+            for writer in list(self.writers):  # the connections still open end now
+                writer.transport.abort()
+            if self.tasks:
+                await asyncio.wait(self.tasks, timeout=5)
 
     def shutdown(self) -> None:
         """Stop serving (from any thread) and close the socket."""
@@ -97,6 +103,10 @@ class HttpListener:
             return
         self.open += 1
         self.unsent[writer] = None
+        self.writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
         try:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.timeout)
@@ -109,6 +119,8 @@ class HttpListener:
             writer.transport.abort()
         finally:
             self.open -= 1
+            self.writers.discard(writer)
+            self.tasks.discard(task)  # type: ignore[arg-type]
             writer.close()
 
     def _evict_one(self) -> bool:
