@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text, update
 from sqlmodel import SQLModel, select
 
-from mailbot import db
+from mailbot import caselocks, db
 from mailbot.app import App
 from mailbot.bounds import ELLIPSIS, UNBOUNDED_TEXT, text_column_bounds
 from mailbot.ingest.pipeline import ingest
@@ -33,7 +33,7 @@ def test_over_long_values_are_cut_to_their_column_the_same_on_both_databases(app
     cut to the column's length with an ellipsis last."""
     ingest(app, mail(), "smtp")
     with db.session_scope(app.engine) as s:
-        case = s.exec(select(Case)).one()
+        case = caselocks.lock(s, s.exec(select(Case)).one())
         case.customer_name = "Marie " * 200
         case.subject = "Virement " * 300
         case.category = "c" * 100
