@@ -333,7 +333,8 @@ def test_an_unusable_reply_to_is_ignored(app: App, reply_to: str) -> None:
 def test_a_null_return_path_gets_no_answer_whatever_reply_to_says(app: App) -> None:
     r = ingest(app, mail(Reply_To="marie@home.example"), "test", envelope_from="")
     assert r.outcome is Outcome.AUTOMATIC
-    assert outbox(app) == []
+    # nothing to the sender; it reads as a complaint, so the team is told (#20 item 13)
+    assert [(o.kind, o.to_addr) for o in outbox(app)] == [("automatic_complaint", "agent@kalra-plus.com")]
 
 
 # ------------------------------------------------------------------ 5. read receipts

@@ -617,3 +617,59 @@ def test_a_cross_brand_rejection_names_the_right_brands(app: App) -> None:
     assert reasons == ["agent@divikeys.com is an agent of divikeys, not of kalra-plus",
                        f"a token of a kalra-plus case ({desk.case().ref}) sent to a divikeys address"], reasons
     assert [e.data["brand"] for e in desk.events("security")] == ["kalra-plus", "kalra-plus"]
+
+
+# --------------------------------------------------------------------------- 13. automatic mail on no case
+
+FORM_MAIL = ("Nouveau message du formulaire de contact\n\nNom : Camille Martin\nE-mail : camille@example.org\n"
+             "Message : une opération non reconnue de 900 EUR a été débitée de mon compte le 2 décembre 2026, "
+             "c'est une fraude.\n")
+
+
+def test_automatic_mail_on_no_case_is_kept_listed_and_flagged_when_it_reads_as_a_complaint(
+        app: App, tmp_path: Path) -> None:
+    """A form mailer's `Auto-Submitted: auto-generated` report of a 900 EUR fraud matched no
+    case and vanished from every view."""
+    desk = Desk(app)
+    form = desk.receive(mail(frm="Formulaire <formulaire@site.example>", subject="Nouveau message du formulaire",
+                             body=FORM_MAIL, Auto_Submitted="auto-generated"))
+    away = desk.receive(mail(frm="Paul <paul@example.net>", subject="Absence du bureau",
+                             body="Je suis absent jusqu'au 8 décembre.", Auto_Submitted="auto-replied"))
+    assert form.outcome is Outcome.AUTOMATIC and away.outcome is Outcome.AUTOMATIC and cases(app) == []
+    sent = desk.new_mail()
+    flag = only(to(sent, AGENT))  # the team; nothing to the form mailer, nothing about the vacation notice
+    assert len(sent) == 1 and "ressemble à une réclamation" in flag["Subject"]
+    assert f"mailbot inbound show {form.inbound_id}" in text_of(flag) and "900 EUR" in text_of(flag)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(to_toml(config_data(tmp_path, str(app.engine.url))))
+    listed = run_cli(cfg, "inbound", "list", "--automatic")
+    assert listed.returncode == 0, listed.stderr.decode()
+    out = listed.stdout.decode()
+    assert f"#{form.inbound_id} " in out and f"#{away.inbound_id} " in out
+    assert "Nouveau message du formulaire" in out and "matched no case; flagged to staff" in out
+    shown = run_cli(cfg, "inbound", "show", str(form.inbound_id))
+    assert shown.returncode == 0 and "900 EUR" in shown.stdout.decode()
+
+
+def test_an_automatic_mail_on_a_case_is_not_listed_as_on_no_case(app: App) -> None:
+    from mailbot.ingest.received import listed
+
+    desk = Desk(app)
+    desk.complaint()
+    (ack,) = to(desk.inbox, CUSTOMER)
+    reply = desk.receive(mail(frm=f"Marie <{CUSTOMER}>", subject=f"Réponse automatique : {ack['Subject']}",
+                              body="Je suis absente.", Auto_Submitted="auto-replied", In_Reply_To=ack["Message-ID"]))
+    assert reply.outcome is Outcome.AUTOMATIC and reply.case_refs
+    assert [r.id for r in listed(app, automatic=True)] == []
+
+
+def test_a_storm_of_automatic_complaints_flags_at_most_twenty_an_hour(app: App) -> None:
+    from mailbot.cases.unmatched import FLAGS_PER_HOUR
+    from mailbot.ingest.received import listed
+
+    desk = Desk(app)
+    for n in range(FLAGS_PER_HOUR + 5):
+        desk.receive(mail(frm="Formulaire <formulaire@site.example>", subject=f"Formulaire {n}", body=FORM_MAIL,
+                          Auto_Submitted="auto-generated"))
+    assert len(to(desk.new_mail(), AGENT)) == FLAGS_PER_HOUR
+    assert len(listed(app, automatic=True)) == FLAGS_PER_HOUR + 5  # every one kept and listed

@@ -191,4 +191,5 @@ def test_staff_mail_does_not_count_against_the_cap_on_automatic_mail(make_app: C
     desk.complaint()
     for n in range(3):
         desk.receive(mail(frm=CUSTOMER, body=f"Relance {n}", In_Reply_To="<cust-1@example.org>"))
-    assert len(to(desk.new_mail(), AGENT)) == 3  # each customer message still reaches the agent
+    assert desk.case().auto_mail_count == 1  # the cap is reached (the acknowledgement) …
+    assert len(to(desk.new_mail(), AGENT)) == 3  # … and each customer message still reaches the agent

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from mailbot import caselocks, db
 from mailbot.app import App
-from mailbot.cases import alerts, duplicates, reexamination, scheduled, staff_mail
+from mailbot.cases import alerts, duplicates, reexamination, scheduled, staff_mail, unmatched
 from mailbot.cases.agent_mail import customer_on_staff_address, handle_agent_mail
 from mailbot.cases.attachments import store_attachments
 from mailbot.cases.records import add_message, log_event, open_case, set_status
@@ -252,13 +252,16 @@ def handle_automatic(session: Session, app: App, inbound: InboundRow, parsed: Pa
                      routes: Sequence[BrandRoute], verdict: Verdict,
                      received_at: datetime) -> tuple[str, ...]:
     """Auto-replies, bounces and read receipts are attached to the case they concern; they
-    never change its state, never open a case and never get an answer. A read receipt is
+    never change its state, never open a case and never get an answer. One that concerns
+    no case is kept (its inbound row), and flagged to staff when it reads as a complaint. A read receipt is
     recorded as a `read` event (`receipt` when it says the mail was not displayed, e.g.
     deleted unread)."""
     refs = []
+    flagged: list[str] = []
     for route in routes:
         found = find_case_for_automatic(session, route, parsed, verdict.bounced_message_id)
         if found.case is None:
+            flagged += unmatched.flag_to_staff(session, app, inbound, parsed, route.brand, verdict, received_at)
             continue
         _store_message(session, app, found.case, inbound, parsed, found, kind=str(verdict.kind))
         if verdict.kind == "receipt":
@@ -271,6 +274,8 @@ def handle_automatic(session: Session, app: App, inbound: InboundRow, parsed: Pa
             for address in verdict.failed_recipients:
                 mark_failing(session, address, verdict.reason, app.now())
         refs.append(found.case.ref)
+    if not refs:  # kept all the same: `mailbot inbound list --automatic` (mailbot.cases.unmatched)
+        inbound.reason = f"{inbound.reason}; matched no case" + ("; flagged to staff" if flagged else "")
     return tuple(refs)
 
 

@@ -207,6 +207,33 @@ def cmd_quarantine(args: argparse.Namespace, config: Config) -> int:
     return _retry_quarantined(app, q, raw)
 
 
+def cmd_inbound(args: argparse.Namespace, config: Config) -> int:
+    from mailbot.ingest import received
+
+    app = open_app(config)
+    if args.action == "list":
+        for r in received.listed(app, automatic=args.automatic, limit=args.limit):
+            print(f"#{r.id:<6} {r.received_at.isoformat()} {r.outcome:<11} {r.sender[:60]:<40} {r.subject[:60]}"
+                  f"\n        {r.reason[:160]}")
+        return EX_OK
+    if args.id is None:
+        print("mailbot: inbound show needs an ID", file=sys.stderr)
+        return EX_USAGE
+    found = received.received_mail(app, args.id)
+    if found is None:
+        print(f"mailbot: no inbound mail #{args.id}", file=sys.stderr)
+        return EX_USAGE
+    row, raw = found
+    if args.raw:
+        sys.stdout.buffer.write(raw)
+        return EX_OK
+    print(f"#{row.id} {row.outcome} from {row.source} at {row.received_at.isoformat()}\nreason: {row.reason}\n"
+          f"envelope from: {row.envelope_from or '-'}  to: {', '.join(row.envelope_to) or '-'}  "
+          f"size: {len(raw)} bytes\n")
+    print(raw.decode("utf-8", "replace"))
+    return EX_OK
+
+
 def _retry_quarantined(app: App, q: Quarantine, raw: bytes) -> int:
     from mailbot.ingest.quarantine import retry
 

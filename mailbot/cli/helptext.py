@@ -93,6 +93,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
                    "mailbot quarantine list\n"
                    "mailbot quarantine show 12 --raw > /tmp/q12.eml\n"
                    "mailbot quarantine retry 12"),
+    "inbound": ("Every mail received, whatever became of it, newest first: `list` (--automatic: only the "
+                "automatic mail that is on no case, e.g. a form mailer's notice), `show ID` (--raw for the bytes).",
+                "mailbot inbound list --automatic\n"
+                "mailbot inbound show 4312\n"
+                "mailbot inbound show 4312 --raw > /tmp/m4312.eml"),
     "stats": ("Counts per brand, category and status, and deadlines met.",
               "mailbot stats\n"
               "mailbot stats --json"),
@@ -161,6 +166,8 @@ ARGUMENTS: dict[str, str] = {
     "table": "which table to print",
     "id": "the row's number, as `list` shows it",
     "raw": "show: print the raw mail, bytes as received",
+    "automatic": "list: only automatic mail that is on no case (kept, never answered)",
+    "inbound:limit": "list: at most this many rows (default: 100)",
 }
 
 # `action` positionals: their choices, explained.
@@ -168,6 +175,7 @@ ACTIONS: dict[str, str] = {
     "db": "upgrade: apply the pending migrations",
     "outbox": "list | flush | retry (with ID)",
     "quarantine": "list | show (with ID) | retry (with ID)",
+    "inbound": "list | show (with ID)",
     "register": "export: write the register",
     "imap": "check: compare the mailboxes with what was recorded",
 }

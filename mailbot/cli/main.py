@@ -143,6 +143,13 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("id", nargs="?", type=int)
     q.add_argument("--raw", action="store_true", help="show: print the raw bytes")
 
+    ib = sub.add_parser("inbound", help="every mail received, whatever became of it")
+    ib.add_argument("action", choices=["list", "show"])
+    ib.add_argument("id", nargs="?", type=int)
+    ib.add_argument("--automatic", action="store_true")
+    ib.add_argument("--limit", type=int, default=100)
+    ib.add_argument("--raw", action="store_true", help="show: print the raw bytes")
+
     st = sub.add_parser("stats", help="counts and SLA compliance per brand/category/status")
     st.add_argument("--json", action="store_true")
     lt = sub.add_parser("letters", help="letters to post: customers answered by post")
@@ -196,7 +203,7 @@ def _handlers() -> dict[str, Handler]:
     return {
         "run": commands.cmd_run, "db": commands.cmd_db,
         "ingest": commands.cmd_ingest, "import": commands.cmd_import, "cases": commands.cmd_cases,
-        "outbox": commands.cmd_outbox, "quarantine": commands.cmd_quarantine,
+        "outbox": commands.cmd_outbox, "quarantine": commands.cmd_quarantine, "inbound": commands.cmd_inbound,
         "stats": commands.cmd_stats, "register": commands.cmd_register, "imap": commands.cmd_imap,
         "tick": commands.cmd_tick, "web": commands.cmd_web, "letters": commands.cmd_letters, "postfix-maps": commands.cmd_postfix_maps,
     }

@@ -22,7 +22,7 @@ from mailbot.outgoing.templating import Rendered
 
 STAFF_KINDS = frozenset({
     "agent_notification", "reminder", "escalation", "urgent_alert", "command_rejection",
-    "security_alert", "staff_held", "assignment", "digest", "delivery_failure",
+    "security_alert", "staff_held", "assignment", "digest", "delivery_failure", "automatic_complaint",
 })
 
 

@@ -44,6 +44,8 @@ Context keys (every template must render with :func:`sample_context`)
   agents, the agent token address)
 - ``status_url``: the case's status page for the customer (signed link; "" without a web side)
 - ``signin``: {url, expires_at, zone, minutes} (the staff sign-in link, ``staff_signin`` only)
+- ``inbound``: {id, from, subject, received_at, reason, excerpt} (``automatic_complaint`` only: an
+  automatic mail that matched no case and reads as a complaint; ``id`` for `mailbot inbound show`)
 - ``letter``: {date, place, to_name, to_address} - set when the mail is a letter to post (a PDF:
   mailbot.outgoing.letter_pdf); empty strings otherwise
 - ``extension``: {new_due_at, old_due_at, reason, days, earlier (bool: the new date comes sooner),
@@ -131,11 +133,12 @@ KINDS = (
     "assignment",
     "closure_notice",
     "staff_signin",
+    "automatic_complaint",
     "merge_notice",
     "linked_ack",
     "digest",
 )
-CASELESS_KINDS = ("staff_signin", "digest")  # about no case: rendered without case keys in their text
+CASELESS_KINDS = ("staff_signin", "digest", "automatic_complaint")  # about no case: rendered without case keys in their text
 
 DEFAULT_DIR = "_default"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -432,6 +435,9 @@ def sample_context(brand: BrandConfig, language: str) -> dict[str, Any]:
         "status_url": f"https://reclamations.{domain}/status/{ref(123)}/0f3c9a2be1d4",
         "signin": {"url": f"https://reclamations.{domain}/staff/signin/x7Qm2", "minutes": 15,
                    "expires_at": f"2026-12-01T09:45:00{off}", "zone": brand.timezone},
+        "inbound": {"id": 4312, "from": "formulaire@site.example", "subject": "Nouveau message du formulaire",
+                    "received_at": f"2026-12-01T09:30:00{off}", "reason": "Auto-Submitted: auto-generated",
+                    "excerpt": "Nom : Camille Martin\nMessage : 900 EUR débités par une opération non reconnue."},
         "extension": {
             "new_due_at": new_due,
             "reason": "analyse approfondie des opérations avec notre partenaire de paiement"
@@ -539,6 +545,7 @@ def _empty_kind_context() -> dict[str, Any]:
         "digest": {"day": "", "zone": "", "supervisor": False, "problem": "", "total": 0,
                    "counts": dict.fromkeys(("overdue", "due_today", "waiting", "assigned", "unassigned"), 0),
                    "sections": []},
+        "inbound": {"id": 0, "from": "", "subject": "", "received_at": "", "reason": "", "excerpt": ""},
         "extension": {"new_due_at": "", "reason": "", "days": 0, "old_due_at": "", "earlier": False,
                       "tier": ""},
         "letter": {"date": "", "place": "", "to_name": "", "to_address": ""},
