@@ -112,9 +112,9 @@ class Case(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("brand", "year", "seq", name="uq_case_brand_year_seq"),
         Index("ix_cases_open_due", "status", "due_at"),
-        # The staff console's queue and dashboard: a brand's open cases by deadline, counted
-        # and paged from the index alone (migration 0009).
-        Index("ix_cases_brand_status_due", "brand", "status", "due_at"),
+        # The queue (console, `cases list`) and the dashboard: a brand's cases of a status by
+        # deadline, counted and paged from the index alone, "mine" too (migration 0012).
+        Index("ix_cases_queue", "brand", "status", "due_at", "assignee"),
     )
     id: int | None = Field(default=None, primary_key=True)
     ref: str = Field(unique=True, max_length=40)

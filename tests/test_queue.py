@@ -130,3 +130,61 @@ def test_the_case_view_has_every_message_text_notes_attachments_and_local_times(
     assert js["notes"][0]["text"] == "Client connu." and js["attachments"][1]["filename"] == "capture.png"
     assert js["timezone"] == "Europe/Paris" and js["due_at"].endswith("+01:00")
     assert all(m["kind"] != "note" for m in js["messages"])
+
+
+def test_pages_in_deadline_order_across_brands_and_statuses_match_one_sort(app: App, clock: Clock) -> None:
+    from sqlalchemy import text
+
+    made = []
+    for n in range(9):  # both brands, several statuses, deadlines interleaved
+        clock.now += timedelta(hours=7)
+        made.append(new_case(app, n, to="info@divikeys.com" if n % 3 == 0 else "support@kalra-plus.com"))
+    act(app, made[1], lambda s, c: actions.set_priority(s, app, c, "cli", "urgent"))
+    with app.engine.begin() as conn:
+        conn.execute(text("UPDATE cases SET status = 'in_progress' WHERE id % 2 = 0"))
+        conn.execute(text("UPDATE cases SET status = 'waiting_customer' WHERE id = 3"))
+        conn.execute(text("UPDATE cases SET due_at = NULL WHERE id = 5"))  # no deadline: last
+    with db.read_scope(app.engine) as s:
+        expected = [c.ref for c in sorted(s.exec(select(Case)).all(),
+                                          key=lambda c: (c.due_at is None, c.due_at or datetime.min, c.id))]
+    assert expected[-1] == made[4]
+    assert refs(app) == expected
+    paged = [r for p in (1, 2, 3, 4) for r in refs(app, page=p, per_page=3)]
+    assert paged == expected
+    assert refs(app, brand="divikeys") == [r for r in expected if r.startswith("DK")]
+    assert refs(app, status="in_progress", page=2, per_page=2) == [
+        r for r, c in zip(expected, _statuses(app, expected), strict=True) if c == "in_progress"][2:4]
+
+
+def _statuses(app: App, refs_: list[str]) -> list[str]:
+    with db.read_scope(app.engine) as s:
+        by_ref = {c.ref: c.status for c in s.exec(select(Case))}
+    return [by_ref[r] for r in refs_]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # (PostgreSQL's plan depends on the table's size)
+def test_the_queue_reads_its_page_and_count_from_the_index_without_sorting_every_case(app: App) -> None:
+    import sqlalchemy
+
+    seen: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, params))
+
+    new_case(app, 1)
+    sqlalchemy.event.listen(app.engine, "before_cursor_execute", capture)
+    try:
+        refs(app, brands=["kalra-plus"], mine="agent@kalra-plus.com")
+    finally:
+        sqlalchemy.event.remove(app.engine, "before_cursor_execute", capture)
+    with app.engine.connect() as conn:
+        plans = [[str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + st, p)] for st, p in seen]
+    count, page, rows = plans
+    assert any("COVERING INDEX ix_cases_queue" in line for line in count), count  # "mine" too
+    arms = [line for line in page if "cases" in line]
+    # each (brand, status) read in deadline order from the index, stopped at the page; only the
+    # few ids taken are sorted (no sort of whole rows)
+    assert all(line.startswith("SEARCH cases USING") for line in arms) and len(arms) == 6, page
+    assert sum("status=? AND due_at>?" in line for line in arms) == 5, page
+    assert rows == ["SEARCH cases USING INTEGER PRIMARY KEY (rowid=?)"], rows
