@@ -96,8 +96,9 @@ class Browser:
         path = SCREENSHOTS / f"{self.name}-{self.shots:02d}-{re.sub(r'[^a-z0-9-]+', '-', label.lower())}.png"
         height = self.driver.execute_script("return document.documentElement.scrollHeight")
         self.driver.set_window_size(1280, max(800, min(int(height) + 40, 6000)))
-        self.driver.save_screenshot(str(path))
+        assert self.driver.save_screenshot(str(path)), f"no screenshot saved at {path}"
         self.driver.set_window_size(1280, 1100)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
         return path
 
     def close(self) -> None:

@@ -303,3 +303,57 @@ def test_tier_category_and_priority_change_from_the_case_page(web_app: App, tmp_
     assert (case.tier, case.category, case.priority) == ("complex", "frais", "urgent")
     assert any("enquête auprès du partenaire" in text_of(m) for m in sent_mails(web_app, tmp_path / "sent")
                if "marie@" in str(m["To"]))
+
+
+def test_html_and_script_in_a_customers_mail_are_inert_on_every_staff_page(web_app: App, tmp_path: Path) -> None:
+    from mailbot.ingest.pipeline import ingest
+    from tests.mails import mail
+
+    evil = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    raw = mail(frm=f'"Eve {evil}" <eve@example.org>', subject=f"Virement {evil}", body=None,
+               html=f"<p>Mon virement de 300 EUR du 2 novembre {evil} n'est pas arrivé.</p><script>alert(3)</script>",
+               attachments=((f"{evil}.pdf", "application/pdf", b"%PDF-1.4 x"),))
+    [ref] = ingest(web_app, raw, "smtp").case_refs
+    c = sign_in(web_app, tmp_path, AGENT)
+    for path in (f"/staff/cases/{ref}", "/staff/queue", "/staff/search?q=virement"):
+        page = c.get(path).text
+        assert ref in page, path
+        assert "<script>alert(" not in page and "<img src=x" not in page, path
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page, path
+    r = c.get(f"/staff/cases/{ref}/attachments/1?download=1")
+    assert r.status_code == 200 and "<" not in r.headers["content-disposition"].split("filename*")[0]
+
+
+def test_every_field_of_every_page_has_a_label_in_both_languages(web_app: App, tmp_path: Path) -> None:
+    from tests.test_web import _status_link
+
+    status = _status_link(web_app, tmp_path)  # the customer's case, KP-2026-000001
+    agent, boss = sign_in(web_app, tmp_path, AGENT), sign_in(web_app, tmp_path, SUPERVISOR)
+    anyone = client(web_app)
+    pages = [(anyone, "/complaint/kalra-plus"), (anyone, "/complaint/divikeys"), (anyone, status),
+             (agent, "/staff/queue"), (agent, "/staff/search?q=virement"), (agent, "/staff/cases/KP-2026-000001"),
+             (boss, "/staff/dashboard"), (anyone, "/staff/signin")]
+    labels: dict[str, list[str]] = {}
+    for lang in ("fr", "en"):
+        for c, path in pages:
+            page = c.get(path + ("&" if "?" in path else "?") + f"lang={lang}").text
+            fields = re.findall(r'<(?:input|select|textarea)\b(?![^>]*type="(?:hidden|submit)")[^>]*>', page)
+            assert fields or path == "/staff/dashboard", path
+            for field in fields:
+                m = re.search(r'\bid="([^"]+)"', field)
+                assert m, f"{path}: a field without an id: {field}"
+                label = re.search(rf'<label for="{re.escape(m.group(1))}"[^>]*>(.*?)</label>', page, re.S)
+                assert label and label.group(1).strip(), f"{path} ({lang}): no label for {m.group(1)}"
+                labels.setdefault(f"{path}#{m.group(1)}", []).append(re.sub(r"<[^>]+>", "", label.group(1)).strip())
+    same = [k for k, (fr, en) in labels.items() if fr == en and not fr.isupper()]
+    assert len(same) <= 2, same  # the words differ between French and English (a code like "IBAN" may not)
+
+
+def test_the_database_down_gives_staff_a_clear_503_page(web_app: App) -> None:
+    from tests.test_web import _down
+
+    c = client(_down(web_app))
+    c.cookies.set("mb_staff", "a-session-cookie")
+    for path in ("/staff/queue", "/staff/cases/KP-2026-000001"):
+        r = c.get(path)
+        assert r.status_code == 503 and "momentanément indisponible" in r.text, path
