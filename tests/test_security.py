@@ -26,7 +26,7 @@ from mailbot.app import App
 from mailbot.cases import conversations
 from mailbot.ingest import pipeline
 from mailbot.ingest.pipeline import Outcome, Received, TemporaryFailure, ingest, ingest_batch
-from mailbot.models import Case, Inbound, Quarantine
+from mailbot.models import Case, Inbound, Outbox, Quarantine
 from tests.conftest import ROOT, TEST_SECRET, config_data
 from tests.desk import AGENT, CUSTOMER, SUPERVISOR, Desk, only, reply_to, text_of, to
 from tests.mails import mail
@@ -673,3 +673,18 @@ def test_a_storm_of_automatic_complaints_flags_at_most_twenty_an_hour(app: App) 
                           Auto_Submitted="auto-generated"))
     assert len(to(desk.new_mail(), AGENT)) == FLAGS_PER_HOUR
     assert len(listed(app, automatic=True)) == FLAGS_PER_HOUR + 5  # every one kept and listed
+
+
+def test_the_cap_on_first_time_addresses_holds_within_one_imap_batch(make_app: Callable[..., App]) -> None:
+    """The batch path reads which senders we wrote to once for the whole batch, and counts
+    what it queues itself."""
+    app = make_app(limits={"first_contact_acks": 2})
+    ingest(app, mail(frm="known@example.org", subject="Première", body="Frais inconnus."), "smtp")
+    batch = [Received(mail(frm=f"new{n}@example.org", subject=f"Plainte {n}", body=f"Plainte n°{n}"), "imap:x",
+                      mailbox_brand="kalra-plus") for n in range(4)]
+    batch.append(Received(mail(frm="known@example.org", subject="Seconde", body="Un virement perdu."), "imap:x",
+                          mailbox_brand="kalra-plus"))
+    assert {r.outcome for r in ingest_batch(app, batch)} == {Outcome.CASE_OPENED}
+    with db.session_scope(app.engine) as s:
+        acked = sorted(s.exec(select(Outbox.to_addr).where(Outbox.kind == "acknowledgement")).all())
+    assert acked == ["known@example.org", "known@example.org", "new0@example.org"], acked

@@ -158,10 +158,13 @@ _ACKS_SINCE = select(func.count()).select_from(Outbox).where(
     Outbox.to_addr == bindparam("to"), col(Outbox.kind).in_(FIRST_ANSWERS),
     col(Outbox.created_at) > bindparam("since"))
 _WRITTEN_TO = select(Outbox.id).where(Outbox.to_addr == bindparam("a")).limit(1)
+_WRITTEN_TO_MANY = select(Outbox.to_addr).where(col(Outbox.to_addr).in_(bindparam("to", expanding=True))).distinct()
 _EARLIER = Outbox.__table__.alias("earlier")
-_FIRST_CONTACT_ACKS = select(func.count()).select_from(Outbox).where(
+# Counted up to the cap only: whether it is reached is all that matters.
+_FIRST_CONTACT_ACKS = select(func.count()).select_from(select(Outbox.id).where(
     col(Outbox.kind).in_(FIRST_ANSWERS), col(Outbox.created_at) > bindparam("since"),
-    ~select(_EARLIER.c.id).where(_EARLIER.c.to_addr == Outbox.to_addr, _EARLIER.c.id < Outbox.id).exists())
+    ~select(_EARLIER.c.id).where(_EARLIER.c.to_addr == Outbox.to_addr, _EARLIER.c.id < Outbox.id).exists(),
+).limit(bindparam("cap")).subquery())
 _IS_FAILING = select(FailingRecipient.address).where(FailingRecipient.address == bindparam("a"))
 
 
@@ -171,12 +174,14 @@ _ACKS_SINCE_MANY = (select(Outbox.to_addr, func.count()).where(
 
 
 def prefetch_ack_counts(session: Session, app: App, addresses: list[str]) -> None:
-    """Count the batch's senders' acknowledgements of the last hour in one query. The
-    window is taken at the start of the batch (at most a second earlier than each
-    mail's own: a count can only be too high, never too low)."""
+    """Count the batch's senders' acknowledgements of the last hour in one query, and which
+    of them we ever wrote to in another. The window is taken at the start of the batch (at
+    most a second earlier than each mail's own: a count can only be too high, never too low)."""
     since = app.now() - timedelta(hours=1)
     counts = dict(session.connection().execute(_ACKS_SINCE_MANY, {"to": addresses, "since": since}).all())
     session.info["ack_counts"] = {a: counts.get(a, 0) for a in addresses}
+    written = set(session.connection().execute(_WRITTEN_TO_MANY, {"to": addresses}).scalars())
+    session.info["written_to"] = {a: a in written for a in addresses}
 
 
 def _acks_last_hour(session: Session, to_addr: str, now: datetime) -> int:
@@ -200,12 +205,13 @@ def _first_contact(session: Session, to_addr: str) -> bool:
     return not known[to]
 
 
-def _first_contact_acks(session: Session, now: datetime) -> int:
+def _first_contact_acks(session: Session, now: datetime, cap: int) -> int:
     """Acknowledgements of the last hour, all brands, that were the first mail to their
-    address: read once per transaction, counted up as `acknowledge` queues them."""
+    address (counted up to `cap`): read once per transaction, counted up as `acknowledge`
+    queues them."""
     if "first_contact_acks" not in session.info:
         session.info["first_contact_acks"] = session.connection().execute(
-            _FIRST_CONTACT_ACKS, {"since": now - timedelta(hours=1)}).scalar_one()
+            _FIRST_CONTACT_ACKS, {"since": now - timedelta(hours=1), "cap": cap}).scalar_one()
     return int(session.info["first_contact_acks"])
 
 
@@ -264,7 +270,8 @@ def acknowledge(session: Session, app: App, case: Case, msg: Message | StoredMes
             withheld = Withheld("limit", f"ack_limit: {sent} acknowledgements to this sender in the last hour",
                                 case.customer_email)
     first = withheld is None and kind in FIRST_ANSWERS and _first_contact(session, case.customer_email)
-    if first and (n := _first_contact_acks(session, now)) >= app.config.limits.first_contact_acks:
+    cap = app.config.limits.first_contact_acks
+    if first and (n := _first_contact_acks(session, now, cap)) >= cap:
         withheld = Withheld("first_contact_cap", f"first_contact_acks: {n} acknowledgements to first-time "
                             "addresses in the last hour", case.customer_email)
     if withheld is not None and withheld.code == "no_address" and sender_header:
