@@ -281,3 +281,37 @@ def test_half_sent_http_requests_leave_healthz_and_ingest_working(daemon: Daemon
     wait_until(lambda: _delivers(daemon), what="mail after the flood")
     logged = daemon.log.lines[lines_before:]
     assert len(logged) < 50, logged[:5]  # no traceback per connection
+
+
+# --------------------------------------------------------------------------- 11, 12. staff token addresses
+
+def _notification_for(d: Daemon, customer: str) -> EmailMessage:
+    """The agent's notification of a new complaint from `customer` (its Reply-To is a staff token)."""
+    def found() -> list[EmailMessage]:
+        return [m for m in _sent_to(d, "agent@kalra-plus.com") if customer in m.get_body(("plain",)).get_content()]  # type: ignore[union-attr]
+    wait_until(found, timeout=60, what="the agent's notification")
+    return found()[0]
+
+
+def test_a_customer_on_a_staff_address_reaches_the_agent_and_forgers_make_one_alert(daemon: Daemon) -> None:
+    """By SMTP, as the issue found it: the customer's reply-all to an agent's token address got
+    250 and vanished; 30 forged mails to it made 30 alerts."""
+    customer = "reply-all@example.org"
+    assert daemon.send(mail(frm=f"Camille <{customer}>", message_id="<reply-all-1@example.org>",
+                            body="Mon virement de 300 EUR du 2 novembre n'est jamais arrivé."), sender=customer)[0] == 250
+    token_address = _notification_for(daemon, customer)["Reply-To"].addresses[0].addr_spec
+    assert daemon.send(mail(frm=f"Camille <{customer}>", to=token_address, body="Voici mon relevé de novembre."),
+                       rcpt=token_address, sender=customer)[0] == 250
+
+    def relayed() -> bool:
+        return any("Voici mon relevé de novembre." in m.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+                   for m in _sent_to(daemon, "agent@kalra-plus.com"))
+    wait_until(relayed, timeout=60, what="the customer's message, relayed to the agent")
+    alerts_before = len(_sent_to(daemon, "supervisor@kalra-plus.com"))
+    for n in range(30):
+        raw = mail(frm="mallory@evil.example", to=token_address, body=f"#close\nTentative {n}")
+        assert daemon.send(raw, rcpt=token_address, sender="mallory@evil.example")[0] == 250
+    wait_until(lambda: len(_sent_to(daemon, "supervisor@kalra-plus.com")) > alerts_before, timeout=60,
+               what="the security alert")
+    time.sleep(6)  # an outbox pass (5 s) more: a second alert would be there by now
+    assert len(_sent_to(daemon, "supervisor@kalra-plus.com")) == alerts_before + 1
