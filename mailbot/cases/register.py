@@ -71,7 +71,7 @@ class Line:
             if dt is None:
                 return ""
             local = cal.local(dt) if cal else dt
-            return local.date().isoformat() if date_only else local.isoformat()
+            return local.date().isoformat() if date_only else local.isoformat(timespec="seconds")
 
         return {
             "reference": c.ref, "round": str(r.number), "round_kind": r.kind, "brand": c.brand,

@@ -3,10 +3,17 @@ scenario, the mails that went out (read from the Maildir the outbound transport 
 letters to post, and two ways to run a `mailbot` command:
 
 - `desk.fresh(...)`: a new `python -m mailbot.cli` process, its clock set to the scenario's
-  time by libfaketime (`faketime`, a Debian package: nothing in mailbot knows about it) —
-  for the steps a scenario must see work from a cold start;
+  time by libfaketime (`faketime`, a Debian package: nothing in mailbot knows about it);
 - `desk.run(...)`: the same command's handler in this process, on an App whose clock is the
-  scenario's (each fresh process costs about a second: most steps run here).
+  scenario's.
+
+Every step that changes something is a fresh process, as in production (issue 22: the
+procedures are driven through fresh `mailbot` processes): each mail in (`mailbot ingest -r
+ADDRESS`, as Postfix's pipe runs it, the customer's and the agent's alike), each `tick --now`
+(as cron or the daemon's scheduler runs the jobs) and each `cases …`/`letters posted` action.
+Reading (`cases show`, `register export`, `stats`, `letters list`) and sending what is queued
+(the daemon's dispatcher) run in this process. A fresh process's clock starts at the
+scenario's time and runs on (a second or so): times it records may be a few seconds past it.
 
 Times in scenarios are written in the brand's local time with their offset.
 """
@@ -17,26 +24,31 @@ import email
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import redirect_stdout
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default
+from email.utils import parseaddr
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import func, select
 
+from mailbot import db
 from mailbot.app import App
 from mailbot.cases.deliveries import dispatch
 from mailbot.cli import case_commands, reports
 from mailbot.cli.main import _parser
 from mailbot.config import load_config
-from mailbot.ingest.pipeline import ingest
+from mailbot.models import Outbox
 from mailbot.ops.jobs import run_all_jobs
 from tests.conftest import ROOT, Clock, config_data
 from tests.desk import is_daily_digest
@@ -44,6 +56,8 @@ from tests.mails import mail
 from tests.procs import to_toml
 
 FAKETIME = shutil.which("faketime")
+_REF = re.compile(r"[A-Z]{2,}-\d{4}-\d{6}")
+_READINGS = ("show", "list", "search", "attachment")
 
 
 @dataclass
@@ -88,20 +102,42 @@ class Desk:
 
     # -- mail in ----------------------------------------------------------------------
     def mail_in(self, **kw: Any) -> str:
-        """A customer's mail received now, in this process; returns the case reference."""
+        """A customer's mail received now, by a fresh `mailbot ingest`; returns the case reference."""
         kw.setdefault("date", self.clock.now)
-        result = ingest(self.app, mail(**kw), "pipe")
-        assert result.case_refs, result
+        refs = self.ingest(mail(**kw), parseaddr(kw.get("to", "support@kalra-plus.com"))[1])
+        assert refs
+        return refs[0]
+
+    def ingest(self, raw: bytes, to: str) -> list[str]:
+        """`mailbot ingest -r TO` (a fresh process, the mail on its standard input, as Postfix's
+        pipe runs it), then what is queued is sent; returns the case references it printed."""
+        p = self.fresh("ingest", "-r", to, stdin=raw)
+        outcome, _, rest = p.stdout.partition(":")
+        assert outcome in ("case_opened", "followup", "automatic"), p.stdout
         self.dispatch()
-        return result.case_refs[0]
+        return list(takewhile(_REF.fullmatch, rest.split()))
 
     def dispatch(self) -> None:
-        """What the daemon's dispatcher does within seconds: send the mail that is due."""
-        dispatch(self.app)
+        """What the daemon's dispatcher does within seconds: send the mail that is due, with
+        what a fresh process queued as it ran on a few seconds past the scenario's time (the
+        mail is sent at that moment, as the daemon would)."""
+        with db.read_scope(self.app.engine) as s:
+            latest = s.exec(select(func.max(Outbox.not_before)).where(Outbox.status == "pending")).one()
+        at = self.clock.now
+        if latest is not None:
+            latest = latest if latest.tzinfo else latest.replace(tzinfo=UTC)
+            if at < latest <= at + timedelta(minutes=2):
+                at = latest
+        dispatch(self.app, now=at)
 
     # -- commands ---------------------------------------------------------------------
     def run(self, *argv: str, rc: int = 0) -> str:
-        """The command's handler in this process, at the scenario's time."""
+        """The command at the scenario's time: an action in a fresh process (then what it
+        queued is sent), a reading by its handler in this process."""
+        if argv[0] in ("cases", "letters") and argv[1] not in _READINGS:
+            out = self.fresh(*argv, rc=rc).stdout
+            self.dispatch()
+            return out
         args = _parser().parse_args(["--config", str(self.config_path), *argv])
         out = io.StringIO()
         with redirect_stdout(out):
@@ -138,8 +174,10 @@ class Desk:
         return out
 
     def tick(self, iso: str) -> None:
+        """`mailbot tick --now ISO` in a fresh process (every scheduled job, the dispatcher's included)."""
         self.at(iso)
-        self.run("tick")
+        self.fresh("tick", "--now", self.clock.now.isoformat())
+        self.dispatch()
 
     def show(self, ref: str) -> dict[str, Any]:
         return json.loads(self.run("cases", "show", ref, "--json"))
@@ -178,15 +216,15 @@ class Desk:
         assert found, f"no digest to {address}"
         return max(found, key=lambda m: email.utils.parsedate_to_datetime(m.msg["Date"]))
 
-    def agent_reply(self, ref: str, text: str, agent: str) -> None:
-        """The agent answers by replying to the last notification of the case they got."""
+    def agent_reply(self, ref: str, text: str, agent: str, frm: str | None = None) -> None:
+        """The agent answers by replying to the last notification of the case they got (`frm`:
+        someone else sends that reply, e.g. the agent forwarded the notification)."""
         notes = [m for m in self.all_mails() if m.to == agent and f"[{ref}]" in m.subject and "+a" in m.reply_to]
         assert notes, f"no notification of {ref} to {agent}"
         last = notes[-1]
-        result = ingest(self.app, mail(frm=agent, to=last.reply_to, subject=f"Re: {last.subject}", body=text,
-                                       In_Reply_To=last.message_id, date=self.clock.now), "pipe")
-        assert result.case_refs == (ref,), result
-        self.dispatch()
+        refs = self.ingest(mail(frm=frm or agent, to=last.reply_to, subject=f"Re: {last.subject}", body=text,
+                                In_Reply_To=last.message_id, date=self.clock.now), last.reply_to)
+        assert frm is not None or refs == [ref], refs
 
 
 def _sent(raw: bytes) -> Sent:
@@ -211,3 +249,11 @@ def only(mails: list[Sent], to: str) -> Sent:
     found = [m for m in mails if m.to == to]
     assert len(found) == 1, f"expected one mail to {to}, got {found} (all: {mails})"
     return found[0]
+
+
+def minute(iso: str) -> str:
+    """A register time to the minute ("2026-11-23T10:00+01:00"): what a fresh process
+    records runs on a few seconds past the scenario's time. The register gives whole
+    seconds (no fraction: a spreadsheet's reader has no use for microseconds)."""
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", iso), iso
+    return iso[:16] + iso[19:]

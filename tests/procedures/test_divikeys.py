@@ -136,3 +136,20 @@ def test_the_acknowledgement_asks_for_the_steps_already_taken(desk: Desk) -> Non
     desk.mail_in(to="info@divikeys.com", frm="Ana <ana@example.org>",
                  body="Bonjour, j'ai déjà contacté le porteur du projet sans réponse. Mon remboursement manque.")
     assert "les étapes déjà suivies" not in only(desk.new_mails(), "ana@example.org").text
+
+
+# §2.2 "Par Email … Nous accuserons réception de votre email dans les 48 heures"; §3.3 the reasons
+def test_an_email_complaint_is_acknowledged_at_once_and_an_extension_needs_its_reasons(desk: Desk) -> None:
+    desk.at("2026-12-04T17:30:00-04:00")  # a Friday evening
+    ref = desk.mail_in(to="info@divikeys.com")
+    ack = only(desk.new_mails(), "marie.dupont@example.org")
+    assert ack.subject == f"[{ref}] Accusé de réception de votre réclamation : Virement non reçu"
+    assert "au plus tard le lundi 28 décembre 2026" in ack.text
+    line = desk.register()[0]
+    assert (line["ack_via"], line["ack_met"]) == ("email", "yes")
+    desk.at("2026-12-07T10:00:00-04:00")
+    desk.agent_reply(ref, "#extend 5", agent="agent@divikeys.com")  # no reason: Divikeys owes one
+    [rejection] = desk.new_mails()
+    assert rejection.to == "agent@divikeys.com"
+    assert "une raison est requise : elle est envoyée au client" in rejection.text
+    assert desk.show(ref)["due_at"].startswith("2026-12-28")

@@ -105,3 +105,44 @@ def test_an_imported_old_mail_is_acknowledged_as_late_not_with_a_past_date(desk:
     assert "Le délai de réponse que nous nous étions fixé pour cette réclamation (le jeudi 8 octobre 2026) est " \
            "déjà dépassé" in ack.text
     assert "au plus tard le" not in ack.text
+
+
+# §4 "Si des informations complémentaires sont nécessaires, nous vous en informerons par email"
+def test_more_information_is_asked_by_email_and_the_customer_s_answer_resumes_the_case(desk: Desk) -> None:
+    desk.at("2026-11-23T10:00:00+01:00")
+    ref = desk.mail_in()
+    desk.new_mails()
+    desk.at("2026-11-24T10:00:00+01:00")
+    desk.agent_reply(ref, "#ask\nPouvez-vous nous envoyer le relevé de novembre où figure le virement ?",
+                     agent="agent@kalra-plus.com")
+    ask = only(desk.new_mails(), "marie.dupont@example.org")
+    assert ask.subject == f"[{ref}] Informations complémentaires nécessaires pour votre réclamation"
+    assert "Pouvez-vous nous envoyer le relevé de novembre où figure le virement ?" in ask.text
+    assert "#ask" not in ask.text and ask.reply_to  # the customer answers by replying
+    assert desk.show(ref)["status"] == "waiting_customer"
+    desk.at("2026-11-25T10:00:00+01:00")
+    desk.mail_in(to=ask.reply_to, subject=f"Re: {ask.subject}", In_Reply_To=ask.message_id,
+                 body="Voici le relevé demandé.", attachments=(("releve.pdf", "application/pdf", b"%PDF-1.4 r"),))
+    [note] = desk.new_mails()  # the agent is told; the customer gets no second acknowledgement
+    assert note.to == "agent@kalra-plus.com" and ref in note.subject
+    assert desk.show(ref)["status"] == "in_progress"
+
+
+# §7 "Seules les équipes habilitées peuvent accéder à votre dossier"
+def test_only_the_brand_s_agents_act_on_a_case(desk: Desk) -> None:
+    desk.at("2026-11-23T10:00:00+01:00")
+    ref = desk.mail_in()
+    ack = only(desk.new_mails(), "marie.dupont@example.org")
+    assert "Votre réclamation est traitée de manière strictement confidentielle : seules les personnes " \
+           "habilitées de Kalra-plus ont accès à votre dossier." in ack.text
+    desk.at("2026-11-23T11:00:00+01:00")
+    # the agent's notification forwarded to someone who is not one of the brand's agents
+    desk.agent_reply(ref, "#final\nDossier clos.", agent="agent@kalra-plus.com", frm="Mallory <mallory@evil.example>")
+    [alert] = desk.new_mails()
+    assert alert.to == "supervisor@kalra-plus.com"
+    assert alert.subject == f"[{ref}] Alerte de sécurité : message refusé sur une réclamation"
+    assert "Expéditeur : mallory@evil.example" in alert.text
+    assert desk.show(ref)["status"] == "acknowledged"  # nothing done, nothing sent to the customer
+    desk.agent_reply(ref, "#close", agent="agent@kalra-plus.com", frm="agent@divikeys.com")  # the other brand's
+    assert desk.new_mails() == []  # refused too: kept for the supervisor's digest, no second alert (#20)
+    assert desk.show(ref)["status"] == "acknowledged"
