@@ -2,6 +2,9 @@
 """Peak RSS while ingesting mails with a few huge attachments, against the stdlib parser alone.
 
     python bench/memory.py [--n 2000] [--big 10] [--big-mb 25] [--db sqlite|pg|URL] [--json]
+    python bench/memory.py --concurrent 24 [--mail-mb 20] [--max-data-sessions K] [--code DIR] [--json]
+
+(The second form: the daemon under N concurrent SMTP mails, bench/memory_concurrent.py.)
 
 N generated complaint mails (bench/gen_mails.generate_bytes), of which `--big`
 (default 10, spread evenly over the run) carry a `--big-mb` MB (default 25 MB,
@@ -126,9 +129,19 @@ def main() -> None:
     ap.add_argument("--big-mb", type=float, default=25.0, help="size of each huge attachment, MB (10^6 bytes)")
     ap.add_argument("--db", default="sqlite", help="sqlite (default), pg (throwaway schema) or a URL")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--concurrent", type=int, help="N mails at once to a running daemon (bench/memory_concurrent.py)")
+    ap.add_argument("--mail-mb", type=float, default=20.0, help="with --concurrent: each mail's size on the wire, MB")
+    ap.add_argument("--max-data-sessions", type=int, help="with --concurrent: [smtp] max_data_sessions")
+    ap.add_argument("--code", type=Path, help="with --concurrent: run the daemon from this checkout")
     ap.add_argument("--child", choices=["stdlib", "mailbot"], help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.concurrent:
+        import memory_concurrent
+
+        r = memory_concurrent.run(args.concurrent, args.mail_mb, args.max_data_sessions, args.code)
+        print(json.dumps(r) if args.json else memory_concurrent.report(r))
+        return
     big_size = int(args.big_mb * 1_000_000)
     if args.child:
         print(json.dumps(child(args.child, args.n, args.big, big_size, args.db, Path(args.workdir))))

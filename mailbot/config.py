@@ -68,6 +68,11 @@ class SmtpConfig(_Strict):
     require_starttls: bool = _d(False, "refuse mail sent without STARTTLS (needs tls_cert)")
     max_sessions: int = _d(200, "SMTP sessions at once; one more is answered 421 and closed (each holds a "
                            "file descriptor: keep it well under the process's limit, LimitNOFILE)", ge=1)
+    max_data_sessions: int = _d(4, "mails received at once (DATA to the reply): each holds up to a few times "
+                                   "max_message_size in memory until it is recorded; a session over the cap waits "
+                                   "for its turn (data_wait), then hears 451 4.3.2 and its MTA retries", ge=1)
+    data_wait: float = _d(90.0, "seconds a DATA over max_data_sessions waits for its turn before 451 (under "
+                                "idle_timeout, and under the 2 minutes an SMTP client waits for the 354)", ge=0)
     idle_timeout: float = _d(120.0, "seconds a session may wait between commands (the DATA of a mail "
                              "included) before it is closed", gt=0)
 

@@ -232,3 +232,71 @@ def test_sigterm_drains_and_exits_0(tmp_path: Path, db_url: str) -> None:
     err = proc.stderr.read().decode() if proc.stderr else ""
     assert '"msg": "stopped"' in err
     assert "Bonjour" not in err  # logs carry no bodies
+
+
+# --------------------------------------------------------------------------- #27 item 7: mails in transit
+
+def _in_data(port: int, sender: str) -> smtplib.SMTP:
+    """A session that has sent DATA (its reply not read yet)."""
+    c = smtplib.SMTP("127.0.0.1", port, timeout=60)
+    c.ehlo()
+    c.mail(sender)
+    c.rcpt("support@kalra-plus.com")
+    c.putcmd("data")
+    return c
+
+
+def _nothing_to_read(c: smtplib.SMTP, wait: float) -> bool:
+    assert c.sock is not None
+    c.sock.settimeout(wait)
+    try:
+        c.sock.recv(1, socket.MSG_PEEK)  # a reply (or the end of the connection): not waiting
+        return False
+    except TimeoutError:
+        return True
+    finally:
+        c.sock.settimeout(60)
+
+
+def _body(c: smtplib.SMTP, raw: bytes) -> tuple[int, bytes]:
+    c.send(raw.replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n") + b"\r\n.\r\n")
+    return c.getreply()
+
+
+def test_a_mail_over_the_cap_of_mails_in_transit_waits_for_its_turn(make_app: Callable[..., App]) -> None:
+    """With `max_data_sessions = 1`, a second DATA gets no 354 while the first mail is still
+    coming in (its bytes are not read into memory); it gets it once the first is answered."""
+    app = make_app(smtp={"port": 0, "max_data_sessions": 1, "data_wait": 120})
+    with listening(app) as port:
+        first = _in_data(port, "first@example.org")
+        assert first.getreply()[0] == 354
+        first.send(b"From: first@example.org\r\nTo: support@kalra-plus.com\r\nSubject: un\r\n\r\n"
+                   + (b"x" * 76 + b"\r\n") * 1000)
+        second = _in_data(port, "second@example.org")
+        assert _nothing_to_read(second, 2.0)  # no 354: waiting for its turn
+        assert _body(first, b"\r\nfin")[0] == 250
+        assert second.getreply()[0] == 354
+        assert _body(second, mail(frm="second@example.org"))[0] == 250
+        first.quit()
+        second.quit()
+    assert count(app, Case) == 2
+
+
+def test_a_mail_over_the_cap_hears_451_when_its_turn_does_not_come(make_app: Callable[..., App]) -> None:
+    """`data_wait` passed with the only turn taken: 451 4.3.2 (its MTA retries), nothing read;
+    the same session is served once the turn is free."""
+    app = make_app(smtp={"port": 0, "max_data_sessions": 1, "data_wait": 0.5})
+    with listening(app) as port:
+        first = _in_data(port, "first@example.org")
+        assert first.getreply()[0] == 354
+        first.send(b"From: first@example.org\r\nTo: support@kalra-plus.com\r\nSubject: un\r\n\r\n")
+        second = _in_data(port, "second@example.org")
+        code, reply = second.getreply()
+        assert (code, reply[:5]) == (451, b"4.3.2"), reply
+        assert _body(first, b"fin")[0] == 250
+        second.putcmd("data")
+        assert second.getreply()[0] == 354
+        assert _body(second, mail(frm="second@example.org"))[0] == 250
+        first.quit()
+        second.quit()
+    assert count(app, Case) == 2

@@ -24,6 +24,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from mailbot import memory
 from mailbot.app import App
 from mailbot.config import Config, ConfigError, MissingSecret, load_config
 from mailbot.ingest import analysis
@@ -223,4 +224,5 @@ class Daemon:
 
 
 def run_daemon(config: Config, config_path: str) -> int:
+    memory.map_large_buffers()  # a large mail's buffers go back to the system when freed (mailbot.memory)
     return asyncio.run(Daemon(config, config_path).serve())
