@@ -1,20 +1,18 @@
-"""The application context handed to every edge: config, database, clock, calendars, templates."""
+"""The application context handed to every edge: config, database, clock, calendars, and what
+the floors above make of the config (the compiled templates: mailbot.outgoing.templating.renderer)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import cached_property
 
 from sqlalchemy import Engine
 
-from mailbot import db
-from mailbot.cases import business_days
-from mailbot.cases.business_days import BusinessCalendar
+from mailbot import business_days, db
+from mailbot.business_days import BusinessCalendar
 from mailbot.config import BrandConfig, Config
-from mailbot.outgoing.templating import Renderer
 
 
 def system_clock() -> datetime:
@@ -28,6 +26,9 @@ class App:
     clock: Callable[[], datetime] = system_clock
     # Set when the daemon stops: long jobs (the dispatcher's backlog) end early, their work left for later.
     stopping: threading.Event = field(default_factory=threading.Event)
+    # What the floors above make of the config, by class (mailbot.outgoing.templating keeps its
+    # Renderer here): held for them, dropped when the config changes (reconfigure).
+    derived: dict[type, object] = field(default_factory=dict)
 
     @classmethod
     def open(cls, config: Config, *, upgrade: bool | None = None,
@@ -41,22 +42,11 @@ class App:
     def now(self) -> datetime:
         return self.clock()
 
-    @cached_property
-    def renderer(self) -> Renderer:
-        return Renderer(self.config.resolve_path(self.config.templates_dir), zones=self.config.zones())
-
-    @staticmethod
-    def compiled_renderer(config: Config) -> Renderer:
-        """A renderer of `config`'s templates with every one of them compiled now: a file
-        edited later is not read until the next reload. Raises TemplateError."""
-        renderer = Renderer(config.resolve_path(config.templates_dir), zones=config.zones())
-        renderer.compile_all(config.brands)
-        return renderer
-
-    def reconfigure(self, config: Config, renderer: Renderer) -> None:
-        """Use a new config from now on (SIGHUP), with its templates compiled."""
+    def reconfigure(self, config: Config, derived: Mapping[type, object]) -> None:
+        """Use a new config from now on (SIGHUP), with what was made of it (its compiled
+        templates); anything else made of the old config is made again when next asked for."""
+        self.derived = dict(derived)
         self.config = config
-        self.__dict__["renderer"] = renderer
         self.warm_calendars()
 
     def calendar(self, brand: BrandConfig | str) -> BusinessCalendar:

@@ -22,9 +22,9 @@ from sqlmodel import Session, col, select
 
 from bench.gen_mails import generate_bytes
 from mailbot import db
+from mailbot.business_days import BusinessCalendar
 from mailbot.cases import records as cases
 from mailbot.cases import sla
-from mailbot.cases.business_days import BusinessCalendar
 from mailbot.ingest import analysis
 from mailbot.ingest.analysis import Received
 from mailbot.ingest.pipeline import Outcome, ingest_batch, ingest_stream, prepare, record

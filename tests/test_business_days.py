@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailbot.cases import business_days
-from mailbot.cases.business_days import BusinessCalendar
+from mailbot import business_days
+from mailbot.business_days import BusinessCalendar
 
 PARIS = ZoneInfo("Europe/Paris")
 MARIGOT = ZoneInfo("America/Marigot")

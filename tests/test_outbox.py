@@ -23,6 +23,7 @@ from mailbot.caselocks import lock
 from mailbot.cases.deliveries import dispatch
 from mailbot.ingest.pipeline import Outcome, Received, ingest, ingest_batch
 from mailbot.models import Case, Event, Message, Outbox
+from mailbot.outgoing import templating
 from tests.conftest import Clock
 from tests.mails import mail
 from tests.procs import free_port
@@ -466,7 +467,7 @@ def test_ingest_goes_on_while_the_dispatcher_renders(make_app: Callable[..., App
     meanwhile is committed at once instead of waiting for the dispatcher's write lock."""
     app = make_app(database={"busy_timeout": 2})
     ingest(app, mail(), "smtp")
-    render, during = app.renderer.render, []
+    render, during = templating.renderer(app).render, []
 
     def render_and_receive(*args: object, **kw: object) -> object:
         done: list[str] = []
@@ -478,7 +479,7 @@ def test_ingest_goes_on_while_the_dispatcher_renders(make_app: Callable[..., App
         during.append(done[0])
         return render(*args, **kw)
 
-    monkeypatch.setattr(app.renderer, "render", render_and_receive)
+    monkeypatch.setattr(templating.renderer(app), "render", render_and_receive)
     assert dispatch(app, limit=2).sent == 2
     assert during == [Outcome.CASE_OPENED, Outcome.CASE_OPENED]
 

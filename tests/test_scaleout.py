@@ -28,7 +28,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from mailbot.cases import business_days
+from mailbot import business_days
 from mailbot.cases.sla import sla_points
 from mailbot.db import make_engine, upgrade
 from mailbot.models import Case, Outbox

@@ -20,15 +20,16 @@ from mailbot.app import App
 from mailbot.cases import attachments, rounds, scheduled, sla
 from mailbot.cases.messages import Say, localized, say
 from mailbot.cases.records import add_message, log_event, set_status
+from mailbot.cases.responses import send_case_mail
 from mailbot.cases.staff_mail import send_staff_mail
 from mailbot.config import AgentConfig
 from mailbot.mail.masking import stored_body
 from mailbot.mail.quotes import own_closing, own_greeting
 from mailbot.models import Attachment, Case, Message, track
-from mailbot.outgoing import letters
+from mailbot.outgoing import letters, templating
 from mailbot.outgoing.audiences import customer_view
+from mailbot.outgoing.case_context import context
 from mailbot.outgoing.command_help import heading
-from mailbot.outgoing.responses import context, send_case_mail
 from mailbot.outgoing.templating import TemplateError
 
 SECTION_HEADINGS: dict[str, tuple[str, ...]] = {
@@ -375,7 +376,7 @@ def saved_reply(app: App, case: Case, about: Message | None, name: str) -> str:
     (templates/<brand>/<language>/replies/NAME.txt, rendered in the mail templates' sandbox,
     with what the customer wrote masked as in any mail to them)."""
     name = name.strip().lower()
-    renderer = app.renderer
+    renderer = templating.renderer(app)
     known = renderer.replies(case.brand, renderer.resolve_language(case.brand, case.language))
     if name not in known:
         raise Rejected("#reply", [say("no_reply", name=name, known=", ".join(known) or "-")])

@@ -16,7 +16,15 @@ from sqlmodel import Session, col, select
 
 from mailbot import caselocks, db
 from mailbot.app import App
-from mailbot.cases import alerts, duplicates, reexamination, scheduled, staff_mail, unmatched
+from mailbot.cases import (
+    alerts,
+    duplicates,
+    reexamination,
+    responses,
+    scheduled,
+    staff_mail,
+    unmatched,
+)
 from mailbot.cases.agent_mail import customer_on_staff_address, handle_agent_mail
 from mailbot.cases.attachments import store_attachments
 from mailbot.cases.records import add_message, log_event, open_case, set_status
@@ -31,7 +39,6 @@ from mailbot.mail.quotes import strip_reply
 from mailbot.mail.routing import BrandRoute, CaseRoute, find_case, find_case_for_automatic
 from mailbot.mail.senders import customer_contact
 from mailbot.models import Case, FailingRecipient, InboundRow, Outbox, StoredMessage
-from mailbot.outgoing import responses
 from mailbot.outgoing.audiences import is_staff_kind
 
 

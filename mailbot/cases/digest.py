@@ -38,9 +38,9 @@ from mailbot.cases.queue import MAX_PER_PAGE, UNASSIGNED, QueueFilter, QueueRow,
 from mailbot.cases.staff_mail import staff_language, staff_token
 from mailbot.config import AgentConfig, BrandConfig
 from mailbot.models import Outbox
-from mailbot.outgoing import outbox
+from mailbot.outgoing import outbox, templating
+from mailbot.outgoing.case_context import reply_address
 from mailbot.outgoing.compose import Outgoing, build, new_message_id
-from mailbot.outgoing.responses import reply_address
 from mailbot.outgoing.templating import brand_context
 
 SECTIONS = ("overdue", "due_today", "waiting", "assigned", "unassigned")
@@ -129,7 +129,7 @@ def queue_digest(session: Session, app: App, brand: BrandConfig, person: AgentCo
     when it is queued already); else a fresh one (the answer to an unusable reply)."""
     language = staff_language(app, person, brand.key)
     ctx = context(app, brand, person, day, sections(session, app, brand, person), problem)
-    rendered = app.renderer.render(brand.key, language, "digest", ctx)
+    rendered = templating.renderer(app).render(brand.key, language, "digest", ctx)
     mid = message_id(app, brand, person.email, day) if daily else new_message_id(brand.addresses[0])
     raw = build(Outgoing(from_addr=brand.addresses[0], from_name=brand.name, to_addr=person.email,
                          to_name=person.name, subject=rendered.subject, text=rendered.text, html=rendered.html,

@@ -24,6 +24,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from mailbot import caselocks, counters, db
 from mailbot.app import App
 from mailbot.cases.records import log_event, set_status
+from mailbot.cases.responses import send_case_mail
 from mailbot.cases.search import forget_erased
 from mailbot.cases.sla import SlaPoint, marked, reschedule, round_start, sla_points
 from mailbot.cases.staff_mail import send_to_role
@@ -39,7 +40,6 @@ from mailbot.models import (
     Quarantine,
     SlaMark,
 )
-from mailbot.outgoing.responses import send_case_mail
 
 log = logging.getLogger("mailbot.sla")
 SWEEP_BATCH = 500

@@ -20,8 +20,8 @@ from mailbot.app import App
 from mailbot.cases import sla
 from mailbot.cases.messages import say
 from mailbot.cases.records import log_event, set_status
+from mailbot.cases.responses import send_case_mail
 from mailbot.models import Case, Message, track
-from mailbot.outgoing.responses import send_case_mail
 
 MERGED = "merged"
 

@@ -25,9 +25,9 @@ from mailbot import caselocks
 from mailbot.app import App
 from mailbot.cases import rounds, sla
 from mailbot.cases.records import log_event, set_status
+from mailbot.cases.responses import acknowledge
 from mailbot.mail.extract import fold
 from mailbot.models import Case, Inbound, Message, StoredMessage
-from mailbot.outgoing.responses import acknowledge
 
 REOPENABLE = ("answered", "closed")
 

@@ -29,7 +29,7 @@ from datetime import date, datetime, time
 from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, select
 
-from mailbot.cases.business_days import BusinessCalendar
+from mailbot.business_days import BusinessCalendar
 from mailbot.config import BrandConfig
 from mailbot.models import Case, Round, track
 from mailbot.prepared import Prepared

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
-from mailbot.cases.business_days import BusinessCalendar, for_brand
+from mailbot.business_days import BusinessCalendar, for_brand
 from mailbot.config import BrandConfig
 from mailbot.models import Case, Round, SlaMark, track
 

@@ -23,10 +23,11 @@ from sqlmodel import Session
 from mailbot.app import App
 from mailbot.cases.duplicates import Related
 from mailbot.cases.records import log_event
+from mailbot.cases.responses import Withheld, send_case_mail
 from mailbot.cases.tokens import make_agent_token
 from mailbot.config import AgentConfig
 from mailbot.models import Case, Message, Outbox, StoredMessage
-from mailbot.outgoing.responses import Withheld, reply_address, send_case_mail
+from mailbot.outgoing.case_context import reply_address
 
 Role = Literal["assignee", "supervisor", "oncall"]
 

@@ -27,7 +27,7 @@ from mailbot.mail.extract import Extracted, extract_for
 from mailbot.mail.masking import stored_body
 from mailbot.mail.parsing import ParsedMail
 from mailbot.models import InboundRow, Outbox
-from mailbot.outgoing import outbox
+from mailbot.outgoing import outbox, templating
 from mailbot.outgoing.compose import Outgoing, build, new_message_id
 from mailbot.outgoing.templating import brand_context
 
@@ -80,7 +80,7 @@ def flag_to_staff(session: Session, app: App, inbound: InboundRow, parsed: Parse
                "inbound": {"id": inbound.id, "from": parsed.from_addr or parsed.from_header, "subject": parsed.subject,
                            "received_at": app.calendar(brand).local(received_at).isoformat(),
                            "reason": verdict.reason, "excerpt": text[:EXCERPT]}}
-        rendered = app.renderer.render(brand.key, language, "automatic_complaint", ctx)
+        rendered = templating.renderer(app).render(brand.key, language, "automatic_complaint", ctx)
         mid = new_message_id(brand.addresses[0])
         raw = build(Outgoing(from_addr=brand.addresses[0], from_name=brand.name, to_addr=address, to_name=name,
                              subject=rendered.subject, text=rendered.text, html=rendered.html, message_id=mid,

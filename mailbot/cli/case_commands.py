@@ -15,6 +15,7 @@ from mailbot.app import App
 from mailbot.cases import actions, merging
 from mailbot.cases.queue import BadFilter, QueueFilter, list_cases, queue_row
 from mailbot.cases.records import add_message, open_case
+from mailbot.cases.responses import acknowledge
 from mailbot.cases.search import search_cases
 from mailbot.cases.views import attachment_bytes, case_detail, format_case, when
 from mailbot.cli.printing import print_json, print_queue, read_input
@@ -23,7 +24,6 @@ from mailbot.mail.extract import extract, mentions_steps_taken
 from mailbot.mail.senders import valid_address
 from mailbot.models import Case
 from mailbot.outgoing import letters
-from mailbot.outgoing.responses import acknowledge
 
 
 def dispatch(args: argparse.Namespace, app: App) -> int:

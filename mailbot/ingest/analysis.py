@@ -31,7 +31,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
-from mailbot.cases import business_days, sla
+from mailbot import business_days
+from mailbot.cases import sla
 from mailbot.cases.tokens import is_agent_token
 from mailbot.config import Config
 from mailbot.mail.classify import Verdict, classify

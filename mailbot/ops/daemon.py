@@ -31,7 +31,8 @@ from mailbot.ingest import analysis
 from mailbot.ops import jobs
 from mailbot.ops.checks import check_file
 from mailbot.ops.loop_errors import ThrottledLoopErrors
-from mailbot.outgoing.templating import TemplateError
+from mailbot.outgoing import templating
+from mailbot.outgoing.templating import Renderer, TemplateError
 
 log = logging.getLogger("mailbot.daemon")
 DRAIN_SECONDS = 30.0
@@ -110,26 +111,26 @@ class Daemon:
                     raise ConfigError(self.config_path, report.errors)
                 new = load_config(self.config_path)
                 new.security.resolved_secret()
-                renderer = self.app.compiled_renderer(new)
+                renderer = templating.compiled(new)
             except (ConfigError, MissingSecret, TemplateError) as exc:
                 why = "; ".join(exc.lines()) if isinstance(exc, ConfigError) else str(exc)
                 log.error("reload refused, keeping the running config: %s", why,
                           extra={"event": "daemon.reload_refused"})
                 return
-            self.app.reconfigure(new, renderer)
+            self.app.reconfigure(new, {Renderer: renderer})
             analysis.resize_pool(new)
             log.info("config reloaded", extra={"event": "daemon.reloaded", "path": self.config_path})
 
     def _compile_templates(self) -> None:
         """At start, beside the serving: every template compiled (see the module docstring)."""
         try:
-            renderer = self.app.compiled_renderer(self.app.config)
+            renderer = templating.compiled(self.app.config)
         except TemplateError as exc:  # check-config says the same; mail of that kind fails at dispatch
             log.error("a template does not compile: %s", exc, extra={"event": "daemon.template_error"})
             return
         with self._reloading:
-            if self.app.renderer.root == renderer.root:  # (unless a reload came first)
-                self.app.__dict__["renderer"] = renderer
+            if templating.renderer(self.app).root == renderer.root:  # (unless a reload came first)
+                self.app.derived[Renderer] = renderer
         log.info("templates compiled", extra={"event": "daemon.templates_compiled"})
 
     async def serve(self) -> int:

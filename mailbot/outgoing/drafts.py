@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 from mailbot.app import App
 from mailbot.mail.quotes import fold_quotes
 from mailbot.models import Attachment, Blob, Case, Message, Outbox
+from mailbot.outgoing import templating
 from mailbot.outgoing.audiences import (
     RecipientNotStaff,
     customer_view,
@@ -29,9 +30,9 @@ from mailbot.outgoing.audiences import (
     name_for_customer,
     rendered_for_customer,
 )
+from mailbot.outgoing.case_context import context, reply_address
 from mailbot.outgoing.command_help import command_help
 from mailbot.outgoing.compose import OutFile, Outgoing, build
-from mailbot.outgoing.responses import context, reply_address
 
 
 @dataclass(frozen=True)
@@ -180,8 +181,9 @@ def _draft(app: App, row: Outbox, case: Case, about: Message | None, ids: Sequen
     ctx = context(app, case, about, **extra)
     staff = is_staff_kind(row.kind)
     if staff:
-        language = app.renderer.resolve_language(brand.key, row.language or brand.language)
-        replies = app.renderer.replies(brand.key, app.renderer.resolve_language(brand.key, case.language))
+        renderer = templating.renderer(app)
+        language = renderer.resolve_language(brand.key, row.language or brand.language)
+        replies = renderer.replies(brand.key, renderer.resolve_language(brand.key, case.language))
         ctx["commands"] = command_help(brand, language, case.language, replies)
         ctx["notes"] = [{"at": app.calendar(brand).local(n.created_at).isoformat(), "author": n.from_addr,
                          "text": n.body_text} for n in notes]
@@ -190,7 +192,7 @@ def _draft(app: App, row: Outbox, case: Case, about: Message | None, ids: Sequen
             ctx["message"] = {**ctx["message"], "text": text, "quoted_lines": folded}
     else:
         ctx = customer_view(ctx, customer_text="text" not in extra.get("message", {}))
-    rendered = app.renderer.render(brand.key, row.language or case.language, row.kind, ctx)
+    rendered = templating.renderer(app).render(brand.key, row.language or case.language, row.kind, ctx)
     if not staff:
         rendered = rendered_for_customer(app.config, rendered)
     thread = thread_of(ids, about)

@@ -9,8 +9,9 @@ from datetime import datetime
 
 from mailbot.app import App
 from mailbot.models import Case, Letter
+from mailbot.outgoing import templating
 from mailbot.outgoing.audiences import rendered_for_customer
-from mailbot.outgoing.responses import context
+from mailbot.outgoing.case_context import context
 
 
 def letter_context(app: App, case: Case, letter: Letter) -> dict[str, str]:
@@ -32,7 +33,7 @@ def render(app: App, case: Case, letter: Letter) -> bytes:
     from weasyprint import HTML  # imported when a letter is rendered: ~0.5 s, not on every start
 
     extra = {**(letter.context or {}), "letter": letter_context(app, case, letter)}
-    rendered = rendered_for_customer(app.config, app.renderer.render(
+    rendered = rendered_for_customer(app.config, templating.renderer(app).render(
         case.brand, letter.language or case.language, letter.kind, context(app, case, None, **extra)))
     pdf = HTML(string=rendered.html).write_pdf()
     assert pdf is not None

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, col, select
@@ -27,11 +27,9 @@ from mailbot import db
 from mailbot.app import App
 from mailbot.models import Case, Message, Outbox, utcnow
 from mailbot.outgoing.audiences import RecipientNotStaff
+from mailbot.outgoing.drafts import Draft, render_drafts
 from mailbot.outgoing.transports import PermanentError, Transport, make_transport
 from mailbot.prepared import Prepared
-
-if TYPE_CHECKING:
-    from mailbot.outgoing.drafts import Draft
 
 log = logging.getLogger("mailbot.outbox")
 
@@ -218,9 +216,6 @@ def _claim_batch(app: App, at: datetime, tried: set[int], report: DispatchReport
         refs = _case_refs(session, {row.case_id for row in rows})
     drafts: dict[int, Draft | Exception] = {}
     if unrendered := [row for row in rows if row.raw is None]:
-        # (imported here: mailbot.outgoing.drafts imports mailbot.outgoing.responses, which imports this module)
-        from mailbot.outgoing.drafts import render_drafts
-
         with db.read_scope(app.engine) as session:
             drafts = render_drafts(session, app, unrendered, at)
         with db.session_scope(app.engine) as session:

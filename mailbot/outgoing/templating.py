@@ -111,7 +111,8 @@ from zoneinfo import ZoneInfo
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from mailbot.config import BrandConfig
+from mailbot.app import App
+from mailbot.config import BrandConfig, Config
 from mailbot.mail.headers import clean_header
 
 KINDS = (
@@ -361,7 +362,7 @@ def brand_context(brand: BrandConfig) -> dict[str, Any]:
 
 def _weekdays_after(day: date, n: int) -> date:
     """`n` days after `day` that are not Saturdays or Sundays (a sample's deadline: holidays
-    are the calendar's business, mailbot.cases.business_days)."""
+    are the calendar's business, mailbot.business_days)."""
     while n > 0:
         day += timedelta(days=1)
         n -= day.weekday() < 5
@@ -853,3 +854,25 @@ def _check_variants(brand: BrandConfig, language: str) -> list[dict[str, Any]]:
         "phone": "", "customer_number": "",
     })
     return [base, urgent, sparse]
+
+
+# ---------------------------------------------------------------------------
+# The app's renderer
+
+
+def renderer(app: App) -> Renderer:
+    """The renderer of `app`'s templates: made on first use, or the compiled one the daemon
+    put at start or at a reload (mailbot.ops.daemon)."""
+    found = app.derived.get(Renderer)
+    if not isinstance(found, Renderer):
+        found = app.derived[Renderer] = Renderer(app.config.resolve_path(app.config.templates_dir),
+                                                 zones=app.config.zones())
+    return found
+
+
+def compiled(config: Config) -> Renderer:
+    """A renderer of `config`'s templates with every one of them compiled now: a file edited
+    later is not read until the next reload. Raises TemplateError."""
+    made = Renderer(config.resolve_path(config.templates_dir), zones=config.zones())
+    made.compile_all(config.brands)
+    return made

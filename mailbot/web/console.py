@@ -27,6 +27,7 @@ from mailbot.cases.search import search_cases
 from mailbot.cases.views import attachment_bytes, case_detail
 from mailbot.models import Attachment, Case
 from mailbot.ops.checks import ANSWER_MAX_BUSINESS_DAYS, PAYMENT_MAX_EXCEPTIONAL
+from mailbot.outgoing import templating
 from mailbot.web.customer import read_uploads
 from mailbot.web.http import check_csrf, ctx, error_page, request_language
 from mailbot.web.i18n import words
@@ -117,7 +118,8 @@ def _case_context(request: Request, staff: Staff, s: Session, case: Case) -> dic
         "tiers": brand.sla.tiers, "sections": brand.final_sections, "outcomes": list(OUTCOME_WORDS),
         "cap": {"days": cap, "used": used, "left": max(0, cap - used)},
         "categories": brand.categories, "reasons_required": brand.sla.reasons_required,
-        "saved_replies": app.renderer.replies(case.brand, app.renderer.resolve_language(case.brand, case.language)),
+        "saved_replies": templating.renderer(app).replies(
+            case.brand, templating.renderer(app).resolve_language(case.brand, case.language)),
         "related": _related(s, case), "merged": case.outcome == merging.MERGED,
         "errors": {}, "values": {}, "notice": "", "open": case.status not in ("closed",),
         "reopenable": case.status in reexamination.REOPENABLE and case.outcome != merging.MERGED,

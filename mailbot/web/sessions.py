@@ -26,7 +26,7 @@ from mailbot import db
 from mailbot.app import App
 from mailbot.config import AgentConfig
 from mailbot.models import Outbox, WebSession, WebUsedLink
-from mailbot.outgoing import outbox
+from mailbot.outgoing import outbox, templating
 from mailbot.outgoing.compose import Outgoing, build, new_message_id
 from mailbot.outgoing.templating import brand_context
 from mailbot.web import signing
@@ -65,7 +65,7 @@ def request_link(app: App, secret: str, base_url: str, email: str) -> bool:
            "agent": {"name": agent.name, "email": agent.email},
            "signin": {"url": url, "minutes": app.config.web.signin_minutes,
                       "expires_at": app.calendar(brand).local(expires).isoformat(), "zone": brand.timezone}}
-    rendered = app.renderer.render(brand.key, brand.language, "staff_signin", ctx)
+    rendered = templating.renderer(app).render(brand.key, brand.language, "staff_signin", ctx)
     mid = new_message_id(brand.addresses[0])
     raw = build(Outgoing(from_addr=brand.addresses[0], from_name=brand.name, to_addr=agent.email,
                          to_name=agent.name, subject=rendered.subject, text=rendered.text, html=rendered.html,

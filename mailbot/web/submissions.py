@@ -23,8 +23,8 @@ from mailbot.cases.conversations import WEB_SOURCE
 from mailbot.config import BrandConfig
 from mailbot.ingest.pipeline import IngestResult, ingest
 from mailbot.models import Case, WebSubmission
+from mailbot.outgoing.case_context import reply_address
 from mailbot.outgoing.compose import new_message_id
-from mailbot.outgoing.responses import reply_address
 from mailbot.web.intake import Complaint, Upload, complaint_mime, to_mime
 
 WINDOW = timedelta(hours=1)
