@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import tomllib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from mailbot import db
 from mailbot.app import App
 from mailbot.config import Config, parse_config
 from tests.pg import throwaway_schema
@@ -86,14 +88,33 @@ def _db_url(backend: str, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated to head once per run: each test's fresh database is a copy
+    of it (the same bytes `db upgrade` writes; migrations have tests of their own,
+    tests/test_migrations.py), not ten migrations run again."""
+    path = tmp_path_factory.mktemp("migrated") / "mailbot.db"
+    engine = db.make_engine(f"sqlite:///{path}")
+    db.upgrade(engine)
+    engine.dispose()  # the last connection closed: SQLite writes the WAL back into the file
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
+
+
 @pytest.fixture
-def make_app(tmp_path: Path, clock: Clock, db_url: str) -> Iterator[Callable[..., App]]:
+def make_app(tmp_path: Path, clock: Clock, db_url: str,
+             migrated_sqlite: Path) -> Iterator[Callable[..., App]]:
     """make_app(**config_overrides) -> App on a fresh, migrated database."""
     apps: list[App] = []
 
     def factory(url: str | None = None, **over: Any) -> App:
         cfg = make_config(tmp_path, url or db_url, **over)
-        app = App.open(cfg, upgrade=True, clock=clock)
+        fresh = cfg.database_url().removeprefix("sqlite:///")
+        copied = fresh != cfg.database_url() and "?" not in fresh and not Path(fresh).exists()
+        if copied:
+            shutil.copyfile(migrated_sqlite, fresh)
+            os.chmod(fresh, 0o600)  # as mailbot makes it (mailbot.filemodes)
+        app = App.open(cfg, upgrade=not copied, clock=clock)
         apps.append(app)
         return app
 
