@@ -6,10 +6,13 @@ CONFIG   ?= config.toml
 
 .PHONY: run test test-fast setup deps-system lint docs install wheel bench chaos clean
 
+# The wheels of every dependency are fetched once into $(VENV)/wheels, then installed from
+# there: tests/test_install.py's `make install` takes them from there too (PIP_ARGS), offline.
 $(BIN)/mailbot: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip wheel -q -w $(VENV)/wheels '.[test]' 'setuptools>=68'
+	$(BIN)/pip install -q --no-index --find-links $(VENV)/wheels -e '.[test]'
 	@touch $@
 
 setup: $(BIN)/mailbot
@@ -61,9 +64,12 @@ PREFIX   ?= /opt/mailbot
 ETCDIR   ?= /etc/mailbot
 UNITDIR  ?= /etc/systemd/system
 STATEDIR ?= /var/lib/mailbot
+# PIP_ARGS: where pip takes the dependencies, e.g. "--no-index --find-links /srv/wheels" on a
+# server without the package index (wheels made by `pip wheel -w /srv/wheels . 'setuptools>=68'`).
+PIP_ARGS ?=
 install:
 	$(PY) -m venv $(PREFIX)
-	$(PREFIX)/bin/pip install -q .
+	$(PREFIX)/bin/pip install -q $(PIP_ARGS) .
 	$(PREFIX)/bin/python -m mailbot.ops.install --source . --prefix $(PREFIX) --etc $(ETCDIR) \
 	  --units $(UNITDIR) --state $(STATEDIR)
 
