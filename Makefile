@@ -49,10 +49,12 @@ var/secret:
 test: setup deps-system
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# The inner loop: no Dovecot, Postfix or PostgreSQL, no subprocess daemons, no corpora or
-# long generated runs (markers `servers` and `slow`, tests/conftest.py). CI runs `make test`.
+# The inner loop, under a minute on 2 cores: no Dovecot, Postfix or PostgreSQL, no processes,
+# corpora, long generated runs or PDFs (markers `servers` and `slow`, tests/conftest.py), on
+# every core (pytest-xdist); a test over 2 s of CPU fails here and asks for `slow`. CI runs `make test`.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow and not servers" -p no:cacheprovider $(PYTEST_ARGS)
+	MAILBOT_TEST_FAST=1 $(BIN)/python -m pytest -q -m "not slow and not servers" -p no:cacheprovider \
+	  -n auto $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check mailbot tests bench

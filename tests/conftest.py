@@ -3,9 +3,12 @@ in its own schema when the test is parametrised with `db_backend`)."""
 
 from __future__ import annotations
 
+import atexit
 import copy
 import os
+import resource
 import shutil
+import tempfile
 import tomllib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -88,33 +91,43 @@ def _db_url(backend: str, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite database migrated to head once per run: each test's fresh database is a copy
-    of it (the same bytes `db upgrade` writes; migrations have tests of their own,
-    tests/test_migrations.py), not ten migrations run again."""
-    path = tmp_path_factory.mktemp("migrated") / "mailbot.db"
-    engine = db.make_engine(f"sqlite:///{path}")
-    db.upgrade(engine)
-    engine.dispose()  # the last connection closed: SQLite writes the WAL back into the file
-    assert not path.with_name(path.name + "-wal").exists()
-    return path
+_MIGRATED: list[Path] = []  # the database migrated once in this process
+
+
+def copy_migrated_sqlite(url: str) -> bool:
+    """When `url` names a SQLite file that does not exist yet, make it a copy of a database
+    migrated to head once per process (the same bytes `db upgrade` writes; the migrations
+    have tests of their own, tests/test_migrations.py), instead of running every migration
+    again for each test. True when copied: the App needs no upgrade."""
+    path = url.removeprefix("sqlite:///")
+    if path == url or "?" in path or Path(path).exists():
+        return False
+    if not _MIGRATED:
+        folder = Path(tempfile.mkdtemp(prefix="mailbot-migrated-"))
+        atexit.register(shutil.rmtree, folder, True)
+        engine = db.make_engine(f"sqlite:///{folder / 'mailbot.db'}")
+        db.upgrade(engine)
+        engine.dispose()  # the last connection closed: SQLite writes the WAL back into the file
+        _MIGRATED.append(folder / "mailbot.db")
+    shutil.copyfile(_MIGRATED[0], path)
+    os.chmod(path, 0o600)  # as mailbot makes it (mailbot.filemodes)
+    return True
+
+
+def open_app(config: Config, clock: Callable[[], datetime] | None = None) -> App:
+    """App.open on a migrated database (a copy, see copy_migrated_sqlite, when it is new)."""
+    return App.open(config, upgrade=not copy_migrated_sqlite(config.database_url()),
+                    **({"clock": clock} if clock else {}))
 
 
 @pytest.fixture
-def make_app(tmp_path: Path, clock: Clock, db_url: str,
-             migrated_sqlite: Path) -> Iterator[Callable[..., App]]:
+def make_app(tmp_path: Path, clock: Clock, db_url: str) -> Iterator[Callable[..., App]]:
     """make_app(**config_overrides) -> App on a fresh, migrated database."""
     apps: list[App] = []
 
     def factory(url: str | None = None, **over: Any) -> App:
         cfg = make_config(tmp_path, url or db_url, **over)
-        fresh = cfg.database_url().removeprefix("sqlite:///")
-        copied = fresh != cfg.database_url() and "?" not in fresh and not Path(fresh).exists()
-        if copied:
-            shutil.copyfile(migrated_sqlite, fresh)
-            os.chmod(fresh, 0o600)  # as mailbot makes it (mailbot.filemodes)
-        app = App.open(cfg, upgrade=not copied, clock=clock)
+        app = open_app(cfg, clock)
         apps.append(app)
         return app
 
@@ -133,23 +146,54 @@ def app(make_app: Callable[..., App]) -> App:
 _SERVER_FIXTURES = {"dovecot", "dovecot_fresh", "dovecot_user", "dovecot_tls"}
 _SERVER_MODULES = {"test_postfix", "test_scaleout", "test_chaos", "test_faults", "test_dovecot_fixture",
                    "test_imap"}
+# Fixtures that start a `mailbot run` process: their tests are `slow` (left out by `make test-fast`).
+_PROCESS_FIXTURES = {"daemon"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_pg = callspec is not None and callspec.params.get("db_url") == "postgresql"
-        if on_pg or _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) \
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if on_pg or _SERVER_FIXTURES & fixtures \
                 or item.module.__name__.rpartition(".")[2] in _SERVER_MODULES:  # type: ignore[attr-defined]
             item.add_marker(pytest.mark.servers)
+        if _PROCESS_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.slow)
+
+
+# `make test-fast` (MAILBOT_TEST_FAST=1) is the inner loop, under a minute: there a test that
+# spends more than FAST_CPU_BUDGET seconds of CPU, with the processes it waited for, fails
+# and asks for the `slow` marker (processes, corpora, generated runs, PDFs).
+FAST_CPU_BUDGET = 2.0
+_CPU_AT_SETUP = pytest.StashKey[float]()
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    item.stash[_CPU_AT_SETUP] = _cpu_seconds()
+    yield
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """With MAILBOT_NO_SKIPS=1 (set by .ci/run) a skipped test fails: CI installs Dovecot
-    and Postfix, runs as root and reaches PostgreSQL, so every test must run there."""
+    and Postfix, runs as root and reaches PostgreSQL, so every test must run there. With
+    MAILBOT_TEST_FAST=1 (`make test-fast`) a test over FAST_CPU_BUDGET fails at its teardown."""
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     if os.environ.get("MAILBOT_NO_SKIPS") == "1" and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped, but MAILBOT_NO_SKIPS=1 requires every test to run: {report.longrepr}"
+    if os.environ.get("MAILBOT_TEST_FAST") == "1" and call.when == "teardown" and report.passed \
+            and _CPU_AT_SETUP in item.stash:
+        spent = _cpu_seconds() - item.stash[_CPU_AT_SETUP]
+        if spent > FAST_CPU_BUDGET:
+            report.outcome = "failed"
+            report.longrepr = (f"{spent:.1f} s of CPU (its processes included) in `make test-fast`, whose "
+                               f"tests take {FAST_CPU_BUDGET} s at most: mark it @pytest.mark.slow")

@@ -70,6 +70,7 @@ def test_without_an_authserv_id_nothing_authenticates() -> None:
     assert verdict(f"{MTA}; dkim=pass header.d=kalra-plus.com", trusted=None) is not None
 
 
+@pytest.mark.slow  # a fresh process: left out by `make test-fast`
 def test_the_setting_without_an_authserv_id_is_a_configuration_error(tmp_path: Path) -> None:
     path, _ = edited(tmp_path, ("require_authenticated_agents = false", "require_authenticated_agents = true"))
     report = check_file(str(path))

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mailbot.app import App
 from mailbot.config import parse_config
 from tests.conftest import ROOT, Clock, config_data
@@ -30,6 +32,7 @@ DEADLINE = ('{% extends "_default/acknowledgement.EXT" %}\n{% block deadline %}\
             '{{ case.due_at|date }}.\n\n{% endblock %}\n')
 
 
+@pytest.mark.slow  # check-config in a fresh process: left out by `make test-fast`
 def test_a_third_brand_by_config_and_templates_alone(tmp_path: Path) -> None:
     templates = tmp_path / "templates"
     shutil.copytree(ROOT / "templates", templates)

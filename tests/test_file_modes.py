@@ -36,6 +36,7 @@ def _umask_022() -> None:
     os.umask(0o022)
 
 
+@pytest.mark.slow  # processes: left out by `make test-fast`
 def test_a_daemon_started_with_umask_022_makes_every_file_private(tmp_path: Path) -> None:
     """A real `mailbot run` (umask 022, as from a login shell): the database, its -wal and
     -shm while it runs, and the acknowledgement in the Maildir are 0600, their directories
@@ -104,6 +105,7 @@ def test_a_new_database_directory_is_private(tmp_path: Path) -> None:
         == ["0o700", "0o700", "0o600"]
 
 
+@pytest.mark.slow  # a fresh process: left out by `make test-fast`
 def test_db_upgrade_run_by_hand_with_umask_022_makes_a_private_database(tmp_path: Path) -> None:
     """The documented `mb db upgrade` creates the database before any unit runs: with the
     admin's umask 022 it is still 0600."""

@@ -236,6 +236,7 @@ def test_after_a_uidvalidity_change_the_unfetchable_mail_is_known_by_its_new_uid
     assert [m.uid for m in reconcile(app, cfg).unfetchable] == [1]
 
 
+@pytest.mark.slow  # a fresh process: left out by `make test-fast`
 def test_imap_check_names_an_unfetchable_mail_in_a_fresh_process(
         make_app: Callable[..., App], db_url: str, scripted_imap, tmp_path: Path) -> None:
     server = scripted_imap()

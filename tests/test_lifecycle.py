@@ -18,7 +18,7 @@ from mailbot.cases.deliveries import dispatch
 from mailbot.cli.main import main
 from mailbot.ingest.pipeline import ingest
 from mailbot.models import Case, Event, Outbox
-from tests.conftest import Clock, config_data
+from tests.conftest import Clock, config_data, open_app
 from tests.mails import mail
 from tests.procs import to_toml
 
@@ -38,7 +38,7 @@ def cli_app(tmp_path: Path, clock: Clock, db_url: str) -> tuple[str, App]:
     path.write_text(to_toml(data))
     from mailbot.config import load_config
 
-    app = App.open(load_config(path), upgrade=True, clock=clock)
+    app = open_app(load_config(path), clock)
     yield str(path), app
     app.close()
 

@@ -142,6 +142,7 @@ def test_the_bytes_arrive_exactly(daemon: tuple[Path, Path], tmp_path: Path) -> 
     assert [r[1] for r in stored(tmp_path)] == [hashlib.sha256(raw).hexdigest() for raw in AWKWARD]
 
 
+@pytest.mark.slow  # processes: left out by `make test-fast`
 def test_a_locked_database_is_exit_75_through_the_daemon(tmp_path: Path) -> None:
     """The daemon answers 451 when its database stays locked past the busy timeout: the
     pipe exits 75 (the MTA retries), as in process."""
@@ -162,6 +163,7 @@ def test_a_locked_database_is_exit_75_through_the_daemon(tmp_path: Path) -> None
         proc.wait(30)
 
 
+@pytest.mark.slow  # a fresh process: left out by `make test-fast`
 def test_without_a_daemon_the_pipe_ingests_in_process(tmp_path: Path) -> None:
     """No daemon (here: a socket file left by a killed one), or no socket configured: the
     mail is ingested in process, with the same output and exit codes."""

@@ -24,7 +24,7 @@ from mailbot.ingest.pipeline import ingest
 from mailbot.models import Inbound
 from mailbot.ops.metrics import collect
 from mailbot.outgoing.outbox import outbox_rows
-from tests.conftest import Clock, make_config
+from tests.conftest import Clock, make_config, open_app
 from tests.mails import mail
 
 
@@ -43,7 +43,7 @@ def write_lock_held(path: Path) -> Iterator[None]:
 @pytest.fixture
 def busy_app(tmp_path: Path, clock: Clock) -> Iterator[App]:
     cfg = make_config(tmp_path, f"sqlite:///{tmp_path}/mailbot.db", database={"busy_timeout": 1.0})
-    app = App.open(cfg, upgrade=True, clock=clock)
+    app = open_app(cfg, clock)
     ingest(app, mail(message_id="<ro-1@example.org>"), "test")
     ingest(app, b"not a mail at all", "test", envelope_to=["nobody@example.org"])
     yield app

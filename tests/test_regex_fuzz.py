@@ -228,6 +228,7 @@ def _superlinear(found: Found, text: Any) -> str | None:
     return None
 
 
+@pytest.mark.slow  # generated runs: left out by `make test-fast`
 def test_no_regex_of_the_mail_modules_backtracks_without_bound() -> None:
     slow = []
     for found in all_patterns():

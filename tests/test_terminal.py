@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from mailbot.cli.terminal import REPLACEMENT, printable
 from tests.conftest import config_data
 from tests.mails import mail
@@ -31,6 +33,7 @@ def test_cases_list_and_show_print_no_control_character(cli: Callable[..., Resul
     assert f"Bonjour{REPLACEMENT}]0;owned{REPLACEMENT}{REPLACEMENT}[2J" in shown
 
 
+@pytest.mark.slow  # a fresh process: left out by `make test-fast`
 def test_a_fresh_process_prints_the_text_without_its_escapes(tmp_path: Path, db_url: str) -> None:
     config = write_config(tmp_path / "config.toml", config_data(tmp_path, db_url))
     (tmp_path / "m.eml").write_bytes(hostile_mail())

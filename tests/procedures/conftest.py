@@ -43,14 +43,13 @@ import pytest
 from sqlmodel import func, select
 
 from mailbot import db
-from mailbot.app import App
 from mailbot.cases.deliveries import dispatch
 from mailbot.cli import case_commands, reports
 from mailbot.cli.main import _parser
 from mailbot.config import load_config
 from mailbot.models import Outbox
 from mailbot.ops.jobs import run_all_jobs
-from tests.conftest import ROOT, Clock, config_data
+from tests.conftest import ROOT, Clock, config_data, open_app
 from tests.desk import is_daily_digest
 from tests.mails import mail
 from tests.procs import to_toml
@@ -89,7 +88,7 @@ class Desk:
         self.config_path = tmp_path / "config.toml"
         self.config_path.write_text(to_toml(data))
         self.clock = Clock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
-        self.app = App.open(load_config(self.config_path), upgrade=True, clock=self.clock)
+        self.app = open_app(load_config(self.config_path), self.clock)
         self.sent_dir = tmp_path / "sent"
         self._seen: set[str] = set()
 
