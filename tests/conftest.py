@@ -146,8 +146,10 @@ def app(make_app: Callable[..., App]) -> App:
 _SERVER_FIXTURES = {"dovecot", "dovecot_fresh", "dovecot_user", "dovecot_tls"}
 _SERVER_MODULES = {"test_postfix", "test_scaleout", "test_chaos", "test_faults", "test_dovecot_fixture",
                    "test_imap"}
-# Fixtures that start a `mailbot run` process: their tests are `slow` (left out by `make test-fast`).
+# Tests that start processes are `slow` (left out by `make test-fast`): those using a fixture
+# that starts `mailbot run`, and the scenarios of tests/procedures (a fresh process at each step).
 _PROCESS_FIXTURES = {"daemon"}
+_PROCESS_PACKAGES = {"procedures"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -158,7 +160,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if on_pg or _SERVER_FIXTURES & fixtures \
                 or item.module.__name__.rpartition(".")[2] in _SERVER_MODULES:  # type: ignore[attr-defined]
             item.add_marker(pytest.mark.servers)
-        if _PROCESS_FIXTURES & fixtures:
+        if _PROCESS_FIXTURES & fixtures or item.path.parent.name in _PROCESS_PACKAGES:
             item.add_marker(pytest.mark.slow)
 
 

@@ -7,7 +7,6 @@ import io
 import json
 from pathlib import Path
 
-import pytest
 from pypdf import PdfReader
 
 from tests.procedures.conftest import Desk, only
@@ -28,7 +27,6 @@ def letters(desk: Desk, *args: str) -> list[dict]:
 
 # §2.2 "Par Courrier Postal", §3.1 "un accusé de réception par email ou par courrier postal dans un
 # délai de 48 heures", §3.4 "une réponse finale par email ou par courrier postal".
-@pytest.mark.slow  # PDF letters (WeasyPrint): left out by `make test-fast`
 def test_a_complaint_by_post_is_acknowledged_and_answered_by_letters(desk: Desk) -> None:
     desk.at("2026-12-04T10:00:00-04:00")  # Friday
     p = desk.fresh("cases", "new", "--brand", "divikeys", "--channel", "postal", "--received", "2026-12-04",
@@ -80,7 +78,6 @@ def test_a_complaint_by_post_is_acknowledged_and_answered_by_letters(desk: Desk)
     assert letters(desk) == [] and len(letters(desk, "--all")) == 2
 
 
-@pytest.mark.slow  # PDF letters (WeasyPrint): left out by `make test-fast`
 def test_a_final_letter_left_unposted_is_escalated_like_an_unanswered_case(desk: Desk) -> None:
     desk.at("2026-12-04T10:00:00-04:00")
     out = desk.run("cases", "new", "--brand", "divikeys", "--received", "2026-12-04", "--name", "Jeanne Martin",

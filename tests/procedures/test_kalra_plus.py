@@ -4,8 +4,6 @@ in test_regulator.py."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.procedures.conftest import Desk, only
 
 FRAUD = ("Bonjour,\nje constate une opération non reconnue de 890,00 € sur ma carte le 3 décembre 2026.\n"
@@ -91,7 +89,6 @@ def test_what_is_asked_for_fits_the_complaint_and_follows_what_the_customer_send
 
 
 # an imported backlog: no acknowledgement promises a date already past
-@pytest.mark.slow  # a fresh process: left out by `make test-fast`
 def test_an_imported_old_mail_is_acknowledged_as_late_not_with_a_past_date(desk: Desk) -> None:
     import mailbox
     from datetime import UTC, datetime

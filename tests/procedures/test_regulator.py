@@ -167,7 +167,6 @@ def test_a_tier_change_tells_the_customer_the_new_date_and_why(desk: Desk) -> No
            "2027" in sooner.text
 
 
-@pytest.mark.slow  # a fresh process: left out by `make test-fast`
 def test_an_extension_past_the_payment_services_cap_is_refused_and_changes_nothing(desk: Desk) -> None:
     desk.at("2026-11-23T10:00:00+01:00")
     ref = desk.mail_in()
