@@ -22,8 +22,8 @@ from sqlalchemy import bindparam, delete
 from sqlmodel import Session, col, select
 
 from mailbot import caselocks
+from mailbot.business_days import BusinessCalendar
 from mailbot.cases import rounds, sla
-from mailbot.cases.business_days import BusinessCalendar
 from mailbot.cases.messages import Say, say
 from mailbot.cases.records import log_event, set_status
 from mailbot.config import BrandConfig
