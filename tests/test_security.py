@@ -626,6 +626,7 @@ FORM_MAIL = ("Nouveau message du formulaire de contact\n\nNom : Camille Martin\n
              "c'est une fraude.\n")
 
 
+@pytest.mark.slow  # fresh processes: left out by `make test-fast`
 def test_automatic_mail_on_no_case_is_kept_listed_and_flagged_when_it_reads_as_a_complaint(
         app: App, tmp_path: Path) -> None:
     """A form mailer's `Auto-Submitted: auto-generated` report of a 900 EUR fraud matched no
