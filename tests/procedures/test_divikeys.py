@@ -7,9 +7,12 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from pypdf import PdfReader
 
 from tests.procedures.conftest import Desk, only
+
+pytestmark = pytest.mark.slow  # fresh `mailbot` processes at every step: left out by `make test-fast`
 
 FINAL_DK = """Résumé : votre virement de 500 EUR n'est pas arrivé.
 Étapes suivies : vérification auprès de notre partenaire de paiement.

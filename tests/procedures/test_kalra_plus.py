@@ -4,7 +4,11 @@ in test_regulator.py."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.procedures.conftest import Desk, only
+
+pytestmark = pytest.mark.slow  # fresh `mailbot` processes at every step: left out by `make test-fast`
 
 FRAUD = ("Bonjour,\nje constate une opération non reconnue de 890,00 € sur ma carte le 3 décembre 2026.\n"
          "Je n'ai jamais fait ce paiement.\nMarie Dupont")

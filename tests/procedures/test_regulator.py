@@ -10,6 +10,8 @@ from openpyxl import load_workbook
 
 from tests.procedures.conftest import Desk, minute, only
 
+pytestmark = pytest.mark.slow  # fresh `mailbot` processes at every step: left out by `make test-fast`
+
 FINAL_KP = """Explication : le virement a été bloqué par un contrôle automatique.
 Mesures correctives : le contrôle a été corrigé.
 Solution : les fonds ont été crédités.
