@@ -108,3 +108,19 @@ def test_the_query_spells_the_indexed_expressions_of_migration_0007() -> None:
 
     migration = importlib.import_module("mailbot.migrations.versions.0007_case_search")
     assert (migration.PG_MESSAGE_DOC, migration.PG_CASE_DOC) == (search.PG_MESSAGE_DOC, search.PG_CASE_DOC)
+
+
+def test_a_customers_address_is_looked_up_through_the_index(three: App) -> None:
+    """Addresses are stored in lower case: the search compares them as such, so the
+    (customer_email) index answers instead of a scan of every case (bench/README.md)."""
+    assert found(three, "Bob@Example.ORG") == ["KP-2026-000002"]
+    with db.read_scope(three.engine) as s:
+        from mailbot.cases.search import _matching
+
+        condition = _matching(s, "bob@example.org")
+        assert condition is not None
+        stmt = select(Case.id).where(condition).compile(s.get_bind(), compile_kwargs={"literal_binds": True})
+        if s.get_bind().dialect.name != "sqlite":
+            return  # (PostgreSQL's planner scans a table of three rows, rightly)
+        plan = " ".join(str(r) for r in s.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {stmt}").all())
+    assert "SEARCH" in plan and "ix_cases_customer_email" in plan, plan  # a lookup, not a scan of the index

@@ -62,8 +62,8 @@ def _matching(session: Session, query: str) -> ColumnElement[bool] | None:
     ref = REF_PATTERN.fullmatch(stripped.upper())
     if ref:
         return col(Case.ref) == stripped.upper()
-    if _EMAIL.match(stripped):
-        return func.lower(col(Case.customer_email)) == stripped.lower()
+    if _EMAIL.match(stripped):  # stored in lower case (senders.customer_contact, cases new): the index serves
+        return col(Case.customer_email) == stripped.lower()
     words = terms(stripped)
     if not words:
         return None
