@@ -56,6 +56,7 @@ NO_SECRET = {"security": {"secret": None, "secret_env": "MAILBOT_TEST_NO_SUCH_VA
 PUBLIC_KEY = "mailbot-insecure-default-secret"  # the key every install had when MAILBOT_SECRET was unset
 
 
+@pytest.mark.slow  # fresh processes: left out by `make test-fast`
 def test_the_daemon_and_the_pipe_refuse_to_start_without_a_secret(tmp_path: Path) -> None:
     """As processes: no key to fall back on, a clear error naming the keys to set, nothing done."""
     cfg = tmp_path / "config.toml"
