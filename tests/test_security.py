@@ -653,6 +653,24 @@ def test_automatic_mail_on_no_case_is_kept_listed_and_flagged_when_it_reads_as_a
     assert shown.returncode == 0 and "900 EUR" in shown.stdout.decode()
 
 
+def test_a_report_enclosing_another_mail_is_not_flagged_as_a_complaint(app: App) -> None:
+    """A list server's loop alert quoting the original mail (Sisimai's neko ML), or a report
+    carrying it as message/rfc822, is about that mail: kept and listed, never flagged."""
+    from mailbot.ingest.received import listed
+
+    desk = Desk(app)
+    quoted = ("Duplicated Message-ID in <neko@example.co.jp>.\n\nOriginal mail as follows:\n\n"
+              "   Return-Path: <owner-neko@example.co.jp>\n   Received: from mx.example.co.jp\n"
+              "   Message-ID: <neko@example.co.jp>\n\n   " + FORM_MAIL)
+    desk.receive(mail(frm="neko-admin@example.co.jp", subject="Loop Alert: Duplicated Message-ID (neko ML)",
+                      body=quoted, X_MLServer="fml [fml 4.0]", Precedence="bulk"))
+    form = desk.receive(mail(frm="Formulaire <formulaire@site.example>", subject="Nouveau message du formulaire",
+                             body=FORM_MAIL, Auto_Submitted="auto-generated"))
+    assert cases(app) == [] and len(listed(app, automatic=True)) == 2
+    (flag,) = to(desk.new_mail(), AGENT)  # the form mailer's report only
+    assert f"mailbot inbound show {form.inbound_id}" in text_of(flag)
+
+
 def test_an_automatic_mail_on_a_case_is_not_listed_as_on_no_case(app: App) -> None:
     from mailbot.ingest.received import listed
 

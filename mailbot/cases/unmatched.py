@@ -14,6 +14,7 @@ decide (`mailbot cases new` when it is a customer's complaint).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam
@@ -43,9 +44,19 @@ def reads_as_complaint(brand: BrandConfig, facts: Extracted) -> bool:
     return facts.urgent or (named and bool(facts.amounts or facts.operation_types or facts.fact_dates))
 
 
+ENCLOSED_TYPES = ("message/", "text/rfc822-headers")
+# a header block quoted in the text ("Original mail as follows:" then its Return-Path, Received…)
+QUOTED_HEADER = re.compile(r"^[ \t>]*(?:Return-Path|Received|Message-ID|X-Original-To):", re.IGNORECASE | re.MULTILINE)
+
+
 def _answers_something(parsed: ParsedMail) -> bool:
-    """An auto-reply to some mail (a vacation notice quoting it): not a report of its own."""
-    return bool(parsed.in_reply_to) or parsed.header("Auto-Submitted").strip().lower().startswith("auto-replied")
+    """An auto-reply to some mail (a vacation notice quoting it), or a report enclosing a mail
+    (a list server's loop alert, a delivery report): about that mail, not a report of its own."""
+    if parsed.in_reply_to or parsed.header("Auto-Submitted").strip().lower().startswith("auto-replied"):
+        return True
+    if any(a.content_type.lower().startswith(ENCLOSED_TYPES) for a in parsed.attachments):
+        return True
+    return len(QUOTED_HEADER.findall(parsed.text[:64_000])) >= 2
 
 
 _FLAGGED_SINCE = select(func.count()).select_from(Outbox).where(
