@@ -3,6 +3,7 @@ database's full-text index (issue #23 item 6)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -124,3 +125,80 @@ def test_a_customers_address_is_looked_up_through_the_index(three: App) -> None:
             return  # (PostgreSQL's planner scans a table of three rows, rightly)
         plan = " ".join(str(r) for r in s.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {stmt}").all())
     assert "SEARCH" in plan and "ix_cases_customer_email" in plan, plan  # a lookup, not a scan of the index
+
+
+def _virements(app: App, n: int) -> None:
+    for i in range(n):
+        ingest(app, mail(frm=f"Client {i} <c{i}@example.org>", subject=f"Réclamation {i}",
+                         body="Mon virement est bloqué depuis lundi."), "smtp")
+
+
+def test_a_word_most_cases_hold_is_paged_from_the_index_with_a_capped_count(
+        app: App, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A common word is not counted past COUNT_CAP ("more than …", never a silent cut),
+    pages are read from the index a batch at a time, and every match stays reachable:
+    cases by their newest matching message first (bench/README.md, search)."""
+    from mailbot.cases import search
+    from mailbot.cli.printing import print_queue
+
+    monkeypatch.setattr(search, "COUNT_CAP", 3)
+    monkeypatch.setattr(search, "_BATCH", 2)
+    _virements(app, 6)
+    with db.session_scope(app.engine) as s:  # the oldest case's note is the newest message saying it
+        case = s.exec(select(Case).where(Case.ref == "KP-2026-000001")).one()
+        actions.note(s, app, case, "agent@kalra-plus.com", "Le virement est parti ce matin.")
+    with db.read_scope(app.engine) as s:
+        first = search_cases(s, app, "virement", per_page=2)
+        assert (first.total, first.capped, first.total_text, first.has_next) == (3, True, "more than 3", True)
+        print_queue(first, what="matching 'virement'")
+        refs = [r.ref for p in (1, 2, 3) for r in search_cases(s, app, "virement", page=p, per_page=2).rows]
+        last = search_cases(s, app, "virement", page=3, per_page=2)
+        assert (last.total, last.capped, last.has_next) == (6, False, False)  # counted to the end: exact
+        assert search_cases(s, app, "virement", brands=["divikeys"]).rows == []
+    assert refs == ["KP-2026-000001", "KP-2026-000006", "KP-2026-000005", "KP-2026-000004",
+                    "KP-2026-000003", "KP-2026-000002"]
+    out = capsys.readouterr().out
+    assert "more than 3 cases (matching 'virement'); showing 1-2 of more than 3; next: --page 2" in out
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sqlite_reads_the_full_text_index_in_order_without_sorting(app: App) -> None:
+    """The page and the count come from FTS5 read backwards, not from every match sorted."""
+    from sqlalchemy import event
+
+    _virements(app, 2)
+    statements: list[tuple[str, object]] = []
+
+    def seen(conn: object, cursor: object, sql: str, params: object, *_: object) -> None:
+        if "_fts MATCH" in sql:
+            statements.append((sql, params))
+
+    event.listen(app.engine, "before_cursor_execute", seen)
+    with db.read_scope(app.engine) as s:
+        assert search_cases(s, app, "virement", brands=["kalra-plus"]).total == 2
+    event.remove(app.engine, "before_cursor_execute", seen)
+    assert len(statements) == 2  # the cases' own fields, then the messages
+    with app.engine.connect() as conn:
+        for sql, params in statements:
+            plan = " / ".join(str(r[3]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params))  # type: ignore[arg-type]
+            assert "TEMP B-TREE" not in plan and "VIRTUAL TABLE" in plan, plan
+
+
+def test_the_console_says_more_than_when_the_count_is_capped(
+        make_app: Callable[..., App], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailbot.cases import search
+    from tests.test_web_staff import sign_in
+    from tests.webtools import WEB
+
+    monkeypatch.setattr(search, "COUNT_CAP", 5)
+    app = make_app(web=WEB)
+    _virements(app, 4)
+    c = sign_in(app, tmp_path, "agent@kalra-plus.com")
+    page = c.get("/staff/search?q=virement").text
+    assert "Dossiers 1 à 4 sur 4" in page  # a page of 50 counted to the end: exact
+    monkeypatch.setattr(search, "COUNT_CAP", 1)
+    from mailbot.web import console
+
+    monkeypatch.setattr(console, "PER_PAGE", 1)
+    page = c.get("/staff/search?q=virement").text
+    assert "Dossiers 1 à 1 sur plus de 1" in page and "page=2" in page

@@ -88,6 +88,12 @@ class QueuePage:
     page: int
     per_page: int
     filter: QueueFilter = field(default_factory=QueueFilter)
+    capped: bool = False  # more than `total` match (a search counts up to cases.search.COUNT_CAP)
+
+    @property
+    def total_text(self) -> str:
+        """The count as a person reads it: "1,000" exact, "more than 1,000" when capped."""
+        return f"more than {self.total:,}" if self.capped else f"{self.total:,}"
 
     @property
     def pages(self) -> int:
@@ -104,7 +110,7 @@ class QueuePage:
 
     @property
     def has_next(self) -> bool:
-        return self.page < self.pages
+        return self.page < self.pages or (self.capped and len(self.rows) == self.per_page)
 
 
 def statuses(value: str) -> tuple[str, ...]:

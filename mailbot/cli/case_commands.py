@@ -64,7 +64,7 @@ def cases_search(args: argparse.Namespace, app: App) -> int:
     else:
         print_queue(page, what=f"matching {args.text!r}")
     if page.has_next:
-        print(f"mailbot: showing {page.first}-{page.last} of {page.total}; next: --page {page.page + 1}",
+        print(f"mailbot: showing {page.first}-{page.last} of {page.total_text}; next: --page {page.page + 1}",
               file=sys.stderr)
     return EX_OK
 

@@ -30,6 +30,6 @@ def print_queue(page: QueuePage, what: str = "") -> None:
         print(f"{r.ref:<15} {who[:30]:<30} {(r.category or '-')[:12]:<12} {r.status[:16]:<16} "
               f"{(r.assignee or '-')[:26]:<26} {when(r.due_local):<20} {urgent}{late(r.overdue) or '-'}")
     what = what or f"status {f.status}" + (f", brand {f.brand}" if f.brand else "")
-    shown = f"{page.first}-{page.last} of {page.total}" if page.rows else f"0 of {page.total}"
-    print(f"{page.total} case{'s' if page.total != 1 else ''} ({what}); showing {shown}"
+    shown = f"{page.first}-{page.last} of {page.total_text}" if page.rows else f"0 of {page.total_text}"
+    print(f"{page.total_text} case{'s' if page.total != 1 or page.capped else ''} ({what}); showing {shown}"
           + (f"; next: --page {page.page + 1}" if page.has_next else ""))
