@@ -74,7 +74,7 @@ def bench_config(db_url: str | None = None, workdir: str | None = None, **over: 
     data["database"] = {"url": db_url or f"sqlite:///{work}/bench.db"}
     data["outbound"] = {"transport": "maildir", "path": str(work / "sent")}
     data["security"] = {"secret": "bench-secret-0123456789"}
-    data["limits"] = {"ack_limit": 1000}
+    data["limits"] = {"ack_limit": 1000, "first_contact_acks": 100_000}
     data.update(over)
     return data
 

@@ -55,7 +55,7 @@ def run_mailbot(d: Dovecot, user: str, batch: int, workdir: str, profile: str | 
     pw_file = d.write_password_file(user, Path(workdir) / "imap.pw")
     cfg = ImapConfig(host=d.host, port=d.port, tls=False, username=user, password_file=pw_file,
                      batch_size=batch)
-    app = bench_app(workdir=workdir, limits={"ack_limit": 100_000})
+    app = bench_app(workdir=workdir, limits={"ack_limit": 100_000, "first_contact_acks": 100_000})
     poller = ImapPoller(app, cfg, Timings())
     analysis.warm_up(app.config)  # as `mailbot run` does at start-up
     app.warm_up()

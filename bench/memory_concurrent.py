@@ -59,7 +59,7 @@ def run(n: int, mail_mb: float, max_data_sessions: int | None, code: Path | None
     work = Path(scratch_dir(prefix="mailbot-bench-memc-"))
     url = f"sqlite:///{work}/bench.db"
     port = free_port()
-    data = bench_config(url, str(work), limits={"ack_limit": 100_000})
+    data = bench_config(url, str(work), limits={"ack_limit": 100_000, "first_contact_acks": 100_000})
     if code is None:
         bench_app(url, str(work)).close()
     else:  # that checkout's own config and templates; its daemon makes its own schema

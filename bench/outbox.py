@@ -44,7 +44,7 @@ def main() -> None:
     workdir = Path(scratch_dir(prefix="mailbot-bench-outbox-"))
     raws = generate_bytes(args.n)
     with database(args.db, str(workdir)) as url:
-        app = bench_app(url, str(workdir), limits={"ack_limit": 100_000})
+        app = bench_app(url, str(workdir), limits={"ack_limit": 100_000, "first_contact_acks": 100_000})
         app.warm_up()
         for i in range(0, args.n, 100):
             ingest_batch(app, [Received(raw, "bench") for raw in raws[i:i + 100]])

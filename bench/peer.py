@@ -277,7 +277,7 @@ def run_mailbot(d: Dovecot, raws: list[bytes], db: str, workdir: Path, batch: in
     cfg = ImapConfig(host=d.host, port=d.port, tls=False, username=USER, password_file=pw_file,
                      batch_size=batch)
     with database(db, str(workdir)) as url:
-        app = bench_app(url, str(workdir), limits={"ack_limit": 100_000}, ingest={"workers": workers})
+        app = bench_app(url, str(workdir), limits={"ack_limit": 100_000, "first_contact_acks": 100_000}, ingest={"workers": workers})
         analysis.warm_up(app.config)  # as `mailbot run` does at start-up
         app.warm_up()
         # start-up cost, as for the peer: a poll of the empty mailbox by a new poller (connect,

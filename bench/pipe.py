@@ -66,7 +66,7 @@ def check(done: subprocess.CompletedProcess[bytes], kind: str) -> None:
 
 def in_process_config(workdir: Path) -> Path:
     bench_app(None, str(workdir)).close()  # migrated before the clock starts, as `mailbot run` would have
-    data = bench_config(None, str(workdir), limits={"ack_limit": 100_000})
+    data = bench_config(None, str(workdir), limits={"ack_limit": 100_000, "first_contact_acks": 100_000})
     data["pipe"] = {"socket": ""}
     cfg = workdir / "config.toml"
     cfg.write_text(to_toml(data))

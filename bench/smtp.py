@@ -72,7 +72,7 @@ def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
 
 def start_daemon(url: str, workdir: Path, port: int) -> tuple[subprocess.Popen, Path]:
     bench_app(url, str(workdir)).close()  # migrate before the clock starts (also PostgreSQL)
-    data = bench_config(url, str(workdir), limits={"ack_limit": 100_000})
+    data = bench_config(url, str(workdir), limits={"ack_limit": 100_000, "first_contact_acks": 100_000})
     data["smtp"] = {**data.get("smtp", {}), "host": "127.0.0.1", "port": port}
     data.pop("imap", None)
     cfg = workdir / "config.toml"

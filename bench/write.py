@@ -130,7 +130,7 @@ def main() -> None:
 
     n = args.n
     workdir = Path(scratch_dir(prefix="mailbot-bench-write-"))
-    app = bench_app(workdir=str(workdir), limits={"ack_limit": 10_000_000})
+    app = bench_app(workdir=str(workdir), limits={"ack_limit": 10_000_000, "first_contact_acks": 10_000_000})
     app.warm_up()  # as `mailbot run` at start-up
     raws = generate_bytes(n * (args.rounds + 1))
     works = analysed(app, raws)

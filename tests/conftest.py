@@ -199,3 +199,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.outcome = "failed"
             report.longrepr = (f"{spent:.1f} s of CPU (its processes included) in `make test-fast`, whose "
                                f"tests take {FAST_CPU_BUDGET} s at most: mark it @pytest.mark.slow")
+
+
+@pytest.fixture(autouse=True)
+def _umask_of_the_test_process() -> Iterator[None]:
+    """`mailbot.cli.main.main` sets the process umask to 077, as a `mailbot` process should;
+    called in this process by a test, it would leave later fixtures' files (Dovecot's
+    configuration and password files, read by Dovecot's own users) unreadable to them."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield
+    os.umask(before)

@@ -151,7 +151,7 @@ def test_every_command_refuses_a_broken_file_with_the_located_errors(tmp_path: P
         load_config(path)
     assert caught.value.lines() == [
         f"{path}:{line_of(text, 'ack_limmit')}: key limits.ack_limmit: unknown key 'ack_limmit' in limits; "
-        "did you mean 'ack_limit'? (valid keys: ack_limit, auto_per_case, max_attachment_size, blocked_extensions)",
+        "did you mean 'ack_limit'? (valid keys: ack_limit, auto_per_case, first_contact_acks, max_attachment_size, blocked_extensions)",
         f"{path}:{line_of(text, 'Europe/Pari')}: key brands[0].timezone (brand kalra-plus): unknown time zone "
         "'Europe/Pari'; did you mean 'Europe/Paris'?",
     ]

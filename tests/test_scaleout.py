@@ -90,7 +90,7 @@ def test_three_instances_one_schema_one_mailbox(tmp_path: Path, pg_url: str, eng
                   "idle": True, "brand": "kalra-plus", "batch_size": 50}],
         "outbound": {"transport": "maildir", "path": str(maildir), "backoff_seconds": 1},
         "scheduler": {"outbox_interval": 0.5, "sla_interval": 1},
-        "limits": {"ack_limit": 1000},
+        "limits": {"ack_limit": 1000, "first_contact_acks": 100_000},
         # every case gets its per-case reminders (the shipped config keeps them for urgent cases)
         "brands": [{**SHIPPED["brands"][0], "digest": {"case_reminders": "all"}}, *SHIPPED["brands"][1:]],
     }
