@@ -52,8 +52,10 @@ test: setup deps-system
 # The inner loop, under a minute on 2 cores: no Dovecot, Postfix or PostgreSQL, no processes,
 # corpora, long generated runs or PDFs (markers `servers` and `slow`, tests/conftest.py), on
 # every core (pytest-xdist); a test over 3 s of CPU fails here and asks for `slow`. CI runs `make test`.
+# Bytecode is cached even where PYTHONDONTWRITEBYTECODE is set: without it every run compiles
+# and assertion-rewrites the tests and the package again (~10 s of the minute, bench/README.md).
 test-fast: setup
-	MAILBOT_TEST_FAST=1 $(BIN)/python -m pytest -q -m "not slow and not servers" -p no:cacheprovider \
+	PYTHONDONTWRITEBYTECODE= MAILBOT_TEST_FAST=1 $(BIN)/python -m pytest -q -m "not slow and not servers" -p no:cacheprovider \
 	  -n auto $(PYTEST_ARGS)
 
 lint: setup

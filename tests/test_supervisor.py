@@ -9,6 +9,7 @@ import pytest
 from mailbot import db
 from mailbot.app import App
 from mailbot.cases.queue import QueueFilter, list_cases
+from mailbot.ingest.pipeline import Received, ingest_batch
 from tests.desk import AGENT, CUSTOMER, SUPERVISOR, Desk, only, reply_to, text_of, to
 from tests.mails import mail
 
@@ -48,6 +49,16 @@ def test_the_same_complaint_sent_again_is_linked_and_gets_no_second_deadline(des
                       In_Reply_To=second_ack[0]["Message-ID"]), reply_to(second_ack[0]))
     assert desk.messages("customer")[-1].case_id == a.id and desk.case("KP-2026-000001").status != "reexamination"
     assert first
+
+
+def test_a_complaint_resent_within_one_fetched_batch_is_linked(desk: Desk) -> None:
+    """Both mails come in one IMAP batch (one transaction): the second finds the first."""
+    ingest_batch(desk.app, [Received(mail(message_id="<one@example.org>", body=COMPLAINT), "imap:x"),
+                            Received(mail(message_id="<two@example.org>", body="Pour rappel :\n" + COMPLAINT),
+                                     "imap:x")])
+    a, b = desk.case("KP-2026-000001"), desk.case("KP-2026-000002")
+    assert (b.linked_case_id, a.linked_case_id) == (a.id, b.id)
+    assert "semble se rapporter" in text_of(to(desk.new_mail(), CUSTOMER)[-1])
 
 
 def test_a_second_address_quoting_a_reference_is_linked_for_the_agent(desk: Desk) -> None:

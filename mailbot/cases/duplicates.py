@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from mailbot import caselocks
@@ -38,28 +39,44 @@ def _normal(text: str) -> str:
     return _SPACES.sub(" ", _QUOTE_MARK.sub(" ", text)).strip().casefold()
 
 
+_BY_REF = (select(Case.id).where(Case.ref == bindparam("ref"), Case.brand == bindparam("brand"),
+                                  col(Case.outcome).is_distinct_from("merged")).limit(1))
+_FIRST_CUSTOMER_TEXT = (select(Message.body_text)
+                        .where(Message.case_id == Case.id, Message.kind == "customer")
+                        .order_by(col(Message.id)).limit(1).scalar_subquery())
+_RECENT_OPEN = (select(Case.id, _FIRST_CUSTOMER_TEXT)
+                .where(Case.brand == bindparam("brand"), Case.customer_email == bindparam("sender"),
+                       col(Case.status).in_(OPEN_STATUSES), col(Case.received_at) >= bindparam("since"))
+                .order_by(col(Case.id).desc()).limit(20))
+
+
 def related_case(session: Session, brand: str, sender: str, subject: str, text: str,
                  received_at: datetime) -> Related | None:
-    """The existing case of `brand` this new complaint is probably about, if any."""
-    quoted = refs_in(f"{subject}\n{text[:5000]}")
-    for ref in quoted:
-        case = session.exec(select(Case).where(Case.ref == ref, Case.brand == brand)).first()
-        if case is not None and case.outcome != "merged":
-            return Related(case, "quoted_ref")
+    """The existing case of `brand` this new complaint is probably about, if any.
+
+    Read with Core statements on the session's connection: two queries at most, and no
+    autoflush of the batch's pending changes (every case and message is INSERTed at once)."""
+    conn = session.connection()
+    for ref in refs_in(f"{subject}\n{text[:5000]}"):
+        case_id = conn.execute(_BY_REF, {"ref": ref, "brand": brand}).scalar()
+        if case_id is not None:
+            return Related(_case(session, case_id), "quoted_ref")
     new = _normal(text)
     if len(new) < MIN_TEXT or not sender:
         return None
-    candidates = session.exec(
-        select(Case).where(Case.brand == brand, Case.customer_email == sender.lower(),
-                           col(Case.status).in_(OPEN_STATUSES), col(Case.received_at) >= received_at - LOOK_BACK)
-        .order_by(col(Case.id).desc()).limit(20)).all()
-    for case in candidates:
-        first = session.exec(select(Message.body_text).where(Message.case_id == case.id, Message.kind == "customer")
-                             .order_by(col(Message.id)).limit(1)).first()
+    rows = conn.execute(_RECENT_OPEN, {"brand": brand, "sender": sender.lower(),
+                                       "since": received_at - LOOK_BACK})
+    for case_id, first in rows:
         old = _normal(first or "")
         if len(old) >= MIN_TEXT and old in new:
-            return Related(case, "resent")
+            return Related(_case(session, case_id), "resent")
     return None
+
+
+def _case(session: Session, case_id: int) -> Case:
+    case = session.get(Case, case_id)
+    assert case is not None
+    return case
 
 
 def link_to(session: Session, case: Case, related: Related, at: datetime) -> None:
