@@ -522,7 +522,7 @@ class AgentConfig(_Strict):
 class SchedulerConfig(_Strict):
     """How often `mailbot run` runs each job (a `tick` runs them all once)."""
 
-    sla_interval: float = _d(60.0, "seconds between SLA sweeps (reminders, escalations)", gt=0)
+    sla_interval: float = _d(60.0, "seconds between SLA sweeps (reminders, escalations), daily digest checks, rendering of letters to post and alert digests", gt=0)
     outbox_interval: float = _d(5.0, "seconds between outbox dispatches", gt=0)
     reconcile_interval: float = _d(3600.0, "seconds between IMAP reconciliations", gt=0)
     housekeeping_interval: float = _d(3600.0, "seconds between auto-close and retention runs",

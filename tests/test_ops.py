@@ -443,3 +443,17 @@ def test_sighup_refuses_a_template_that_does_not_render_and_the_running_ones_go_
     assert out.returncode == 0, out.stderr
     wait_until(lambda: any("analyse approfondie" in t for t in ack_texts(tmp_path)), what="the extension notice")
     assert stop(proc) == 0
+
+
+def test_the_daemons_scheduler_runs_every_job_that_tick_runs(app: App) -> None:
+    """A job `tick` runs but the daemon never schedules is work done only by hand: postal
+    letters waited for a `tick` to be rendered."""
+    from mailbot.ops.daemon import start_scheduler
+
+    sched = start_scheduler(app)
+    try:
+        scheduled = {job.id for job in sched.get_jobs()}
+    finally:
+        sched.shutdown(wait=True)
+    assert {name for name, _fn in jobs.JOBS} <= scheduled
+    assert "letters" in scheduled

@@ -71,14 +71,23 @@ def _reconcile(app: App) -> str:
 EXTRA_JOBS = (("reconcile", _reconcile),)
 
 
-def start_scheduler(app: App) -> BackgroundScheduler:
-    sched = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
+def job_intervals(app: App) -> dict[str, float]:
+    """Seconds between two runs of each job `tick` runs (every one of `jobs.JOBS`), and of
+    the daemon's own (IMAP reconciliation, when a mailbox is polled)."""
     s = app.config.scheduler
     intervals = {"outbox": s.outbox_interval, "sla_sweep": s.sla_interval, "digest": s.sla_interval,
                  "autoclose": s.housekeeping_interval, "retention": s.housekeeping_interval,
-                 "alert_digests": s.sla_interval}
+                 "letters": s.sla_interval, "alert_digests": s.sla_interval}
+    missing = {name for name, _fn in jobs.JOBS} - intervals.keys()
+    assert not missing, f"jobs without an interval: {sorted(missing)}"
     if app.config.imap:
         intervals["reconcile"] = s.reconcile_interval
+    return intervals
+
+
+def start_scheduler(app: App) -> BackgroundScheduler:
+    sched = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
+    intervals = job_intervals(app)
     for name, seconds in intervals.items():
         sched.add_job(_run_job, "interval", seconds=seconds, args=(app, name), id=name,
                       replace_existing=True, next_run_time=None if name == "reconcile" else _soon())
