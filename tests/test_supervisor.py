@@ -5,11 +5,15 @@ complaint or a second address quoting a reference is linked, with no second dead
 from __future__ import annotations
 
 import pytest
+from sqlmodel import select
 
 from mailbot import db
 from mailbot.app import App
+from mailbot.cases import actions
+from mailbot.cases.actions import Rejected
 from mailbot.cases.queue import QueueFilter, list_cases
 from mailbot.ingest.pipeline import Received, ingest_batch
+from mailbot.models import Case
 from tests.desk import AGENT, CUSTOMER, SUPERVISOR, Desk, only, reply_to, text_of, to
 from tests.mails import mail
 
@@ -91,3 +95,18 @@ def test_a_supervisor_reopens_a_closed_case_by_email(desk: Desk) -> None:
     case = desk.case()
     assert case.status == "in_progress" and case.closed_at is None
     assert desk.events("status")[-1].data["reason"] == "nouvelle pièce reçue par courrier"
+
+
+def test_a_merged_case_is_not_reopened_the_case_it_went_into_is_named(desk: Desk) -> None:
+    """Reopening the merged case would split the thread again, with a second deadline."""
+    desk.complaint(body=COMPLAINT)
+    desk.receive(mail(message_id="<again@example.org>", body="Je vous renvoie ma réclamation :\n\n" + COMPLAINT))
+    notif = only(to(desk.new_mail(), AGENT))
+    desk.reply(notif, "#merge KP-2026-000001")
+    desk.new_mail()
+    with db.session_scope(desk.app.engine) as s:
+        merged = s.exec(select(Case).where(Case.ref == "KP-2026-000002")).one()
+        with pytest.raises(Rejected) as refused:
+            actions.reopen(s, desk.app, merged, SUPERVISOR, "nouvelle pièce")
+    assert refused.value.reasons == ["KP-2026-000002 was merged into KP-2026-000001: reopen KP-2026-000001"]
+    assert (desk.case("KP-2026-000002").status, desk.case("KP-2026-000002").outcome) == ("closed", "merged")

@@ -360,6 +360,9 @@ def _supervises(app: App, actor: str) -> bool:
 def reopen(session: Session, app: App, case: Case, actor: str, reason: str = "") -> None:
     """Work on a closed (or answered) case again: back in progress, its clock running."""
     caselocks.lock(session, case)
+    if case.outcome == "merged":  # its thread and deadline live on in the case it was merged into
+        into = session.get(Case, case.linked_case_id) if case.linked_case_id else None
+        raise Rejected("#reopen", [say("merged_not_reopenable", ref=case.ref, into=into.ref if into else "?")])
     if case.status not in ("closed", "answered"):
         raise Rejected("#reopen", [say("not_reopenable", ref=case.ref, status=case.status)])
     case.closed_at = None

@@ -38,6 +38,8 @@ MESSAGES: dict[str, dict[str, str]] = {
                                "(envoyez la réponse finale avec #final, ou demandez à un superviseur)",
                          "en": "no final response was sent: only a supervisor may close {ref} (send the final "
                                "response with #final, or ask a supervisor)"},
+    "merged_not_reopenable": {"fr": "{ref} a été fusionnée dans {into} : rouvrez {into}",
+                              "en": "{ref} was merged into {into}: reopen {into}"},
     "not_reopenable": {"fr": "{ref} est « {status} », ni close ni répondue", "en": "{ref} is {status}, not closed or answered"},
     "note_empty": {"fr": "la note est vide : écrivez-la sur la ligne #note ou en dessous",
                    "en": "the note is empty: write it on the #note line or below it"},
