@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, literal_column
 from sqlmodel import Session, col, select
 
 from mailbot import caselocks
@@ -39,6 +39,9 @@ def _normal(text: str) -> str:
     return _SPACES.sub(" ", _QUOTE_MARK.sub(" ", text)).strip().casefold()
 
 
+# The open statuses written into the statement (code constants), rather than an expanding
+# IN that SQLAlchemy renders again at every execution.
+_OPEN = [literal_column(f"'{status}'") for status in sorted(OPEN_STATUSES)]
 _BY_REF = (select(Case.id).where(Case.ref == bindparam("ref"), Case.brand == bindparam("brand"),
                                   col(Case.outcome).is_distinct_from("merged")).limit(1))
 _FIRST_CUSTOMER_TEXT = (select(Message.body_text)
@@ -46,7 +49,7 @@ _FIRST_CUSTOMER_TEXT = (select(Message.body_text)
                         .order_by(col(Message.id)).limit(1).scalar_subquery())
 _RECENT_OPEN = (select(Case.id, _FIRST_CUSTOMER_TEXT)
                 .where(Case.brand == bindparam("brand"), Case.customer_email == bindparam("sender"),
-                       col(Case.status).in_(OPEN_STATUSES), col(Case.received_at) >= bindparam("since"))
+                       col(Case.status).in_(_OPEN), col(Case.received_at) >= bindparam("since"))
                 .order_by(col(Case.id).desc()).limit(20))
 
 
