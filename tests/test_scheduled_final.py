@@ -1,9 +1,12 @@
 """A final response scheduled for later (`#final at …`, issue #27 item 6 and #20 item 14): in
 the future and by the round's promised date, the case open until the mail goes out, held
-by a customer's mail that comes before it."""
+by a customer's mail that comes before it; what staff mail says of it (reminders, escalations,
+digest lines) and the deadline it meets, not escalated."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from datetime import datetime
 
 import pytest
@@ -13,7 +16,9 @@ from mailbot import db
 from mailbot.app import App
 from mailbot.cases import register
 from mailbot.models import Outbox
-from tests.desk import AGENT, CUSTOMER, Desk, only, text_of, to
+from mailbot.outgoing.templating import format_datetime
+from tests.conftest import SHIPPED
+from tests.desk import AGENT, CUSTOMER, ONCALL, SUPERVISOR, Desk, only, text_of, to
 from tests.mails import mail
 
 SECTIONS = ("Explication : un contrôle anti-fraude a retenu le virement.\n"
@@ -107,3 +112,97 @@ def test_a_new_final_replaces_a_scheduled_one_not_sent_yet(desk: Desk) -> None:
     desk.app.clock.set("2026-11-27T12:00:00+00:00")  # type: ignore[attr-defined]
     assert to(desk.new_mail(), CUSTOMER) == []  # one final response
     assert "une seule par tour" in rejection(desk, notif, f"#final at 2026-11-30T10:00\n{SECTIONS}")
+
+
+# What staff are told of a scheduled final response: the reminders, escalations and digest
+# lines of its case say when it goes (or that it was held and waits for the agent), and a
+# deadline it meets is no breach.
+
+def reminding_desk(make_app: Callable[..., App], supervisor_language: str = "fr") -> Desk:
+    """Per-case reminders for every case (`case_reminders = "all"`), the supervisor's staff mail
+    in `supervisor_language`."""
+    agents = [{**a, "language": supervisor_language} if a["email"] == SUPERVISOR else a
+              for a in copy.deepcopy(SHIPPED["agents"])]
+    brands = [{**SHIPPED["brands"][0], "digest": {"case_reminders": "all"}}, SHIPPED["brands"][1]]
+    return Desk(make_app(agents=agents, brands=brands))
+
+
+def local_minute(desk: Desk, at: datetime) -> str:
+    return desk.app.calendar("kalra-plus").local(at).strftime("%Y-%m-%dT%H:%M")
+
+
+def latest_digest_to(desk: Desk, address: str) -> str:
+    desk.new_digests()
+    return text_of(to(desk.digests, address)[-1])
+
+
+def test_reminders_and_digests_say_when_the_final_goes_and_its_deadline_is_not_escalated(
+        make_app: Callable[..., App]) -> None:
+    desk = reminding_desk(make_app)
+    notif = desk.complaint()
+    case = desk.case()
+    assert case.due_at is not None
+    at = local_minute(desk, case.due_at)  # the latest it may be: the deadline itself
+    desk.reply(notif, f"#final at {at}\n{SECTIONS}")
+    assert to(desk.new_mail(), CUSTOMER) == []
+    when = format_datetime(datetime.fromisoformat(at), "fr")  # e.g. "lundi 30 novembre 2026 à 23:59"
+    desk.tick_at(0.6)
+    reminder = text_of(only(to(desk.new_mail(), AGENT)))
+    assert f"RÉPONSE FINALE PROGRAMMÉE : une réponse finale est déjà programmée pour partir au client le {when} " \
+           "(heure de Paris)" in reminder
+    assert "N'y répondez pas une seconde fois" in reminder and "un nouveau #final" in reminder
+    line = latest_digest_to(desk, AGENT).split(case.ref, 1)[1].split("Agir sur ce dossier", 1)[0]
+    assert f"Réponse finale programmée pour le {when} (heure de Paris)" in line
+    # The first run after the deadline (a mailer stopped overnight): the sweep finds the escalation
+    # and the holding reply due before the dispatcher sends the final response, in the same run.
+    desk.tick_at(1.3)
+    mails = desk.new_mail()
+    assert to(mails, SUPERVISOR) == []  # no escalation: the customer is answered by the deadline
+    assert [m["Subject"] for m in to(mails, CUSTOMER)] == [only(to(mails, CUSTOMER))["Subject"]]
+    assert "Explication" in text_of(only(to(mails, CUSTOMER)))  # the final response, no holding reply
+    skipped = [e.data for e in desk.events("sla_point_skipped")]
+    assert {d["point"].split("@")[0] for d in skipped} >= {"escalation", "holding"}
+    assert all("final response scheduled" in d["reason"] for d in skipped if d["point"].startswith("escalation"))
+    assert desk.case().status == "answered"
+    assert answer(desk)[1] == "no"  # it went out late, and the register says so
+    desk.tick_at(2.0)
+    assert desk.new_mail() == []
+
+
+def test_a_held_final_is_named_held_in_reminders_escalations_and_digests(make_app: Callable[..., App]) -> None:
+    desk = reminding_desk(make_app, supervisor_language="en")
+    notif = desk.complaint()
+    ref = desk.case().ref
+    desk.reply(notif, f"#final at {AT}\n{SECTIONS}")
+    desk.new_mail()
+    desk.app.clock.set("2026-11-24T09:00:00+00:00")  # type: ignore[attr-defined]
+    desk.receive(mail(message_id="<cust-2@example.org>", In_Reply_To="<cust-1@example.org>",
+                      subject="Re: Virement non reçu", body="Le virement vient d'être rejeté."))
+    desk.new_mail()
+    desk.tick_at(0.6)
+    reminder = text_of(only(to(desk.new_mail(), AGENT)))
+    assert "RÉPONSE FINALE SUSPENDUE, EN ATTENTE DE L'AGENT : la réponse finale programmée pour le " \
+           "vendredi 27 novembre 2026 à 10:00 (heure de Paris) a été suspendue" in reminder
+    assert "RÉPONSE FINALE PROGRAMMÉE" not in reminder
+    desk.tick_at(1.3)
+    escalation = text_of(only(to(desk.new_mail(), SUPERVISOR)))  # held: nothing answers the deadline
+    assert "has passed" in escalation
+    assert "FINAL RESPONSE HELD, WAITING FOR THE AGENT: the final response scheduled for " \
+           "Friday 27 November 2026 at 10:00 (Paris time) was held" in escalation
+    line = latest_digest_to(desk, SUPERVISOR).split(ref, 1)[1].split("Act on this case", 1)[0]
+    assert "Final response held, waiting for the agent: it was to go on Friday 27 November 2026 at 10:00 " \
+           "(Paris time)" in line
+
+
+def test_a_final_scheduled_on_an_urgent_case_takes_it_in_hand(desk: Desk) -> None:
+    """No on-call re-alert nor supervisor escalation saying no agent took the case: the
+    agent who scheduled its final response did."""
+    notif = desk.complaint(body="Une opération non reconnue de 300 € est apparue sur mon compte : fraude ?")
+    assert desk.case().priority == "urgent"
+    desk.new_mail()
+    desk.reply(notif, f"#final at {AT}\n{SECTIONS}")
+    desk.new_mail()
+    assert desk.case().status == "in_progress"
+    desk.tick_at(0.3)
+    mails = desk.new_mail()
+    assert to(mails, ONCALL) == [] and to(mails, SUPERVISOR) == []

@@ -190,6 +190,8 @@ def final(session: Session, app: App, case: Case, actor: str, text: str, *, abou
     elif at is not None:  # answered when it goes out (mailbot.cases.scheduled.sent)
         log_event(session, case, scheduled.SCHEDULED, actor=actor, at=now, message_id=queued,
                   scheduled=at.isoformat())
+        if case.status in ("new", "acknowledged"):  # taken in hand: no "nobody took it" alert
+            set_status(session, case, "in_progress", actor=actor, at=now, reason="final response scheduled")
     else:
         case.outcome = parsed.outcome
         case.answered_at = now

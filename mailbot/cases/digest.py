@@ -18,7 +18,9 @@ Once a day per person and brand, however many instances tick: the digest's
 Message-ID is derived from (brand, person, day) and the outbox's Message-ID is
 unique, so a second insert fails and is dropped. A digest is sent even when it lists
 nothing: a quiet day then reads differently from a mailer that stopped. Its sent
-bytes are erased after 30 days (mailbot.cases.lifecycle.purge_retention).
+bytes are erased after 30 days (mailbot.cases.lifecycle.purge_retention). A line whose case
+has a final response scheduled says when it goes (or that it was held and waits for the
+agent: mailbot.cases.scheduled.states).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from sqlmodel import Session, select
 
 from mailbot import db
 from mailbot.app import App
+from mailbot.cases import scheduled
 from mailbot.cases.queue import MAX_PER_PAGE, UNASSIGNED, QueueFilter, QueueRow, list_cases
 from mailbot.cases.staff_mail import staff_language, staff_token
 from mailbot.config import AgentConfig, BrandConfig
@@ -95,20 +98,23 @@ def message_id(app: App, brand: BrandConfig, address: str, day: date) -> str:
     return f"<digest.{day:%Y%m%d}.{tag}@{brand.addresses[0].rpartition('@')[2]}>"
 
 
-def _line(app: App, brand: BrandConfig, row: QueueRow, address: str, now: datetime) -> dict[str, Any]:
+def _line(app: App, brand: BrandConfig, row: QueueRow, address: str, now: datetime,
+          final: scheduled.FinalState | None) -> dict[str, Any]:
     label = next((c.labels.get(brand.language, c.label) for c in brand.categories if c.key == row.category),
                  row.category or "")
     return {"ref": row.ref, "customer": row.customer_name or row.customer_email, "subject": row.subject,
             "category_label": label, "status": row.status, "urgent": row.priority == "urgent",
             "assignee": row.assignee or "", "due_at": row.due_local.isoformat() if row.due_local else "",
             "overdue_days": (row.overdue.days + (1 if row.overdue.seconds else 0)) if row.overdue else 0,
-            "reply_address": reply_address(brand, staff_token(app, row.id, address))}
+            "reply_address": reply_address(brand, staff_token(app, row.id, address)),
+            "scheduled_final": final.context(app.calendar(brand)) if final else {"at": "", "held": False}}
 
 
 def context(app: App, brand: BrandConfig, person: AgentConfig, day: date, found: list[Section],
-            problem: str = "") -> dict[str, Any]:
-    """The template context of a digest (kind `digest`; see mailbot.outgoing.templating)."""
-    now = app.now()
+            problem: str = "", finals: dict[int, scheduled.FinalState] | None = None) -> dict[str, Any]:
+    """The template context of a digest (kind `digest`; see mailbot.outgoing.templating).
+    `finals`: the listed cases' scheduled or held final responses (`scheduled.states`)."""
+    now, finals = app.now(), finals or {}
     return {
         "brand": brand_context(brand),
         "agent": {"name": person.name, "email": person.email},
@@ -117,7 +123,8 @@ def context(app: App, brand: BrandConfig, person: AgentConfig, day: date, found:
                    "problem": problem, "total": sum(len(s.rows) + s.more for s in found),
                    "counts": {s.key: len(s.rows) + s.more for s in found},
                    "sections": [{"key": s.key, "total": len(s.rows) + s.more, "more": s.more, "command": s.command,
-                                 "lines": [_line(app, brand, r, person.email, now) for r in s.rows]}
+                                 "lines": [_line(app, brand, r, person.email, now, finals.get(r.id))
+                                           for r in s.rows]}
                                 for s in found]},
     }
 
@@ -128,7 +135,9 @@ def queue_digest(session: Session, app: App, brand: BrandConfig, person: AgentCo
     they are). `daily`: the day's digest, with its once-a-day Message-ID (IntegrityError
     when it is queued already); else a fresh one (the answer to an unusable reply)."""
     language = staff_language(app, person, brand.key)
-    ctx = context(app, brand, person, day, sections(session, app, brand, person), problem)
+    found = sections(session, app, brand, person)
+    finals = scheduled.states(session, [r.id for s in found for r in s.rows])
+    ctx = context(app, brand, person, day, found, problem, finals)
     rendered = templating.renderer(app).render(brand.key, language, "digest", ctx)
     mid = message_id(app, brand, person.email, day) if daily else new_message_id(brand.addresses[0])
     raw = build(Outgoing(from_addr=brand.addresses[0], from_name=brand.name, to_addr=person.email,

@@ -23,6 +23,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from mailbot import caselocks, counters, db
 from mailbot.app import App
+from mailbot.cases import scheduled
 from mailbot.cases.records import log_event, set_status
 from mailbot.cases.responses import send_case_mail
 from mailbot.cases.search import forget_erased
@@ -78,17 +79,22 @@ def _sweep_case(session: Session, app: App, case: Case, now: datetime) -> int:
     due = [p for p in points if p.key not in done and p.at <= now]
     # Only the latest reminder (and on-call alert) is worth sending when several came due at once.
     latest = {p.kind: p for p in due}
+    final = scheduled.states(session, [case.id]).get(case.id) if due and case.id is not None else None
     fired = 0
     for point in due:
         skip = point.kind in ("reminder", "urgent_alert") and (
             point is not latest[point.kind] or case.due_at is not None and now >= case.due_at)
-        if _fire(session, app, case, brand, point, send=not skip):
+        if _fire(session, app, case, brand, point, final, send=not skip):
             fired += 0 if skip else 1
     reschedule(session, case, brand)
     return fired
 
 
-def _fire(session: Session, app: App, case: Case, brand: BrandConfig, point: SlaPoint, *, send: bool) -> bool:
+def _fire(session: Session, app: App, case: Case, brand: BrandConfig, point: SlaPoint,
+          final: scheduled.FinalState | None, *, send: bool) -> bool:
+    """Fire one point (once: its SlaMark). A deadline that a scheduled final response meets
+    (not held, due by then) is no breach: no escalation, no holding reply; the dispatcher
+    sends the final response (a failure tells the staff: mailbot.cases.deliveries)."""
     try:
         with session.begin_nested():
             session.add(SlaMark(case_id=case.id or 0, point=point.key, at=app.now()))
@@ -101,6 +107,11 @@ def _fire(session: Session, app: App, case: Case, brand: BrandConfig, point: Sla
     cal = app.calendar(brand)
     deadline = point.deadline or case.due_at
     due_local = cal.local(deadline).isoformat() if deadline else ""
+    if point.kind in ("escalation", "holding") and final is not None and not final.held \
+            and deadline is not None and final.at <= deadline:
+        log_event(session, case, "sla_point_skipped", at=app.now(), point=point.key,
+                  reason=f"final response scheduled for {cal.local(final.at).isoformat()}, by the deadline")
+        return True
     if point.kind == "holding":
         if case.acknowledged_at and deadline and case.acknowledged_at >= deadline:
             log_event(session, case, "sla_point_skipped", at=app.now(), point=point.key,
@@ -115,7 +126,8 @@ def _fire(session: Session, app: App, case: Case, brand: BrandConfig, point: Sla
     assignee = app.config.agent(case.assignee) if case.assignee else None
     sent = send_to_role(session, app, case, kind, role, ctx_extra={
         "reminder": {"percent": point.percent, "due_at": due_local, "urgent": point.kind.startswith("urgent")},
-        "assignee": {"name": assignee.name if assignee else "", "email": case.assignee or ""}})
+        "assignee": {"name": assignee.name if assignee else "", "email": case.assignee or ""},
+        "scheduled_final": final.context(cal) if final else {"at": "", "held": False}})
     if not sent:
         log_event(session, case, "sla_point_no_recipient", at=app.now(), point=point.key)
         return True

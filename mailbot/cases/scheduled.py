@@ -12,13 +12,20 @@ has not gone yet.
 
 A row the dispatcher has started on (an attempt counted) is no longer held or replaced:
 it is on its way.
+
+Staff are told (`states`): every reminder, escalation and digest line of an open case
+says when its final response is scheduled to go, or that it was held and waits for the
+agent; the SLA sweep does not escalate, nor send a holding reply for, a deadline that a
+scheduled final response meets (mailbot.cases.lifecycle).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, delete
+from sqlalchemy import and_, bindparam, delete
 from sqlmodel import Session, col, select
 
 from mailbot import caselocks
@@ -91,3 +98,34 @@ def sent(session: Session, brand: BrandConfig, case_id: int, message_id: str, ro
     case.answered_at, case.outcome = at, rnd.outcome
     set_status(session, case, "answered", at=at, reason="scheduled final response sent")
     sla.reschedule(session, case, brand)
+
+
+@dataclass(frozen=True)
+class FinalState:
+    """An open case's final response of the current round that has not gone: scheduled for
+    `at`, or `held` (a customer's mail came first: it waits for the agent)."""
+
+    at: datetime
+    held: bool
+
+    def context(self, cal: BusinessCalendar) -> dict[str, Any]:
+        """The templates' `scheduled_final` (the time in the brand's zone)."""
+        return {"at": cal.local(self.at).isoformat(), "held": self.held}
+
+
+def states(session: Session, case_ids: list[int]) -> dict[int, FinalState]:
+    """The cases' final responses scheduled or held in their current round (a case with
+    neither is absent). The latest final response of the round decides: one sent, failed
+    or given at once (the case answered) leaves nothing to say; a replaced one does not count."""
+    if not case_ids:
+        return {}
+    stmt = (select(Outbox.case_id, Outbox.status, Outbox.not_before)
+            .join(Case, col(Case.id) == col(Outbox.case_id))
+            .outerjoin(Round, and_(col(Round.case_id) == col(Case.id), col(Round.number) == col(Case.round_number)))
+            .where(col(Outbox.case_id).in_(case_ids), Outbox.kind == KIND, Outbox.status != "replaced",
+                   col(Case.status).in_(sla.OPEN_STATUSES),
+                   col(Round.received_at).is_(None) | (col(Outbox.created_at) >= col(Round.received_at)))
+            .order_by(col(Outbox.id)))
+    latest = {case_id: (status, at) for case_id, status, at in session.exec(stmt).all()}
+    return {case_id: FinalState(at, status == "held") for case_id, (status, at) in latest.items()
+            if case_id is not None and status in ("pending", "held")}

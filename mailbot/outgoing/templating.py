@@ -493,6 +493,7 @@ def sample_context(brand: BrandConfig, language: str) -> dict[str, Any]:
                      "permanent": True},
         "ack": {"why": "no_address", "detail": "camille.martin@example.org camille@example.net"},
         "held_final": {"at": f"2026-12-04T09:00:00{off}"},
+        "scheduled_final": {"at": f"2026-12-04T09:00:00{off}", "held": False},
     }
 
 
@@ -504,7 +505,9 @@ def _sample_digest(brand: BrandConfig, address: str, off: str, fr: bool) -> dict
                 "subject": "Virement non reçu" if fr else "Transfer not received", "urgent": n == 201,
                 "category_label": "Virement" if fr else "Transfer", "assignee": assignee,
                 "due_at": f"{due}T23:59:59{off}", "overdue_days": late,
-                "reply_address": f"{local}+a{n}-2650-3f9c0a1b2c3d4e5f6a7b@{domain}"}
+                "reply_address": f"{local}+a{n}-2650-3f9c0a1b2c3d4e5f6a7b@{domain}",
+                "scheduled_final": {"at": f"2026-12-0{n - 200}T10:00:00{off}" if n in (201, 202) else "",
+                                    "held": n == 201}}
 
     me = f"agent@{domain}"
     sections = [
@@ -574,6 +577,7 @@ def _empty_kind_context() -> dict[str, Any]:
         "delivery": {"to": "", "kind": "", "error": "", "permanent": False},
         "ack": {"why": "", "detail": ""},
         "held_final": {"at": ""},
+        "scheduled_final": {"at": "", "held": False},
     }
 
 
