@@ -85,8 +85,13 @@ class PipeConfig(_Strict):
                      "relative to the config file; \"\": none, the pipe always ingests in process")
     socket_mode: int = _d(DEFAULT_SOCKET_MODE, "permissions of the socket file, written in octal (0o600: only the "
                           "daemon's user may hand over mail; 0o660 for its group)", ge=0, le=0o777)
-    timeout: float = _d(DEFAULT_TIMEOUT, "seconds `mailbot ingest` waits for the daemon's answer "
-                        "before it ingests in process", gt=0)
+    timeout: float = _d(DEFAULT_TIMEOUT, "seconds `mailbot ingest` waits for the daemon's "
+                        "354 (its turn), then for its answer to the mail, before it ingests in process", gt=0)
+    max_data_sessions: int = _d(4, "mails the daemon receives at once from the pipe (DATA to the reply), "
+                                   "apart from [smtp]'s: one `mailbot ingest` over the cap waits for its turn "
+                                   "(data_wait), then exits 75 and its MTA retries", ge=1)
+    data_wait: float = _d(30.0, "seconds a `mailbot ingest` over max_data_sessions waits for its turn before "
+                                "exit 75 (under timeout, else it would ingest in process instead)", ge=0)
 
 
 class ImapConfig(_Strict):
@@ -967,6 +972,11 @@ def cross_problems(parts: Parts) -> list[Problem]:
         if im.folder in (im.processed_folder, im.quarantine_folder):
             out.append(Problem(("imap", i, "processed_folder"), f"must differ from folder {im.folder!r} "
                                "(else processed mail would be fetched again)"))
+    pipe = parts.section("pipe")
+    if pipe.data_wait >= pipe.timeout:
+        out.append(Problem(("pipe", "data_wait"), f"must be under pipe.timeout ({pipe.timeout:g} s): a "
+                           "`mailbot ingest` still waiting for its turn would give up on the daemon and "
+                           "ingest in process, past the cap"))
     for i, client in enumerate(parts.section("web").api_clients):
         if client.brand not in parts.brand_keys:
             out.append(Problem(("web", "api_clients", i, "brand"), f"unknown brand {client.brand!r} "

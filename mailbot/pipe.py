@@ -9,7 +9,9 @@ user may connect) and speaks LMTP there (mailbot.channels.local); this module is
 client, importing nothing but the standard library's socket and TOML reader. The
 daemon answers once the mail is committed, with the outcome `mailbot ingest` prints
 in process ("case_opened: KP-2026-000001 …"), so the exit codes are the same either
-way: 0 recorded, 65 quarantined, 75 try again later. When no daemon answers (no
+way: 0 recorded, 65 quarantined, 75 try again later — also when the daemon is receiving
+its `[pipe] max_data_sessions` mails and no turn came within `[pipe] data_wait` (the DATA
+is answered 451 before any of the mail is sent). When no daemon answers (no
 socket, refused, a protocol surprise, no answer within `[pipe] timeout`), the caller
 ingests in process as before; a mail the daemon had committed meanwhile is then
 recorded once (ingest's dedupe).
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 
 DEFAULT_SOCKET = "var/mailbot.lmtp"  # relative paths are relative to the config file
 DEFAULT_SOCKET_MODE = 0o600
-DEFAULT_TIMEOUT = 60.0  # seconds the client waits for the daemon's answer after DATA
+DEFAULT_TIMEOUT = 60.0  # seconds the client waits for its turn (the 354), then for the answer to the mail
 CONNECT_TIMEOUT = 2.0  # seconds for the greeting and each command before DATA
 UNKNOWN_SENDER = "unknown-sender@pipe.mailbot.invalid"  # no -f given: the Return-Path header decides
 NO_RECIPIENT = "no-recipient@pipe.mailbot.invalid"  # no -r given: the headers decide
@@ -121,16 +123,26 @@ def _session(sock: socket.socket, raw: bytes, sender: str | None, recipients: Se
     _command(sock, replies, f"MAIL FROM:{mail_from}{options}", 250)
     for rcpt in recipients:
         _command(sock, replies, f"RCPT TO:<{rcpt}>", 250)
-    _command(sock, replies, "DATA", 354)
+    sock.settimeout(timeout)  # the daemon may hold the 354 until a turn is free (`[pipe] data_wait`)
+    sock.sendall(b"DATA\r\n")
+    turn = _reply(replies)
+    if 400 <= turn.code < 500:  # no turn came: the mail was not sent, the MTA retries it later
+        _quit(sock)
+        return turn
+    if turn.code != 354:
+        raise _NoDaemon(f"{turn.code} {turn.text}")
     sock.sendall(_framed(raw))
-    sock.settimeout(timeout)
     answers = [_reply(replies) for _ in recipients]  # LMTP: one per recipient; the first tells
+    _quit(sock)
+    return answers[0]
+
+
+def _quit(sock: socket.socket) -> None:
     sock.settimeout(CONNECT_TIMEOUT)
     try:
         sock.sendall(b"QUIT\r\n")
     except OSError:
         pass
-    return answers[0]
 
 
 def _framed(raw: bytes) -> bytes:

@@ -115,6 +115,12 @@ def test_an_external_staff_address_is_accepted_only_where_it_is_listed(tmp_path:
                  "agents[2].brands", ["unknown brand 'divikey'", "did you mean 'divikeys'?"], id="agent-brand"),
     pytest.param(("tiers = { standard = 15 }", 'tiers = { standard = "fifteen" }'), "fifteen", "brands[1].sla.tiers.standard",
                  ["integer"], id="inline-table-value"),
+    pytest.param(("data_wait = 30", "data_wait = 75"), "data_wait = 75", "pipe.data_wait",
+                 ["must be under pipe.timeout (60 s)", "ingest in process"], id="pipe-waits-past-its-timeout"),
+    pytest.param(("max_data_sessions = 4                  # mails the daemon receives",
+                  "max_data_sessions = 0                  # mails the daemon receives"),
+                 "max_data_sessions = 0", "pipe.max_data_sessions", ["greater than or equal to 1"],
+                 id="pipe-without-a-turn"),
 ])
 def test_each_error_names_line_key_brand_and_expectation(
     tmp_path: Path, change: tuple[str, str], fragment: str, key: str, words: list[str],

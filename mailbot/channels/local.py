@@ -8,6 +8,13 @@ process) and answers with the mail's outcome ("250 2.0.0 case_opened: KP-…"), 
 the client prints and turns into its exit code; a database that is down is "451",
 exit 75. The mail is recorded as from the source "pipe", as in process.
 
+At most `[pipe] max_data_sessions` mails are received at once (mailbot.channels.turns,
+with turns of its own, not the SMTP listener's): an MTA's pipe starts one `mailbot
+ingest` per mail, and each would have the daemon hold its mail in memory. A DATA over
+the cap waits for its turn before the 354, up to `[pipe] data_wait` (under the client's
+`[pipe] timeout`), then hears 451 4.3.2, which `mailbot ingest` turns into exit 75: the
+MTA keeps the mail and retries.
+
 At start an old socket file left by a killed daemon is removed; a socket another
 live daemon answers on is left alone (this one then runs without), as is any file
 that is not a socket. A daemon that cannot bind logs why and runs on: the pipe then
@@ -31,6 +38,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailbot.app import App
+from mailbot.channels.turns import DataTurns, InTurns
 from mailbot.ingest.pipeline import GroupCommit, Received, TemporaryFailure
 from mailbot.pipe import NO_RECIPIENT, UNKNOWN_SENDER, outcome_line, unframed
 
@@ -46,6 +54,12 @@ class LocalHandler:
         self.executor = executor
         self.group = GroupCommit(app)
         self.in_flight = 0
+        self.turns = DataTurns("pipe", app.config.pipe.max_data_sessions, executor)  # (see InTurns)
+
+    @property
+    def data_wait(self) -> float:
+        """Seconds a DATA over `[pipe] max_data_sessions` waits for its turn (read live)."""
+        return self.app.config.pipe.data_wait
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -56,6 +70,7 @@ class LocalHandler:
         raw = unframed(envelope.original_content or b"", _declared_size(envelope.mail_options))
         sender = None if envelope.mail_from == UNKNOWN_SENDER else envelope.mail_from
         rcpts = tuple(r for r in envelope.rcpt_tos if r != NO_RECIPIENT)
+        self.turns.received(len(raw))
         self.in_flight += 1
         try:
             result = await asyncio.get_running_loop().run_in_executor(
@@ -79,9 +94,10 @@ def _declared_size(options: list[str]) -> int | None:
     return None
 
 
-class _LocalLMTP(LMTP):
-    """LMTP with lines as long as a whole mail: the pipe's bytes are passed on as they
-    are, and a mail with bare-LF line ends is one long "line" to an LMTP reader."""
+class _LocalLMTP(InTurns, LMTP):
+    """LMTP with lines as long as a whole mail (the pipe's bytes are passed on as they
+    are, and a mail with bare-LF line ends is one long "line" to an LMTP reader), each
+    DATA in one of the handler's turns."""
 
     def __init__(self, handler: Any, *, line_length_limit: int, **kwargs: Any) -> None:
         self.line_length_limit = line_length_limit  # (a documented class attribute of aiosmtpd)

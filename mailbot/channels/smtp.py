@@ -20,12 +20,10 @@ at once, so idle connections cannot take every file descriptor (and with them ne
 sessions, the database and /healthz); a session idle for `smtp.idle_timeout` is
 closed.
 
-At most `smtp.max_data_sessions` mails received at once (from DATA to its reply: aiosmtpd
-holds a mail in memory line by line, then whole, and ingest parses it — ~90 MB for a
-20 MB mail), so the memory mail takes is bounded: a DATA over the cap waits for its turn
-before the 354, up to `smtp.data_wait`, then hears 451 4.3.2 (its MTA retries later).
-When the last of a burst that held a large mail ends, the C heaps' free memory is given
-back to the system (mailbot.memory).
+At most `smtp.max_data_sessions` mails received at once (from DATA to its reply), so the
+memory mail takes is bounded: a DATA over the cap waits for its turn before the 354, up
+to `smtp.data_wait`, then hears 451 4.3.2 (its MTA retries later); mailbot.channels.turns,
+shared with the daemon's local socket, which has turns of its own.
 """
 
 from __future__ import annotations
@@ -40,13 +38,12 @@ from typing import Any
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from mailbot import memory
 from mailbot.app import App
+from mailbot.channels import turns
 from mailbot.ingest.pipeline import GroupCommit, IngestResult, Received, TemporaryFailure
 
 log = logging.getLogger("mailbot.smtp")
 BUSY_LOG_INTERVAL = 60.0  # seconds between two warnings that sessions are refused
-LARGE_MAIL = 1_000_000  # bytes: a burst with a mail this large ends with memory.give_back()
 
 
 class Reply:
@@ -55,7 +52,7 @@ class Reply:
     NO_SUCH_USER = "550 5.1.1 <{}>: no such mailbox here"
     TOO_BIG = "552 5.3.4 Message too big for this system"
     TEMPFAIL = "451 4.3.0 Temporary failure, please retry later"
-    DATA_BUSY = "451 4.3.2 Too many mails in transit, please retry later"
+    DATA_BUSY = turns.BUSY  # (a DATA whose turn did not come: mailbot.channels.turns)
     BUSY = "421 4.3.2 Too many connections, try again later"
 
 
@@ -71,10 +68,7 @@ class IngestHandler:
         self.sessions = 0  # open now (see _Capped)
         self.refused = 0  # sessions refused for the cap since the last warning
         self._warned_at = -BUSY_LOG_INTERVAL
-        self.receiving = 0  # mails between DATA and their reply (see data_turn)
-        self.waiting = 0  # DATA commands waiting for their turn
-        self._turns = asyncio.Semaphore(app.config.smtp.max_data_sessions)
-        self._large_since_trim = False
+        self.turns = turns.DataTurns("smtp", app.config.smtp.max_data_sessions, executor)  # (see InTurns)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -89,8 +83,7 @@ class IngestHandler:
             raw = raw.encode("utf-8", "surrogateescape")
         if len(raw) > self.app.config.smtp.max_message_size:
             return self._per_rcpt(envelope, Reply.TOO_BIG)
-        if len(raw) >= LARGE_MAIL:
-            self._large_since_trim = True
+        self.turns.received(len(raw))
         self.in_flight += 1
         try:
             await asyncio.get_running_loop().run_in_executor(
@@ -106,29 +99,10 @@ class IngestHandler:
         # The outcome is logged by ingest, as for every channel, and not told to the peer.
         return self._per_rcpt(envelope, Reply.OK)
 
-    async def data_turn(self) -> bool:
-        """Before the 354 of a DATA: wait for one of `smtp.max_data_sessions` turns, at most
-        `smtp.data_wait` seconds; False (the caller answers 451) when none came."""
-        self.waiting += 1
-        try:
-            await asyncio.wait_for(self._turns.acquire(), self.app.config.smtp.data_wait)
-        except TimeoutError:
-            log.warning("smtp: %d mails in transit, the limit: a DATA answered 451", self.receiving,
-                        extra={"event": "smtp.data_busy", "receiving": self.receiving})
-            return False
-        finally:
-            self.waiting -= 1
-        self.receiving += 1
-        return True
-
-    def data_done(self) -> None:
-        """A mail's DATA is over (answered, refused or cut off): its turn goes to the next. The
-        last of a burst that held a large mail gives the freed memory back."""
-        self.receiving -= 1
-        self._turns.release()
-        if self.receiving == 0 and self.waiting == 0 and self._large_since_trim:
-            self._large_since_trim = False
-            asyncio.get_running_loop().run_in_executor(self.executor, memory.give_back)
+    @property
+    def data_wait(self) -> float:
+        """Seconds a DATA over `smtp.max_data_sessions` waits for its turn (read live: a reload changes it)."""
+        return self.app.config.smtp.data_wait
 
     def _ingest(self, raw: bytes, mail_from: str | None, rcpts: list[str]) -> IngestResult:
         return self.group.ingest(Received(raw, "smtp", mail_from, tuple(rcpts)))
@@ -185,28 +159,12 @@ class _Capped:
         self.event_handler.closed()
         super().connection_lost(error)  # type: ignore[misc]
 
-    async def smtp_DATA(self, arg: str) -> None:
-        """aiosmtpd's DATA, in one of the handler's turns (`IngestHandler.data_turn`); a DATA
-        aiosmtpd refuses anyway (no recipient, an argument) needs none."""
-        envelope = getattr(self, "envelope", None)
-        if envelope is None or not envelope.rcpt_tos or arg:
-            await super().smtp_DATA(arg)  # type: ignore[misc]
-            return
-        if not await self.event_handler.data_turn():
-            await self.push(Reply.DATA_BUSY)  # type: ignore[attr-defined]
-            return
-        try:
-            if self.transport is not None:  # type: ignore[attr-defined]  # (not closed while it waited)
-                await super().smtp_DATA(arg)  # type: ignore[misc]
-        finally:
-            self.event_handler.data_done()
 
-
-class CappedSMTP(_Capped, SMTP):
+class CappedSMTP(_Capped, turns.InTurns, SMTP):
     pass
 
 
-class CappedLMTP(_Capped, LMTP):
+class CappedLMTP(_Capped, turns.InTurns, LMTP):
     pass
 
 
