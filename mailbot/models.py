@@ -115,6 +115,9 @@ class Case(SQLModel, table=True):
         # The queue (console, `cases list`) and the dashboard: a brand's cases of a status by
         # deadline, counted and paged from the index alone, "mine" too (migration 0012).
         Index("ix_cases_queue", "brand", "status", "due_at", "assignee"),
+        # An agent's own queue ("mine", "assigned to"): their cases, and the unassigned ones
+        # of a brand, counted and read in deadline order from the index (migration 0013).
+        Index("ix_cases_assignee", "assignee", "brand", "status", "due_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
     ref: str = Field(unique=True, max_length=40)

@@ -181,10 +181,74 @@ def test_the_queue_reads_its_page_and_count_from_the_index_without_sorting_every
     with app.engine.connect() as conn:
         plans = [[str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + st, p)] for st, p in seen]
     count, page, rows = plans
-    assert any("COVERING INDEX ix_cases_queue" in line for line in count), count  # "mine" too
+    # "mine" is two disjoint parts, each counted from one range of an index alone: assigned to
+    # me (ix_cases_assignee), unassigned in my brands
+    counted = [line for line in count if "cases" in line]
+    assert len(counted) == 2 and all(line.startswith("SEARCH cases USING COVERING INDEX") for line in counted), count
+    assert "ix_cases_assignee (assignee=?" in counted[0], count
     arms = [line for line in page if "cases" in line]
-    # each (brand, status) read in deadline order from the index, stopped at the page; only the
-    # few ids taken are sorted (no sort of whole rows)
-    assert all(line.startswith("SEARCH cases USING") for line in arms) and len(arms) == 6, page
-    assert sum("status=? AND due_at>?" in line for line in arms) == 5, page
+    # each part's (brand, status) read in deadline order from an index, stopped at the page; only
+    # the few ids taken are sorted (no sort of whole rows); cases without a deadline: one arm a part
+    assert all(line.startswith("SEARCH cases USING") for line in arms) and len(arms) == 12, page
+    assert sum("status=? AND due_at>?" in line for line in arms) == 10, page
+    assert sum("ix_cases_assignee (assignee=? AND brand=? AND status=? AND due_at>?)" in line for line in arms) >= 5, page
     assert rows == ["SEARCH cases USING INTEGER PRIMARY KEY (rowid=?)"], rows
+
+
+def _old_mine(app: App, f: QueueFilter, page: int, per_page: int, sort: str) -> tuple[int, list[int]]:
+    """The queue's "mine" as it was one statement (an OR), sorted whole: the reference."""
+    from dataclasses import replace
+
+    from sqlalchemy import and_, func, or_
+
+    from mailbot.cases.queue import _conditions
+
+    assert f.mine
+    agent = app.config.agent(f.mine)
+    theirs = list(agent.brands) if agent else []
+    where = [*_conditions(app, replace(f, mine=None), app.now()),
+             or_(Case.assignee == f.mine.lower(), and_(Case.assignee.is_(None), Case.brand.in_(theirs)))]  # type: ignore[union-attr, attr-defined]
+    order = {"due": (Case.due_at.is_(None), Case.due_at, Case.id),  # type: ignore[union-attr]
+             "received": (Case.received_at.desc(), Case.id.desc()),  # type: ignore[attr-defined, union-attr]
+             "updated": (Case.id.desc(),)}[sort]  # type: ignore[union-attr]
+    with db.read_scope(app.engine) as s:
+        total = s.exec(select(func.count()).select_from(Case).where(*where)).one()
+        ids = s.exec(select(Case.id).where(*where).order_by(*order).offset((page - 1) * per_page).limit(per_page)).all()
+    return int(total), [i for i in ids if i is not None]
+
+
+def test_mine_gives_exactly_the_rows_order_and_pages_of_the_single_or(app: App, clock: Clock) -> None:
+    """"mine" is read as two disjoint parts (assigned to me; unassigned in my brands), counted
+    and paged apart and merged: every filter, sort and page gives what the one OR gave."""
+    from sqlalchemy import text
+
+    for n in range(16):  # both brands, deadlines apart
+        clock.now += timedelta(hours=5)
+        new_case(app, n, to="info@divikeys.com" if n % 3 == 0 else "support@kalra-plus.com")
+    tie = datetime(2026, 12, 20, 22, 59, tzinfo=UTC)
+    with app.engine.begin() as conn:  # a mix: mine in my brand and in another, others', unassigned; ties
+        conn.execute(text("UPDATE cases SET assignee = CASE id % 4 WHEN 0 THEN 'agent@kalra-plus.com' "
+                          "WHEN 2 THEN 'agent@divikeys.com' WHEN 3 THEN 'supervisor@kalra-plus.com' END"))
+        conn.execute(text("UPDATE cases SET status = 'in_progress' WHERE id % 5 = 0"))
+        conn.execute(text("UPDATE cases SET status = 'waiting_customer' WHERE id % 6 = 0"))
+        conn.execute(text("UPDATE cases SET status = 'closed' WHERE id % 7 = 0"))
+        conn.execute(text("UPDATE cases SET due_at = :t WHERE id IN (2, 4, 6, 8, 13)"), {"t": tie})
+        conn.execute(text("UPDATE cases SET received_at = :t WHERE id % 3 = 1"), {"t": tie})
+        conn.execute(text("UPDATE cases SET due_at = NULL WHERE id IN (1, 5, 9, 12, 16)"))  # mine: 5, 9, 12, 16
+    me = "Agent@Kalra-plus.com"
+    filters = [QueueFilter(mine=me), QueueFilter(mine=me, brand="kalra-plus"), QueueFilter(mine=me, brand="divikeys"),
+               QueueFilter(mine=me, brands=["kalra-plus"]), QueueFilter(mine=me, brands=[]),
+               QueueFilter(mine=me, status="all"), QueueFilter(mine=me, status="in_progress"),
+               QueueFilter(mine=me, assignee="none"), QueueFilter(mine=me, assignee="agent@kalra-plus.com"),
+               QueueFilter(mine=me, overdue=True), QueueFilter(mine="agent@divikeys.com", status="all"),
+               QueueFilter(mine="nobody@example.org", status="all")]
+    seen: set[int] = set()
+    for f in filters:
+        for sort in ("due", "received", "updated"):
+            for page, per_page in [(1, 50), (1, 3), (2, 3), (3, 3), (4, 3), (9, 3), (2, 5)]:
+                with db.read_scope(app.engine) as s:
+                    got = list_cases(s, app, f, page=page, per_page=per_page, sort=sort)
+                want = _old_mine(app, f, page, per_page, sort)
+                assert (got.total, [r.id for r in got.rows]) == want, (f, sort, page, per_page)
+                seen.update(want[1])
+    assert len(seen) > 10  # the mix was read: mine in both brands, the unassigned, closed ones

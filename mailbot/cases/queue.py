@@ -137,11 +137,6 @@ def _conditions(app: App, f: QueueFilter, now: datetime) -> list[ColumnElement[b
     if f.assignee:
         where.append(col(Case.assignee).is_(None) if f.assignee == UNASSIGNED
                      else col(Case.assignee) == f.assignee.lower())
-    if f.mine:
-        agent = cfg.agent(f.mine)
-        theirs = list(agent.brands) if agent else []
-        where.append(or_(col(Case.assignee) == f.mine.lower(),
-                         and_(col(Case.assignee).is_(None), col(Case.brand).in_(theirs))))
     if f.overdue:
         where += [col(Case.due_at) < now, col(Case.status).in_(OPEN_STATUSES)]
     if f.due_today:
@@ -158,64 +153,108 @@ def _today(app: App, brand: str, now: datetime) -> tuple[datetime, datetime]:
     return cal.end_of_day(day - timedelta(days=1)), cal.end_of_day(day)
 
 
-_ORDER = {
-    "due": (col(Case.due_at).is_(None), col(Case.due_at), col(Case.id)),
-    "received": (col(Case.received_at).desc(), col(Case.id).desc()),
-    "updated": (col(Case.id).desc(),),
-}
+@dataclass(frozen=True)
+class _Part:
+    """Cases a filter selects, in a shape one index range serves: the conditions, and the
+    brands they can be in (None: any the filter allows). A filter is one part, or — "mine" —
+    two disjoint ones."""
+
+    where: list[ColumnElement[bool]]
+    brands: Sequence[str] | None = None
+
+
+def _parts(app: App, f: QueueFilter, where: list[ColumnElement[bool]]) -> list[_Part]:
+    """The filter as disjoint parts. "mine" is an OR — assigned to me, or unassigned in one of
+    my brands — that no single index range serves (every open case was read to count and
+    page it, ~140–270 ms at 100,000 cases: bench/README.md); its two sides are disjoint (an
+    assignee, or none), each read from its own range of ix_cases_assignee (assignee, brand,
+    status, due_at), counted apart and added, paged apart and merged."""
+    if not f.mine:
+        return [_Part(where)]
+    agent = app.config.agent(f.mine)
+    theirs = list(agent.brands) if agent else []
+    parts = [_Part([*where, col(Case.assignee) == f.mine.lower()])]
+    if theirs:
+        parts.append(_Part([*where, col(Case.assignee).is_(None), col(Case.brand).in_(theirs)], theirs))
+    return parts
+
+
+def _order(sort: str, c: Any) -> tuple[Any, ...]:
+    """The ORDER BY of `sort` over the columns `c` (the cases table's, or a subquery's)."""
+    if sort == "due":
+        return (c.due_at.is_(None), c.due_at, c.id)
+    if sort == "received":
+        return (c.received_at.desc(), c.id.desc())
+    return (c.id.desc(),)
+
 
 # What a queue row shows: a page reads these columns only (not the extracted data, the
 # SLA bookkeeping...). mailbot.cases.search may select them too.
 QUEUE_COLUMNS = (col(Case.id), col(Case.ref), col(Case.brand), col(Case.status), col(Case.priority),
                  col(Case.category), col(Case.subject), col(Case.customer_name), col(Case.customer_email),
                  col(Case.assignee), col(Case.received_at), col(Case.due_at))
+_CASES = Case.__table__.c  # type: ignore[attr-defined]
 
 
 def list_cases(session: Session, app: App, f: QueueFilter, *, page: int = 1, per_page: int = 50,
                sort: str = "due") -> QueuePage:
     """One page of the cases `f` selects, soonest deadline first (cases without one last),
     and how many there are in all. Raises BadFilter for a value that means nothing."""
-    if sort not in _ORDER:
+    if sort not in SORTS:
         raise BadFilter(f"unknown sort {sort!r}; valid: {', '.join(SORTS)}")
     if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
         raise BadFilter(f"page must be at least 1 and per page between 1 and {MAX_PER_PAGE}")
     now = app.now()
-    where = _conditions(app, f, now)
-    total = session.exec(select(func.count()).select_from(Case).where(*where)).one()
+    parts = _parts(app, f, _conditions(app, f, now))
+    conn = session.connection()  # Core statements: rows of columns, no ORM objects to build
+    counts = [select(func.count()).select_from(Case).where(*p.where).scalar_subquery() for p in parts]
+    total = conn.execute(select(sum(counts[1:], counts[0]))).scalar_one()
     offset = (page - 1) * per_page
     if sort == "due":
-        found = _soonest(session, app, f, where, offset, per_page)
-    else:
-        found = session.connection().execute(select(*QUEUE_COLUMNS).where(*where).order_by(*_ORDER[sort])
-                                             .offset(offset).limit(per_page)).all()
+        found = _soonest(session, app, f, parts, offset, per_page)
+    elif len(parts) == 1:
+        found = conn.execute(select(*QUEUE_COLUMNS).where(*parts[0].where).order_by(*_order(sort, _CASES))
+                             .offset(offset).limit(per_page)).all()
+    else:  # each part's first offset + per_page in the same order, merged and cut
+        arms = [select(*QUEUE_COLUMNS).where(*p.where).order_by(*_order(sort, _CASES)).limit(offset + per_page)
+                .subquery() for p in parts]
+        merged = union_all(*(select(arm) for arm in arms)).subquery()
+        found = conn.execute(select(merged).order_by(*_order(sort, merged.c)).offset(offset).limit(per_page)).all()
     rows = [queue_row(app, c, now) for c in found]
     return QueuePage(rows, int(total), page, per_page, f)
 
 
-def _soonest(session: Session, app: App, f: QueueFilter, where: list[ColumnElement[bool]], offset: int,
+def _soonest(session: Session, app: App, f: QueueFilter, parts: list[_Part], offset: int,
              per_page: int) -> Sequence[Any]:
     """The page of the deadline order without sorting every case the filter selects: for
-    each (brand, status) the ids of the first `offset + per_page` by deadline, read in
-    order from the index (brand, status, due_at) and stopped there, merged and cut in one
-    statement; then the page's rows, only their listed columns. (A single ORDER BY over
-    several statuses sorts every open case of the brand, reading each whole row: ~30,000
-    at 100,000 cases, bench/README.md.) Cases without a deadline come last."""
+    each part and (brand, status) the ids of the first `offset + per_page` by deadline, read
+    in order from an index ((brand, status, due_at…), or (assignee, brand, status, due_at)
+    for "mine") and stopped there, merged and cut in one statement; then the page's rows,
+    only their listed columns. (A single ORDER BY over several statuses sorts every open case
+    of the brand, reading each whole row: ~30,000 at 100,000 cases, bench/README.md.) Cases
+    without a deadline come last."""
     known = [b.key for b in app.config.brands]
     brands = [f.brand] if f.brand else list(f.brands) if f.brands is not None else known
     if f.brand and f.brands is not None and f.brand not in f.brands:
         brands = []
-    pairs = [(b, st) for b in brands if b in known for st in statuses(f.status)]
-    if not pairs:
-        return []
     enough = offset + per_page
     due, ident = col(Case.due_at), col(Case.id)
-    arms = [select(ident, due).where(*where, col(Case.brand) == b, col(Case.status) == st, due.is_not(None))
-            .order_by(due, ident).limit(enough).subquery() for b, st in pairs]
-    arms.append(select(ident, due).where(*where, due.is_(None)).order_by(ident).limit(enough).subquery())
+    arms = []
+    for part in parts:
+        pairs = [(b, st) for b in brands if b in known and (part.brands is None or b in part.brands)
+                 for st in statuses(f.status)]
+        if not pairs:
+            continue
+        arms += [select(ident, due).where(*part.where, col(Case.brand) == b, col(Case.status) == st,
+                                          due.is_not(None)).order_by(due, ident).limit(enough).subquery()
+                 for b, st in pairs]
+        arms.append(select(ident, due).where(*part.where, due.is_(None)).order_by(ident).limit(enough).subquery())
+    if not arms:
+        return []
     merged = union_all(*(select(arm.c.id, arm.c.due_at) for arm in arms)).subquery()
-    conn = session.connection()  # Core statements: rows of columns, no ORM objects to build
-    ids = list(conn.execute(select(merged.c.id).order_by(merged.c.due_at.is_(None), merged.c.due_at, merged.c.id)
-                            .offset(offset).limit(per_page)).scalars())
+    conn = session.connection()
+    ids = list(conn.execute(select(merged.c.id).order_by(*_order("due", merged.c)).offset(offset).limit(per_page))
+               .scalars())
     if not ids:
         return []
     found = {r.id: r for r in conn.execute(select(*QUEUE_COLUMNS).where(ident.in_(ids)))}
