@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlmodel import select
 
 from mailbot import db
@@ -16,7 +16,7 @@ from mailbot.app import App
 from mailbot.caselocks import lock
 from mailbot.cases import actions
 from mailbot.cases.lifecycle import purge_retention
-from mailbot.cases.queue import BadFilter
+from mailbot.cases.queue import BadFilter, statuses
 from mailbot.cases.search import PG_MESSAGE_DOC, search_cases, terms
 from mailbot.ingest.pipeline import ingest
 from mailbot.models import Case
@@ -202,3 +202,30 @@ def test_the_console_says_more_than_when_the_count_is_capped(
     monkeypatch.setattr(console, "PER_PAGE", 1)
     page = c.get("/staff/search?q=virement").text
     assert "Dossiers 1 à 1 sur plus de 1" in page and "page=2" in page
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_postgresql_reads_a_word_few_cases_hold_from_its_gin_index_in_the_same_order(app: App) -> None:
+    """Under COUNT_CAP matching cases, the messages are read through the GIN index and then
+    sorted, never by walking every message newest first (a rare word took 8–10 s over
+    100,000 cases that way): the same cases, in the same order, as the index-order walk."""
+    from mailbot.cases import search
+
+    _virements(app, 6)
+    with db.session_scope(app.engine) as s:
+        case = s.exec(select(Case).where(Case.ref == "KP-2026-000001")).one()
+        actions.note(s, app, case, "agent@kalra-plus.com", "Le virement est parti ce matin.")
+    params = {"q": "virement:*", "statuses": list(statuses("all"))}
+    with db.read_scope(app.engine) as s:
+        refs = [r.ref for r in search_cases(s, app, "virement", per_page=10).rows]
+        conn = s.connection()
+        walked = search._first_ids(conn, search._streams(True, None), params, 100)
+        read = search._first_ids(conn, search._streams(True, None, few=True), params, 100)
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        explain = text("EXPLAIN " + search._streams(True, None, few=True)[1].text).bindparams(
+            bindparam("statuses", expanding=True))
+        plan = "\n".join(r[0] for r in conn.execute(explain, {**params, "before": 2 ** 62, "n": 10}))
+    assert refs == ["KP-2026-000001", "KP-2026-000006", "KP-2026-000005", "KP-2026-000004",
+                    "KP-2026-000003", "KP-2026-000002"]
+    assert read == walked and len(read) == 6
+    assert "ix_messages_search" in plan and "Index Scan Backward using messages_pkey" not in plan, plan

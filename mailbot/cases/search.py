@@ -54,21 +54,29 @@ _PG_CASE_DOC_Q = PG_CASE_DOC.replace("lower(ref || ' ' || customer_name || ' ' |
                                      "lower(c.ref || ' ' || c.customer_name || ' ' || c.customer_email || ' ' || c.subject)")
 
 
-def _streams(postgresql: bool, brands: list[str] | None) -> list[TextClause]:
+def _streams(postgresql: bool, brands: list[str] | None, few: bool = False) -> list[TextClause]:
     """Two statements giving (key, case id) of matching cases of the wanted statuses and
     brands, key descending, `:n` at a time below `:before`: the cases whose own fields
     match (key: the case id), then the cases by their matching messages (key: the message
     id). SQLite's FTS5 reads its index backwards (CROSS JOIN keeps it the outer loop).
-    PostgreSQL walks the messages' primary key or reads the GIN index, as its statistics
-    say; the cases' fields always through the GIN index (MATERIALIZED): a LIMIT made it walk
-    every case's tsvector for a word in none of them (2.3 s over 100,000 cases)."""
+    PostgreSQL reads the cases' fields through the GIN index (MATERIALIZED): a LIMIT made it
+    walk every case's tsvector for a word in none of them (2.3 s over 100,000 cases). The
+    messages: `few` (the count found fewer than COUNT_CAP cases, so a few thousand messages
+    at most) through the GIN index too, then sorted; otherwise by walking the messages'
+    primary key newest first, where a word many messages hold is met at once — but a rare
+    word made that walk compute every message's tsvector (8–10 s over 100,000 cases)."""
     only = " AND c.brand IN :brands" if brands is not None else ""
     if postgresql:
+        messages = (f"WITH m AS MATERIALIZED (SELECT messages.id, messages.case_id FROM messages "
+                    f"JOIN cases c ON c.id = messages.case_id "
+                    f"WHERE {_PG_MESSAGE_DOC_Q} @@ to_tsquery('simple', :q) AND c.status IN :statuses{only}) "
+                    f"SELECT id, case_id FROM m WHERE id < :before ORDER BY id DESC LIMIT :n" if few else
+                    f"SELECT messages.id, messages.case_id FROM messages JOIN cases c ON c.id = messages.case_id "
+                    f"WHERE {_PG_MESSAGE_DOC_Q} @@ to_tsquery('simple', :q) AND messages.id < :before "
+                    f"AND c.status IN :statuses{only} ORDER BY messages.id DESC LIMIT :n")
         sql = [f"WITH k AS MATERIALIZED (SELECT c.id FROM cases c WHERE {_PG_CASE_DOC_Q} @@ to_tsquery('simple', :q) "
                f"AND c.status IN :statuses{only}) SELECT id, id FROM k WHERE id < :before ORDER BY id DESC LIMIT :n",
-               f"SELECT messages.id, messages.case_id FROM messages JOIN cases c ON c.id = messages.case_id "
-               f"WHERE {_PG_MESSAGE_DOC_Q} @@ to_tsquery('simple', :q) AND messages.id < :before "
-               f"AND c.status IN :statuses{only} ORDER BY messages.id DESC LIMIT :n"]
+               messages]
     else:
         sql = ["SELECT cases_fts.rowid, c.id FROM cases_fts CROSS JOIN cases c ON c.id = cases_fts.rowid "
                f"WHERE cases_fts MATCH :q AND cases_fts.rowid < :before AND c.status IN :statuses{only} "
@@ -123,11 +131,11 @@ def _search_words(session: Session, app: App, words: list[str], status: str, bra
             return QueuePage([], 0, page, per_page, QueueFilter(status=status))
         params["brands"] = list(brands)
     need = max(COUNT_CAP, page * per_page) + 1
-    if postgresql:  # walking the messages newest first computes each one's tsvector: only for the page
-        ids = _first_ids(session.connection(), _streams(True, brands), params, page * per_page + 1)
+    if postgresql:  # counted through the GIN bitmaps first: the count says how to read the page
         counted = _pg_count(session.connection(), brands, params, need)
         capped = len(counted) >= need
         total = need - 1 if capped else len(counted)
+        ids = _first_ids(session.connection(), _streams(True, brands, few=not capped), params, page * per_page + 1)
     else:
         ids = _first_ids(session.connection(), _streams(False, brands), params, need)
         capped = len(ids) == need  # more match than counted
