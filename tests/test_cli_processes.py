@@ -101,6 +101,8 @@ def test_every_command_in_a_fresh_process(tmp_path: Path, mailbot: Mailbot) -> N
                                      "--template", "interim")
     assert "are linked" in mailbot("cases", "link", "DK-2026-000001", "DK-2026-000002")
     assert "DK-2026-000003 merged into DK-2026-000002" in mailbot("cases", "merge", "DK-2026-000003", "DK-2026-000002")
+    assert "was merged into DK-2026-000002: reopen DK-2026-000002" in _stderr_of(
+        mailbot, "cases", "reopen", "DK-2026-000003", "--as", "supervisor@divikeys.com", rc=65)
 
     outbox = json.loads(mailbot("outbox", "list", "--json"))
     assert {"acknowledgement", "extension", "final_response"} <= {r["kind"] for r in outbox}
