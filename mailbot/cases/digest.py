@@ -107,7 +107,7 @@ def _line(app: App, brand: BrandConfig, row: QueueRow, address: str, now: dateti
             "assignee": row.assignee or "", "due_at": row.due_local.isoformat() if row.due_local else "",
             "overdue_days": (row.overdue.days + (1 if row.overdue.seconds else 0)) if row.overdue else 0,
             "reply_address": reply_address(brand, staff_token(app, row.id, address)),
-            "scheduled_final": final.context(app.calendar(brand)) if final else {"at": "", "held": False}}
+            "scheduled_final": scheduled.context(final, app.calendar(brand))}
 
 
 def context(app: App, brand: BrandConfig, person: AgentConfig, day: date, found: list[Section],

@@ -127,7 +127,7 @@ def _fire(session: Session, app: App, case: Case, brand: BrandConfig, point: Sla
     sent = send_to_role(session, app, case, kind, role, ctx_extra={
         "reminder": {"percent": point.percent, "due_at": due_local, "urgent": point.kind.startswith("urgent")},
         "assignee": {"name": assignee.name if assignee else "", "email": case.assignee or ""},
-        "scheduled_final": final.context(cal) if final else {"at": "", "held": False}})
+        "scheduled_final": scheduled.context(final, cal)})
     if not sent:
         log_event(session, case, "sla_point_no_recipient", at=app.now(), point=point.key)
         return True

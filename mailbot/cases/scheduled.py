@@ -108,9 +108,10 @@ class FinalState:
     at: datetime
     held: bool
 
-    def context(self, cal: BusinessCalendar) -> dict[str, Any]:
-        """The templates' `scheduled_final` (the time in the brand's zone)."""
-        return {"at": cal.local(self.at).isoformat(), "held": self.held}
+
+def context(final: FinalState | None, cal: BusinessCalendar) -> dict[str, Any]:
+    """The templates' `scheduled_final`: the time in the brand's zone, or no time (none)."""
+    return {"at": cal.local(final.at).isoformat(), "held": final.held} if final else {"at": "", "held": False}
 
 
 def states(session: Session, case_ids: list[int]) -> dict[int, FinalState]:

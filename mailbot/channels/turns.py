@@ -32,6 +32,7 @@ class DataTurns:
 
     def __init__(self, channel: str, limit: int, executor: ThreadPoolExecutor) -> None:
         self.channel = channel  # "smtp", "pipe": the prefix of the log event
+        self._log = logging.getLogger(f"mailbot.{channel}")
         self.limit = limit
         self.receiving = 0  # mails between DATA and their reply
         self.waiting = 0  # DATA commands waiting for their turn
@@ -46,8 +47,8 @@ class DataTurns:
         try:
             await asyncio.wait_for(self._turns.acquire(), wait)
         except TimeoutError:
-            logging.getLogger(f"mailbot.{self.channel}").warning("%s: %d mails in transit, the limit: a DATA answered 451", self.channel, self.receiving,
-                        extra={"event": f"{self.channel}.data_busy", "receiving": self.receiving})
+            self._log.warning("%s: %d mails in transit, the limit: a DATA answered 451", self.channel,
+                              self.receiving, extra={"event": f"{self.channel}.data_busy", "receiving": self.receiving})
             return False
         finally:
             self.waiting -= 1

@@ -79,7 +79,8 @@ def job_intervals(app: App) -> dict[str, float]:
                  "autoclose": s.housekeeping_interval, "retention": s.housekeeping_interval,
                  "letters": s.sla_interval, "alert_digests": s.sla_interval}
     missing = {name for name, _fn in jobs.JOBS} - intervals.keys()
-    assert not missing, f"jobs without an interval: {sorted(missing)}"
+    if missing:
+        raise RuntimeError(f"jobs without an interval: {sorted(missing)}")
     if app.config.imap:
         intervals["reconcile"] = s.reconcile_interval
     return intervals
