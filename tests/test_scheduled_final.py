@@ -1,13 +1,18 @@
 """A final response scheduled for later (`#final at …`, issue #27 item 6 and #20 item 14): in
 the future and by the round's promised date, the case open until the mail goes out, held
-by a customer's mail that comes before it; what staff mail says of it (reminders, escalations,
-digest lines) and the deadline it meets, not escalated."""
+by a customer's mail that comes before it; what staff are told of it (reminders, escalations,
+digest lines, the assignment mail, `mailbot cases show`) and the deadline it meets, not escalated."""
 
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -15,11 +20,13 @@ from sqlmodel import select
 from mailbot import db
 from mailbot.app import App
 from mailbot.cases import register
+from mailbot.cli.main import main
 from mailbot.models import Outbox
 from mailbot.outgoing.templating import format_datetime
-from tests.conftest import SHIPPED
+from tests.conftest import ROOT, SHIPPED, config_data
 from tests.desk import AGENT, CUSTOMER, ONCALL, SUPERVISOR, Desk, only, text_of, to
 from tests.mails import mail
+from tests.procs import to_toml
 
 SECTIONS = ("Explication : un contrôle anti-fraude a retenu le virement.\n"
             "Mesures correctives : le seuil du contrôle a été revu.\n"
@@ -118,6 +125,14 @@ def test_a_new_final_replaces_a_scheduled_one_not_sent_yet(desk: Desk) -> None:
 # lines of its case say when it goes (or that it was held and waits for the agent), and a
 # deadline it meets is no breach.
 
+def hold_the_final(desk: Desk) -> None:
+    """The customer writes before the scheduled final response goes: it is held."""
+    desk.app.clock.set("2026-11-24T09:00:00+00:00")  # type: ignore[attr-defined]
+    desk.receive(mail(message_id="<cust-2@example.org>", In_Reply_To="<cust-1@example.org>",
+                      subject="Re: Virement non reçu", body="Le virement vient d'être rejeté."))
+    desk.new_mail()
+
+
 def reminding_desk(make_app: Callable[..., App], supervisor_language: str = "fr") -> Desk:
     """Per-case reminders for every case (`case_reminders = "all"`), the supervisor's staff mail
     in `supervisor_language`."""
@@ -175,10 +190,7 @@ def test_a_held_final_is_named_held_in_reminders_escalations_and_digests(make_ap
     ref = desk.case().ref
     desk.reply(notif, f"#final at {AT}\n{SECTIONS}")
     desk.new_mail()
-    desk.app.clock.set("2026-11-24T09:00:00+00:00")  # type: ignore[attr-defined]
-    desk.receive(mail(message_id="<cust-2@example.org>", In_Reply_To="<cust-1@example.org>",
-                      subject="Re: Virement non reçu", body="Le virement vient d'être rejeté."))
-    desk.new_mail()
+    hold_the_final(desk)
     desk.tick_at(0.6)
     reminder = text_of(only(to(desk.new_mail(), AGENT)))
     assert "RÉPONSE FINALE SUSPENDUE, EN ATTENTE DE L'AGENT : la réponse finale programmée pour le " \
@@ -206,3 +218,63 @@ def test_a_final_scheduled_on_an_urgent_case_takes_it_in_hand(desk: Desk) -> Non
     desk.tick_at(0.3)
     mails = desk.new_mail()
     assert to(mails, ONCALL) == [] and to(mails, SUPERVISOR) == []
+
+
+# Where staff look at a case: the assignment mail, `mailbot cases show`, the staff console
+# (tests/test_web_console.py) say when its final response goes, or that it was held.
+
+def test_a_case_reassigned_while_its_final_is_scheduled_tells_the_new_assignee(
+        make_app: Callable[..., App]) -> None:
+    desk = reminding_desk(make_app, supervisor_language="en")
+    notif = desk.complaint()
+    desk.reply(notif, f"#final at {AT}\n{SECTIONS}")
+    desk.new_mail()
+    desk.reply(notif, f"#assign {SUPERVISOR}")
+    assignment = only(to(desk.new_mail(), SUPERVISOR))
+    assert "assigned to you" in text_of(assignment)
+    assert "FINAL RESPONSE SCHEDULED: a final response is already scheduled to go to the customer on " \
+           "Friday 27 November 2026 at 10:00 (Paris time)" in text_of(assignment)
+    html = assignment.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "<strong>Final response scheduled</strong>" in html
+    hold_the_final(desk)
+    desk.reply(assignment, f"#assign {AGENT}", frm=SUPERVISOR)  # back to the agent, in French
+    told = text_of(only(to(desk.new_mail(), AGENT)))
+    assert "vous est assignée par supervisor@kalra-plus.com" in told
+    assert "RÉPONSE FINALE SUSPENDUE, EN ATTENTE DE L'AGENT : la réponse finale programmée pour le " \
+           "vendredi 27 novembre 2026 à 10:00 (heure de Paris) a été suspendue" in told
+
+
+def test_an_assignment_without_a_scheduled_final_says_nothing_of_one(desk: Desk) -> None:
+    notif = desk.complaint()
+    desk.reply(notif, f"#assign {SUPERVISOR}")
+    told = text_of(only(to(desk.new_mail(), SUPERVISOR)))
+    assert "vous est assignée" in told and "RÉPONSE FINALE" not in told
+
+
+def test_cases_show_says_when_the_final_goes_or_that_it_was_held(
+        app: App, tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    desk = Desk(app)
+    notif = desk.complaint()
+    ref = desk.case().ref
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(to_toml(config_data(tmp_path, db_url)))
+    assert "final response" not in cases_show_in_a_fresh_process(cfg, ref)
+    desk.reply(notif, f"#final at {AT}\n{SECTIONS}")
+    desk.new_mail()
+    shown = cases_show_in_a_fresh_process(cfg, ref)
+    assert "  final response scheduled for 2026-11-27 10:00 CET (answered when it goes" in shown
+    hold_the_final(desk)
+    assert main(["--config", str(cfg), "cases", "show", ref]) == 0
+    shown = capsys.readouterr().out
+    assert "final response held, waiting for the agent: it was scheduled for 2026-11-27 10:00 CET" in shown
+    assert "\n  final response scheduled for" not in shown
+    assert main(["--config", str(cfg), "cases", "show", ref, "--json"]) == 0
+    detail = json.loads(capsys.readouterr().out)
+    assert detail["scheduled_final"] == {"at": "2026-11-27T10:00:00+01:00", "held": True}
+
+
+def cases_show_in_a_fresh_process(cfg: Path, ref: str) -> str:
+    p = subprocess.run([sys.executable, "-m", "mailbot.cli", "--config", str(cfg), "cases", "show", ref],
+                       cwd=ROOT, capture_output=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 0, p.stderr
+    return p.stdout.decode()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from mailbot import db
 from mailbot.app import App
 from mailbot.models import Case, Event
 from tests.conftest import Clock
+from tests.desk import Desk
+from tests.test_scheduled_final import hold_the_final
 from tests.test_web_staff import sign_in
 from tests.webtools import WEB, client, csrf, post_complaint, sent_mails, text_of
 
@@ -158,6 +161,22 @@ def test_a_final_response_has_one_field_per_section_and_a_missing_one_keeps_the_
     [final] = [m for m in sent_mails(web_app, tmp_path / "sent") if "Réponse" in str(m["Subject"])]
     body = text_of(final)
     assert all(v in body for v in sections.values())
+
+
+def test_a_case_page_says_when_its_scheduled_final_goes_or_that_it_was_held(web_app: App, tmp_path: Path) -> None:
+    desk = Desk(web_app)  # the agent schedules the final response by mail (`#final at`)
+    desk.reply(desk.complaint(), "#final at 2026-11-27T10:00\nExplication : un contrôle a retenu le virement.\n"
+               "Mesures correctives : seuil revu.\nSolution : virement exécuté.\n")
+    c = sign_in(web_app, tmp_path, AGENT)
+    page = c.get("/staff/cases/KP-2026-000001").text
+    assert "Réponse finale programmée pour le vendredi 27 novembre 2026 à 10:00 (heure de Paris)" in page
+    assert "Final response scheduled for Friday 27 November 2026 at 10:00 (Paris time)" in \
+        c.get("/staff/cases/KP-2026-000001?lang=en").text
+    hold_the_final(desk)  # the customer writes first
+    page = unescape(sign_in(web_app, tmp_path, AGENT).get("/staff/cases/KP-2026-000001").text)  # signed out since
+    assert "Réponse finale suspendue, en attente de l'agent : elle devait partir le vendredi 27 novembre 2026 " \
+           "à 10:00 (heure de Paris)" in page
+    assert "Réponse finale programmée" not in page
 
 
 def test_closing_without_a_final_response_is_refused_to_an_agent_and_the_reason_is_kept(

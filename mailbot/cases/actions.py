@@ -311,8 +311,11 @@ def assign(session: Session, app: App, case: Case, actor: str, agent_email: str)
     case.assignee = agent.email
     session.add(case)
     if agent.email != actor.lower():
+        # The new assignee hears of a final response already scheduled (or held): not to answer twice.
+        final = scheduled.states(session, [case.id]).get(case.id) if case.id is not None else None
         send_staff_mail(session, app, case, "assignment", agent.email, about=last_customer_message(session, case),
-                        ctx_extra={"assigned_by": actor})
+                        ctx_extra={"assigned_by": actor,
+                                   "scheduled_final": scheduled.context(final, app.calendar(case.brand))})
     return agent
 
 

@@ -1,8 +1,9 @@
 """Read-only views of a case: what `mailbot cases show` prints and the staff console shows.
 
 `case_detail(session, app, case)` gathers everything about one case as a typed
-`CaseDetail`: its facts; every message with its text (a reply's quoted history
-folded, `full_text` kept); the notes; the attachments, numbered 1… across the case
+`CaseDetail`: its facts, with the final response scheduled for later or held
+(`scheduled_final`, mailbot.cases.scheduled); every message with its text (a reply's
+quoted history folded, `full_text` kept); the notes; the attachments, numbered 1… across the case
 in message order (`mailbot cases attachment REF N`); the timeline. Times are aware
 datetimes in the brand's time zone. `CaseDetail.to_json()` is the stable JSON of
 `cases show --json` (DESIGN.md lists its keys); `format_case` the human view.
@@ -18,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from mailbot import blobs
 from mailbot.app import App
+from mailbot.cases.scheduled import FinalState, states
 from mailbot.cases.sla import OPEN_STATUSES
 from mailbot.mail.quotes import fold_quotes
 from mailbot.models import Attachment, Case, Event, FailingRecipient, Message, Round
@@ -132,6 +134,7 @@ class CaseDetail:
     notes: tuple[NoteView, ...]
     events: tuple[EventView, ...]
     rounds: tuple[RoundView, ...] = ()
+    scheduled_final: FinalState | None = None  # `#final at`: when it goes (local), or held
 
     @property
     def attachments(self) -> list[AttachmentView]:
@@ -154,6 +157,8 @@ class CaseDetail:
             "attachments": [a.to_json() for a in self.attachments],
             "events": [e.to_json() for e in self.events],
             "rounds": [r.to_json() for r in self.rounds],
+            "scheduled_final": {"at": self.scheduled_final.at.isoformat(), "held": self.scheduled_final.held}
+            if self.scheduled_final else None,
         }
 
 
@@ -173,6 +178,7 @@ def case_detail(session: Session, app: App, case: Case) -> CaseDetail:
     linked = session.get(Case, case.linked_case_id) if case.linked_case_id else None
     failing = session.get(FailingRecipient, case.customer_email.lower()) if case.customer_email else None
     messages, notes = _messages(msgs, atts, tz)
+    final = states(session, [case.id]).get(case.id) if case.id is not None else None
     now = app.now()
     return CaseDetail(
         case=case, timezone=brand.timezone,
@@ -185,6 +191,7 @@ def case_detail(session: Session, app: App, case: Case) -> CaseDetail:
         messages=tuple(messages), notes=tuple(notes),
         events=tuple(EventView(e.type, _local(e.at, tz), e.actor, e.data) for e in events),  # type: ignore[arg-type]
         rounds=tuple(_round(r, tz) for r in rounds),
+        scheduled_final=FinalState(final.at.astimezone(tz), final.held) if final else None,
     )
 
 
@@ -268,6 +275,8 @@ def format_case(d: CaseDetail, *, full: bool = False) -> str:
         f"  answer due: {when(d.due_at)}   answered: {when(d.answered_at)}"
         + (f"   OVERDUE by {late(d.overdue)}" if d.overdue else ""),
     ]
+    if d.scheduled_final:
+        lines.append(_format_final(d.scheduled_final))
     if d.closed_at:
         lines.append(f"  closed:     {when(d.closed_at)}   outcome: {c.outcome or '-'}")
     if d.linked_case:
@@ -292,6 +301,13 @@ def format_case(d: CaseDetail, *, full: bool = False) -> str:
         data = ", ".join(f"{k}={v}" for k, v in e.data.items())
         lines.append(f"    {when(e.at)}  {e.type:<20} by {e.actor}  {data}")
     return "\n".join(lines)
+
+
+def _format_final(final: FinalState) -> str:
+    if final.held:
+        return (f"  final response held, waiting for the agent: it was scheduled for {when(final.at)};"
+                " the customer wrote first (#final sends it again)")
+    return f"  final response scheduled for {when(final.at)} (answered when it goes; a new #final replaces it)"
 
 
 def _format_message(m: MessageView, full: bool) -> list[str]:

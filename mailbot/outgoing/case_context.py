@@ -93,7 +93,8 @@ def context(app: App, case: Case, about: Message | None = None, **extra: Any) ->
         "delivery": {"to": "", "kind": "", "error": "", "permanent": False},
         "ack": {"why": "", "detail": ""},
         "held_final": {"at": ""},  # a scheduled final response a customer's mail held (mailbot.cases.scheduled)
-        # reminders, escalations: the final response scheduled (or held) for the case (mailbot.cases.scheduled)
+        # reminders, escalations, assignment: the final response scheduled (or held) for the case
+        # (mailbot.cases.scheduled)
         "scheduled_final": {"at": "", "held": False},
     }
     for key, value in extra.items():

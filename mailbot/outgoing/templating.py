@@ -85,6 +85,9 @@ Context keys (every template must render with :func:`sample_context`)
 - ``ack``: {why, detail} - for agent_notification, why the customer got no acknowledgement:
   ``why`` is "" (one was sent), "no_address" (``detail``: the From header), "noreply", "failing"
   (``detail``: the address), "own", "limit", "cap" or "first_contact_cap"
+- ``scheduled_final``: {at (the brand's local time, ISO; "" when none), held (bool: a customer's mail
+  held it, it waits for the agent)} - the case's final response scheduled for later (`#final at`), for
+  reminder, escalation and assignment (mailbot.cases.scheduled.context; the ``_scheduled_final`` include)
 
 The kind-specific keys (extension, reminder, final, rejection, commands, agent, security, delivery,
 ack) get empty defaults when the caller leaves them out.  The renderer adds ``language`` (the language actually

@@ -84,7 +84,12 @@ _FR: dict[str, str] = {
     "queue_count": "Dossiers {first} à {last} sur {total}",
     "queue_count_more": "Dossiers {first} à {last} sur plus de {total}", "col_ref": "Référence", "col_customer": "Client",
     "col_category": "Catégorie", "col_assignee": "Attribué à", "col_due": "Échéance", "urgent": "urgent",
-    "late_by": "en retard de {hours} h", "no_cases": "Aucun dossier.", "pages": "Pages", "previous": "Précédente",
+    "late_by": "en retard de {hours} h",
+    "final_scheduled": "Réponse finale programmée pour le {when} : n'y répondez pas une seconde fois "
+    "(un nouveau #final la remplace, un mail du client la suspend)",
+    "final_held": "Réponse finale suspendue, en attente de l'agent : elle devait partir le {when} ; "
+    "le client a écrit avant. À renvoyer (#final)",
+    "no_cases": "Aucun dossier.", "pages": "Pages", "previous": "Précédente",
     "next": "Suivante", "filters": "Filtres", "brand": "Marque", "all": "toutes", "mine": "Les miens",
     "due_today": "Échéance aujourd'hui", "apply": "Filtrer", "search_label": "Référence, client, objet ou texte",
     "st_open": "Ouverts", "st_all": "Tous", "channel": "canal", "mail_bounces": "nos e-mails lui reviennent en erreur",
@@ -202,7 +207,12 @@ _EN: dict[str, str] = {
     "queue_count": "Cases {first} to {last} of {total}",
     "queue_count_more": "Cases {first} to {last} of more than {total}", "col_ref": "Reference", "col_customer": "Customer",
     "col_category": "Category", "col_assignee": "Assigned to", "col_due": "Due", "urgent": "urgent",
-    "late_by": "{hours} h late", "no_cases": "No cases.", "pages": "Pages", "previous": "Previous",
+    "late_by": "{hours} h late",
+    "final_scheduled": "Final response scheduled for {when}: do not answer again "
+    "(a new #final replaces it, a mail from the customer holds it)",
+    "final_held": "Final response held, waiting for the agent: it was to go on {when}; "
+    "the customer wrote first. Send it again (#final)",
+    "no_cases": "No cases.", "pages": "Pages", "previous": "Previous",
     "next": "Next", "filters": "Filters", "brand": "Brand", "all": "all", "mine": "Mine",
     "due_today": "Due today", "apply": "Filter", "search_label": "Reference, customer, subject or text",
     "st_open": "Open", "st_all": "All", "channel": "channel", "mail_bounces": "our mail to them bounces",
