@@ -207,7 +207,8 @@ def _migrate(engine: Engine, step: Callable[[AlembicConfig, str], None], revisio
         step(cfg, revision)
 
 
-SEARCH_TABLES = ("messages_fts", "cases_fts")  # SQLite FTS5 tables of migration 0007 (no model)
+SEARCH_TABLES = ("messages_fts", "cases_fts", "search_deferral", "search_pending")  # SQLite FTS5 tables of 0007,
+# the deferral tables of 0014 (no model)
 SEARCH_INDEXES = ("ix_messages_search", "ix_cases_search")  # their PostgreSQL GIN indexes
 
 

@@ -14,11 +14,12 @@ from sqlmodel import select
 from mailbot import db
 from mailbot.app import App
 from mailbot.caselocks import lock
-from mailbot.cases import actions
+from mailbot.cases import actions, search_index
 from mailbot.cases.lifecycle import purge_retention
 from mailbot.cases.queue import BadFilter, statuses
+from mailbot.cases.records import add_message
 from mailbot.cases.search import PG_MESSAGE_DOC, search_cases, terms
-from mailbot.ingest.pipeline import ingest
+from mailbot.ingest.pipeline import Received, ingest, ingest_batch
 from mailbot.models import Case
 from tests.conftest import Clock
 from tests.mails import mail
@@ -99,7 +100,8 @@ def test_the_purge_takes_the_words_out_of_the_index_and_the_file(app: App, clock
 def test_the_sqlite_index_is_kept_by_triggers_at_head(app: App) -> None:
     with app.engine.connect() as conn:
         triggers = {r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))}
-    assert {f"{t}_fts_{w}" for t in ("messages", "cases") for w in ("insert", "delete", "update")} <= triggers
+    assert {f"{t}_fts_{w}" for t in ("messages", "cases")
+            for w in ("insert", "defer", "delete", "update")} <= triggers  # 0007, 0014
 
 
 def test_the_query_spells_the_indexed_expressions_of_migration_0007() -> None:
@@ -229,3 +231,61 @@ def test_postgresql_reads_a_word_few_cases_hold_from_its_gin_index_in_the_same_o
                     "KP-2026-000003", "KP-2026-000002"]
     assert read == walked and len(read) == 6
     assert "ix_messages_search" in plan and "Index Scan Backward using messages_pkey" not in plan, plan
+
+
+def _index_is_sound(app: App) -> None:
+    """FTS5's own check: the index holds exactly the words of the rows (external content)."""
+    with db.session_scope(app.engine) as s:
+        for table in ("messages_fts", "cases_fts"):
+            s.connection().exec_driver_sql(f"INSERT INTO {table}({table}, rank) VALUES ('integrity-check', 1)")
+        left = [s.connection().exec_driver_sql(f"SELECT count(*) FROM {t}").scalar()
+                for t in ("search_pending", "search_deferral")]
+    assert left == [0, 0]  # nothing waits to be indexed, no batch is deferring
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_batch_is_indexed_once_at_its_end_and_leaves_nothing_pending(app: App) -> None:
+    """An IMAP batch defers the index to its end (migration 0014): every word is found after
+    the commit, as with mails ingested one by one, and the index matches the rows."""
+    ingest_batch(app, [
+        Received(mail(frm="Ophélie Quenouille <ophelie@example.org>", message_id=f"<q{n}@example.org>",
+                      subject=f"Réclamation numéro {word}", body=f"Le mot du jour est {word}."), "imap:x")
+        for n, word in enumerate(("xylophone", "zeppelin", "quokka"))])
+    assert found(app, "xylophone") == ["KP-2026-000001"]
+    assert found(app, "quokka") == ["KP-2026-000003"]
+    assert found(app, "quenouille") == ["KP-2026-000001", "KP-2026-000002", "KP-2026-000003"]  # the cases' own index
+    _index_is_sound(app)
+    ingest(app, mail(frm="Bob <bob@example.org>", body="Un tamanoir dans le texte."), "smtp")  # one mail: triggers
+    assert found(app, "tamanoir") == ["KP-2026-000004"]
+    _index_is_sound(app)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_rows_changed_or_deleted_while_deferred_are_indexed_as_they_end(app: App) -> None:
+    """Inside `search_index.deferred`: a new row changed before the end is indexed with its last
+    words, a new row deleted is not indexed, an older row changed is indexed again at once."""
+    ingest(app, mail(frm="Bob <bob@example.org>", body="Un ancien mot : ornithorynque."), "smtp")
+    with db.session_scope(app.engine) as s, search_index.deferred(s):
+        case = s.exec(select(Case)).one()
+        kept = add_message(s, case, direction="int", kind="note", message_id=None, subject="note",
+                           from_addr="agent@example.org", body_text="premier jet : wapiti")
+        gone = add_message(s, case, direction="int", kind="note", message_id=None, subject="note",
+                           from_addr="agent@example.org", body_text="effacé : okapi")
+        conn = s.connection()
+        conn.execute(text("UPDATE messages SET body_text = 'version finale : capybara' WHERE id = :i"), {"i": kept.id})
+        conn.execute(text("DELETE FROM messages WHERE id = :i"), {"i": gone.id})
+        conn.execute(text("UPDATE messages SET body_text = 'un nouveau mot : axolotl' "
+                          "WHERE body_text LIKE '%ornithorynque%'"))
+    assert found(app, "capybara") == found(app, "axolotl") == ["KP-2026-000001"]
+    assert found(app, "wapiti") == found(app, "okapi") == found(app, "ornithorynque") == []
+    _index_is_sound(app)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_batch_that_fails_leaves_the_triggers_indexing(app: App) -> None:
+    """The deferral is a row of the batch's own transaction: rolled back with it."""
+    with pytest.raises(RuntimeError), db.session_scope(app.engine) as s, search_index.deferred(s):
+        raise RuntimeError("the batch fails")
+    ingest(app, mail(frm="Bob <bob@example.org>", body="Un suricate passe."), "smtp")
+    assert found(app, "suricate") == ["KP-2026-000001"]
+    _index_is_sound(app)

@@ -65,6 +65,37 @@ def test_a_complaint_resent_within_one_fetched_batch_is_linked(desk: Desk) -> No
     assert "semble se rapporter" in text_of(to(desk.new_mail(), CUSTOMER)[-1])
 
 
+def test_a_resend_in_a_later_batch_is_linked_and_other_senders_are_not(desk: Desk) -> None:
+    """The batch reads at once which of its senders have a case open (duplicates.prefetch_open_cases):
+    the resend finds the case opened before the batch; a sender with none is left alone."""
+    desk.complaint(body=COMPLAINT)
+    desk.new_mail()
+    ingest_batch(desk.app, [Received(mail(frm="Paul <paul@example.org>", message_id="<p@example.org>", body=COMPLAINT),
+                                     "imap:x"),
+                            Received(mail(message_id="<again@example.org>", body="Pour rappel :\n" + COMPLAINT),
+                                     "imap:x")])
+    first, paul, again = (desk.case(f"KP-2026-00000{n}") for n in (1, 2, 3))
+    assert paul.linked_case_id is None  # the same words from someone else: not a resend
+    assert (again.linked_case_id, first.linked_case_id) == (first.id, again.id)
+
+
+def test_a_case_reopened_in_a_batch_is_found_by_a_resend_later_in_it(desk: Desk) -> None:
+    """A case that opens again inside the batch counts for the resends after it, though
+    its sender had no open case when the batch began."""
+    notif = desk.complaint(body=COMPLAINT)
+    desk.reply(notif, "#close le client a retiré sa réclamation", frm=SUPERVISOR)
+    desk.new_mail()
+    rcpt = reply_to(notif)
+    reopen = mail(frm=SUPERVISOR, to=rcpt, subject=f"Re: {notif['Subject']}", body="#reopen il a réécrit",
+                  In_Reply_To=notif["Message-ID"])
+    ingest_batch(desk.app, [Received(reopen, "imap:x", envelope_to=(rcpt,)),
+                            Received(mail(message_id="<again@example.org>", body="Pour rappel :\n" + COMPLAINT),
+                                     "imap:x")])
+    first, again = desk.case("KP-2026-000001"), desk.case("KP-2026-000002")
+    assert first.status == "in_progress"
+    assert again.linked_case_id == first.id
+
+
 def test_a_second_address_quoting_a_reference_is_linked_for_the_agent(desk: Desk) -> None:
     desk.complaint()
     desk.receive(mail(frm="Marie Pro <marie@travail.example>", message_id="<pro@example.org>",

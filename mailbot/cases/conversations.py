@@ -121,13 +121,15 @@ def clear_failing(session: Session, address: str) -> None:
 
 def prepare_batch(session: Session, app: App, customers: Sequence[str]) -> None:
     """What every customer mail of a batch needs, in one statement each instead of one
-    per mail: their addresses work again, and their recent acknowledgements counted."""
+    per mail: their addresses work again, their recent acknowledgements counted, and
+    which of them have a case open (for the resend check)."""
     addrs = sorted({a.lower() for a in customers if a})
     if not addrs:
         return
     session.connection().execute(_CLEAR_FAILING, {"a": addrs})
     session.info["cleared_failing"] = set(addrs)
     responses.prefetch_ack_counts(session, app, addrs)
+    duplicates.prefetch_open_cases(session, addrs)
 
 
 def _open(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, route: BrandRoute,
@@ -146,8 +148,7 @@ def _open(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, r
     if contact.source in ("reply-to", "envelope"):
         log_event(session, case, "customer_address", at=app.now(), address=contact.address,
                   source=contact.source, reason=f"taken from {contact.source}, not From")
-    related = duplicates.related_case(session, brand.key, case.customer_email, parsed.subject, parsed.text,
-                                      received_at)
+    related = duplicates.related_case(session, case, parsed.subject, parsed.text)
     msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")
     if related is None:
         withheld = responses.after_new_case(session, app, case, msg, parsed)

@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, literal_column
 from sqlmodel import Session, col, select
 
 from mailbot import caselocks
+from mailbot.cases import records
 from mailbot.cases.records import log_event
 from mailbot.cases.sla import OPEN_STATUSES
 from mailbot.mail.routing import refs_in
@@ -49,31 +50,48 @@ _FIRST_CUSTOMER_TEXT = (select(Message.body_text)
                         .order_by(col(Message.id)).limit(1).scalar_subquery())
 _RECENT_OPEN = (select(Case.id, _FIRST_CUSTOMER_TEXT)
                 .where(Case.brand == bindparam("brand"), Case.customer_email == bindparam("sender"),
-                       col(Case.status).in_(_OPEN), col(Case.received_at) >= bindparam("since"))
+                       col(Case.status).in_(_OPEN), col(Case.received_at) >= bindparam("since"),
+                       Case.id != bindparam("new"))
                 .order_by(col(Case.id).desc()).limit(20))
 
 
-def related_case(session: Session, brand: str, sender: str, subject: str, text: str,
-                 received_at: datetime) -> Related | None:
-    """The existing case of `brand` this new complaint is probably about, if any.
+def related_case(session: Session, case: Case, subject: str, text: str) -> Related | None:
+    """The existing case of the new `case`'s brand this complaint is probably about, if any.
 
-    Read with Core statements on the session's connection: two queries at most, and no
-    autoflush of the batch's pending changes (every case and message is INSERTed at once)."""
+    Read with Core statements on the session's connection, and no autoflush of the
+    batch's pending changes (every case and message is INSERTed at once). In a batch
+    (`prefetch_open_cases`), a sender known to have no other open case skips the resend
+    query: most complaints come from someone with no case open."""
     conn = session.connection()
     for ref in refs_in(f"{subject}\n{text[:5000]}"):
-        case_id = conn.execute(_BY_REF, {"ref": ref, "brand": brand}).scalar()
-        if case_id is not None:
+        case_id = conn.execute(_BY_REF, {"ref": ref, "brand": case.brand}).scalar()
+        if case_id is not None and case_id != case.id:
             return Related(_case(session, case_id), "quoted_ref")
     new = _normal(text)
-    if len(new) < MIN_TEXT or not sender:
+    sender = case.customer_email.lower()
+    if len(new) < MIN_TEXT or not sender or not records.may_have_open_case(session, sender, besides=case.id):
         return None
-    rows = conn.execute(_RECENT_OPEN, {"brand": brand, "sender": sender.lower(),
-                                       "since": received_at - LOOK_BACK})
+    rows = conn.execute(_RECENT_OPEN, {"brand": case.brand, "sender": sender, "new": case.id,
+                                       "since": case.received_at - LOOK_BACK})
     for case_id, first in rows:
         old = _normal(first or "")
         if len(old) >= MIN_TEXT and old in new:
             return Related(_case(session, case_id), "resent")
     return None
+
+
+_OPEN_SENDERS = (select(Case.customer_email, Case.id)
+                 .where(col(Case.customer_email).in_(bindparam("senders", expanding=True)),
+                        col(Case.status).in_(_OPEN)))
+
+
+def prefetch_open_cases(session: Session, senders: list[str]) -> None:
+    """Which of a batch's senders (lower-case) have an open case, in one query: the
+    others skip `related_case`'s resend query (records.may_have_open_case)."""
+    found: dict[str, set[int]] = {a: set() for a in senders}
+    for address, case_id in session.connection().execute(_OPEN_SENDERS, {"senders": senders}):
+        found.setdefault(address, set()).add(case_id)
+    records.remember_open_cases(session, found)
 
 
 def _case(session: Session, case_id: int) -> Case:

@@ -12,6 +12,7 @@ from sqlmodel import Session
 from mailbot import caselocks, db
 from mailbot.app import App
 from mailbot.cases import references, rounds, sla
+from mailbot.cases.sla import OPEN_STATUSES
 from mailbot.cases.statuses import STATUSES  # noqa: F401 - re-exported
 from mailbot.config import BrandConfig
 from mailbot.mail.masking import stored_line
@@ -44,6 +45,28 @@ def set_status(session: Session, case: Case, status: str, *, actor: str = "syste
     log_event(session, case, "status", actor=actor, at=at, **{"from": case.status, "to": status, "reason": reason})
     case.status = status
     track(session, case)
+    _note_open(session, case)
+
+
+_OPEN_CASES = "open_cases"  # session.info, in a batch: sender (lower-case) → ids of their open cases
+
+
+def remember_open_cases(session: Session, found: dict[str, set[int]]) -> None:
+    """A batch's senders and their open cases, read at its start (duplicates.prefetch_open_cases);
+    every case opened or reopened in the transaction is added (`open_case`, `set_status`)."""
+    session.info[_OPEN_CASES] = found
+
+
+def may_have_open_case(session: Session, sender: str, besides: int | None) -> bool:
+    """False only when `sender` is known to have no open case but `besides`."""
+    known = session.info.get(_OPEN_CASES, {}).get(sender)
+    return known is None or bool(known - {besides})
+
+
+def _note_open(session: Session, case: Case) -> None:
+    known = session.info.get(_OPEN_CASES)
+    if known is not None and case.status in OPEN_STATUSES and case.id is not None:
+        known.setdefault(case.customer_email.lower(), set()).add(case.id)
 
 
 def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email: str,
@@ -75,6 +98,7 @@ def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email:
     if urgent:  # its on-call alerts and first-response deadline come before any other point
         case.next_sla_at = sla.next_at(case, brand, app.calendar(brand), set())
     _insert_case(session, case)
+    _note_open(session, case)
     rounds.open_round(session, case, brand, app.calendar(brand), kind="complaint", received_at=received_at,
                       ack_due_at=o.ack_due_at, due_at=o.due_at)
     log_event(session, case, "case_opened", actor=actor, at=app.now(), channel=channel,

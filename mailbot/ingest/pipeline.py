@@ -27,7 +27,7 @@ from sqlmodel import Session, col, select
 
 from mailbot import blobs, counters, db
 from mailbot.app import App
-from mailbot.cases import references
+from mailbot.cases import references, search_index
 from mailbot.cases.conversations import handle_automatic, handle_customer, prepare_batch
 from mailbot.ingest import analysis
 from mailbot.ingest.analysis import Analysis, Received
@@ -298,11 +298,13 @@ def _commit(app: App, works: list[_Work]) -> list[IngestResult]:
 
 
 def _commit_many(app: App, works: list[_Work]) -> list[IngestResult]:
-    """All mails in one transaction, no savepoints (the fast path). If handling one of
-    them fails for a reason that is not the database's, the transaction is rolled back
-    and each mail is recorded on its own, so only the faulty one is quarantined."""
+    """All mails in one transaction, no savepoints, indexed for search once at the end
+    (the fast path, mailbot.cases.search_index). If handling one of them fails for a
+    reason that is not the database's, the transaction is rolled back and each mail is
+    recorded on its own, so only the faulty one is quarantined."""
     try:
-        with db.session_scope(app.engine) as session, db.batched_writes(session):
+        with (db.session_scope(app.engine) as session, search_index.deferred(session),
+              db.batched_writes(session)):
             _write_batch(session, app, works)
         return [w.results[0] for w in works]
     except IntegrityError:
