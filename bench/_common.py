@@ -57,6 +57,18 @@ def mailbot_cpu_seconds() -> dict[str, float]:
     return {"daemon": cpu_seconds(os.getpid()), "workers": sum(map(cpu_seconds, workers))}
 
 
+def start_like_the_daemon(app: App) -> None:
+    """What `mailbot run` does before its first mail (mailbot.ops.daemon.Daemon.serve): the
+    analysis workers started, each brand's calendar built, every template compiled."""
+    from mailbot.ingest import analysis
+    from mailbot.outgoing import templating
+    from mailbot.outgoing.templating import Renderer
+
+    analysis.warm_up(app.config)
+    app.warm_up()
+    app.derived[Renderer] = templating.compiled(app.config)
+
+
 def scratch_dir(prefix: str = "mailbot-bench-") -> str:
     """A temporary directory, removed when the benchmark exits (a 10,000-mail drain
     leaves ~180 MB) unless MAILBOT_BENCH_KEEP is set."""

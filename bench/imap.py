@@ -24,13 +24,12 @@ import json
 import time
 from pathlib import Path
 
-from _common import ROOT, bench_app, mailbot_cpu_seconds, scratch_dir
+from _common import ROOT, bench_app, mailbot_cpu_seconds, scratch_dir, start_like_the_daemon
 from gen_mails import generate_bytes
 from timeline import recording
 
 from mailbot.channels.imap import ImapPoller, Timings, batched
 from mailbot.config import ImapConfig
-from mailbot.ingest import analysis
 from tests.dovecot import Dovecot
 
 assert ROOT  # _common put the repository root on sys.path
@@ -57,8 +56,7 @@ def run_mailbot(d: Dovecot, user: str, batch: int, workdir: str, profile: str | 
                      batch_size=batch)
     app = bench_app(workdir=workdir, limits={"ack_limit": 100_000, "first_contact_acks": 100_000})
     poller = ImapPoller(app, cfg, Timings())
-    analysis.warm_up(app.config)  # as `mailbot run` does at start-up
-    app.warm_up()
+    start_like_the_daemon(app)
     prof = cProfile.Profile() if profile else None
     cpu0 = mailbot_cpu_seconds()
     with recording() if timeline else contextlib.nullcontext() as steps:

@@ -21,10 +21,9 @@ import json
 import multiprocessing as mp
 import time
 
-from _common import bench_app, database, db_label, scratch_dir, stdlib_handle
+from _common import bench_app, database, db_label, scratch_dir, start_like_the_daemon, stdlib_handle
 from gen_mails import generate_bytes
 
-from mailbot.ingest import analysis
 from mailbot.ingest.pipeline import Received, ingest, ingest_stream
 
 
@@ -48,8 +47,7 @@ def baseline(raws: list[bytes]) -> float:
 
 def warm_up(app) -> None:  # type: ignore[no-untyped-def]
     """What `mailbot run` does at start-up, before any mail: outside the clock."""
-    analysis.warm_up(app.config)
-    app.warm_up()
+    start_like_the_daemon(app)
 
 
 def run_mailbot(raws: list[bytes], db_url: str | None, mode: str, workdir: str | None = None,

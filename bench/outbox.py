@@ -23,7 +23,7 @@ import json
 import time
 from pathlib import Path
 
-from _common import bench_app, database, db_label, machine, scratch_dir
+from _common import bench_app, database, db_label, machine, scratch_dir, start_like_the_daemon
 from gen_mails import generate_bytes
 from sqlalchemy import func, select
 
@@ -45,7 +45,7 @@ def main() -> None:
     raws = generate_bytes(args.n)
     with database(args.db, str(workdir)) as url:
         app = bench_app(url, str(workdir), limits={"ack_limit": 100_000, "first_contact_acks": 100_000})
-        app.warm_up()
+        start_like_the_daemon(app)
         for i in range(0, args.n, 100):
             ingest_batch(app, [Received(raw, "bench") for raw in raws[i:i + 100]])
         with app.engine.connect() as conn:

@@ -73,6 +73,7 @@ from _common import (
     machine,
     mailbot_cpu_seconds,
     scratch_dir,
+    start_like_the_daemon,
 )
 from gen_mails import generate_bytes
 from sqlalchemy import func, select
@@ -278,8 +279,7 @@ def run_mailbot(d: Dovecot, raws: list[bytes], db: str, workdir: Path, batch: in
                      batch_size=batch)
     with database(db, str(workdir)) as url:
         app = bench_app(url, str(workdir), limits={"ack_limit": 100_000, "first_contact_acks": 100_000}, ingest={"workers": workers})
-        analysis.warm_up(app.config)  # as `mailbot run` does at start-up
-        app.warm_up()
+        start_like_the_daemon(app)
         # start-up cost, as for the peer: a poll of the empty mailbox by a new poller (connect,
         # LOGIN, Processed/Quarantine created, SELECT, SEARCH); the drain below starts from scratch too
         probe = ImapPoller(app, cfg, Timings())
