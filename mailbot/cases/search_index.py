@@ -17,7 +17,9 @@ from contextlib import contextmanager
 
 from sqlmodel import Session
 
-_START = "INSERT INTO search_deferral (id) VALUES (1)"
+# OR REPLACE: were a deferral row ever left committed, the next batch would take it over and
+# index whatever it had kept waiting, rather than fail on the key.
+_START = "INSERT OR REPLACE INTO search_deferral (id) VALUES (1)"
 _INDEX_PENDING = [
     "INSERT INTO messages_fts (rowid, subject, body_text) "
     "SELECT m.id, m.subject, m.body_text FROM search_pending p JOIN messages m ON m.id = p.row_id "
