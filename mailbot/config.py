@@ -92,6 +92,11 @@ class PipeConfig(_Strict):
                                    "(data_wait), then exits 75 and its MTA retries", ge=1)
     data_wait: float = _d(30.0, "seconds a `mailbot ingest` over max_data_sessions waits for its turn before "
                                 "exit 75 (under timeout, else it would ingest in process instead)", ge=0)
+    max_sessions: int = _d(50, "sessions the daemon holds open on the socket at once (one per `mailbot ingest` "
+                           "running); one more is answered 421 and closed, and that `mailbot ingest` exits 75 "
+                           "(its MTA retries): idle connections cannot take the daemon's file descriptors", ge=1)
+    idle_timeout: float = _d(60.0, "seconds a session on the socket may wait between commands (the DATA of a "
+                             "mail, its turn included) before it is closed (over data_wait)", gt=0)
 
 
 class ImapConfig(_Strict):
@@ -977,6 +982,9 @@ def cross_problems(parts: Parts) -> list[Problem]:
         out.append(Problem(("pipe", "data_wait"), f"must be under pipe.timeout ({pipe.timeout:g} s): a "
                            "`mailbot ingest` still waiting for its turn would give up on the daemon and "
                            "ingest in process, past the cap"))
+    if pipe.data_wait >= pipe.idle_timeout:
+        out.append(Problem(("pipe", "data_wait"), f"must be under pipe.idle_timeout ({pipe.idle_timeout:g} s): "
+                           "the daemon would close a session still waiting for its turn"))
     for i, client in enumerate(parts.section("web").api_clients):
         if client.brand not in parts.brand_keys:
             out.append(Problem(("web", "api_clients", i, "brand"), f"unknown brand {client.brand!r} "

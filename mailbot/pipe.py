@@ -11,7 +11,9 @@ daemon answers once the mail is committed, with the outcome `mailbot ingest` pri
 in process ("case_opened: KP-2026-000001 …"), so the exit codes are the same either
 way: 0 recorded, 65 quarantined, 75 try again later — also when the daemon is receiving
 its `[pipe] max_data_sessions` mails and no turn came within `[pipe] data_wait` (the DATA
-is answered 451 before any of the mail is sent). When no daemon answers (no
+is answered 451 before any of the mail is sent), and when it holds its `[pipe]
+max_sessions` sessions open already (the greeting is 421: a local process flooding the
+socket, or a burst larger than the cap). When no daemon answers (no
 socket, refused, a protocol surprise, no answer within `[pipe] timeout`), the caller
 ingests in process as before; a mail the daemon had committed meanwhile is then
 recorded once (ingest's dedupe).
@@ -114,7 +116,11 @@ def deliver(path: str, raw: bytes, sender: str | None, recipients: Sequence[str]
 def _session(sock: socket.socket, raw: bytes, sender: str | None, recipients: Sequence[str],
              timeout: float) -> Answer:
     replies = sock.makefile("rb")
-    _expect(replies, 220)
+    greeting = _reply(replies)
+    if 400 <= greeting.code < 500:  # its `[pipe] max_sessions` are open: nothing sent, the MTA retries later
+        return greeting
+    if greeting.code != 220:
+        raise _NoDaemon(f"{greeting.code} {greeting.text}")
     _command(sock, replies, "LHLO mailbot-pipe", 250)
     mail_from = "<>" if sender in ("", "<>") else f"<{sender or UNKNOWN_SENDER}>"
     options = f" SIZE={len(raw)} BODY=8BITMIME"

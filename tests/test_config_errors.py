@@ -121,6 +121,11 @@ def test_an_external_staff_address_is_accepted_only_where_it_is_listed(tmp_path:
                   "max_data_sessions = 0                  # mails the daemon receives"),
                  "max_data_sessions = 0", "pipe.max_data_sessions", ["greater than or equal to 1"],
                  id="pipe-without-a-turn"),
+    pytest.param(("max_sessions = 50 ", "max_sessions = 0  "), "max_sessions = 0 ", "pipe.max_sessions",
+                 ["greater than or equal to 1"], id="pipe-without-a-session"),
+    pytest.param(("idle_timeout = 60 ", "idle_timeout = 30 "), "data_wait = 30", "pipe.data_wait",
+                 ["must be under pipe.idle_timeout (30 s)", "still waiting for its turn"],
+                 id="pipe-closes-a-session-waiting-for-its-turn"),
 ])
 def test_each_error_names_line_key_brand_and_expectation(
     tmp_path: Path, change: tuple[str, str], fragment: str, key: str, words: list[str],

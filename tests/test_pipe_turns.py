@@ -1,4 +1,5 @@
-"""The daemon's local socket receives at most `[pipe] max_data_sessions` mails at once.
+"""The daemon's local socket receives at most `[pipe] max_data_sessions` mails at once, and
+holds at most `[pipe] max_sessions` sessions open, none idle past `[pipe] idle_timeout`.
 
 A running `mailbot run` on SQLite and its real socket: raw LMTP sessions hold the turns
 (the test knows exactly when each has sent its DATA), and `mailbot ingest` processes in
@@ -30,6 +31,8 @@ pytestmark = pytest.mark.slow  # processes: left out by `make test-fast`
 SUPPORT = "support@kalra-plus.com"
 CAP = 2
 FLOOD = 8
+SESSIONS = 3  # [pipe] max_sessions
+BUSY = b"421 4.3.2 Too many connections, try again later\r\n"
 
 
 class Daemon:
@@ -140,7 +143,7 @@ def finished(procs: list[subprocess.Popen[bytes]]) -> list[tuple[int, bytes, byt
 def test_at_most_max_data_sessions_mails_are_received_from_the_socket_at_once(make_daemon: type[Daemon]) -> None:
     """With the cap at 2, two sessions get their 354 at once; a third gets none while they
     send their mails, and gets it as soon as one of them is answered."""
-    d = make_daemon(data_wait=60, timeout=90)
+    d = make_daemon(data_wait=60, timeout=90, idle_timeout=120)
     holders = []
     for i in range(CAP):
         holders.append(Session(d.sock, f"holder{i}@example.org"))
@@ -160,7 +163,7 @@ def test_a_flood_of_pipes_waits_for_its_turns_through_the_daemon(make_daemon: ty
     """8 `mailbot ingest` at once while both turns are held longer than the client's
     greeting timeout: none finishes before a turn is free, then all are recorded, by the
     daemon (none gave up and ingested in process)."""
-    d = make_daemon(data_wait=60, timeout=90)
+    d = make_daemon(data_wait=60, timeout=90, idle_timeout=120)
     holders = [Session(d.sock, f"holder{i}@example.org") for i in range(CAP)]
     for h in holders:
         assert h.reply().startswith(b"354")
@@ -199,3 +202,104 @@ def test_a_pipe_whose_turn_does_not_come_exits_75_and_its_retry_is_recorded(make
     assert [code for code, _, _ in results] == [0] * FLOOD, results
     wait_until(lambda: d.recorded_by_daemon() == CAP + FLOOD, what="the daemon's log of each mail")
     assert d.cases() == CAP + FLOOD
+
+
+# --------------------------------------------------------------------------- sessions at once, idle sessions
+
+def greeted(path: Path) -> tuple[socket.socket, bytes]:
+    """A connection to the socket and its greeting; then silent (idle)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(str(path))
+    return sock, sock.recv(200)
+
+
+def until_closed(sock: socket.socket) -> bytes:
+    """Everything the daemon sends until it closes the connection."""
+    got = b""
+    while chunk := sock.recv(200):
+        got += chunk
+    return got
+
+
+def greets(path: Path) -> bool:
+    sock, greeting = greeted(path)
+    sock.close()
+    return greeting.startswith(b"220")
+
+
+def test_sessions_over_max_sessions_hear_421_while_a_mail_in_its_turn_goes_through(
+        make_daemon: type[Daemon]) -> None:
+    """Three sessions open (one sending its mail, two idle): five more are each answered
+    421 4.3.2 and closed at once, one warning logged for them; the mail in its turn is
+    recorded, and once the sessions are gone a new one is greeted."""
+    d = make_daemon(max_sessions=SESSIONS)
+    holder = Session(d.sock, "holder@example.org")
+    assert holder.reply().startswith(b"354")
+    idle = [greeted(d.sock) for _ in range(SESSIONS - 1)]
+    assert all(greeting.startswith(b"220") for _, greeting in idle)
+    for _ in range(5):
+        sock, greeting = greeted(d.sock)
+        assert greeting + until_closed(sock) == BUSY
+        sock.close()
+    assert holder.send_mail().startswith(b"250 2.0.0 case_opened: KP-2026-")
+    holder.close()
+    for sock, _ in idle:
+        sock.close()
+    wait_until(lambda: greets(d.sock), what="a new session once the others are gone")
+    assert d.cases() == 1 and d.events("pipe.busy") == 1
+
+
+def test_an_idle_session_on_the_socket_is_closed_and_its_place_freed(make_daemon: type[Daemon]) -> None:
+    """`[pipe] idle_timeout` 2 s, one session at most: an idle session is closed after
+    about 2 s (meanwhile another hears 421), then a new session is greeted."""
+    d = make_daemon(max_sessions=1, idle_timeout=2, data_wait=1)
+    sock, greeting = greeted(d.sock)
+    assert greeting.startswith(b"220")
+    started = time.monotonic()
+    other, refused = greeted(d.sock)
+    assert refused + until_closed(other) == BUSY
+    assert until_closed(sock) == b""  # closed without a word
+    assert 1.5 < time.monotonic() - started < 7
+    sock.close()
+    wait_until(lambda: greets(d.sock), what="a new session after the idle one was closed")
+
+
+def test_a_pipe_over_max_sessions_exits_75_and_its_retry_is_recorded(make_daemon: type[Daemon]) -> None:
+    """Every session taken by idle connections: `mailbot ingest` hears 421 at the greeting
+    and exits 75 (the MTA keeps the mail and retries), nothing recorded, not even in its
+    own process; retried once the idle connections are gone, the mail is recorded once,
+    by the daemon."""
+    d = make_daemon(max_sessions=SESSIONS)
+    idle = [greeted(d.sock) for _ in range(SESSIONS)]
+    assert all(greeting.startswith(b"220") for _, greeting in idle)
+    results = finished(pipes(d, ["over@example.org"]))
+    assert results == [(75, b"", b"mailbot: Too many connections, try again later\n")], results
+    assert d.cases() == 0
+    for sock, _ in idle:
+        sock.close()
+    wait_until(lambda: greets(d.sock), what="a free session")
+    results = finished(pipes(d, ["over@example.org"]))  # Postfix's retry
+    assert [code for code, _, _ in results] == [0], results
+    wait_until(lambda: d.recorded_by_daemon() == 1, what="the daemon's log of the mail")
+    assert d.cases() == 1
+
+
+def test_a_reload_applies_a_new_max_sessions_to_the_next_sessions(make_daemon: type[Daemon]) -> None:
+    """`[pipe] max_sessions` raised from 1 to 2 in the file, then SIGHUP: a second session
+    is greeted where it heard 421 before, without a restart."""
+    d = make_daemon(max_sessions=1)
+    first, greeting = greeted(d.sock)
+    assert greeting.startswith(b"220")
+    second, refused = greeted(d.sock)
+    assert refused + until_closed(second) == BUSY
+    second.close()
+    text = d.cfg.read_text()
+    d.cfg.write_text(text.replace('"max_sessions" = 1\n', '"max_sessions" = 2\n'))
+    assert d.cfg.read_text() != text
+    d.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: d.events("daemon.reloaded") == 1, what="the reload")
+    second, greeting = greeted(d.sock)
+    assert greeting.startswith(b"220")
+    for sock in (first, second):
+        sock.close()

@@ -15,6 +15,12 @@ the cap waits for its turn before the 354, up to `[pipe] data_wait` (under the c
 `[pipe] timeout`), then hears 451 4.3.2, which `mailbot ingest` turns into exit 75: the
 MTA keeps the mail and retries.
 
+At most `[pipe] max_sessions` sessions are open at once, and one idle for `[pipe]
+idle_timeout` is closed (mailbot.channels.connections, with a count of its own): a local
+process that opens connections and sends nothing cannot take the daemon's file
+descriptors, which the SMTP listener, IMAP and the database need too. A session over
+the cap hears 421 4.3.2 and is closed; `mailbot ingest` turns it into exit 75 (retried).
+
 At start an old socket file left by a killed daemon is removed; a socket another
 live daemon answers on is left alone (this one then runs without), as is any file
 that is not a socket. A daemon that cannot bind logs why and runs on: the pipe then
@@ -38,6 +44,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailbot.app import App
+from mailbot.channels.connections import Capped, Sessions
 from mailbot.channels.turns import DataTurns, InTurns
 from mailbot.ingest.pipeline import GroupCommit, Received, TemporaryFailure
 from mailbot.pipe import NO_RECIPIENT, UNKNOWN_SENDER, outcome_line, unframed
@@ -55,6 +62,7 @@ class LocalHandler:
         self.group = GroupCommit(app)
         self.in_flight = 0
         self.turns = DataTurns("pipe", app.config.pipe.max_data_sessions, executor)  # (see InTurns)
+        self.sessions = Sessions("pipe", lambda: app.config.pipe)  # (see Capped)
 
     @property
     def data_wait(self) -> float:
@@ -94,10 +102,10 @@ def _declared_size(options: list[str]) -> int | None:
     return None
 
 
-class _LocalLMTP(InTurns, LMTP):
+class _LocalLMTP(Capped, InTurns, LMTP):
     """LMTP with lines as long as a whole mail (the pipe's bytes are passed on as they
     are, and a mail with bare-LF line ends is one long "line" to an LMTP reader), each
-    DATA in one of the handler's turns."""
+    session counted against the handler's cap, each DATA in one of its turns."""
 
     def __init__(self, handler: Any, *, line_length_limit: int, **kwargs: Any) -> None:
         self.line_length_limit = line_length_limit  # (a documented class attribute of aiosmtpd)
@@ -127,9 +135,9 @@ async def start_local_socket(app: App, executor: ThreadPoolExecutor) -> LocalSoc
     limit = app.config.smtp.max_message_size
     try:
         sock = bind_private(path, cfg.socket_mode)
-        server = await asyncio.get_running_loop().create_unix_server(
-            lambda: _LocalLMTP(handler, line_length_limit=limit + 1024, data_size_limit=limit,
-                               enable_SMTPUTF8=True, decode_data=False, ident="mailbot"), sock=sock)
+        server = await asyncio.get_running_loop().create_unix_server(handler.sessions.protocol(
+            _LocalLMTP, handler, line_length_limit=limit + 1024, data_size_limit=limit,
+            enable_SMTPUTF8=True, decode_data=False, ident="mailbot"), sock=sock)
     except OSError as exc:
         log.error("local socket %s not available (%s): `mailbot ingest` will ingest in process", path, exc,
                   extra={"event": "pipe.unavailable", "path": str(path)})

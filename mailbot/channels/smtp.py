@@ -18,7 +18,8 @@ there the outcome is the point: `mailbot ingest` prints it.)
 At most `smtp.max_sessions` sessions at once: one more is answered 421 and closed
 at once, so idle connections cannot take every file descriptor (and with them new
 sessions, the database and /healthz); a session idle for `smtp.idle_timeout` is
-closed.
+closed; mailbot.channels.connections, shared with the daemon's local socket, which
+has a count of its own.
 
 At most `smtp.max_data_sessions` mails received at once (from DATA to its reply), so the
 memory mail takes is bounded: a DATA over the cap waits for its turn before the 354, up
@@ -31,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -39,11 +39,10 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailbot.app import App
-from mailbot.channels import turns
+from mailbot.channels import connections, turns
 from mailbot.ingest.pipeline import GroupCommit, IngestResult, Received, TemporaryFailure
 
 log = logging.getLogger("mailbot.smtp")
-BUSY_LOG_INTERVAL = 60.0  # seconds between two warnings that sessions are refused
 
 
 class Reply:
@@ -53,7 +52,7 @@ class Reply:
     TOO_BIG = "552 5.3.4 Message too big for this system"
     TEMPFAIL = "451 4.3.0 Temporary failure, please retry later"
     DATA_BUSY = turns.BUSY  # (a DATA whose turn did not come: mailbot.channels.turns)
-    BUSY = "421 4.3.2 Too many connections, try again later"
+    BUSY = connections.BUSY  # (a session over the cap: mailbot.channels.connections)
 
 
 class IngestHandler:
@@ -65,9 +64,7 @@ class IngestHandler:
         self.lmtp = lmtp
         self.group = GroupCommit(app)  # concurrent sessions' mails share a transaction
         self.in_flight = 0
-        self.sessions = 0  # open now (see _Capped)
-        self.refused = 0  # sessions refused for the cap since the last warning
-        self._warned_at = -BUSY_LOG_INTERVAL
+        self.sessions = connections.Sessions("smtp", lambda: app.config.smtp)  # (see Capped)
         self.turns = turns.DataTurns("smtp", app.config.smtp.max_data_sessions, executor)  # (see InTurns)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
@@ -107,22 +104,6 @@ class IngestHandler:
     def _ingest(self, raw: bytes, mail_from: str | None, rcpts: list[str]) -> IngestResult:
         return self.group.ingest(Received(raw, "smtp", mail_from, tuple(rcpts)))
 
-    def opening(self) -> bool:
-        """A session starts: False (and a warning, at most one a minute) when at the cap."""
-        if self.sessions < self.app.config.smtp.max_sessions:
-            self.sessions += 1
-            return True
-        self.refused += 1
-        now = time.monotonic()
-        if now - self._warned_at >= BUSY_LOG_INTERVAL:
-            log.warning("smtp: %d sessions open, the limit: refused %d with 421", self.sessions, self.refused,
-                        extra={"event": "smtp.busy", "sessions": self.sessions, "refused": self.refused})
-            self._warned_at, self.refused = now, 0
-        return False
-
-    def closed(self) -> None:
-        self.sessions -= 1
-
     def _per_rcpt(self, envelope: Envelope, line: str) -> str:
         if not self.lmtp:
             return line
@@ -139,32 +120,11 @@ def tls_context(app: App) -> ssl.SSLContext | None:
     return ctx
 
 
-class _Capped:
-    """A session counted against `smtp.max_sessions` (asyncio's protocol calls): over
-    the cap, the connection hears 421 and is closed before aiosmtpd starts on it."""
-
-    event_handler: IngestHandler  # (aiosmtpd's name for the handler it was given)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._counted = self.event_handler.opening()
-        if not self._counted:
-            transport.write(f"{Reply.BUSY}\r\n".encode())  # type: ignore[attr-defined]
-            transport.close()
-            return
-        super().connection_made(transport)  # type: ignore[misc]
-
-    def connection_lost(self, error: Exception | None) -> None:
-        if not self._counted:
-            return
-        self.event_handler.closed()
-        super().connection_lost(error)  # type: ignore[misc]
-
-
-class CappedSMTP(_Capped, turns.InTurns, SMTP):
+class CappedSMTP(connections.Capped, turns.InTurns, SMTP):
     pass
 
 
-class CappedLMTP(_Capped, turns.InTurns, LMTP):
+class CappedLMTP(connections.Capped, turns.InTurns, LMTP):
     pass
 
 
@@ -173,10 +133,10 @@ def protocol_factory(app: App, handler: IngestHandler) -> Any:
     cls = CappedLMTP if cfg.lmtp else CappedSMTP
     ctx = tls_context(app)
     kwargs: dict[str, Any] = {"data_size_limit": cfg.max_message_size, "enable_SMTPUTF8": True,
-                              "decode_data": False, "ident": "mailbot", "timeout": cfg.idle_timeout}
+                              "decode_data": False, "ident": "mailbot"}
     if ctx is not None:
         kwargs.update(tls_context=ctx, require_starttls=cfg.require_starttls)
-    return lambda: cls(handler, **kwargs)
+    return handler.sessions.protocol(cls, handler, **kwargs)
 
 
 async def start_listener(app: App, executor: ThreadPoolExecutor) -> tuple[asyncio.base_events.Server, IngestHandler]:
