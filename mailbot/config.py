@@ -977,10 +977,6 @@ def cross_problems(parts: Parts) -> list[Problem]:
         if im.folder in (im.processed_folder, im.quarantine_folder):
             out.append(Problem(("imap", i, "processed_folder"), f"must differ from folder {im.folder!r} "
                                "(else processed mail would be fetched again)"))
-    smtp = parts.section("smtp")
-    if smtp.data_wait >= smtp.idle_timeout:
-        out.append(Problem(("smtp", "data_wait"), f"must be under smtp.idle_timeout ({smtp.idle_timeout:g} s): "
-                           "the daemon would close a session still waiting for its turn"))
     pipe = parts.section("pipe")
     if pipe.data_wait >= pipe.timeout:
         out.append(Problem(("pipe", "data_wait"), f"must be under pipe.timeout ({pipe.timeout:g} s): a "

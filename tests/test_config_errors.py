@@ -126,9 +126,6 @@ def test_an_external_staff_address_is_accepted_only_where_it_is_listed(tmp_path:
     pytest.param(("idle_timeout = 60 ", "idle_timeout = 30 "), "data_wait = 30", "pipe.data_wait",
                  ["must be under pipe.idle_timeout (30 s)", "still waiting for its turn"],
                  id="pipe-closes-a-session-waiting-for-its-turn"),
-    pytest.param(("data_wait = 90 ", "data_wait = 150"), "data_wait = 150", "smtp.data_wait",
-                 ["must be under smtp.idle_timeout (120 s)", "still waiting for its turn"],
-                 id="smtp-closes-a-session-waiting-for-its-turn"),
 ])
 def test_each_error_names_line_key_brand_and_expectation(
     tmp_path: Path, change: tuple[str, str], fragment: str, key: str, words: list[str],
