@@ -237,3 +237,14 @@ def test_the_locator_finds_every_key_of_the_shipped_config_on_its_own_line() -> 
                 walk(v, path + (i,))
 
     walk(tomllib.loads(SHIPPED), ())
+
+
+def test_an_smtp_turn_longer_than_the_idle_timeout_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    """`[smtp] idle_timeout = 60` with the shipped `data_wait = 90`: the config works (the mail is
+    retried by its MTA either way), and check-config says which key to lower."""
+    path, text = edited(tmp_path, ("idle_timeout = 120 ", "idle_timeout = 60  "))
+    report = check_file(str(path))
+    assert report.errors == []
+    (warning,) = [w for w in report.warnings if w.key == "smtp.data_wait"]
+    assert warning.line == line_of(text, "data_wait = 90 ")
+    assert "not under smtp.idle_timeout (60 s)" in warning.message and "lower data_wait" in warning.message

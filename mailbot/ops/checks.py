@@ -74,7 +74,19 @@ def check_parts(parts: Parts, base_dir: Path) -> tuple[list[Problem], list[Probl
         errors += mediator_errors
         warnings += mediator_warnings
     secret_errors, secret_warnings = secret_problems(parts, base_dir)
-    return errors + secret_errors + web_problems(parts), warnings + secret_warnings
+    return errors + secret_errors + web_problems(parts), warnings + secret_warnings + smtp_wait_warnings(parts)
+
+
+def smtp_wait_warnings(parts: Parts) -> list[Problem]:
+    """A DATA waiting for its turn longer than the idle timeout is cut by the idle timer
+    rather than told 451: its MTA retries either way, so a warning, not an error (the
+    pipe's own limit is an error: config.py, `mailbot ingest` has no MTA behind the cut)."""
+    smtp = parts.section("smtp")
+    if smtp.data_wait < smtp.idle_timeout:
+        return []
+    return [Problem(("smtp", "data_wait"), f"is not under smtp.idle_timeout ({smtp.idle_timeout:g} s): a mail "
+                    "waiting for its turn is cut by the idle timer instead of hearing 451 (its MTA retries "
+                    "either way); lower data_wait with idle_timeout")]
 
 
 def web_problems(parts: Parts) -> list[Problem]:
