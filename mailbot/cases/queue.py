@@ -166,7 +166,7 @@ class _Part:
 def _parts(app: App, f: QueueFilter, where: list[ColumnElement[bool]]) -> list[_Part]:
     """The filter as disjoint parts. "mine" is an OR — assigned to me, or unassigned in one of
     my brands — that no single index range serves (every open case was read to count and
-    page it, ~140–270 ms at 100,000 cases: bench/README.md); its two sides are disjoint (an
+    page it: bench/README.md, "mine" read as two parts); its two sides are disjoint (an
     assignee, or none), each read from its own range of ix_cases_assignee (assignee, brand,
     status, due_at), counted apart and added, paged apart and merged."""
     if not f.mine:
@@ -231,7 +231,7 @@ def _soonest(session: Session, app: App, f: QueueFilter, parts: list[_Part], off
     in order from an index ((brand, status, due_at…), or (assignee, brand, status, due_at)
     for "mine") and stopped there, merged and cut in one statement; then the page's rows,
     only their listed columns. (A single ORDER BY over several statuses sorts every open case
-    of the brand, reading each whole row: ~30,000 at 100,000 cases, bench/README.md.) Cases
+    of the brand, reading each whole row: bench/README.md, the queue merged from the index.) Cases
     without a deadline come last."""
     known = [b.key for b in app.config.brands]
     brands = [f.brand] if f.brand else list(f.brands) if f.brands is not None else known

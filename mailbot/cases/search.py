@@ -60,11 +60,12 @@ def _streams(postgresql: bool, brands: list[str] | None, few: bool = False) -> l
     match (key: the case id), then the cases by their matching messages (key: the message
     id). SQLite's FTS5 reads its index backwards (CROSS JOIN keeps it the outer loop).
     PostgreSQL reads the cases' fields through the GIN index (MATERIALIZED): a LIMIT made it
-    walk every case's tsvector for a word in none of them (2.3 s over 100,000 cases). The
+    walk every case's tsvector for a word in none of them. The
     messages: `few` (the count found fewer than COUNT_CAP cases, so a few thousand messages
     at most) through the GIN index too, then sorted; otherwise by walking the messages'
     primary key newest first, where a word many messages hold is met at once — but a rare
-    word made that walk compute every message's tsvector (8–10 s over 100,000 cases)."""
+    word made that walk compute every message's tsvector (bench/README.md, a rare word
+    through the GIN index)."""
     only = " AND c.brand IN :brands" if brands is not None else ""
     if postgresql:
         messages = (f"WITH m AS MATERIALIZED (SELECT messages.id, messages.case_id FROM messages "

@@ -4,9 +4,8 @@
 the cases assigned to the agent plus the unassigned ones of their brands: two
 disjoint ranges of this index, each counted and read in deadline order on its own
 (mailbot.cases.queue). ix_cases_queue (brand, status, due_at, assignee) cannot serve
-"assigned to me" without reading every open case of each brand (bench/README.md:
-`--mine` over 100,000 cases went from 154–163 to 10–11 ms on SQLite, from
-61–89 to 16–30 ms on PostgreSQL). `--assignee` reads it too.
+"assigned to me" without reading every open case of each brand (figures:
+bench/README.md, "mine" read as two parts). `--assignee` reads it too.
 
 Revision ID: 0013
 Revises: 0012

@@ -3,7 +3,7 @@
 FTS5 writes the words it holds in memory to a new segment of its index at every
 statement's savepoint, so indexing each `messages` and `cases` row by its own
 trigger makes a segment per row and merges them about once a mail (bench/README.md,
-"the search index, once per batch"). An ingest batch now defers it:
+"the IMAP drain on a quiet machine again"). An ingest batch now defers it:
 
 - `search_deferral` holds one row while a batch is being written, inside the batch's
   own transaction (no other connection ever sees it: SQLite has one writer, and the
