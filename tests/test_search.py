@@ -304,3 +304,21 @@ def test_a_deferral_left_behind_is_taken_over_by_the_next_batch(app: App) -> Non
     assert found(app, "pangolin") == ["KP-2026-000001"]
     assert found(app, "lamantin") == ["KP-2026-000002", "KP-2026-000003"]
     _index_is_sound(app)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_0014_goes_down_to_the_row_by_row_triggers_and_up_again(app: App) -> None:
+    def triggers() -> set[str]:
+        with app.engine.connect() as conn:
+            return {r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))}
+
+    db.downgrade(app.engine, "0013")
+    assert {t for t in triggers() if "_fts_" in t} == {f"{t}_fts_{w}" for t in ("messages", "cases")
+                                                       for w in ("insert", "delete", "update")}
+    ingest(app, mail(frm="Bob <bob@example.org>", body="Un tatou passe."), "smtp")
+    assert found(app, "tatou") == ["KP-2026-000001"]
+    db.upgrade(app.engine)
+    ingest_batch(app, [Received(mail(frm=f"c{n}@example.org", message_id=f"<t{n}@example.org>",
+                                     body="Un tatou revient."), "imap:x") for n in range(2)])
+    assert found(app, "tatou") == ["KP-2026-000001", "KP-2026-000002", "KP-2026-000003"]
+    _index_is_sound(app)

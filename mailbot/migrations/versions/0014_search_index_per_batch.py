@@ -43,12 +43,20 @@ def _pending(table: str) -> str:
     return f"EXISTS (SELECT 1 FROM search_pending WHERE tbl = '{table}' AND row_id = old.id)"
 
 
-def _triggers(table: str, fts: str, cols: tuple[str, ...]) -> list[str]:
+def _triggers(table: str, fts: str, cols: tuple[str, ...], *, deferrable: bool = True) -> list[str]:
+    """The triggers that keep `fts` in step with `table`: this migration's (`deferrable`), or
+    0007's (row by row, what `downgrade` puts back)."""
     names = ", ".join(cols)
     new = ", ".join(f"new.{c}" for c in cols)
     old = ", ".join(f"old.{c}" for c in cols)
     forget = f"INSERT INTO {fts}({fts}, rowid, {names}) VALUES ('delete', old.id, {old}); "
     index = f"INSERT INTO {fts}(rowid, {names}) VALUES (new.id, {new}); "
+    if not deferrable:
+        return [
+            f"CREATE TRIGGER {table}_fts_insert AFTER INSERT ON {table} BEGIN {index}END",
+            f"CREATE TRIGGER {table}_fts_delete AFTER DELETE ON {table} BEGIN {forget}END",
+            f"CREATE TRIGGER {table}_fts_update AFTER UPDATE OF {names} ON {table} BEGIN {forget}{index}END",
+        ]
     return [
         f"CREATE TRIGGER {table}_fts_insert AFTER INSERT ON {table} WHEN NOT {_DEFERRING} "
         f"BEGIN {index}END",
@@ -61,19 +69,6 @@ def _triggers(table: str, fts: str, cols: tuple[str, ...]) -> list[str]:
         f"DELETE FROM search_pending WHERE tbl = '{table}' AND row_id = old.id; END",
         f"CREATE TRIGGER {table}_fts_update AFTER UPDATE OF {names} ON {table} WHEN NOT {_pending(table)} "
         f"BEGIN {forget}{index}END",
-    ]
-
-
-def _triggers_0007(table: str, fts: str, cols: tuple[str, ...]) -> list[str]:
-    names = ", ".join(cols)
-    new = ", ".join(f"new.{c}" for c in cols)
-    old = ", ".join(f"old.{c}" for c in cols)
-    forget = f"INSERT INTO {fts}({fts}, rowid, {names}) VALUES ('delete', old.id, {old}); "
-    index = f"INSERT INTO {fts}(rowid, {names}) VALUES (new.id, {new}); "
-    return [
-        f"CREATE TRIGGER {table}_fts_insert AFTER INSERT ON {table} BEGIN {index}END",
-        f"CREATE TRIGGER {table}_fts_delete AFTER DELETE ON {table} BEGIN {forget}END",
-        f"CREATE TRIGGER {table}_fts_update AFTER UPDATE OF {names} ON {table} BEGIN {forget}{index}END",
     ]
 
 
@@ -97,7 +92,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name != "sqlite":
         return
     for table, fts, cols in _INDEXED:
-        for statement in (*_drop(table), *_triggers_0007(table, fts, cols)):
+        for statement in (*_drop(table), *_triggers(table, fts, cols, deferrable=False)):
             op.execute(statement)
     op.execute("DROP TABLE search_pending")
     op.execute("DROP TABLE search_deferral")
