@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import bench_app, scratch_dir, start_like_the_daemon
+from _common import bench_app, scratch_dir
 from gen_mails import generate_bytes
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
@@ -131,7 +131,7 @@ def main() -> None:
     n = args.n
     workdir = Path(scratch_dir(prefix="mailbot-bench-write-"))
     app = bench_app(workdir=str(workdir), limits={"ack_limit": 10_000_000, "first_contact_acks": 10_000_000})
-    start_like_the_daemon(app)
+    app.warm_up()  # as `mailbot run` at start-up
     raws = generate_bytes(n * (args.rounds + 1))
     works = analysed(app, raws)
     rounds = [write(app, works[r * n:(r + 1) * n]) / n * 1000 for r in range(args.rounds)]
