@@ -125,3 +125,15 @@ def _stderr_of(mailbot: Mailbot, *args: str, rc: int) -> str:
                        cwd=ROOT, capture_output=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert p.returncode == rc, p.stderr
     return p.stderr.decode()
+
+
+def test_check_config_warns_of_an_smtp_turn_longer_than_the_idle_timeout(tmp_path: Path) -> None:
+    """A warning, in a fresh process: the config works (exit 0), stderr names the key to lower."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(to_toml(config_data(tmp_path, smtp={"idle_timeout": 60})))
+    p = subprocess.run([sys.executable, "-m", "mailbot.cli", "--config", str(cfg), "check-config"],
+                       cwd=ROOT, capture_output=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode == 0, err
+    assert "key smtp.data_wait" in err and "not under smtp.idle_timeout (60 s)" in err, err
+    assert "Traceback" not in err
