@@ -66,14 +66,28 @@ class Browser:
         self.driver.find_element(By.ID, field_id).send_keys(str(path))
 
     def press(self, css: str) -> None:
-        """Click, and wait for the page the click leads to (a form post)."""
+        """Click, and wait for the page the click leads to (a form post): the old page's root
+        is gone. ChromeDriver says so either as a stale element or, when the old document is
+        torn down while it looks, as "Node with given id does not belong to the document"."""
+        from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
         from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.ui import WebDriverWait
 
         old = self.driver.find_element(By.TAG_NAME, "html")
         self.driver.find_element(By.CSS_SELECTOR, css).click()
-        WebDriverWait(self.driver, 20).until(expected_conditions.staleness_of(old))
+
+        def gone(_driver: object) -> bool:
+            try:
+                old.is_enabled()
+            except StaleElementReferenceException:
+                return True
+            except WebDriverException as exc:
+                if "does not belong to the document" in str(exc):
+                    return True
+                raise
+            return False
+
+        WebDriverWait(self.driver, 20).until(gone)
 
     def text(self, css: str = "main") -> str:
         from selenium.webdriver.common.by import By
