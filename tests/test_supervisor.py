@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from mailbot import db
 from mailbot.app import App
-from mailbot.cases import actions
+from mailbot.cases import actions, duplicates
 from mailbot.cases.actions import Rejected
 from mailbot.cases.queue import QueueFilter, list_cases
 from mailbot.ingest.pipeline import Received, ingest_batch
@@ -77,6 +77,18 @@ def test_a_resend_in_a_later_batch_is_linked_and_other_senders_are_not(desk: Des
     first, paul, again = (desk.case(f"KP-2026-00000{n}") for n in (1, 2, 3))
     assert paul.linked_case_id is None  # the same words from someone else: not a resend
     assert (again.linked_case_id, first.linked_case_id) == (first.id, again.id)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # (PostgreSQL's plan depends on the table's size)
+def test_the_batch_reads_its_senders_cases_by_address_not_every_open_case(app: App) -> None:
+    """A batch's hundred senders are each sought in the address index: a status condition
+    made SQLite read every open case through ix_cases_open_due instead."""
+    senders = [f"client{n}@example.org" for n in range(100)]
+    with app.engine.connect() as conn:
+        query = duplicates._SENDERS_CASES.params(senders=senders)  # noqa: SLF001
+        sql = str(query.compile(conn, compile_kwargs={"literal_binds": True}))
+        plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+    assert "ix_cases_customer_email" in plan, plan
 
 
 def test_a_case_reopened_in_a_batch_is_found_by_a_resend_later_in_it(desk: Desk) -> None:

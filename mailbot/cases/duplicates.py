@@ -67,9 +67,11 @@ def related_case(session: Session, case: Case, subject: str, text: str) -> Relat
         case_id = conn.execute(_BY_REF, {"ref": ref, "brand": case.brand}).scalar()
         if case_id is not None and case_id != case.id:
             return Related(_case(session, case_id), "quoted_ref")
-    new = _normal(text)
     sender = case.customer_email.lower()
-    if len(new) < MIN_TEXT or not sender or not records.may_have_open_case(session, sender, besides=case.id):
+    if not sender or not records.may_have_open_case(session, sender, besides=case.id):
+        return None
+    new = _normal(text)
+    if len(new) < MIN_TEXT:
         return None
     rows = conn.execute(_RECENT_OPEN, {"brand": case.brand, "sender": sender, "new": case.id,
                                        "since": case.received_at - LOOK_BACK})
@@ -80,17 +82,20 @@ def related_case(session: Session, case: Case, subject: str, text: str) -> Relat
     return None
 
 
-_OPEN_SENDERS = (select(Case.customer_email, Case.id)
-                 .where(col(Case.customer_email).in_(bindparam("senders", expanding=True)),
-                        col(Case.status).in_(_OPEN)))
+# By address alone, the status read back: with a status condition, SQLite read every open
+# case through ix_cases_open_due (status first) for a batch of a hundred addresses, a
+# scan that grew with the database; by address it seeks each one in ix_cases_customer_email.
+_SENDERS_CASES = (select(Case.customer_email, Case.id, Case.status)
+                  .where(col(Case.customer_email).in_(bindparam("senders", expanding=True))))
 
 
 def prefetch_open_cases(session: Session, senders: list[str]) -> None:
     """Which of a batch's senders (lower-case) have an open case, in one query: the
     others skip `related_case`'s resend query (records.may_have_open_case)."""
     found: dict[str, set[int]] = {a: set() for a in senders}
-    for address, case_id in session.connection().execute(_OPEN_SENDERS, {"senders": senders}):
-        found.setdefault(address, set()).add(case_id)
+    for address, case_id, status in session.connection().execute(_SENDERS_CASES, {"senders": senders}):
+        if status in OPEN_STATUSES:
+            found.setdefault(address, set()).add(case_id)
     records.remember_open_cases(session, found)
 
 
