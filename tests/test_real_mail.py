@@ -18,11 +18,14 @@ import smtplib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
+from itertools import takewhile
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlmodel import col, select
 
 from mailbot import db
@@ -31,7 +34,7 @@ from mailbot.caselocks import lock
 from mailbot.cases import conversations
 from mailbot.cases.deliveries import dispatch
 from mailbot.ingest.pipeline import Outcome, ingest
-from mailbot.mail.parsing import parse, repair_headers
+from mailbot.mail.parsing import _REPAIR_LINES, _REPAIR_SCAN, header_lines, parse, repair_headers
 from mailbot.mail.senders import is_noreply, loose_address, valid_address
 from mailbot.models import Case, Event, Inbound, Message, Outbox
 from mailbot.ops.logs import JsonFormatter
@@ -418,6 +421,16 @@ def test_blanks_before_the_colon_are_parsed(app: App) -> None:
 def test_repair_leaves_an_mbox_separator_and_the_body_alone() -> None:
     raw = b"From marie@example.org Mon Nov 23 10:00:00 2026\nFrom: a@b.example\nSubject: x\n\nTo  : nobody\n"
     assert repair_headers(raw) == raw
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"From: a", b"X :", b" b", b"\t", b"\r", b"\n", b"\r\n", b"bad"]), max_size=40))
+def test_only_the_header_block_is_split_into_lines(pieces: list[bytes]) -> None:
+    """`header_lines` splits only up to the first empty line: the lines are those of the
+    whole mail split (`splitlines`), up to that line, for any mix of line ends."""
+    raw = b"".join(pieces) + b"\n\nbody\r\n\r\nmore"
+    whole = raw[:_REPAIR_SCAN].splitlines(keepends=True)[:_REPAIR_LINES]
+    assert header_lines(raw) == list(takewhile(lambda line: line.strip(b"\r\n"), whole))
 
 
 # ------------------------------------------------------------------ 7. the whole traceback in the log

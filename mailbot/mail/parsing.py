@@ -22,6 +22,7 @@ from email.header import Header, decode_header
 from email.message import Message
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime, unquote
 from functools import lru_cache
+from itertools import takewhile
 
 import mailparser
 
@@ -536,6 +537,18 @@ _HEADER_LINE = re.compile(rb"[!-9;-~]{1,200}[ \t]*:")
 _OBS_HEADER_LINE = re.compile(rb"([!-9;-~]{1,200})[ \t]+:")  # RFC 5322 §4.5: blanks before the colon
 _REPAIR_SCAN = 1_000_000  # bytes of the header block looked at
 _REPAIR_LINES = 10_000
+# The last byte of a line end and the first of an empty line ("\r\n" is one line end, as for
+# `splitlines`: "\r\n" alone does not match).
+_BEFORE_BLANK_LINE = re.compile(rb"\n[\r\n]|\r\r")
+
+
+def header_lines(raw: bytes) -> list[bytes]:
+    """The lines of the header block (each with its line end, as `splitlines` cuts them),
+    up to the first empty line, within the first _REPAIR_SCAN bytes and _REPAIR_LINES
+    lines. Only the header block is split, not a whole mail and its attachments."""
+    blank = _BEFORE_BLANK_LINE.search(raw, 0, _REPAIR_SCAN)
+    lines = raw[: blank.start() + 1 if blank else _REPAIR_SCAN].splitlines(keepends=True)[:_REPAIR_LINES]
+    return list(takewhile(lambda line: line.strip(b"\r\n"), lines))
 
 
 def repair_headers(raw: bytes) -> bytes:
@@ -554,11 +567,9 @@ def repair_headers(raw: bytes) -> bytes:
     header line); otherwise ``raw`` is returned unchanged (the stored raw bytes are
     never modified).
     """
-    lines = raw[:_REPAIR_SCAN].splitlines(keepends=True)[:_REPAIR_LINES]
+    lines = header_lines(raw)
     kinds: list[str] = []
     for i, line in enumerate(lines):
-        if not line.strip(b"\r\n"):
-            break
         if _OBS_HEADER_LINE.match(line):
             kinds.append("obs")
         elif i == 0 and line.startswith(b"From "):
@@ -574,14 +585,14 @@ def repair_headers(raw: bytes) -> bytes:
     headers = [i for i, kind in enumerate(kinds) if kind in ("header", "obs")]
     first, last = headers[0], headers[-1]
     out: list[bytes] = []
-    for i, (kind, line) in enumerate(zip(kinds, lines, strict=False)):
+    for i, (kind, line) in enumerate(zip(kinds, lines, strict=True)):
         if kind in ("bad", "cont") and i < first:
             continue
         if kind == "obs":
             out.append(_OBS_HEADER_LINE.sub(rb"\1:", line, count=1))
         else:
             out.append(b" " + line if kind == "bad" and i < last else line)
-    consumed = sum(len(line) for line in lines[: len(kinds)])
+    consumed = sum(map(len, lines))
     return b"".join([*out, memoryview(raw)[consumed:]])  # one copy of the rest, not two
 
 
