@@ -9,7 +9,9 @@ _BIDI_CONTROLS = set("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u20
 
 def clean_header(value: str) -> str:
     """One line: CR, LF and other control characters become spaces, whitespace is collapsed."""
-    if isinstance(value, str) and value.isascii() and value.isprintable():  # (no control character)
+    # A printable str holds no character of the categories Cc, Cf (the bidi controls among
+    # them), Zl or Zp: the general path would change none of its characters.
+    if isinstance(value, str) and value.isprintable():
         return " ".join(value.split())
     return _clean_header_any(value)
 
