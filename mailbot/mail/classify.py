@@ -1060,6 +1060,13 @@ RULES: tuple[Rule, ...] = (
 """The rules, in order; the first verdict wins."""
 
 
+@lru_cache(maxsize=16)
+def _own_set(addresses: frozenset[str]) -> frozenset[str]:
+    """The bare lower-case forms of our addresses, worked out once per set (the config's
+    `own_addresses` is the same frozenset for every mail: `frozenset()` of it is itself)."""
+    return frozenset(_address(a) for a in addresses if a)
+
+
 def classify(
     msg: email.message.Message,
     *,
@@ -1073,8 +1080,7 @@ def classify(
     the null return path.  ``own_addresses`` are our own addresses (any case).
     Never raises: a rule that fails on a malformed mail is skipped.
     """
-    own = frozenset(_address(a) for a in own_addresses if a)
-    mail = _Mail(msg, envelope_from, own)
+    mail = _Mail(msg, envelope_from, _own_set(frozenset(own_addresses)))
     errors: list[str] = []
     for rule in RULES:
         try:
