@@ -1,6 +1,7 @@
 """A new case whose acknowledgement goes is written acknowledged (responses.first_answer,
 records.open_case's `acknowledged_at`) instead of written new and updated a moment later:
-the same rows either way, on the bench's mails and the corpora, and no UPDATE of the case."""
+the same rows either way (SQLite's search index included), on the bench's mails and the
+corpora, and no UPDATE of the case."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ RESENT = "Bonjour,\nmon virement de 1 250,00 € du 3 novembre 2026 n'est toujou
 # (a blob's time, a sent mail's record) differ from one run to the other whatever the path.
 RANDOM = {"cases": {"reply_token", "created_at"}, "outbox": {"message_id"}, "messages": {"message_id", "created_at"},
           "blobs": {"created_at"}}
-TABLES = ("cases", "rounds", "messages", "events", "outbox", "inbound", "attachments", "quarantine", "blobs")
+TABLES = ("cases", "rounds", "messages", "events", "outbox", "inbound", "attachments", "quarantine", "blobs",
+          "cases_fts_data", "cases_fts_docsize", "messages_fts_data", "messages_fts_docsize")  # (SQLite's search index)
 
 
 @pytest.fixture(autouse=True)
