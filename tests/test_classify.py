@@ -605,3 +605,20 @@ def test_a_parts_charset_is_read_as_the_standard_library_reads_it(content_type: 
         except Exception as exc:  # noqa: BLE001
             got = type(exc)
         assert got == expected
+
+
+def test_the_parts_inside_a_part_are_what_its_payload_lists() -> None:
+    """`_children` does not read a leaf's payload (which `get_payload` decodes from 8-bit
+    bytes): on every part of the sisimai mails and of an 8-bit, a multipart and a
+    boundary-less multipart mail, it lists the Message objects of the payload."""
+    raws = [p.read_bytes() for p in sorted(SISIMAI.rglob("*.eml"))]
+    raws += [b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nd\xc3\xa9bit\n",
+             b"Content-Type: multipart/mixed; boundary=b\n\n--b\n\nx\n--b\nContent-Type: message/rfc822\n\n"
+             b"Subject: inner\n\ny\n--b--\n",
+             b"Content-Type: multipart/mixed\n\nno boundary\n"]
+    parts = [part for raw in raws for part in email.message_from_bytes(raw).walk()]
+    assert len(parts) > 1000
+    for part in parts:
+        payload = part.get_payload()
+        listed = [p for p in payload if isinstance(p, email.message.Message)] if isinstance(payload, list) else []
+        assert _children(part) == listed

@@ -217,13 +217,11 @@ def _param(part: email.message.Message, name: str) -> str:
 
 
 def _children(part: email.message.Message) -> list[email.message.Message]:
-    try:
-        payload = part.get_payload()
-    except Exception:  # noqa: BLE001
+    """The parts inside a multipart (or message/rfc822) part; none in a leaf, whose payload
+    is not read (`get_payload` would decode a whole 8-bit body only to be ignored)."""
+    if not part.is_multipart():
         return []
-    if isinstance(payload, list):
-        return [p for p in payload if isinstance(p, email.message.Message)]
-    return []
+    return [p for p in part.get_payload() if isinstance(p, email.message.Message)]
 
 
 Part = tuple[email.message.Message, str]  # a MIME part and its lower-case content type
