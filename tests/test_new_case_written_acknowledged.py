@@ -5,8 +5,7 @@ corpora, and no UPDATE of the case."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,10 @@ from bench.gen_mails import generate_bytes
 from mailbot.app import App
 from mailbot.cases import responses
 from mailbot.ingest.pipeline import Received, ingest, ingest_batch
+from tests.conftest import ZAMMAD_MAILS
 from tests.mails import mail
 
 CORPORA = [Path(__file__).parent / "corpora" / name for name in ("talon", "synthetic")]
-ZAMMAD = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora" / "zammad" / "test" / "data" / "mail"
 BRAND = "kalra-plus"
 RESENT = "Bonjour,\nmon virement de 1 250,00 € du 3 novembre 2026 n'est toujours pas arrivé sur mon compte.\nMarie"
 # Values drawn at random (a case's reply token, our Message-IDs) or from the system clock
@@ -31,17 +30,9 @@ TABLES = ("cases", "rounds", "messages", "events", "outbox", "inbound", "attachm
           "cases_fts_data", "cases_fts_docsize", "messages_fts_data", "messages_fts_docsize")  # (SQLite's search index)
 
 
-@pytest.fixture(autouse=True)
-def _quiet_logs() -> Iterator[None]:
-    logger = logging.getLogger("mailbot")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(level)
-
-
 def _corpus() -> list[bytes]:
-    folders = [*CORPORA, *([ZAMMAD] if ZAMMAD.is_dir() else [])]
+    assert ZAMMAD_MAILS.is_dir(), f"{ZAMMAD_MAILS} is missing: the Zammad corpus is read from ../shared (present in CI)"
+    folders = [*CORPORA, ZAMMAD_MAILS]
     return [p.read_bytes() for folder in folders for p in sorted(folder.rglob("*")) if p.suffix in (".eml", ".box")]
 
 
@@ -83,6 +74,8 @@ def _updates_of_cases(app: App, receive: Callable[[App], None]) -> int:
     return sum(s.startswith("UPDATE cases") for s in seen)
 
 
+@pytest.mark.slow  # the corpora
+@pytest.mark.usefixtures("quiet_logs")
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_new_case_written_acknowledged_is_the_case_written_new_then_acknowledged(
         make_app: Callable[..., App], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
