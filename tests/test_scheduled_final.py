@@ -251,6 +251,7 @@ def test_an_assignment_without_a_scheduled_final_says_nothing_of_one(desk: Desk)
     assert "vous est assignée" in told and "RÉPONSE FINALE" not in told
 
 
+@pytest.mark.slow  # starts two `mailbot cases show` processes
 def test_cases_show_says_when_the_final_goes_or_that_it_was_held(
         app: App, tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     desk = Desk(app)
