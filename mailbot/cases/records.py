@@ -107,9 +107,8 @@ def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email:
     )
     if urgent:  # its on-call alerts and first-response deadline come before any other point
         case.next_sla_at = sla.next_at(case, brand, app.calendar(brand), set())
-    if acknowledged_at is not None:  # rather than an UPDATE of the row a moment later; set as
-        # `construct` sets fields (the object is not attached yet: no attribute events)
-        vars(case).update(status="acknowledged", acknowledged_at=acknowledged_at, auto_mail_count=1)
+    if acknowledged_at is not None:  # rather than an UPDATE of the row a moment later
+        case.status, case.acknowledged_at, case.auto_mail_count = "acknowledged", acknowledged_at, 1
     _insert_case(session, case)
     _note_open(session, case)
     rounds.open_round(session, case, brand, app.calendar(brand), kind="complaint", received_at=received_at,
