@@ -39,7 +39,6 @@ from mailbot.mail.quotes import strip_reply
 from mailbot.mail.routing import BrandRoute, CaseRoute, find_case, find_case_for_automatic
 from mailbot.mail.senders import customer_contact
 from mailbot.models import Case, FailingRecipient, InboundRow, Outbox, StoredMessage
-from mailbot.outgoing import letters
 from mailbot.outgoing.audiences import is_staff_kind
 
 
@@ -140,15 +139,11 @@ def _open(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, r
     facts = facts or extract_for(brand, parsed, received_at)
     contact = customer_contact(parsed.from_addr, parsed.reply_to, envelope_from,
                                lambda a: app.config.brand_for_address(a) is not None, parsed.from_header)
-    extracted, channel = opening_facts(brand, facts, parsed.text), channel_of(inbound.source)
-    # Decided first, so that the case is written acknowledged rather than updated after.
-    answer = None if letters.answered_by_post(extracted, contact.address, channel) else \
-        responses.first_answer(session, app, contact.address, parsed.from_header)
     case = open_case(
         session, app, brand, customer_email=contact.address, customer_name=facts.name or parsed.from_name,
         subject=parsed.subject, received_at=received_at, category=facts.category,
-        urgent=facts.urgent, language=case_language(brand, facts), extracted=extracted, opening=opening,
-        channel=channel, acknowledged_at=answer.now if answer is not None else None,
+        urgent=facts.urgent, language=case_language(brand, facts), extracted=opening_facts(brand, facts, parsed.text), opening=opening,
+        channel=channel_of(inbound.source),
     )
     if contact.source in ("reply-to", "envelope"):
         log_event(session, case, "customer_address", at=app.now(), address=contact.address,
@@ -156,11 +151,10 @@ def _open(session: Session, app: App, inbound: InboundRow, parsed: ParsedMail, r
     related = duplicates.related_case(session, case, parsed.subject, parsed.text)
     msg = _store_message(session, app, case, inbound, parsed, found, kind="customer")
     if related is None:
-        withheld = responses.after_new_case(session, app, case, msg, parsed, answer)
+        withheld = responses.after_new_case(session, app, case, msg, parsed)
     else:  # probably an existing case: linked for an agent to merge, no second deadline promised
         duplicates.link_to(session, case, related, app.now())
-        withheld = responses.acknowledge(session, app, case, msg, kind="linked_ack", sender_header=parsed.from_header,
-                                         decided=answer)
+        withheld = responses.acknowledge(session, app, case, msg, kind="linked_ack", sender_header=parsed.from_header)
     if withheld is not None and withheld.code == "first_contact_cap":
         alerts.alert(session, app, alerts.FIRST_CONTACT_CAP, case, {
             "what": "first_contact_cap", "sender": case.customer_email, "reason": withheld.reason,

@@ -42,16 +42,10 @@ def set_status(session: Session, case: Case, status: str, *, actor: str = "syste
         raise ValueError(f"unknown status {status!r}")
     if case.status == status:
         return
-    log_status(session, case, case.status, status, actor=actor, at=at, reason=reason)
+    log_event(session, case, "status", actor=actor, at=at, **{"from": case.status, "to": status, "reason": reason})
     case.status = status
     track(session, case)
     _note_open(session, case)
-
-
-def log_status(session: Session, case: Case, before: str, after: str, *, actor: str = "system",
-               at: datetime | None = None, reason: str = "") -> None:
-    """The trail's line of a change of status (`set_status`; a case written in its new status)."""
-    log_event(session, case, "status", actor=actor, at=at, **{"from": before, "to": after, "reason": reason})
 
 
 _OPEN_CASES = "open_cases"  # session.info, in a batch: sender (lower-case) → ids of their open cases
@@ -79,15 +73,11 @@ def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email:
               customer_name: str, subject: str, received_at: datetime, channel: str = "email",
               category: str | None = None, urgent: bool = False, language: str | None = None,
               extracted: dict[str, Any] | None = None, actor: str = "system",
-              opening: sla.Opening | None = None, received_date_only: bool = False,
-              acknowledged_at: datetime | None = None) -> Case:
+              opening: sla.Opening | None = None, received_date_only: bool = False) -> Case:
     """Create a case with its reference, deadlines and first round (in the caller's
     transaction). `opening`: its year, tier and deadlines when the analysis computed them
     ahead (for the same brand, category and `received_at`). `received_date_only`: only
-    the day of receipt is known (a letter), `received_at` is a time on that day.
-    `acknowledged_at`: its acknowledgement is decided already (responses.first_answer) and
-    queued right after: the case is written as that leaves it (acknowledged, one automatic
-    mail counted), its deadlines' points as they were before (`next_sla_at`)."""
+    the day of receipt is known (a letter), `received_at` is a time on that day."""
     o = opening if opening is not None and opening.fits(brand, received_at, category) \
         else sla.opening(brand, app.calendar(brand), received_at, category)
     # The counter row is locked by next_seq until commit (database lock on SQLite,
@@ -107,8 +97,6 @@ def open_case(session: Session, app: App, brand: BrandConfig, *, customer_email:
     )
     if urgent:  # its on-call alerts and first-response deadline come before any other point
         case.next_sla_at = sla.next_at(case, brand, app.calendar(brand), set())
-    if acknowledged_at is not None:  # rather than an UPDATE of the row a moment later
-        case.status, case.acknowledged_at, case.auto_mail_count = "acknowledged", acknowledged_at, 1
     _insert_case(session, case)
     _note_open(session, case)
     rounds.open_round(session, case, brand, app.calendar(brand), kind="complaint", received_at=received_at,

@@ -24,7 +24,7 @@ from sqlalchemy import bindparam
 from sqlmodel import Session, col, func, select
 
 from mailbot.app import App
-from mailbot.cases.records import log_event, log_status, note_outgoing, set_status
+from mailbot.cases.records import log_event, note_outgoing, set_status
 from mailbot.mail.parsing import ParsedMail
 from mailbot.mail.senders import is_noreply, valid_address
 from mailbot.models import Case, FailingRecipient, Message, Outbox, StoredMessage, track
@@ -128,11 +128,10 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
                    to_name: str = "", about: Message | StoredMessage | None = None, automatic: bool = True,
                    ctx_extra: dict[str, Any] | None = None, not_before: datetime | None = None,
                    reply_to: str | None = None, record: bool = True,
-                   language: str | None = None, counted: bool = False) -> str | None:
+                   language: str | None = None) -> str | None:
     """Queue mail of `kind` about the case (rendered by the dispatcher, see mailbot.outgoing.drafts);
     automatic mail counts against the per-case cap. To a customer answered by post it is a
-    letter instead (mailbot.outgoing.letters; returns "letter:ID"). `counted`: the case was
-    written with this mail counted already (records.open_case's `acknowledged_at`)."""
+    letter instead (mailbot.outgoing.letters; returns "letter:ID")."""
     brand = app.config.brand(case.brand)
     now = app.now()
     if to_addr == case.customer_email and not is_staff_kind(kind) and letters.by_post(case):
@@ -144,7 +143,7 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
         log_event(session, case, "mail_not_queued", at=now, kind=kind, to=to_addr[:200],
                   reason="not a valid address")
         return None
-    if automatic and not counted and case.auto_mail_count >= app.config.limits.auto_per_case:
+    if automatic and case.auto_mail_count >= app.config.limits.auto_per_case:
         log_event(session, case, "auto_mail_suppressed", at=now, kind=kind,
                   reason=f"auto_per_case limit {app.config.limits.auto_per_case} reached")
         return None
@@ -154,7 +153,7 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
                        to_name=to_name, reply_to=reply_to, language=language, automatic=automatic,
                        about_id=about.id if about else None,
                        context={**(ctx_extra or {}), "round": case.round_number})
-    if automatic and not counted:
+    if automatic:
         case.auto_mail_count += 1
         track(session, case)
     if record:
@@ -163,75 +162,35 @@ def send_case_mail(session: Session, app: App, case: Case, kind: str, *, to_addr
     return queued
 
 
-@dataclass(frozen=True)
-class FirstAnswer:
-    """A new complaint's acknowledgement by email, decided before its case is written (at
-    `now`; `first`: the first mail of ours to the address), so that the case is written
-    acknowledged (records.open_case) rather than updated right after."""
-
-    now: datetime
-    first: bool
-
-
-def first_answer(session: Session, app: App, to_addr: str, sender_header: str = "") -> FirstAnswer | None:
-    """The acknowledgement of a new complaint from `to_addr` (a case answered by email, not
-    by post), when it will go; None when it will not, and `acknowledge` then decides again
-    and says why. Both first answers (`FIRST_ANSWERS`) are held to the same rules, so it
-    does not matter yet which one it will be (a probable duplicate gets `linked_ack`)."""
-    now = app.now()
-    withheld, first = _decide(session, app, to_addr, FIRST_ANSWERS[0], now, sender_header)
-    if withheld is not None or app.config.limits.auto_per_case < 1:
-        return None
-    return FirstAnswer(now, first)
-
-
 def acknowledge(session: Session, app: App, case: Case, msg: Message | StoredMessage | None,
-                kind: str = "acknowledgement", sender_header: str = "",
-                decided: FirstAnswer | None = None) -> Withheld | None:
+                kind: str = "acknowledgement", sender_header: str = "") -> Withheld | None:
     """Queue the acknowledgement unless a loop/flood rule forbids it; returns why it was
     not queued (None: queued). `sender_header`: the From header, named in the reason when
-    it holds no valid address. `decided`: the case was written acknowledged, on this
-    decision (`first_answer`): the mail is queued."""
-    if decided is not None:
-        return _queue(session, app, case, msg, kind, decided.now, decided.first, written_acknowledged=True)
+    it holds no valid address."""
     now = app.now()
     if letters.by_post(case):  # a letter: the case is acknowledged when it is posted (mailbot.cases.postal)
         send_case_mail(session, app, case, kind, to_addr=case.customer_email, to_name=case.customer_name,
                        about=msg)
         return None
-    withheld, first = _decide(session, app, case.customer_email, kind, now, sender_header)
-    if withheld is not None:
-        log_event(session, case, "ack_suppressed", at=now, reason=withheld.reason)
-        return withheld
-    return _queue(session, app, case, msg, kind, now, first)
-
-
-def _decide(session: Session, app: App, to_addr: str, kind: str, now: datetime,
-            sender_header: str) -> tuple[Withheld | None, bool]:
-    """Why an acknowledgement of `kind` to `to_addr` may not go (None: it may), and whether
-    it would be the first mail of ours to the address."""
-    withheld = may_auto_answer(to_addr, app, session)
+    withheld = may_auto_answer(case.customer_email, app, session)
     if withheld is None and kind in FIRST_ANSWERS:
-        sent = _acks_last_hour(session, to_addr, now)
+        sent = _acks_last_hour(session, case.customer_email, now)
         if sent >= app.config.limits.ack_limit:
             withheld = Withheld("limit", f"ack_limit: {sent} acknowledgements to this sender in the last hour",
-                                to_addr)
-    first = withheld is None and kind in FIRST_ANSWERS and _first_contact(session, to_addr)
+                                case.customer_email)
+    first = withheld is None and kind in FIRST_ANSWERS and _first_contact(session, case.customer_email)
     cap = app.config.limits.first_contact_acks
     if first and (n := _first_contact_acks(session, now, cap)) >= cap:
         withheld = Withheld("first_contact_cap", f"first_contact_acks: {n} acknowledgements to first-time "
-                            "addresses in the last hour", to_addr)
+                            "addresses in the last hour", case.customer_email)
     if withheld is not None and withheld.code == "no_address" and sender_header:
         withheld = replace(withheld, reason=f"no valid sender address in From: {sender_header[:200]!r}",
                            detail=sender_header[:200])
-    return withheld, first
-
-
-def _queue(session: Session, app: App, case: Case, msg: Message | StoredMessage | None, kind: str,
-           now: datetime, first: bool, written_acknowledged: bool = False) -> Withheld | None:
-    """Queue the acknowledgement `acknowledge` decided on, and count it."""
+    if withheld is not None:
+        log_event(session, case, "ack_suppressed", at=now, reason=withheld.reason)
+        return withheld
     row = send_case_mail(session, app, case, kind, to_addr=case.customer_email,
-                         to_name=case.customer_name, about=msg, counted=written_acknowledged)
+                         to_name=case.customer_name, about=msg)
     if row is None:
         return Withheld("cap", f"auto_per_case limit {app.config.limits.auto_per_case} reached")
     if kind in FIRST_ANSWERS:
@@ -239,9 +198,6 @@ def _queue(session: Session, app: App, case: Case, msg: Message | StoredMessage 
     if first:
         session.info["first_contact_acks"] += 1
     session.info.setdefault("written_to", {})[case.customer_email.lower()] = True
-    if written_acknowledged:  # its status and time are written already; the trail has the change
-        log_status(session, case, "new", case.status, at=now, reason=f"{kind} queued")
-        return None
     if case.acknowledged_at is None:  # the first acknowledgement; later rounds keep theirs (rounds)
         case.acknowledged_at = now
     if case.status == "new":
@@ -249,10 +205,9 @@ def _queue(session: Session, app: App, case: Case, msg: Message | StoredMessage 
     return None
 
 
-def after_new_case(session: Session, app: App, case: Case, msg: StoredMessage, parsed: ParsedMail,
-                   decided: FirstAnswer | None = None) -> Withheld | None:
+def after_new_case(session: Session, app: App, case: Case, msg: StoredMessage, parsed: ParsedMail
+                   ) -> Withheld | None:
     """The customer's side of a new case (staff are told by mailbot.cases.staff_mail); returns
-    why no acknowledgement went out (None: it is queued), which the staff's notification says.
-    `decided`: as for `acknowledge`."""
-    return acknowledge(session, app, case, msg, sender_header=parsed.from_header, decided=decided)
+    why no acknowledgement went out (None: it is queued), which the staff's notification says."""
+    return acknowledge(session, app, case, msg, sender_header=parsed.from_header)
 

@@ -27,14 +27,9 @@ def by_post(case: Case) -> bool:
     than email (post, phone, form) without an email address. A mail whose sender address
     was unusable (issue 26: `From: a@x.example b@y.example`) is not: no postal address is
     known either, so nothing is queued and the staff's notification says so."""
-    return answered_by_post(case.extracted, case.customer_email, case.channel)
-
-
-def answered_by_post(extracted: dict[str, Any] | None, customer_email: str, channel: str) -> bool:
-    """`by_post` of a case with these values (before it is written)."""
-    if (extracted or {}).get("by_post"):
+    if (case.extracted or {}).get("by_post"):
         return True
-    return not customer_email and channel != "email"
+    return not case.customer_email and case.channel != "email"
 
 
 def postal_address(case: Case) -> str:
