@@ -117,10 +117,8 @@ def _insert_case(session: Session, case: Case) -> None:
     """INSERT the case at once and make the object persistent without a flush: a flush
     here would also send the pending changes of the batch's earlier cases one by one,
     rather than all together at the commit."""
-    fields = vars(case)  # every column's value, as `construct` filled them in
-    # Set as `construct` sets a field: the object is not attached yet, so there is no
-    # history to record (make_transient_to_detached would reset it anyway).
-    fields["id"] = int(_INSERT_CASE.scalar(session, {key: fields[key] for key in _CASE_COLUMNS}))
+    values = {key: getattr(case, key) for key in _CASE_COLUMNS}
+    case.id = int(_INSERT_CASE.scalar(session, values))
     make_transient_to_detached(case)
     session.add(case)
     caselocks.locked(session, [case])  # inserted by this transaction: no one else sees it yet
