@@ -25,7 +25,6 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from functools import lru_cache
 
 from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, select
@@ -58,24 +57,14 @@ class Caps:
 
 
 def caps(brand: BrandConfig, cal: BusinessCalendar, received_at: datetime) -> Caps:
-    """The caps of a round received at `received_at`: the same for every mail of a local
-    day, so worked out once per day (and per calendar and settings)."""
     sla = brand.sla
-    return _caps_of_day(cal, cal.local(received_at).date(), sla.cap_months, sla.payment_services,
-                        sla.payment_days, sla.payment_days_max)
-
-
-@lru_cache(maxsize=512)
-def _caps_of_day(cal: BusinessCalendar, day: date, cap_months: int, payment_services: bool,
-                 payment_days: int, payment_days_max: int) -> Caps:
-    received = cal.end_of_day(day)  # any time of the day: both limits count from its date
-    latest, why = months_after(cal, received, cap_months), f"{cap_months} months from receipt (ACPR)"
+    latest, why = months_after(cal, received_at, sla.cap_months), f"{sla.cap_months} months from receipt (ACPR)"
     reasons_from = None
-    if payment_services:
-        payment_max = cal.add_business_days(received, payment_days_max)
+    if sla.payment_services:
+        payment_max = cal.add_business_days(received_at, sla.payment_days_max)
         if payment_max < latest:
-            latest, why = payment_max, f"{payment_days_max} business days for payment services (PSD2)"
-        reasons_from = cal.add_business_days(received, payment_days)
+            latest, why = payment_max, f"{sla.payment_days_max} business days for payment services (PSD2)"
+        reasons_from = cal.add_business_days(received_at, sla.payment_days)
     return Caps(latest, why, reasons_from)
 
 
