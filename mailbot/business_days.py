@@ -93,10 +93,6 @@ class BusinessCalendar:
         holidays.country_holidays(country, subdiv=subdiv, years=())
         self._holidays_by_year: dict[int, dict[date, str]] = {}
         self._deadlines: dict[tuple[date, int], datetime] = {}  # add_business_days
-        # Pure functions of a date, asked for again and again by every mail of a day:
-        self._business: dict[date, bool] = {}  # is_business_day
-        self._next: dict[date, date] = {}  # next_business_day
-        self._openings: dict[tuple[date, time], datetime] = {}  # _opening_on
 
     def __repr__(self) -> str:
         return (
@@ -122,21 +118,16 @@ class BusinessCalendar:
     def is_business_day(self, d: date) -> bool:
         """Not a Saturday/Sunday, not a public holiday, not a closed day."""
         d = _to_date(d)
-        found = self._business.get(d)
-        if found is None:
-            found = d.weekday() < _SATURDAY and d not in self.closed_days and d not in self._holidays(d.year)
-            _remember(self._business, d, found)
-        return found
+        if d.weekday() >= _SATURDAY or d in self.closed_days:
+            return False
+        return d not in self._holidays(d.year)
 
     def next_business_day(self, d: date) -> date:
         """First business day strictly after ``d``."""
-        found = self._next.get(d)
-        if found is None:
-            found = d + _ONE_DAY
-            while not self.is_business_day(found):
-                found += _ONE_DAY
-            _remember(self._next, d, found)
-        return found
+        d += _ONE_DAY
+        while not self.is_business_day(d):
+            d += _ONE_DAY
+        return d
 
     # -- time zones -------------------------------------------------------------
 
@@ -167,8 +158,9 @@ class BusinessCalendar:
                 day = self.next_business_day(day)
         for _ in range(n):
             day = self.next_business_day(day)
-        found = self.end_of_day(day)
-        _remember(self._deadlines, (start, n), found)
+        if len(self._deadlines) >= 4096:
+            self._deadlines.clear()
+        found = self._deadlines[(start, n)] = self.end_of_day(day)
         return found
 
     def add_business_hours(self, received_at: datetime, hours: float) -> datetime:
@@ -194,21 +186,12 @@ class BusinessCalendar:
         """``dt`` if it falls within opening hours of a business day, else the next opening
         (staff reminders and customers' holding replies: never on a Sunday or at 3 a.m.)."""
         local = self.local(dt)
-        day, clock = local.date(), local.time()
-        if self.is_business_day(day):
-            if opening <= clock < closing:
-                return dt
-            if clock < opening:
-                return self._opening_on(day, opening)
-        return self._opening_on(self.next_business_day(day), opening)
-
-    def _opening_on(self, day: date, opening: time) -> datetime:
-        """``opening`` o'clock local on ``day``, as aware UTC."""
-        found = self._openings.get((day, opening))
-        if found is None:
-            found = datetime.combine(day, opening, tzinfo=self.tz).astimezone(UTC)
-            _remember(self._openings, (day, opening), found)
-        return found
+        day = local.date()
+        if self.is_business_day(day) and opening <= local.time() < closing:
+            return dt
+        if not (self.is_business_day(day) and local.time() < opening):
+            day = self.next_business_day(day)
+        return datetime.combine(day, opening, tzinfo=self.tz).astimezone(UTC)
 
     def add_working_hours(self, start: datetime, hours: float, opening: time, closing: time) -> datetime:
         """``hours`` of opening hours of business days after ``start`` (an urgent case's
@@ -239,14 +222,6 @@ class BusinessCalendar:
             count += self.is_business_day(day)
             day += _ONE_DAY
         return count
-
-
-def _remember(cache: dict, key: object, value: object) -> None:
-    """``cache[key] = value``, the cache emptied first when it is full (a long count of
-    days, or dates from far apart, must not grow it without end)."""
-    if len(cache) >= 4096:
-        cache.clear()
-    cache[key] = value
 
 
 def _to_date(d: date) -> date:

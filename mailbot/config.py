@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, time
-from functools import cache, cached_property
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -297,13 +297,6 @@ class MediatorConfig(_Strict):
         return self
 
 
-@cache
-def _opening_hours(business_hours: str) -> tuple[time, time]:
-    """The opening and closing times of "09:00-18:00": read once, not for every mail's deadlines."""
-    start, _, end = business_hours.partition("-")
-    return time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
-
-
 class SlaConfig(_Strict):
     """A brand's deadlines (`[brands.sla]`)."""
 
@@ -344,7 +337,8 @@ class SlaConfig(_Strict):
 
     @property
     def opening_hours(self) -> tuple[time, time]:
-        return _opening_hours(self.business_hours)
+        start, _, end = self.business_hours.partition("-")
+        return time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
 
     @field_validator("business_hours")
     @classmethod

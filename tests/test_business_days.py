@@ -356,23 +356,3 @@ def test_add_working_hours(start: str, hours: float, expected: str) -> None:
     cal = BusinessCalendar("Europe/Paris")
     got = cal.add_working_hours(datetime.fromisoformat(start), hours, _OPEN, _CLOSE)
     assert cal.local(got).isoformat() == expected
-
-
-def test_remembered_answers_are_the_answers_worked_out_afresh() -> None:
-    """The calendar remembers what it works out per date (business day or not, the next
-    one, a day's opening, a day's deadlines): a calendar asked thousands of times, in no
-    order, across DST changes, holidays and closed days, answers as a new one does."""
-    closed = (date(2026, 12, 24), date(2027, 5, 7))
-    shared = BusinessCalendar("Europe/Paris", "FR", closed_days=closed)
-    moments = [datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=97 * i) for i in range(0, 11_000, 7)]
-    moments = moments[::2] + moments[1::2][::-1]
-    for at in moments:
-        fresh = BusinessCalendar("Europe/Paris", "FR", closed_days=closed)
-        for cal in (shared, fresh):
-            day = cal.local(at).date()
-            answers = (cal.is_business_day(day), cal.next_business_day(day), cal.add_business_days(at, 3),
-                       cal.add_business_hours(at, 24), cal.working_moment(at, _OPEN, _CLOSE),
-                       cal.add_working_hours(at, 4, _OPEN, _CLOSE))
-            if cal is shared:
-                remembered = answers
-        assert remembered == answers, at
