@@ -24,7 +24,6 @@ from mailbot.mail.classify import (
     Verdict,
     _attached_headers,
     _children,
-    _content_charset,
     _content_type,
     _has_header,
     _header,
@@ -577,34 +576,6 @@ def test_classify_never_raises(
     raw = b"\n".join(f"{n}: {v}".encode("utf-8", "surrogateescape") for n, v in headers)
     verdict = classify(email.message_from_bytes(raw + b"\n\n" + body), envelope_from=envelope)
     assert isinstance(verdict.kind, Kind)
-
-
-_CONTENT_TYPES = [
-    'text/plain; charset="utf-8"', "text/plain; charset=UTF-8", "text/plain;\r\n charset=iso-8859-1",
-    "text/plain", "text/plain; format=flowed; charset=windows-1252", "text/plain; charset*=utf-8''%E2%82%AC",
-    "text/plain; charset*0*=us-ascii'en'utf; charset*1*=-8", 'text/plain; charset="ut\\"f-8"',
-    "text/plain; charset=", "text/plain; charset", "text/html; CHARSET=Shift_JIS", "text/plain; charset=été",
-    "text/plain; charset=\udce9t\udce9", "garbage", "", ";;;", 'text/plain; charset="utf-8; x=1',
-]
-
-
-@settings(max_examples=400, deadline=None)
-@given(st.sampled_from(_CONTENT_TYPES) | st.text(st.sampled_from("text/plain;charset= \"'*%0UTF-8é\r\n\t")))
-def test_a_parts_charset_is_read_as_the_standard_library_reads_it(content_type: str) -> None:
-    """`_content_charset` remembers the charset by Content-Type value: it gives what
-    `get_content_charset` gives for the part, whatever the value (RFC 2231, 8-bit, broken)."""
-    raw = b"Content-Type: " + content_type.encode("utf-8", "surrogateescape") + b"\n\nbody\n"
-    part = email.message_from_bytes(raw)
-    for _ in range(2):  # the second time from memory
-        try:
-            expected: object = part.get_content_charset()
-        except Exception as exc:  # noqa: BLE001
-            expected = type(exc)
-        try:
-            got: object = _content_charset(part)
-        except Exception as exc:  # noqa: BLE001
-            got = type(exc)
-        assert got == expected
 
 
 def test_the_parts_inside_a_part_are_what_its_payload_lists() -> None:

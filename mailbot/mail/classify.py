@@ -257,30 +257,13 @@ def _part_text(part: email.message.Message) -> str:
         return ""
     charset = "utf-8"
     try:
-        charset = _content_charset(part) or "utf-8"
+        charset = part.get_content_charset() or "utf-8"
     except Exception:  # noqa: BLE001
         pass
     try:
         return payload[:_MAX_TEXT].decode(charset, errors="replace")
     except (LookupError, TypeError, ValueError):
         return payload[:_MAX_TEXT].decode("latin-1")
-
-
-def _content_charset(part: email.message.Message) -> str | None:
-    """``part.get_content_charset()``, remembered by Content-Type value: it depends on that
-    value alone, and the same few (``text/plain; charset="utf-8"``) come in mail after mail,
-    while reading the parameters costs more than decoding a usual body."""
-    value = part.get("content-type")
-    if not isinstance(value, str) or len(value) > 200:  # a Header (8-bit bytes), or a long value
-        return part.get_content_charset()
-    return _charset_of(value)
-
-
-@lru_cache(maxsize=256)
-def _charset_of(content_type: str) -> str | None:
-    holder = email.message.Message()
-    holder["Content-Type"] = content_type
-    return holder.get_content_charset()
 
 
 def _attached_headers(part: email.message.Message, ctype: str) -> email.message.Message | None:
