@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import atexit
 import copy
-import logging
 import os
 import resource
 import shutil
@@ -26,8 +25,6 @@ from tests.pg import throwaway_schema
 pytest_plugins = ["tests.dovecot", "tests.imapserver"]
 
 ROOT = Path(__file__).resolve().parent.parent
-# Zammad's parser fixtures (AGPL): read from ../shared, never copied into tests/ (present in CI).
-ZAMMAD_MAILS = ROOT.parent / "shared" / "corpora" / "zammad" / "test" / "data" / "mail"
 SHIPPED = tomllib.loads((ROOT / "config.toml").read_text())
 TEST_SECRET = "test-secret-0123456789"
 
@@ -66,17 +63,6 @@ class Clock:
 
     def set(self, iso: str) -> None:
         self.now = datetime.fromisoformat(iso)
-
-
-@pytest.fixture
-def quiet_logs() -> Iterator[None]:
-    """mailbot's own log (quarantines, parser complaints) silenced for a test that expects
-    many of them: `pytestmark = pytest.mark.usefixtures("quiet_logs")`."""
-    logger = logging.getLogger("mailbot")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(level)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import contextlib
 import email
 import email.policy
 import json
+import logging
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -43,14 +44,12 @@ from mailbot.mail.attachments import sanitise_filename
 from mailbot.mail.parsing import parse
 from mailbot.mail.senders import is_noreply, valid_address
 from mailbot.models import Attachment, Case, Inbound, Message, Outbox, Quarantine
-from tests.conftest import ZAMMAD_MAILS
 from tests.sisimai import SISIMAI, sisimai_labels
 
-# processes, servers or corpora: left out by `make test-fast`; quarantines and parser complaints expected
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quiet_logs")]
+pytestmark = pytest.mark.slow  # processes, servers or corpora: left out by `make test-fast`
 
 ROOT = Path(__file__).resolve().parent.parent
-ZAMMAD = ZAMMAD_MAILS
+ZAMMAD = ROOT.parent / "shared" / "corpora" / "zammad" / "test" / "data" / "mail"
 TALON = Path(__file__).parent / "corpora" / "talon"
 SYNTHETIC = Path(__file__).parent / "corpora" / "synthetic"
 BRAND = "kalra-plus"  # as if every mail came from an IMAP mailbox of that brand
@@ -59,6 +58,16 @@ BRAND = "kalra-plus"  # as if every mail came from an IMAP mailbox of that brand
 SISIMAI_HUMAN = {"lhost-sendmail-14.eml"}
 
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs() -> Iterable[None]:
+    """Quarantines and parser complaints are expected here; keep the output readable."""
+    logger = logging.getLogger("mailbot")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    yield
+    logger.setLevel(level)
 
 
 def _ingest_all(app: App, files: Iterable[Path], root: Path) -> dict[str, IngestResult]:
